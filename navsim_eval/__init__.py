@@ -1,0 +1,1 @@
+"""navsim_eval package."""

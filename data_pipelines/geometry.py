@@ -15,13 +15,18 @@ def wrap_angle(angle: np.ndarray | float) -> np.ndarray | float:
 
 
 def quaternion_to_yaw(quaternion: np.ndarray) -> float:
-    """Yaw of a (w, x, y, z) quaternion: the first element of yaw-pitch-roll (ZYX) angles."""
+    """Yaw of a (w, x, y, z) quaternion: the first element of yaw-pitch-roll angles.
+
+    Uses the same expression as pyquaternion's ``yaw_pitch_roll`` (which the devkit calls on
+    ``ego2global_rotation``, spec navsim_data.md §3): atan2(2 (w z - x y), 1 - 2 (y^2 + z^2)). It equals the
+    textbook ZYX yaw for rotations about +z and differs from it only by O(roll * pitch) otherwise.
+    """
     w, x, y, z = (float(v) for v in np.asarray(quaternion, dtype=np.float64))
     norm = np.sqrt(w * w + x * x + y * y + z * z)
     if not np.isfinite(norm) or norm == 0.0:
         raise ValueError(f"invalid quaternion {quaternion!r}")
     w, x, y, z = w / norm, x / norm, y / norm, z / norm
-    return float(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
+    return float(np.arctan2(2.0 * (w * z - x * y), 1.0 - 2.0 * (y * y + z * z)))
 
 
 def yaw_to_quaternion(yaw: float) -> np.ndarray:

@@ -1,0 +1,32 @@
+"""Project-wide fixtures: the reference folder `shared/` beside the repository checkout.
+
+Tests that need it fail (never skip) when it is missing: CI clones the repository with `shared/` beside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = REPO_ROOT.parent / "shared"
+GOLDEN_DIR = SHARED_DIR / "golden" / "pdm"
+
+
+def _require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        pytest.fail(f"{what} not found at {path} (expected the folder shared/ beside the repository checkout)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The read-only reference folder `shared/` beside the checkout."""
+    return _require_dir(SHARED_DIR, "shared reference folder")
+
+
+@pytest.fixture(scope="session")
+def golden_dir(shared_dir: Path) -> Path:
+    """Golden PDM fixtures produced by the official devkit (`shared/golden/pdm`)."""
+    return _require_dir(shared_dir / "golden" / "pdm", "golden PDM folder")

@@ -1,0 +1,56 @@
+"""SceneDataset items and batching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from data_pipelines.errors import UnknownTokenError
+from data_pipelines.scene import SensorConfig
+from data_pipelines.scene_filter import SceneFilter
+from data_pipelines.scene_loader import SceneLoader
+from data_pipelines.torch_dataset import SceneDataset, collate_scenes
+from tests.data_pipelines.data_helpers import write_camera_images
+
+
+@pytest.fixture(scope="module")
+def loader(golden_logs_dir):
+    return SceneLoader(golden_logs_dir, None, SceneFilter(frame_interval=1, max_scenes=10))
+
+
+def test_items(loader, golden_trajectories):
+    dataset = SceneDataset(loader)
+    assert len(dataset) == 10
+    item = dataset[4]
+    assert item["token"] == loader.tokens[4]
+    assert item["target_poses"].shape == (8, 3) and item["target_poses"].dtype == np.float32
+    np.testing.assert_allclose(item["target_poses"], golden_trajectories[item["token"]]["human"], atol=1e-4)
+    assert len(item["agent_input"].ego_statuses) == 4
+    assert item["agent_input"].ego_statuses[0].ego_pose.dtype == np.float32
+    assert SceneDataset(loader, num_target_poses=4)[0]["target_poses"].shape == (4, 3)
+
+
+def test_collate_and_dataloader(loader):
+    dataset = SceneDataset(loader, tokens=loader.tokens[:5])
+    batches = list(DataLoader(dataset, batch_size=2, collate_fn=collate_scenes))
+    assert [len(b["tokens"]) for b in batches] == [2, 2, 1]
+    first = batches[0]
+    assert first["tokens"] == loader.tokens[:2]
+    assert first["target_poses"].shape == (2, 8, 3) and first["target_poses"].dtype == np.float32
+    assert len(first["agent_inputs"]) == 2 and not isinstance(first["agent_inputs"], torch.Tensor)
+    with pytest.raises(UnknownTokenError):
+        SceneDataset(loader, tokens=["nope"])
+
+
+def test_cameras_and_optional_cache(golden_logs_dir, tmp_path):
+    loader = SceneLoader(golden_logs_dir, tmp_path, SceneFilter(max_scenes=2), SensorConfig.front_three_current())
+    for token in loader.tokens:
+        write_camera_images(tmp_path, [loader.get_scene_frame_dicts(token)[3]], ["CAM_F0", "CAM_L0", "CAM_R0"])
+    uncached = SceneDataset(loader)
+    assert uncached[0]["agent_input"] is not uncached[0]["agent_input"]
+    cached = SceneDataset(loader, cache_agent_inputs=True)
+    first = cached[1]["agent_input"]
+    assert cached[1]["agent_input"] is first
+    assert first.cameras[3].cam_f0.image.dtype == np.uint8 and first.cameras[3].cam_b0.image is None

@@ -1,0 +1,316 @@
+"""Metric cache: everything the scorer needs per scene, built once (spec pdm_score.md §3), and its disk store."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable, Optional, Union
+
+import numpy as np
+import shapely
+
+from data_pipelines.errors import DataError, MapError
+from data_pipelines.maps import DEFAULT_MAP_VERSION, NuPlanMap, load_map
+from navsim_eval.pdm.centerline import CenterlineError, build_centerline, starting_lane
+from navsim_eval.pdm.constants import STATE_DIM, VERSIONS, StateIndex
+from navsim_eval.pdm.drivable_map import DrivableMap, build_drivable_map
+from navsim_eval.pdm.footprint import ego_centers, ego_corners, polygons_from_corners
+from navsim_eval.pdm.path import PDMPath
+from navsim_eval.pdm.planner import PDMClosedConfig, build_forecast_observation, frame_objects, plan_pdm_closed
+from navsim_eval.pdm.route import Route, build_route
+
+# Version of the on-disk format written by MetricCacheStore; bump on any change of the stored fields.
+FORMAT_VERSION = 1
+CACHE_FILE_SUFFIX = ".mcache"
+# Number of logged future poses of the human trajectory (v2, spec §3.7) and their spacing.
+HUMAN_TRAJECTORY_POSES = 8
+# Ego velocities/accelerations pass through float32 in the devkit's scene dataclasses (golden fixtures).
+EGO_DYNAMICS_DTYPE = np.float32
+
+
+class MetricCacheError(DataError):
+    """A metric cache entry is missing, stale (other format version) or unreadable."""
+
+    def __init__(self, token: str, reason: str, path: Optional[Path] = None):
+        self.token = token
+        self.path = path
+        where = f"metric cache of token {token!r}" + (f" ({path})" if path is not None else "")
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass
+class MetricCache:
+    """Per-scene inputs of the PDM scorer (spec §3)."""
+
+    token: str
+    log_name: str
+    map_location: str
+    version: str  # "v1" | "v2"
+    timepoint_us: int
+    ego_state: np.ndarray  # (11,) current ego state (spec §1.2)
+    pdm_trajectory: np.ndarray  # (51, 11) PDM-Closed reference, x/y/heading set
+    pdm_trajectory_time_us: np.ndarray  # (51,) relative to timepoint_us
+    centerline: np.ndarray  # (N, 3) x, y, unwrapped heading
+    route_lane_ids: list[str]  # lanes of the corrected route
+    drivable_map: DrivableMap
+    observation: Any  # navsim_eval.pdm.observation.Observation (ground truth, spec §3.5/3.6)
+    route_roadblock_ids: list[str] = field(default_factory=list)  # corrected route
+    original_route_roadblock_ids: list[str] = field(default_factory=list)  # the frame's route, deduplicated
+    starting_lane_id: str = ""
+    pdm_proposal_index: int = -1
+    human_trajectory: Optional[np.ndarray] = None  # (8, 3) v2: logged future, relative to the current pose
+    past_human_states: Optional[np.ndarray] = None  # (4, 11) v2: ego states at -1.5 ... 0 s
+    past_human_time_us: Optional[np.ndarray] = None  # (4,) v2: relative to timepoint_us
+    format_version: int = FORMAT_VERSION
+
+    @cached_property
+    def centerline_path(self) -> PDMPath:
+        """The centerline as a polyline with projection / interpolation."""
+        return PDMPath(self.centerline)
+
+
+def ego_state_of_frame(frame) -> np.ndarray:
+    """11-vector ego state of a frame (spec §1.2): global rear-axle pose, ego-frame velocity and acceleration."""
+    status = frame.ego_status
+    state = np.zeros(STATE_DIM, dtype=np.float64)
+    state[[StateIndex.X, StateIndex.Y, StateIndex.HEADING]] = np.asarray(status.ego_pose, dtype=np.float64)
+    state[[StateIndex.VELOCITY_X, StateIndex.VELOCITY_Y]] = np.asarray(status.ego_velocity).astype(EGO_DYNAMICS_DTYPE)
+    state[[StateIndex.ACCELERATION_X, StateIndex.ACCELERATION_Y]] = np.asarray(status.ego_acceleration).astype(
+        EGO_DYNAMICS_DTYPE)
+    return state
+
+
+def red_light_connectors(frame, route: Route) -> tuple[list[str], list[shapely.Geometry]]:
+    """Ids and polygons of the frame's RED lane connectors that are lanes of the route (spec §3.8)."""
+    lanes = route.lane_by_id()
+    ids, polygons = [], []
+    for connector_id, is_red in frame.traffic_lights:
+        key = str(connector_id)
+        if bool(is_red) and key in lanes:
+            ids.append(key)
+            polygons.append(lanes[key].polygon)
+    return ids, polygons
+
+
+def _check_version(version: str) -> str:
+    if version not in VERSIONS:
+        raise ValueError(f"unknown metric version {version!r}; expected one of {VERSIONS}")
+    return version
+
+
+def build_metric_cache(
+    scene, map_api: Optional[NuPlanMap] = None, version: str = "v1", config: PDMClosedConfig = PDMClosedConfig()
+) -> MetricCache:
+    """Build the metric cache of a scene (spec §3) with the map of its location.
+
+    Map problems (unknown ids, missing layers) and routes without lanes raise MetricCacheError naming the token.
+    """
+    _check_version(version)
+    map_api = map_api if map_api is not None else scene.map_api
+    if map_api is None:
+        raise MetricCacheError(scene.token, "no map given and the scene carries none")
+    try:
+        return _build_metric_cache(scene, map_api, version, config)
+    except (MapError, CenterlineError) as exc:
+        raise MetricCacheError(scene.token, str(exc)) from exc
+
+
+def _build_metric_cache(scene, map_api: NuPlanMap, version: str, config: PDMClosedConfig) -> MetricCache:
+    from navsim_eval.pdm.observation import build_ground_truth_observation
+
+    frame = scene.current_frame
+    ego_state = ego_state_of_frame(frame)
+    pose = ego_state[[StateIndex.X, StateIndex.Y, StateIndex.HEADING]]
+    center = ego_centers(pose)
+    footprint = polygons_from_corners(ego_corners(pose))[()]
+
+    original_route, route = build_route(map_api, frame.roadblock_ids, pose)
+    drivable_map = build_drivable_map(map_api, center, config.map_radius)
+    start = starting_lane(route, drivable_map, pose, center, footprint)
+    centerline = build_centerline(map_api, route, start)
+
+    light_ids, light_polygons = red_light_connectors(frame, route)
+    forecast = build_forecast_observation(frame_objects(frame), pose, light_ids, light_polygons, config)
+    plan = plan_pdm_closed(ego_state, forecast, centerline, route.lane_ids, drivable_map,
+                           start.speed_limit_mps, version, config)
+
+    observation = build_ground_truth_observation(
+        scene, version, map_api=map_api, route_roadblock_ids=original_route.roadblock_ids, ego_state=ego_state)
+
+    human, past_states, past_time = None, None, None
+    if version == "v2":
+        human = scene.get_future_trajectory(HUMAN_TRAJECTORY_POSES).poses.astype(np.float64)
+        history = scene.frames[: scene.current_frame_index + 1]
+        past_states = np.stack([ego_state_of_frame(f) for f in history])
+        past_time = np.array([int(f.timestamp) - int(frame.timestamp) for f in history], dtype=np.int64)
+
+    return MetricCache(
+        token=scene.token,
+        log_name=scene.scene_metadata.log_name,
+        map_location=map_api.location,
+        version=version,
+        timepoint_us=int(frame.timestamp),
+        ego_state=ego_state,
+        pdm_trajectory=plan.trajectory,
+        pdm_trajectory_time_us=plan.time_us,
+        centerline=centerline.poses.copy(),
+        route_lane_ids=route.lane_ids,
+        drivable_map=drivable_map,
+        observation=observation,
+        route_roadblock_ids=route.roadblock_ids,
+        original_route_roadblock_ids=original_route.roadblock_ids,
+        starting_lane_id=start.id,
+        pdm_proposal_index=plan.selected_proposal,
+        human_trajectory=human,
+        past_human_states=past_states,
+        past_human_time_us=past_time,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------- storage
+
+
+def _observation_to_plain(observation) -> dict:
+    steps = observation.num_steps
+    return {
+        "tokens": [list(map(str, observation.tokens(k))) for k in range(steps)],
+        "polygons": [shapely.to_wkb(np.asarray(observation.polygons(k), dtype=object)) for k in range(steps)],
+        "unique_objects": {
+            token: {"object_type": u.object_type, "is_agent": bool(u.is_agent), "heading": float(u.heading),
+                    "velocity": np.asarray(u.velocity, dtype=np.float64)}
+            for token, u in observation.unique_objects.items()
+        },
+        "collided_tokens": sorted(observation.collided_tokens),
+    }
+
+
+def _observation_from_plain(data: dict):
+    from navsim_eval.pdm.observation import Observation, UniqueObject
+
+    unique = {token: UniqueObject(token=token, **fields) for token, fields in data["unique_objects"].items()}
+    polygons = [shapely.from_wkb(p) if len(p) else np.zeros(0, dtype=object) for p in data["polygons"]]
+    return Observation(data["tokens"], polygons, unique, set(data["collided_tokens"]))
+
+
+def metric_cache_to_plain(cache: MetricCache) -> dict:
+    """The cache as plain Python / numpy values (polygons as WKB), stamped with the format version."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "token": cache.token, "log_name": cache.log_name, "map_location": cache.map_location,
+        "version": cache.version, "timepoint_us": int(cache.timepoint_us),
+        "ego_state": np.asarray(cache.ego_state), "pdm_trajectory": np.asarray(cache.pdm_trajectory),
+        "pdm_trajectory_time_us": np.asarray(cache.pdm_trajectory_time_us), "centerline": np.asarray(cache.centerline),
+        "route_lane_ids": list(cache.route_lane_ids),
+        "drivable_map": {"tokens": list(cache.drivable_map.tokens), "types": list(cache.drivable_map.types),
+                         "polygons": shapely.to_wkb(np.asarray(cache.drivable_map.polygons, dtype=object))},
+        "observation": _observation_to_plain(cache.observation),
+        "route_roadblock_ids": list(cache.route_roadblock_ids),
+        "original_route_roadblock_ids": list(cache.original_route_roadblock_ids),
+        "starting_lane_id": cache.starting_lane_id, "pdm_proposal_index": int(cache.pdm_proposal_index),
+        "human_trajectory": cache.human_trajectory, "past_human_states": cache.past_human_states,
+        "past_human_time_us": cache.past_human_time_us,
+    }
+
+
+def metric_cache_from_plain(data: dict) -> MetricCache:
+    drivable = data["drivable_map"]
+    polygons = shapely.from_wkb(drivable["polygons"]) if len(drivable["polygons"]) else np.zeros(0, dtype=object)
+    fields = {k: v for k, v in data.items() if k not in ("drivable_map", "observation", "format_version")}
+    return MetricCache(
+        **fields,
+        drivable_map=DrivableMap(drivable["tokens"], drivable["types"], polygons),
+        observation=_observation_from_plain(data["observation"]),
+        format_version=data["format_version"],
+    )
+
+
+class MetricCacheStore:
+    """Directory of metric caches, one zlib-compressed pickle of plain values per token (`<token>.mcache`)."""
+
+    def __init__(self, root: Union[str, Path]):
+        self.root = Path(root)
+
+    def path(self, token: str) -> Path:
+        return self.root / f"{token}{CACHE_FILE_SUFFIX}"
+
+    def __contains__(self, token: object) -> bool:
+        return isinstance(token, str) and self.path(token).is_file()
+
+    def tokens(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name[: -len(CACHE_FILE_SUFFIX)] for p in self.root.glob(f"*{CACHE_FILE_SUFFIX}"))
+
+    def save(self, cache: MetricCache) -> Path:
+        """Write atomically (temporary file + rename)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        payload = zlib.compress(pickle.dumps(metric_cache_to_plain(cache), protocol=pickle.HIGHEST_PROTOCOL), 3)
+        target = self.path(cache.token)
+        handle, temporary = tempfile.mkstemp(dir=self.root, prefix=f".{cache.token}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(payload)
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return target
+
+    def load(self, token: str) -> MetricCache:
+        """The cache of a token; MetricCacheError naming the token when missing, stale or unreadable."""
+        path = self.path(token)
+        if not path.is_file():
+            raise MetricCacheError(token, "no cache entry (build the metric cache first)", path)
+        try:
+            data = pickle.loads(zlib.decompress(path.read_bytes()))
+        except Exception as exc:
+            raise MetricCacheError(token, f"unreadable cache entry ({exc})", path) from exc
+        if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
+            found = data.get("format_version") if isinstance(data, dict) else None
+            raise MetricCacheError(
+                token, f"stale cache entry: format version {found!r}, expected {FORMAT_VERSION}", path)
+        if data.get("token") != token:
+            raise MetricCacheError(token, f"entry holds token {data.get('token')!r}", path)
+        return metric_cache_from_plain(data)
+
+
+def build_metric_caches(
+    scenes: Iterable, maps_root: Union[str, Path], version: str, store: MetricCacheStore,
+    map_version: Optional[str] = None, overwrite: bool = False,
+) -> dict[str, str]:
+    """Build and store the caches of many scenes; failures are recorded ({token: error}) and skipped over.
+
+    `scenes` yields `Scene` objects (e.g. `SceneLoader.get_scene_from_token` over its tokens).
+    """
+    failures: dict[str, str] = {}
+    for scene in scenes:
+        token = scene.token
+        if not overwrite and token in store:
+            continue
+        try:
+            store.save(build_metric_cache_for_scene(scene, maps_root, version, map_version))
+        except (DataError, ValueError) as exc:
+            failures[token] = f"{type(exc).__name__}: {exc}"
+    return failures
+
+
+def build_metric_cache_for_scene(scene, maps_root: Union[str, Path], version: str,
+                                 map_version: Optional[str] = None) -> MetricCache:
+    """Convenience: load the scene's map (cached per location) and build its metric cache."""
+    try:
+        map_api = load_map(maps_root, scene.scene_metadata.map_name, map_version or DEFAULT_MAP_VERSION)
+    except MapError as exc:
+        raise MetricCacheError(scene.token, str(exc)) from exc
+    return build_metric_cache(scene, map_api, version)
+
+
+__all__ = [
+    "FORMAT_VERSION", "MetricCache", "MetricCacheError", "MetricCacheStore", "build_metric_cache",
+    "build_metric_cache_for_scene", "build_metric_caches", "ego_state_of_frame", "metric_cache_from_plain",
+    "metric_cache_to_plain", "red_light_connectors",
+]

@@ -1,0 +1,67 @@
+"""Objects of one log frame in global coordinates (spec pdm_score.md §1.3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from data_pipelines.geometry import wrap_angle
+from data_pipelines.types import AGENT_TYPES, Frame
+
+
+@dataclass
+class SceneObjects:
+    """Boxes of one frame: tokens (track tokens), types, global centre/heading/size, global velocity."""
+
+    tokens: list[str]
+    types: list[str]
+    x: np.ndarray
+    y: np.ndarray
+    heading: np.ndarray
+    length: np.ndarray
+    width: np.ndarray
+    vx: np.ndarray
+    vy: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def is_agent(self) -> np.ndarray:
+        return np.array([t in AGENT_TYPES for t in self.types], dtype=bool)
+
+    def subset(self, index: np.ndarray) -> "SceneObjects":
+        index = np.asarray(index, dtype=np.int64)
+        return SceneObjects(
+            tokens=[self.tokens[i] for i in index], types=[self.types[i] for i in index],
+            x=self.x[index], y=self.y[index], heading=self.heading[index], length=self.length[index],
+            width=self.width[index], vx=self.vx[index], vy=self.vy[index])
+
+
+def frame_objects(frame: Frame) -> SceneObjects:
+    """Global boxes of a frame: centre R(h)·(x, y) + p, heading wrap(yaw + h); agents' velocity R(h)·(vx, vy),
+    static objects' velocity 0 (spec §1.3)."""
+    annotations = frame.annotations
+    ego_x, ego_y, ego_h = (float(v) for v in np.asarray(frame.ego_status.ego_pose, dtype=np.float64))
+    if annotations is None or len(annotations.names) == 0:
+        empty = np.zeros(0, dtype=np.float64)
+        return SceneObjects([], [], empty, empty, empty, empty, empty, empty, empty)
+    boxes = np.asarray(annotations.boxes, dtype=np.float64)
+    velocity = np.asarray(annotations.velocity_3d, dtype=np.float64)
+    cos_h, sin_h = np.cos(ego_h), np.sin(ego_h)
+    types = [str(n) for n in annotations.names]
+    agent = np.array([t in AGENT_TYPES for t in types], dtype=bool)
+    vx = np.where(agent, cos_h * velocity[:, 0] - sin_h * velocity[:, 1], 0.0)
+    vy = np.where(agent, sin_h * velocity[:, 0] + cos_h * velocity[:, 1], 0.0)
+    return SceneObjects(
+        tokens=[str(t) for t in annotations.track_tokens],
+        types=types,
+        x=ego_x + cos_h * boxes[:, 0] - sin_h * boxes[:, 1],
+        y=ego_y + sin_h * boxes[:, 0] + cos_h * boxes[:, 1],
+        heading=np.asarray(wrap_angle(boxes[:, 6] + ego_h), dtype=np.float64),
+        length=boxes[:, 3].copy(),
+        width=boxes[:, 4].copy(),
+        vx=vx,
+        vy=vy,
+    )

@@ -1,0 +1,119 @@
+"""Metric cache against the golden intermediates, and the on-disk store."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import zlib
+
+import numpy as np
+import pytest
+import shapely
+
+from navsim_eval.pdm.metric_cache import (
+    FORMAT_VERSION,
+    MetricCacheError,
+    MetricCacheStore,
+    build_metric_cache,
+    build_metric_caches,
+)
+from tests.navsim_eval.pdm.golden_cache import golden_scene, golden_tokens, intermediates, representative_tokens
+
+# Tolerance of the PDM-Closed reference states (golden README: 1e-6 m).
+STATE_TOLERANCE = 1e-6
+
+
+@pytest.fixture(scope="module")
+def built(golden_dir):
+    """Metric caches of every golden scene for both versions: {(token, version): cache}."""
+    caches = {}
+    for token in golden_tokens(golden_dir):
+        scene, map_api = golden_scene(golden_dir, token)
+        for version in ("v1", "v2"):
+            caches[(token, version)] = build_metric_cache(scene, map_api, version)
+    return caches
+
+
+def test_reference_trajectory_matches_golden_for_all_scenes(golden_dir, built):
+    failures = []
+    for (token, version), cache in built.items():
+        golden = intermediates(golden_dir, token)
+        error = np.abs(cache.pdm_trajectory - golden[f"{version}_pdm_trajectory_states"]).max()
+        if error > STATE_TOLERANCE:
+            failures.append((token, version, cache.pdm_proposal_index, float(error)))
+        np.testing.assert_array_equal(cache.pdm_trajectory_time_us, golden[f"{version}_pdm_trajectory_time_us"])
+    assert failures == []
+
+
+def test_cache_contents_match_golden(golden_dir, built):
+    for token in representative_tokens(golden_dir):
+        golden = intermediates(golden_dir, token)
+        for version in ("v1", "v2"):
+            cache = built[(token, version)]
+            assert cache.token == token and cache.version == version
+            assert cache.timepoint_us == int(golden["initial_time_us"])
+            np.testing.assert_allclose(cache.ego_state, golden["initial_ego_state"], rtol=0, atol=1e-12)
+            np.testing.assert_allclose(cache.centerline, golden[f"{version}_centerline"], rtol=0, atol=1e-9)
+            assert cache.route_lane_ids == [str(i) for i in golden[f"{version}_route_lane_ids"]]
+            assert cache.drivable_map.tokens == [str(t) for t in golden[f"{version}_drivable_tokens"]]
+            assert cache.drivable_map.types == [str(t) for t in golden[f"{version}_drivable_types"]]
+            if version == "v2":
+                np.testing.assert_allclose(cache.human_trajectory, golden["v2_human_trajectory_poses"], atol=1e-8)
+                np.testing.assert_allclose(cache.past_human_states, golden["v2_past_human_states"], atol=1e-12)
+                np.testing.assert_array_equal(cache.past_human_time_us, golden["v2_past_human_time_us"])
+            else:
+                assert cache.human_trajectory is None and cache.past_human_states is None
+
+
+def test_store_round_trip(tmp_path, golden_dir, built):
+    token = representative_tokens(golden_dir)[0]
+    store = MetricCacheStore(tmp_path / "cache")
+    original = built[(token, "v2")]
+    path = store.save(original)
+    assert path.is_file() and token in store and store.tokens() == [token]
+    loaded = store.load(token)
+    for name in ("token", "log_name", "map_location", "version", "timepoint_us", "route_lane_ids",
+                 "route_roadblock_ids", "original_route_roadblock_ids", "starting_lane_id", "pdm_proposal_index"):
+        assert getattr(loaded, name) == getattr(original, name)
+    for name in ("ego_state", "pdm_trajectory", "pdm_trajectory_time_us", "centerline", "human_trajectory",
+                 "past_human_states", "past_human_time_us"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(original, name))
+    assert loaded.drivable_map.tokens == original.drivable_map.tokens
+    assert all(a.equals_exact(b, 0.0) for a, b in zip(loaded.drivable_map.polygons, original.drivable_map.polygons))
+    assert loaded.observation.num_steps == original.observation.num_steps
+    for k in (0, original.observation.num_steps - 1):
+        assert list(loaded.observation.tokens(k)) == list(original.observation.tokens(k))
+        assert all(shapely.equals_exact(loaded.observation.polygons(k), original.observation.polygons(k), 0.0))
+    assert loaded.observation.unique_objects.keys() == original.observation.unique_objects.keys()
+    assert loaded.observation.collided_tokens == original.observation.collided_tokens
+
+
+def test_store_errors_name_the_token(tmp_path, golden_dir, built):
+    store = MetricCacheStore(tmp_path)
+    with pytest.raises(MetricCacheError, match="'nope'.*no cache entry"):
+        store.load("nope")
+    token = representative_tokens(golden_dir)[1]
+    path = store.save(built[(token, "v1")])
+    data = pickle.loads(zlib.decompress(path.read_bytes()))
+    data["format_version"] = FORMAT_VERSION + 1
+    path.write_bytes(zlib.compress(pickle.dumps(data)))
+    with pytest.raises(MetricCacheError, match=f"{token}.*stale"):
+        store.load(token)
+    path.write_bytes(b"garbage")
+    with pytest.raises(MetricCacheError, match=f"{token}.*unreadable"):
+        store.load(token)
+
+
+def test_batch_build_records_failures_and_continues(tmp_path, golden_dir):
+    tokens = representative_tokens(golden_dir)[:2]
+    good, _ = golden_scene(golden_dir, tokens[0])
+    broken = copy.deepcopy(golden_scene(golden_dir, tokens[1])[0])
+    broken.current_frame.roadblock_ids = ["424242"]
+    store = MetricCacheStore(tmp_path)
+    failures = build_metric_caches([broken, good], golden_dir / "maps", "v1", store)
+    assert list(failures) == [tokens[1]] and "424242" in failures[tokens[1]]
+    assert store.tokens() == [tokens[0]]
+    with pytest.raises(MetricCacheError, match=f"{tokens[1]}.*424242"):
+        build_metric_cache(broken, golden_scene(golden_dir, tokens[1])[1], "v1")
+    with pytest.raises(ValueError, match="v3"):
+        build_metric_cache(good, golden_scene(golden_dir, tokens[0])[1], "v3")

@@ -1,0 +1,220 @@
+"""One evaluation run from a config: sources -> runner -> summary tables -> two-stage -> visual report.
+
+Models are built by the caller (``launch/evaluate.py``) and passed in as planners: this package knows
+nothing of the model code (layering: navsim_eval -> data_pipelines only).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from data_pipelines.paths import DataPaths
+from data_pipelines.scene import SensorConfig
+from data_pipelines.scene_filter import Split, load_split
+from data_pipelines.scene_loader import SceneLoader
+from navsim_eval.evaluation.distributed import Distributed
+from navsim_eval.evaluation.errors import EvaluationError
+from navsim_eval.evaluation.metrics import METRIC_VERSIONS
+from navsim_eval.evaluation.planners import CandidatePlanner, ConstantVelocityPlanner, HumanPlanner
+from navsim_eval.evaluation.report import plot_omega_sweep, write_visual_report
+from navsim_eval.evaluation.runner import RunSettings, run_evaluation
+from navsim_eval.evaluation.scorers import NativeScorer, TrajectoryScorer
+from navsim_eval.evaluation.sources import LoaderSource, TokenSubset, TwoStageSource
+from navsim_eval.evaluation.summary import markdown_table, summarize, two_stage_markdown
+from navsim_eval.evaluation.two_stage import TwoStageGroup, aggregate_two_stage
+
+logger = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.csv"
+SUMMARY_FILE = "summary.md"
+TWO_STAGE_FILE = "two_stage.csv"
+CONFIG_FILE = "evaluation_config.json"
+REPORT_DIR = "report"
+TWO_STAGE_SUFFIX = "_two_stage"
+"""Two-stage data of split S lives in ``<data root>/S_two_stage`` (the synthetic layout)."""
+BASELINES = ("constant_velocity", "human", "il")
+
+
+@dataclass
+class EvaluationConfig:
+    """Everything one ``launch/evaluate.py`` run needs (paths default to the NAVSIM environment variables)."""
+
+    split: str = "synthetic_test"
+    data_root: Optional[str] = None
+    maps_root: Optional[str] = None
+    checkpoint: Optional[str] = None
+    il_checkpoint: Optional[str] = None
+    omegas: tuple[float, ...] = (1.0,)  # dipole.md §4: the released DP-VLA default guidance is omega = 1
+    num_steps: Optional[int] = None  # None: the checkpoint's sampler default
+    num_samples: int = 1
+    seeds: tuple[int, ...] = (0,)
+    metrics: tuple[str, ...] = ("v1", "v2")
+    baselines: tuple[str, ...] = ("constant_velocity", "human")
+    batch_size: int = 4
+    output_dir: str = "outputs/evaluation"
+    metric_cache_dir: Optional[str] = None
+    two_stage: str = "auto"  # auto | on | off
+    two_stage_root: Optional[str] = None
+    max_scenes: Optional[int] = None
+    report_worst: int = 3
+    report_sample: int = 3
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = set(self.baselines) - set(BASELINES)
+        if unknown:
+            raise EvaluationError(f"unknown baseline(s) {sorted(unknown)}; expected some of {BASELINES}")
+        if self.two_stage not in ("auto", "on", "off"):
+            raise EvaluationError(f"two_stage must be auto, on or off, got {self.two_stage!r}")
+        if self.num_samples < 1 or self.batch_size < 1:
+            raise EvaluationError("num_samples and batch_size must be >= 1")
+        unknown_metrics = [m for m in self.metrics if m not in METRIC_VERSIONS]
+        if unknown_metrics or not self.metrics:
+            raise EvaluationError(f"metrics must be some of {METRIC_VERSIONS}, got {list(self.metrics)}")
+
+
+@dataclass
+class EvaluationOutputs:
+    results_csv: Path
+    summary_md: Path
+    summary_text: str
+    rows: list[dict[str, Any]]
+    two_stage_csv: Optional[Path] = None
+    report_files: list[Path] = field(default_factory=list)
+
+
+def data_paths_of(config: EvaluationConfig) -> DataPaths:
+    return DataPaths.from_env(config.data_root, config.maps_root)
+
+
+def resolve_split(config: EvaluationConfig, data_paths: DataPaths) -> Split:
+    """A split YAML path, or a split name looked up in ``<data root>/splits/<name>.yaml``."""
+    candidate = Path(config.split)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        return load_split(candidate)
+    path = data_paths.splits_dir() / f"{config.split}.yaml"
+    if not path.exists():
+        raise EvaluationError(f"split {config.split!r}: no file {path} (pass a split YAML path or a data root)")
+    return load_split(path)
+
+
+def map_provider_of(data_paths: DataPaths):
+    from data_pipelines.maps import load_map
+
+    maps_root = data_paths.require_maps_root()
+    return lambda location: load_map(maps_root, location, data_paths.map_version)
+
+
+def build_sources(config: EvaluationConfig, sensor_config: Optional[SensorConfig] = None) -> list[Any]:
+    """Stage-1 source of the split (at most ``max_scenes``) plus the stage-2 source when two-stage data exists."""
+    data_paths = data_paths_of(config)
+    split = resolve_split(config, data_paths)
+    sensor_config = sensor_config or SensorConfig.front_three_current(split.scene_filter.num_history_frames)
+    maps = map_provider_of(data_paths)
+    loader = SceneLoader.from_split(split, data_paths, sensor_config, map_provider=maps)
+    first: Any = LoaderSource(loader, maps)
+    root = Path(config.two_stage_root) if config.two_stage_root else (
+        data_paths.require_data_root() / f"{split.name}{TWO_STAGE_SUFFIX}")
+    two_stage_data = None
+    if config.two_stage == "on" or (config.two_stage == "auto" and root.is_dir()):
+        from data_pipelines.two_stage import load_two_stage
+
+        if not root.is_dir():
+            raise EvaluationError(f"two-stage evaluation asked for, but {root} does not exist")
+        two_stage_data = load_two_stage(root)
+    if config.max_scenes is not None:  # with two-stage data, scenes that have stage-2 scenes come first
+        firsts = set(two_stage_data.first_stage_tokens) if two_stage_data is not None else set()
+        ranked = [t for t in first.tokens if t in firsts] + [t for t in first.tokens if t not in firsts]
+        keep = set(ranked[: config.max_scenes])
+        first = TokenSubset(first, [t for t in first.tokens if t in keep])
+    sources = [first]
+    if two_stage_data is not None:
+        sources.append(TwoStageSource(two_stage_data, sensor_config, maps, first.tokens))
+    return sources
+
+
+def default_planners(config: EvaluationConfig) -> list[CandidatePlanner]:
+    """The model-free baselines named in the config (the model planners come from the caller)."""
+    planners: list[CandidatePlanner] = []
+    if "constant_velocity" in config.baselines:
+        planners.append(ConstantVelocityPlanner())
+    if "human" in config.baselines:
+        planners.append(HumanPlanner())
+    return planners
+
+
+def _two_stage_groups(source: TwoStageSource) -> list[TwoStageGroup]:
+    return [TwoStageGroup(first, tuple(source.second_stage_of(first))) for first in source.first_stage_tokens]
+
+
+def _write_dict_rows(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    columns = list(rows[0]) if rows else []
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
+    return path
+
+
+def run_pipeline(
+    config: EvaluationConfig,
+    planners: Sequence[CandidatePlanner],
+    *,
+    sources: Optional[Sequence[Any]] = None,
+    scorer: Optional[TrajectoryScorer] = None,
+    distributed: Optional[Distributed] = None,
+    model_planner_names: Sequence[str] = ("dipole",),
+) -> EvaluationOutputs:
+    """Evaluate, then (rank 0) write summary.md, two_stage.csv and the visual report under output_dir."""
+    dist = distributed or Distributed()
+    out_dir = Path(config.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sources = list(sources) if sources is not None else build_sources(config)
+    scorer = scorer or NativeScorer(config.metric_cache_dir)
+    settings = RunSettings(metrics=tuple(config.metrics), batch_size=config.batch_size, show_progress=config.progress)
+    rows = run_evaluation(sources, planners, scorer, out_dir / RESULTS_FILE, settings, dist)
+    outputs = EvaluationOutputs(out_dir / RESULTS_FILE, out_dir / SUMMARY_FILE, "", rows)
+    if not dist.is_main:
+        return outputs
+    (out_dir / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2, default=str))
+    sections = [f"# Evaluation on {config.split}", ""]
+    for metric in config.metrics:
+        sections += [markdown_table(summarize(rows, metric, stage=1), metric,
+                                    title=f"{metric} on {config.split} (stage 1, one-stage)"), ""]
+    two_stage_sources = [s for s in sources if isinstance(s, TwoStageSource)]
+    if two_stage_sources:
+        groups = [g for s in two_stage_sources for g in _two_stage_groups(s)]
+        group_rows = []
+        for metric in config.metrics:
+            sections += [markdown_table(summarize(rows, metric, stage=2), metric,
+                                        title=f"{metric} on the stage-2 scenes (unweighted)"), ""]
+            summaries = aggregate_two_stage([r for r in rows if r["metric"] == metric], groups)
+            sections += [two_stage_markdown(summaries, metric), ""]
+            group_rows += [g.as_row() for s in summaries for g in s.groups]
+        outputs.two_stage_csv = _write_dict_rows(out_dir / TWO_STAGE_FILE, group_rows)
+    failures = sorted({(r["token"], r["error"]) for r in rows if r.get("error")})
+    if failures:
+        sections += [f"### Failed tokens ({len({t for t, _ in failures})})", ""]
+        sections += [f"- `{token}`: {reason}" for token, reason in failures[:50]]
+        sections.append("")
+    outputs.summary_text = "\n".join(sections)
+    outputs.summary_md.write_text(outputs.summary_text)
+    report_metric = config.metrics[0]
+    if config.report_worst or config.report_sample:
+        outputs.report_files = write_visual_report(
+            rows, sources[0], out_dir / REPORT_DIR, report_metric, num_worst=config.report_worst,
+            num_sample=config.report_sample, model_planners=model_planner_names,
+            rank_planner=next((p.name for p in planners if p.name in model_planner_names), None))
+        for metric in config.metrics[1:]:
+            extra = plot_omega_sweep(rows, metric, out_dir / REPORT_DIR / f"omega_sweep_{metric}.png",
+                                     model_planner_names)
+            if extra is not None:
+                outputs.report_files.append(extra)
+    return outputs

@@ -1,0 +1,155 @@
+"""Planners the harness evaluates: the guided DipoleVLA (omega sweep), the IL-only policy and baselines.
+
+Every planner maps a batch of scenes to ``{Variant: poses (B, 8, 3)}`` in the current rear-axle frame.
+The model planner encodes each batch once and samples every omega from that context
+(``model.encode`` once, ``model.sample(..., omega=[...], context=...)``; dipole.md §4).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Optional, Protocol, Sequence
+
+import numpy as np
+
+from data_pipelines.types import AgentInput
+from navsim_eval.evaluation.results import Variant
+
+NUM_POSES = 8
+"""Poses per planned trajectory (navsim_data.md §5)."""
+INTERVAL_S = 0.5
+"""Time between poses [s] (navsim_data.md §5)."""
+
+
+@dataclass
+class PlanningBatch:
+    """Inputs of one planning call; ``scenes`` is filled only when a planner needs the logged scene."""
+
+    tokens: list[str]
+    agent_inputs: list[AgentInput]
+    scenes: Optional[list[Any]] = None
+
+
+class CandidatePlanner(Protocol):
+    name: str
+    needs_scene: bool
+
+    def variants(self) -> list[Variant]: ...
+
+    def plan(self, batch: PlanningBatch) -> dict[Variant, np.ndarray]: ...
+
+
+class ConstantVelocityPlanner:
+    """NAVSIM's constant-velocity baseline: current speed straight ahead, heading 0 (navsim_data.md §10.1)."""
+
+    needs_scene = False
+
+    def __init__(self, name: str = "constant_velocity"):
+        self.name = name
+
+    def variants(self) -> list[Variant]:
+        return [Variant(self.name)]
+
+    def plan(self, batch: PlanningBatch) -> dict[Variant, np.ndarray]:
+        times = INTERVAL_S * np.arange(1, NUM_POSES + 1)
+        poses = np.zeros((len(batch.tokens), NUM_POSES, 3), dtype=np.float32)
+        for index, agent_input in enumerate(batch.agent_inputs):
+            speed = float(np.linalg.norm(np.asarray(agent_input.ego_statuses[-1].ego_velocity, dtype=np.float64)))
+            poses[index, :, 0] = speed * times
+        return {self.variants()[0]: poses}
+
+
+class HumanPlanner:
+    """The logged human trajectory (the scene's future, 8 poses): the upper reference of the tables."""
+
+    needs_scene = True
+
+    def __init__(self, name: str = "human"):
+        self.name = name
+
+    def variants(self) -> list[Variant]:
+        return [Variant(self.name)]
+
+    def plan(self, batch: PlanningBatch) -> dict[Variant, np.ndarray]:
+        if batch.scenes is None:
+            raise ValueError("the human planner needs the logged scenes")
+        poses = np.stack([np.asarray(s.get_future_trajectory(NUM_POSES).poses, dtype=np.float32) for s in batch.scenes])
+        return {self.variants()[0]: poses}
+
+
+class ModelPlanner:
+    """DipoleVLA sampling: guided (every omega from one encoded context) or the base policy (IL, adapters off).
+
+    ``policy="base"`` ignores omega (the IL-only baseline). Variants: omega x seed x sample.
+    """
+
+    needs_scene = False
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any = None,
+        *,
+        name: str = "dipole",
+        omegas: Sequence[float] = (1.0,),
+        seeds: Sequence[int] = (0,),
+        num_samples: int = 1,
+        num_steps: Optional[int] = None,
+        policy: str = "guided",
+    ):
+        if policy not in ("guided", "base"):
+            raise ValueError(f"unknown policy {policy!r}; expected 'guided' or 'base'")
+        if not omegas and policy == "guided":
+            raise ValueError("the guided policy needs at least one omega")
+        self.model = model
+        self.processor = processor if processor is not None else getattr(model, "processor", None)
+        if self.processor is None:
+            raise ValueError("no processor: pass one or use a model that carries model.processor")
+        self.name = name
+        self.policy = policy
+        self.omegas = [float(w) for w in omegas] if policy == "guided" else []
+        self.seeds = [int(s) for s in seeds]
+        self.num_samples = int(num_samples)
+        self.num_steps = num_steps
+
+    def variants(self) -> list[Variant]:
+        omegas: list[Optional[float]] = self.omegas if self.policy == "guided" else [None]
+        grid = itertools.product(omegas, self.seeds, range(self.num_samples))
+        return [Variant(self.name, w, s, k) for w, s, k in grid]
+
+    def _device(self):
+        import torch
+
+        device = getattr(self.model, "device", None)
+        if device is None:
+            device = next(self.model.parameters()).device
+        return torch.device(device)
+
+    def plan(self, batch: PlanningBatch) -> dict[Variant, np.ndarray]:
+        import torch
+
+        device = self._device()
+        inputs = self.processor(list(batch.agent_inputs))
+        inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+        out: dict[Variant, np.ndarray] = {}
+        with torch.inference_mode():
+            context = self.model.encode(inputs)
+            for seed in self.seeds:
+                generator = torch.Generator(device=device).manual_seed(seed)
+                kwargs = dict(num_samples=self.num_samples, context=context, generator=generator, policy=self.policy)
+                if self.num_steps is not None:
+                    kwargs["num_steps"] = self.num_steps
+                if self.policy == "guided":
+                    poses = self.model.sample(inputs, omega=list(self.omegas), **kwargs)
+                    poses = poses.float().cpu().numpy()  # (B, W, S, 8, 3) for a list of omegas
+                    if poses.ndim == 4:  # tolerate a single omega returned without the omega axis
+                        poses = poses[:, None]
+                    per_omega = [(w, poses[:, i]) for i, w in enumerate(self.omegas)]
+                else:
+                    poses = self.model.sample(inputs, **kwargs).float().cpu().numpy()
+                    per_omega = [(None, poses)]
+                for omega, samples in per_omega:  # samples (B, S, 8, 3)
+                    for k in range(self.num_samples):
+                        out[Variant(self.name, omega, seed, k)] = samples[:, k].astype(np.float32)
+        return out

@@ -1,0 +1,256 @@
+"""Run planners on every scene of a split, score every candidate, write the per-token CSV.
+
+Per batch of tokens: agent inputs -> each planner's variants (B, 8, 3) -> per token all variants scored in
+one call per metric version -> one row per (token, stage, variant, metric). Failures (unreadable scene,
+planner or scorer error) become rows with the reason in ``error``; the run goes on. Rows are appended to a
+per-rank partial file after every batch; at the end rank 0 merges everything into the results CSV. A rerun
+skips every key already scored without error (resume after a crash or with more omegas/planners).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from data_pipelines.geometry import relative_to_absolute_poses
+from navsim_eval.evaluation.distributed import Distributed
+from navsim_eval.evaluation.extended_comfort import apply_extended_comfort, known_poses, previous_tokens
+from navsim_eval.evaluation.metrics import check_version
+from navsim_eval.evaluation.planners import CandidatePlanner, PlanningBatch
+from navsim_eval.evaluation.results import (
+    Variant,
+    append_rows,
+    completed_keys,
+    make_row,
+    merge_rows,
+    read_rows,
+    row_key,
+    write_rows,
+)
+from navsim_eval.evaluation.scorers import TrajectoryScorer
+from navsim_eval.evaluation.sources import SceneSource
+
+PathLike = Union[str, Path]
+logger = logging.getLogger(__name__)
+
+EXTENDED_COMFORT_METRIC = "v2"
+"""Only EPDMS has the two-frame extended comfort."""
+
+
+@dataclass
+class RunSettings:
+    metrics: tuple[str, ...] = ("v1",)
+    batch_size: int = 4
+    show_progress: bool = True
+
+
+def _reason(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def partial_path(results_csv: Path, rank: int) -> Path:
+    return results_csv.with_name(f".{results_csv.stem}.rank{rank}.partial.csv")
+
+
+def _partial_files(results_csv: Path) -> list[Path]:
+    return sorted(results_csv.parent.glob(f".{results_csv.stem}.rank*.partial.csv"))
+
+
+class _BatchEvaluator:
+    def __init__(self, source: SceneSource, planners: Sequence[CandidatePlanner], scorer: TrajectoryScorer,
+                 metrics: Sequence[str]):
+        self.source, self.planners, self.scorer, self.metrics = source, planners, scorer, list(metrics)
+        self.needs_scene_for_planning = any(p.needs_scene for p in planners)
+        self.keep_states = (EXTENDED_COMFORT_METRIC in self.metrics and source.stage == 1
+                            and hasattr(scorer, "score_with_states"))
+        self.states: dict[tuple[str, Variant], np.ndarray] = {}
+
+    def _error_rows(self, token: str, variants: Sequence[Variant], reason: str, log_name: str = "") -> list[dict]:
+        return [make_row(token, v, m, stage=self.source.stage, log_name=log_name, error=reason)
+                for v in variants for m in self.metrics]
+
+    def _plan(self, planner: CandidatePlanner, batch: PlanningBatch) -> dict[str, dict[Variant, np.ndarray]]:
+        """{token: {variant: (8, 3)}}; a failing batch is retried token by token to isolate the culprit."""
+        def split(result: dict[Variant, np.ndarray], tokens: list[str]) -> dict[str, dict[Variant, np.ndarray]]:
+            return {t: {v: np.asarray(p[i]) for v, p in result.items()} for i, t in enumerate(tokens)}
+
+        try:
+            return split(planner.plan(batch), batch.tokens)
+        except Exception as batch_error:  # noqa: BLE001 - isolate the failing token(s)
+            if len(batch.tokens) == 1:
+                raise batch_error
+            out = {}
+            for i, token in enumerate(batch.tokens):
+                single = PlanningBatch([token], [batch.agent_inputs[i]], [batch.scenes[i]] if batch.scenes else None)
+                try:
+                    out.update(split(planner.plan(single), [token]))
+                except Exception as error:  # noqa: BLE001
+                    out[token] = error
+            return out
+
+    def evaluate(self, tokens: list[str]) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        all_variants = {p.name: p.variants() for p in self.planners}
+        every_variant = [v for vs in all_variants.values() for v in vs]
+        ok_tokens, agent_inputs, scenes, log_names = [], [], [], {}
+        for token in tokens:
+            try:
+                log_names[token] = self.source.log_name(token)
+                agent_input = self.source.agent_input(token)
+                scene = self.source.scene(token)
+            except Exception as error:  # noqa: BLE001 - record and go on
+                logger.warning("token %s: cannot load scene: %s", token, _reason(error))
+                rows += self._error_rows(token, every_variant, f"loading scene failed: {_reason(error)}",
+                                         log_names.get(token, ""))
+                continue
+            ok_tokens.append(token)
+            agent_inputs.append(agent_input)
+            scenes.append(scene)
+        if not ok_tokens:
+            return rows
+        batch = PlanningBatch(ok_tokens, agent_inputs, scenes if self.needs_scene_for_planning else None)
+        candidates: dict[str, list[tuple[Variant, np.ndarray]]] = {t: [] for t in ok_tokens}
+        for planner in self.planners:
+            try:
+                planned = self._plan(planner, batch)
+            except Exception as error:  # noqa: BLE001
+                planned = {t: error for t in ok_tokens}
+            for token in ok_tokens:
+                result = planned.get(token, KeyError(f"planner returned nothing for {token}"))
+                if isinstance(result, BaseException):
+                    logger.warning("planner %s failed on %s: %s", planner.name, token, _reason(result))
+                    rows += self._error_rows(token, all_variants[planner.name],
+                                             f"planner failed: {_reason(result)}", log_names[token])
+                    continue
+                for variant in all_variants[planner.name]:
+                    if variant not in result:
+                        rows += self._error_rows(token, [variant], f"planner returned no trajectory for "
+                                                 f"{variant.label}", log_names[token])
+                        continue
+                    poses = np.asarray(result[variant], dtype=np.float64)
+                    if poses.shape != (8, 3) or not np.all(np.isfinite(poses)):
+                        rows += self._error_rows(token, [variant], f"planner output invalid: shape {poses.shape}, "
+                                                 f"finite={bool(np.all(np.isfinite(poses)))}", log_names[token])
+                        continue
+                    candidates[token].append((variant, poses))
+        for token, scene in zip(ok_tokens, scenes):
+            rows += self._score_token(token, scene, candidates[token], log_names[token])
+        return rows
+
+    def _score_token(self, token: str, scene: Any, candidates: list[tuple[Variant, np.ndarray]],
+                     log_name: str) -> list[dict[str, Any]]:
+        if not candidates:
+            return []
+        variants = [v for v, _ in candidates]
+        poses = np.stack([p for _, p in candidates])
+        ego_pose = np.asarray(scene.current_frame.ego_status.ego_pose, dtype=np.float64)
+        endpoints = relative_to_absolute_poses(ego_pose, poses[:, -1, :])
+        rows = []
+        for metric in self.metrics:
+            try:
+                if self.keep_states and metric == EXTENDED_COMFORT_METRIC:
+                    scores, states = self.scorer.score_with_states(scene, poses, metric)
+                    self.states.update({(token, v): states[i] for i, v in enumerate(variants)})
+                else:
+                    scores = self.scorer.score(scene, poses, metric)
+                if len(scores) != len(variants):
+                    raise ValueError(f"scorer returned {len(scores)} results for {len(variants)} trajectories")
+            except Exception as error:  # noqa: BLE001 - record and go on
+                logger.warning("token %s (%s): scoring failed: %s", token, metric, _reason(error))
+                logger.debug(traceback.format_exc())
+                scores = None
+                reason = f"scoring failed: {_reason(error)}"
+            for index, variant in enumerate(variants):
+                rows.append(make_row(
+                    token, variant, metric, stage=self.source.stage, log_name=log_name,
+                    metrics=scores[index] if scores is not None else None, poses=poses[index],
+                    endpoint=(float(endpoints[index, 0]), float(endpoints[index, 1])),
+                    start=(float(ego_pose[0]), float(ego_pose[1])),
+                    error="" if scores is not None else reason,
+                ))
+        return rows
+
+
+def _ordered_shard(source: SceneSource, dist: Distributed, want_previous: bool
+                   ) -> tuple[list[str], dict[str, tuple[str, float]]]:
+    """This rank's tokens. Stage-1 sources with timestamps are sharded by log and run in time order, so that
+    each scene's previous frame (for extended comfort) is scored just before it on the same rank."""
+    tokens = source.tokens
+    timestamp = getattr(source, "timestamp", None)
+    if source.stage != 1 or timestamp is None:
+        return dist.shard(tokens), {}
+    logs: dict[str, list[tuple[int, str]]] = {}
+    for token in tokens:
+        logs.setdefault(source.log_name(token), []).append((int(timestamp(token)), token))
+    mine = [log for index, log in enumerate(sorted(logs)) if index % dist.world_size == dist.rank]
+    ordered = [token for log in mine for _, token in sorted(logs[log])]
+    previous = previous_tokens(tokens, source.log_name, timestamp) if want_previous else {}
+    return ordered, previous
+
+
+def run_evaluation(
+    sources: Sequence[SceneSource],
+    planners: Sequence[CandidatePlanner],
+    scorer: TrajectoryScorer,
+    results_csv: PathLike,
+    settings: Optional[RunSettings] = None,
+    distributed: Optional[Distributed] = None,
+) -> list[dict[str, Any]]:
+    """Evaluate every planner on every source (stage) and return all rows (complete on rank 0)."""
+    settings = settings or RunSettings()
+    dist = distributed or Distributed()
+    for metric in settings.metrics:
+        check_version(metric)
+    if not planners:
+        raise ValueError("no planner to evaluate")
+    results_csv = Path(results_csv)
+    existing = merge_rows(read_rows(results_csv), *(read_rows(p) for p in _partial_files(results_csv)))
+    done = completed_keys(existing)
+    mine = partial_path(results_csv, dist.rank)
+    new_rows: list[dict[str, Any]] = []
+    for source in sources:
+        def missing(token: str, planner: CandidatePlanner, stage: int = source.stage) -> bool:
+            return any(
+                row_key({"token": token, "stage": stage, "planner": v.planner, "omega": v.omega,
+                         "seed": v.seed, "sample": v.sample, "metric": m}) not in done
+                for v in planner.variants() for m in settings.metrics
+            )
+
+        shard, previous = _ordered_shard(source, dist, EXTENDED_COMFORT_METRIC in settings.metrics)
+        todo = [t for t in shard if any(missing(t, p) for p in planners)]
+        active = [p for p in planners if any(missing(t, p) for t in todo)]
+        evaluator = _BatchEvaluator(source, active, scorer, settings.metrics)
+        if len(shard) > len(todo):
+            logger.info("stage %d, rank %d: %d token(s) already scored, skipped", source.stage, dist.rank,
+                        len(shard) - len(todo))
+        poses_of = known_poses(existing) if evaluator.keep_states else {}
+
+        def resimulate(token: str, poses: np.ndarray, source: SceneSource = source) -> np.ndarray:
+            return scorer.score_with_states(source.scene(token), poses[None], EXTENDED_COMFORT_METRIC)[1][0]
+
+        batches = [todo[i : i + settings.batch_size] for i in range(0, len(todo), settings.batch_size)]
+        progress = tqdm(batches, desc=f"stage {source.stage} [rank {dist.rank}]", unit="batch",
+                        disable=not settings.show_progress or not dist.is_main)
+        for batch_tokens in progress:
+            rows = evaluator.evaluate(batch_tokens)
+            if evaluator.keep_states:
+                apply_extended_comfort(rows, previous, evaluator.states, resimulate, poses_of)
+                keep = set(batch_tokens)  # tokens run in time order: a previous frame is in this batch or the last
+                evaluator.states = {k: v for k, v in evaluator.states.items() if k[0] in keep}
+            append_rows(mine, rows)
+            new_rows += rows
+    gathered = dist.gather(new_rows)
+    dist.barrier()
+    merged = merge_rows(existing, gathered)
+    if dist.is_main:
+        write_rows(results_csv, merged)
+        for path in _partial_files(results_csv):
+            path.unlink(missing_ok=True)
+    dist.barrier()
+    return merged

@@ -1,0 +1,141 @@
+"""launch/make_submission.py: write (v1, v2), merge seeds, validate (exit codes, clear reports)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from navsim_eval.submission import load_submission, write_submission
+
+REPO = Path(__file__).resolve().parents[2]
+WORLD_DIR = "tiny_world_launch"  # shared with test_evaluate.py within one session
+CHECKPOINT_DIR = "tiny_checkpoint_launch"
+META = ["--method", "DIPOLE", "--repo-url", "https://example.org/dipole", "--authors", "A. Author",
+        "--email", "a@example.org", "--institution", "Inst", "--country", "Nowhere"]
+
+
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"launch_{name}", REPO / "launch" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    root = tmp_path_factory.getbasetemp() / WORLD_DIR
+    if not (root / "dataset_info.json").exists():
+        from data_pipelines.synthetic.config import build_config
+        from data_pipelines.synthetic.generate import generate_dataset
+
+        generate_dataset(build_config("tiny"), root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    root = tmp_path_factory.getbasetemp() / CHECKPOINT_DIR
+    if not (root / "config.json").exists():
+        import torch
+
+        from vla import DipoleVLA, compute_normalization_stats
+        from vla.presets import build_config
+
+        torch.manual_seed(0)
+        model = DipoleVLA(build_config("tiny-timm-lm"))
+        targets = np.zeros((16, 8, 3))
+        targets[:, :, 0] = np.arange(1, 9) * 2.0
+        targets += np.random.default_rng(0).normal(scale=0.5, size=targets.shape)
+        model.set_normalization_stats(compute_normalization_stats(targets))
+        model.save_pretrained(root)
+    return root
+
+
+@pytest.fixture()
+def script(world, monkeypatch):
+    monkeypatch.setenv("OPENSCENE_DATA_ROOT", str(world))
+    monkeypatch.delenv("NUPLAN_MAPS_ROOT", raising=False)
+    return _load_script("make_submission")
+
+
+def _split_tokens(world: Path) -> list[str]:
+    from data_pipelines.scene_loader import SceneLoader
+    from data_pipelines.paths import DataPaths
+
+    return SceneLoader.from_split(world / "splits" / "synthetic_test.yaml", DataPaths.from_env(world)).tokens
+
+
+def test_v1_write_validate_round_trip_and_merge(script, world, checkpoint, tmp_path, capsys):
+    seeds_dir, other_dir = tmp_path / "seeds", tmp_path / "other"
+    assert script.main(["write", "--checkpoint", str(checkpoint), "--num-steps", "1", "--seeds", "0,1",
+                        "--batch-size", "8", *META, "--out", str(seeds_dir)]) == 0
+    assert script.main(["validate", str(seeds_dir / "submission.pkl")]) == 0
+    assert "RESULT: PASS" in capsys.readouterr().out
+    submission, _ = load_submission(seeds_dir / "submission.pkl")
+    tokens = set(_split_tokens(world))
+    assert len(submission["predictions"]) == 2 and all(set(p) == tokens for p in submission["predictions"])
+    assert submission["team_name"] == "<a href=https://example.org/dipole>DIPOLE</a>"
+    assert submission["country / region"] == "Nowhere"
+    first = next(iter(tokens))
+    assert not np.array_equal(submission["predictions"][0][first].poses, submission["predictions"][1][first].poses)
+
+    assert script.main(["write", "--planner", "constant_velocity", *META, "--out", str(other_dir)]) == 0
+    merged = tmp_path / "merged"
+    assert script.main(["merge", str(seeds_dir / "submission.pkl"), str(other_dir / "submission.pkl"),
+                        "--out", str(merged)]) == 0
+    assert script.main(["validate", str(merged / "submission.pkl"), "--format", "v1"]) == 0
+    assert len(load_submission(merged / "submission.pkl")[0]["predictions"]) == 3
+
+
+def test_v2_two_stage_write_and_validate(script, world, tmp_path, capsys):
+    out = tmp_path / "v2"
+    assert script.main(["write", "--planner", "constant_velocity", "--format", "v2", *META, "--out", str(out)]) == 0
+    assert script.main(["validate", str(out / "submission.pkl"), "--format", "v2"]) == 0
+    submission, _ = load_submission(out / "submission.pkl")
+    assert set(submission["first_stage_predictions"][0]) == set(_split_tokens(world))
+    assert submission["second_stage_predictions"][0]
+    assert all(len(t) == 17 for t in submission["second_stage_predictions"][0])
+
+
+def test_validate_fails_with_a_clear_report(script, tmp_path, capsys):
+    out = tmp_path / "cv"
+    assert script.main(["write", "--planner", "constant_velocity", *META, "--out", str(out)]) == 0
+    submission, _ = load_submission(out / "submission.pkl")
+    dropped = sorted(submission["predictions"][0])[0]
+    del submission["predictions"][0][dropped]
+    broken = write_submission(submission, tmp_path / "broken")
+    capsys.readouterr()
+    assert script.main(["validate", str(broken)]) == 1
+    report = capsys.readouterr().out
+    assert "RESULT: FAIL" in report and dropped in report and "missing" in report
+
+
+def test_write_from_incomplete_results_names_the_missing_tokens(script, tmp_path):
+    from navsim_eval.evaluation.results import Variant, make_row, write_rows
+
+    results = write_rows(tmp_path / "results.csv", [make_row("only_one_token", Variant("human"), "v1",
+                                                             metrics={"score": 1.0}, poses=np.zeros((8, 3)))])
+    with pytest.raises(SystemExit, match="results.csv: no human trajectory"):
+        script.main(["write", "--planner", "human", "--from-results", str(results), *META,
+                     "--out", str(tmp_path / "x")])
+
+
+def test_validate_against_a_split_yaml_whose_logs_are_not_on_disk(script, tmp_path, capsys):
+    """The navtest case: the devkit split YAML lists the tokens; the test logs need not be present."""
+    from navsim_eval.submission import SubmissionMetadata, build_v1_submission
+
+    tokens = ["0123456789abcdef", "fedcba9876543210"]
+    split = tmp_path / "navtest_like.yaml"
+    split.write_text("data_split: not_downloaded\nscene_filter:\n  tokens:\n" + "".join(f"  - '{t}'\n" for t in tokens))
+    meta = SubmissionMetadata.linked("M", "https://example.org", authors="A", email="a@example.org",
+                                     institution="I", country_region="C")
+    good = write_submission(build_v1_submission([{t: np.zeros((8, 3)) for t in tokens}], meta), tmp_path / "good")
+    args = ["--split", str(split), "--data-root", str(tmp_path / "empty_root")]
+    assert script.main(["validate", str(good), *args]) == 0
+    bad = write_submission(build_v1_submission([{tokens[0]: np.zeros((8, 3))}], meta), tmp_path / "bad")
+    capsys.readouterr()
+    assert script.main(["validate", str(bad), *args]) == 1
+    assert tokens[1] in capsys.readouterr().out

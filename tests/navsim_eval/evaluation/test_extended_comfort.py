@@ -1,0 +1,54 @@
+"""Two-frame extended comfort between consecutive scenes and the final EPDMS (pdm_score.md §7.10, §8.4)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from navsim_eval.evaluation.extended_comfort import apply_extended_comfort, final_v2_score, previous_tokens
+from navsim_eval.evaluation.results import Variant, make_row
+
+V = Variant("m", 1.0)
+FULL = {"no_at_fault_collisions": 1.0, "drivable_area_compliance": 1.0, "driving_direction_compliance": 1.0,
+        "traffic_light_compliance": 1.0, "ego_progress": 0.5, "time_to_collision_within_bound": 1.0,
+        "lane_keeping": 1.0, "history_comfort": 1.0, "score": 0.0}
+
+
+def _row(token):
+    return make_row(token, V, "v2", metrics=FULL, poses=np.zeros((8, 3)))
+
+
+def test_previous_tokens_pair_frames_of_one_log_at_most_055_s_apart():
+    logs = {"a": "L1", "b": "L1", "c": "L1", "d": "L2", "e": "L1"}
+    times = {"a": 0, "b": 500_000, "c": 1_000_000, "d": 500_000, "e": 2_000_000}
+    assert previous_tokens(list(logs), logs.get, times.get) == {"b": ("a", 0.5), "c": ("b", 0.5)}
+
+
+def test_final_score_denominator_14_without_ec_and_16_with():
+    row = dict(FULL)
+    assert math.isclose(final_v2_score(row, math.nan), (5 * 0.5 + 5 + 2 + 2) / 14)
+    assert math.isclose(final_v2_score(row, 0.0), (5 * 0.5 + 5 + 2 + 2) / 16)
+    row["traffic_light_compliance"] = 0.0
+    assert final_v2_score(row, 1.0) == 0.0
+
+
+def test_ec_from_this_run_and_from_resimulated_previous_frames():
+    calm = np.zeros((41, 11))
+    t = np.arange(41) * 0.1
+    swerving = np.zeros((41, 11))
+    swerving[:, 2] = 0.5 * np.sin(2 * np.pi * t / 1.5)  # heading oscillation: yaw rate far above 0.1 rad/s
+    rows = [_row("a"), _row("b"), _row("c")]
+    previous = {"b": ("a", 0.5), "c": ("b", 0.5)}
+    states = {("a", V): calm, ("b", V): calm, ("c", V): swerving}
+    apply_extended_comfort(rows, previous, states)
+    ec = {r["token"]: r["two_frame_extended_comfort"] for r in rows}
+    assert math.isnan(ec["a"]) and ec["b"] == 1.0 and ec["c"] == 0.0
+    assert math.isclose(rows[0]["score"], 11.5 / 14) and math.isclose(rows[1]["score"], 13.5 / 16)
+    # after a resume the previous frame's states come from its stored poses
+    calls = []
+    row = _row("b")
+    apply_extended_comfort([row], previous, {("b", V): calm},
+                           resimulate=lambda token, poses: calls.append(token) or calm,
+                           poses_of={("a", V): np.zeros((8, 3))})
+    assert calls == ["a"] and row["two_frame_extended_comfort"] == 1.0

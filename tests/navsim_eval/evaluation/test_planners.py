@@ -1,0 +1,50 @@
+"""Baseline planners and the model planner (one encode per batch, every omega from one context)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from navsim_eval.evaluation.planners import ConstantVelocityPlanner, HumanPlanner, ModelPlanner, PlanningBatch
+from navsim_eval.evaluation.results import Variant
+
+from .fakes import FakeModel, FakeScene, agent_input
+
+
+def test_constant_velocity_drives_straight_at_current_speed():
+    batch = PlanningBatch(["a", "b"], [agent_input(4.0), agent_input(0.0)])
+    (poses,) = ConstantVelocityPlanner().plan(batch).values()
+    np.testing.assert_allclose(poses[0, :, 0], 4.0 * 0.5 * np.arange(1, 9))
+    assert np.all(poses[0, :, 1:] == 0) and np.all(poses[1] == 0) and poses.dtype == np.float32
+
+
+def test_human_returns_the_logged_future():
+    batch = PlanningBatch(["a"], [agent_input(0.0)], [FakeScene("a", speed=2.0)])
+    (poses,) = HumanPlanner().plan(batch).values()
+    np.testing.assert_allclose(poses[0, -1], [8.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="logged scenes"):
+        HumanPlanner().plan(PlanningBatch(["a"], [agent_input(0.0)]))
+
+
+def test_model_planner_sweeps_omegas_from_one_context():
+    model = FakeModel()
+    planner = ModelPlanner(model, omegas=[0.0, 0.5, 2.0], seeds=[0, 1], num_samples=2, num_steps=3)
+    assert len(planner.variants()) == 3 * 2 * 2
+    out = planner.plan(PlanningBatch(["a", "b", "c"], [agent_input(1.0)] * 3))
+    assert model.encode_calls == 1
+    assert [call[0] for call in model.sample_calls] == [[0.0, 0.5, 2.0]] * 2  # one call per seed, all omegas
+    assert set(out) == set(planner.variants())
+    np.testing.assert_allclose(out[Variant("dipole", 2.0, 1, 1)][:, -1, 0], 24.0, atol=0.02)
+    assert out[Variant("dipole", 0.5, 0, 0)].shape == (3, 8, 3)
+    # seeds change the noise, a repeated seed reproduces it
+    again = ModelPlanner(FakeModel(), omegas=[0.0], seeds=[1]).plan(PlanningBatch(["a"], [agent_input(1.0)]))
+    np.testing.assert_array_equal(again[Variant("dipole", 0.0, 1, 0)][0], out[Variant("dipole", 0.0, 1, 0)][0])
+
+
+def test_il_baseline_uses_the_base_policy_and_ignores_omega():
+    model = FakeModel()
+    planner = ModelPlanner(model, name="il", omegas=[3.0], policy="base")
+    assert planner.variants() == [Variant("il", None, 0, 0)]
+    out = planner.plan(PlanningBatch(["a"], [agent_input(1.0)]))
+    assert model.sample_calls[0][1] == "base"
+    np.testing.assert_allclose(out[Variant("il")][0, -1, 0], 8.0, atol=0.02)

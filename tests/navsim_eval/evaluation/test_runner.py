@@ -1,0 +1,111 @@
+"""The runner: every token scored, failures recorded with their reason, resume, sharding by rank."""
+
+from __future__ import annotations
+
+import math
+
+from navsim_eval.evaluation.distributed import Distributed
+from navsim_eval.evaluation.planners import ConstantVelocityPlanner, HumanPlanner, ModelPlanner
+from navsim_eval.evaluation.results import read_rows
+from navsim_eval.evaluation.runner import RunSettings, partial_path, run_evaluation
+
+from .fakes import FakeModel, FakeScorer, FakeSource
+
+TOKENS = [f"{i:02d}aaaaaaaaaaaaaa" for i in range(5)]
+SETTINGS = RunSettings(metrics=("v1", "v2"), batch_size=2, show_progress=False)
+
+
+def _planners():
+    return [ModelPlanner(FakeModel(), omegas=[0.0, 1.0]), ConstantVelocityPlanner(), HumanPlanner()]
+
+
+def test_every_token_variant_and_metric_gets_a_row_and_failures_are_recorded(tmp_path):
+    source = FakeSource(TOKENS, broken={TOKENS[1]})
+    scorer = FakeScorer(failing={TOKENS[3]})
+    rows = run_evaluation([source], _planners(), scorer, tmp_path / "r.csv", SETTINGS)
+    assert len(rows) == len(TOKENS) * 4 * 2  # 4 variants (2 omegas, cv, human) x 2 metrics
+    on_disk = read_rows(tmp_path / "r.csv")
+    assert len(on_disk) == len(rows)
+    errors = {(r["token"], r["error"].split(":")[0]) for r in on_disk if r["error"]}
+    assert errors == {(TOKENS[1], "loading scene failed"), (TOKENS[3], "scoring failed")}
+    assert all("FileNotFoundError" in r["error"] for r in on_disk if r["token"] == TOKENS[1])
+    good = [r for r in on_disk if r["token"] == TOKENS[0] and r["metric"] == "v1"]
+    by_planner = {(r["planner"], r["omega"]): r for r in good}
+    assert by_planner[("dipole", 1.0)]["score"] > by_planner[("dipole", 0.0)]["score"]
+    assert math.isclose(by_planner[("constant_velocity", None)]["ego_progress"], 1.0)
+    # endpoint = ego pose (100, 50, 0) + last local pose
+    assert math.isclose(by_planner[("dipole", 0.0)]["endpoint_x"], 108.0, abs_tol=0.02)
+    assert by_planner[("human", None)]["start_y"] == 50.0
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_rerun_skips_scored_tokens_and_retries_failures(tmp_path):
+    out = tmp_path / "r.csv"
+    run_evaluation([FakeSource(TOKENS, broken={TOKENS[2]})], _planners(), FakeScorer(), out, SETTINGS)
+    source = FakeSource(TOKENS)
+    scorer = FakeScorer()
+    rows = run_evaluation([source], _planners(), scorer, out, SETTINGS)
+    assert source.loaded == [TOKENS[2]]
+    assert not any(r["error"] for r in rows) and len(rows) == len(TOKENS) * 4 * 2
+    # a new omega: only the model planner reruns, on every token
+    planners = [ModelPlanner(FakeModel(), omegas=[0.0, 1.0, 2.0]), ConstantVelocityPlanner(), HumanPlanner()]
+    scorer = FakeScorer()
+    rows = run_evaluation([FakeSource(TOKENS)], planners, scorer, out, SETTINGS)
+    assert {n for _, n, _ in scorer.calls} == {3}  # 3 omegas scored together, baselines not rerun
+    assert len(rows) == len(TOKENS) * 5 * 2
+
+
+def test_partial_progress_survives_a_crash(tmp_path):
+    out = tmp_path / "r.csv"
+
+    class CrashingScorer(FakeScorer):
+        def score(self, scene, poses, version):
+            if scene.token == TOKENS[4]:
+                raise KeyboardInterrupt
+            return super().score(scene, poses, version)
+
+    try:
+        run_evaluation([FakeSource(TOKENS)], [ConstantVelocityPlanner()], CrashingScorer(), out, SETTINGS)
+    except KeyboardInterrupt:
+        pass
+    assert not out.exists() and partial_path(out, 0).exists()
+    source = FakeSource(TOKENS)
+    run_evaluation([source], [ConstantVelocityPlanner()], FakeScorer(), out, SETTINGS)
+    assert source.loaded == [TOKENS[4]]
+    assert len(read_rows(out)) == len(TOKENS) * 2
+
+
+def test_ranks_shard_tokens_and_rank_zero_writes_everything(tmp_path):
+    out = tmp_path / "r.csv"
+    shared: dict[int, list] = {}
+
+    def gather_for(rank):
+        def gather(items):
+            shared[rank] = list(items)
+            return [row for r in sorted(shared) for row in shared[r]]
+        return gather
+
+    source1 = FakeSource(TOKENS)
+    run_evaluation([source1], [ConstantVelocityPlanner()], FakeScorer(), out,
+                   SETTINGS, Distributed(rank=1, world_size=2, gather=gather_for(1)))
+    assert source1.loaded == TOKENS[1::2] and not out.exists()
+    source0 = FakeSource(TOKENS)
+    rows = run_evaluation([source0], [ConstantVelocityPlanner()], FakeScorer(), out,
+                          SETTINGS, Distributed(rank=0, world_size=2, gather=gather_for(0)))
+    assert source0.loaded == TOKENS[0::2]
+    assert {r["token"] for r in read_rows(out)} == set(TOKENS) and len(rows) == len(TOKENS) * 2
+
+
+def test_a_planner_failing_on_one_token_does_not_stop_the_batch(tmp_path):
+    class Picky(ConstantVelocityPlanner):
+        def plan(self, batch):
+            if TOKENS[2] in batch.tokens:
+                raise RuntimeError(f"cannot plan {TOKENS[2]}")
+            return super().plan(batch)
+
+    rows = run_evaluation([FakeSource(TOKENS)], [Picky(), HumanPlanner()], FakeScorer(), tmp_path / "r.csv",
+                          RunSettings(metrics=("v1",), batch_size=5, show_progress=False))
+    failed = {(r["token"], r["planner"]) for r in rows if r["error"]}
+    assert failed == {(TOKENS[2], "constant_velocity")}
+    assert all("RuntimeError: cannot plan" in r["error"] for r in rows if r["error"])
+    assert len(rows) == len(TOKENS) * 2

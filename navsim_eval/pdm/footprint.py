@@ -1,0 +1,42 @@
+"""Oriented-box geometry of the ego and of observed objects (spec pdm_score.md §1.2, §6), vectorised."""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+
+from navsim_eval.pdm.constants import EGO_HALF_LENGTH, EGO_HALF_WIDTH, REAR_AXLE_TO_CENTER
+
+# Corner order of every box: front-left, rear-left, rear-right, front-right (§6).
+CORNER_SIGNS = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
+FRONT_LEFT, REAR_LEFT, REAR_RIGHT, FRONT_RIGHT = range(4)
+
+
+def box_corners(center_xy: np.ndarray, heading: np.ndarray, half_length, half_width) -> np.ndarray:
+    """Corners (..., 4, 2) of boxes with centres (..., 2), headings (...) and half sizes (scalars or (...))."""
+    heading = np.asarray(heading, dtype=np.float64)
+    forward = np.stack([np.cos(heading), np.sin(heading)], axis=-1)
+    left = np.stack([np.cos(heading + np.pi / 2.0), np.sin(heading + np.pi / 2.0)], axis=-1)
+    lon = CORNER_SIGNS[:, 0] * np.asarray(half_length, dtype=np.float64)[..., None]
+    lat = CORNER_SIGNS[:, 1] * np.asarray(half_width, dtype=np.float64)[..., None]
+    return (np.asarray(center_xy, dtype=np.float64)[..., None, :]
+            + lon[..., None] * forward[..., None, :] + lat[..., None] * left[..., None, :])
+
+
+def ego_centers(xyh: np.ndarray) -> np.ndarray:
+    """Box centres (..., 2) of ego rear-axle poses (..., >=3): 1.461 m ahead of the rear axle (§1.2)."""
+    heading = xyh[..., 2]
+    return xyh[..., :2] + REAR_AXLE_TO_CENTER * np.stack([np.cos(heading), np.sin(heading)], axis=-1)
+
+
+def ego_corners(xyh: np.ndarray) -> np.ndarray:
+    """Ego footprint corners (..., 4, 2) (FL, RL, RR, FR) of rear-axle poses (..., >=3)."""
+    return box_corners(ego_centers(xyh), xyh[..., 2], EGO_HALF_LENGTH, EGO_HALF_WIDTH)
+
+
+def polygons_from_corners(corners: np.ndarray) -> np.ndarray:
+    """Shapely polygons (...) from corners (..., 4, 2) (vectorised construction)."""
+    corners = np.asarray(corners, dtype=np.float64)
+    shape = corners.shape[:-2]
+    flat = corners.reshape(-1, corners.shape[-2], 2)
+    return shapely.polygons(flat).reshape(shape)

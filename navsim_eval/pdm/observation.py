@@ -1,0 +1,401 @@
+"""Obstacles per 10 Hz step: the `Observation` container and the ground-truth observation (spec §3.5, §3.6).
+
+An observation lists, for each step k, the tokens and shapely polygons of the obstacles present (tracked
+objects and, in v2, red-light lane connectors). `unique_objects` holds, per track token, the object at the first
+step where it appears (its speed decides "stopped", its heading the direction tests of NC and TTC).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+import shapely
+from shapely import STRtree
+
+from data_pipelines.geometry import wrap_angle
+from navsim_eval.pdm.constants import (
+    AGENT_TYPES,
+    FRAMES_PER_STEP,
+    RED_LIGHT_PREFIX,
+    RED_LIGHT_TYPE,
+    SIM_DT,
+    STATIC_OBJECT_TYPES,
+    V1_OBSERVATION_FRAMES,
+    V1_OBSERVATION_STEPS,
+    V2_OBSERVATION_FRAMES,
+    V2_OBSERVATION_STEPS,
+    VERSIONS,
+)
+from navsim_eval.pdm.errors import ObservationError
+from navsim_eval.pdm.footprint import box_corners, ego_corners, polygons_from_corners
+
+US_PER_S = 1e6
+
+
+def red_light_token(connector_id: Any) -> str:
+    """Observation token of a red lane connector (§3.6)."""
+    return f"{RED_LIGHT_PREFIX}{connector_id}"
+
+
+def is_red_light_token(token: str) -> bool:
+    return token.startswith(RED_LIGHT_PREFIX)
+
+
+@dataclass(frozen=True)
+class UniqueObject:
+    """A track as first seen: type, global heading and velocity (zeros for static objects and red lights)."""
+
+    token: str
+    object_type: str
+    is_agent: bool
+    heading: float
+    velocity: np.ndarray  # (2,) global vx, vy [m/s]
+
+    @property
+    def speed(self) -> float:
+        return float(np.hypot(self.velocity[0], self.velocity[1]))
+
+
+@dataclass
+class FlatObservation:
+    """All (step, token, polygon) entries concatenated (step-major), with per-entry and per-track attributes."""
+
+    step: np.ndarray  # (E,) int
+    offsets: np.ndarray  # (num_steps + 1,) start of each step's entries
+    tokens: np.ndarray  # (E,) object
+    polygons: np.ndarray  # (E,) shapely Polygons
+    is_red_light: np.ndarray  # (E,) bool
+    centroids: np.ndarray  # (E, 2)
+    bounds: np.ndarray  # (E, 4) x_min, y_min, x_max, y_max
+    token_ids: np.ndarray  # (E,) int: index into `unique_tokens`
+    unique_tokens: list[str]
+    track_is_agent: np.ndarray  # (U,) bool, per unique token (False for red lights)
+    track_speed: np.ndarray  # (U,)
+    track_heading: np.ndarray  # (U,)
+    track_collided: np.ndarray  # (U,) bool: in the observation's collided set
+
+
+class Observation:
+    """Obstacles (token, polygon) per 10 Hz step k = 0 ... num_steps - 1."""
+
+    def __init__(
+        self,
+        tokens_per_step: Sequence[Sequence[str]],
+        polygons_per_step: Sequence[Any],
+        unique_objects: dict[str, UniqueObject],
+        collided_tokens: Optional[Iterable[str]] = None,
+    ):
+        if len(tokens_per_step) != len(polygons_per_step):
+            raise ObservationError(
+                f"observation has {len(tokens_per_step)} token lists but {len(polygons_per_step)} polygon lists"
+            )
+        self._tokens = [np.asarray(list(t), dtype=object) for t in tokens_per_step]
+        self._polygons = [np.asarray(list(p), dtype=object).reshape(-1) for p in polygons_per_step]
+        for step, (tokens, polygons) in enumerate(zip(self._tokens, self._polygons)):
+            if len(tokens) != len(polygons):
+                raise ObservationError(f"observation step {step}: {len(tokens)} tokens, {len(polygons)} polygons")
+        self.unique_objects = dict(unique_objects)
+        self.collided_tokens: set[str] = set(collided_tokens or ())
+        self._trees: dict[int, STRtree] = {}
+        self._flat: Optional[FlatObservation] = None
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    @property
+    def num_steps(self) -> int:
+        return len(self._tokens)
+
+    def tokens(self, step: int) -> np.ndarray:
+        return self._tokens[step]
+
+    def polygons(self, step: int) -> np.ndarray:
+        return self._polygons[step]
+
+    def tree(self, step: int) -> STRtree:
+        """STRtree over the polygons of one step (built on first use)."""
+        if step not in self._trees:
+            self._trees[step] = STRtree(self._polygons[step])
+        return self._trees[step]
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_trees"] = {}
+        state["_flat"] = None
+        return state
+
+    def flat(self) -> FlatObservation:
+        """The concatenated view used by the vectorised scorer (built once per observation)."""
+        if self._flat is None:
+            counts = np.array([len(t) for t in self._tokens], dtype=np.int64)
+            offsets = np.concatenate([[0], np.cumsum(counts)])
+            tokens = np.concatenate(self._tokens) if counts.sum() else np.zeros(0, dtype=object)
+            polygons = np.concatenate(self._polygons) if counts.sum() else np.zeros(0, dtype=object)
+            unique_tokens, token_ids = np.unique(tokens.astype(str), return_inverse=True)
+            unique_tokens = [str(t) for t in unique_tokens]
+            is_red = np.array([is_red_light_token(t) for t in unique_tokens], dtype=bool)
+            missing = [t for t, red in zip(unique_tokens, is_red) if not red and t not in self.unique_objects]
+            if missing:
+                raise ObservationError(f"observation tokens without a unique object: {missing[:5]}")
+            objects = [None if red else self.unique_objects[t] for t, red in zip(unique_tokens, is_red)]
+            centroid_points = shapely.centroid(polygons)
+            self._flat = FlatObservation(
+                step=np.repeat(np.arange(len(counts)), counts),
+                offsets=offsets,
+                tokens=tokens,
+                polygons=polygons,
+                is_red_light=is_red[token_ids] if len(tokens) else np.zeros(0, dtype=bool),
+                centroids=np.stack([shapely.get_x(centroid_points), shapely.get_y(centroid_points)], axis=-1)
+                .reshape(-1, 2),
+                bounds=shapely.bounds(polygons).reshape(-1, 4),
+                token_ids=np.asarray(token_ids, dtype=np.int64).reshape(-1),
+                unique_tokens=unique_tokens,
+                track_is_agent=np.array([o is not None and o.is_agent for o in objects], dtype=bool),
+                track_speed=np.array([0.0 if o is None else o.speed for o in objects]),
+                track_heading=np.array([0.0 if o is None else o.heading for o in objects]),
+                track_collided=np.array([t in self.collided_tokens for t in unique_tokens], dtype=bool),
+            )
+        return self._flat
+
+    def query(self, polygons: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs (query index, flat entry index) of query polygons intersecting entries of their own step.
+
+        `steps[i]` is the observation step polygon i is tested against (closed sets: touching counts);
+        steps outside the observation have no entries.
+        """
+        polygons = np.asarray(polygons, dtype=object).reshape(-1)
+        query, entry = self._bbox_candidates(shapely.bounds(polygons).reshape(-1, 4), steps)
+        hit = shapely.intersects(polygons[query], self.flat().polygons[entry])
+        return query[hit], entry[hit]
+
+    def query_corners(self, corners: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`query` for quadrilaterals given by corners (N, 4, 2); polygons are built only for
+        quadrilaterals whose bounding box overlaps an obstacle's."""
+        corners = np.asarray(corners, dtype=np.float64).reshape(-1, 4, 2)
+        c0, c1, c2, c3 = corners[:, 0], corners[:, 1], corners[:, 2], corners[:, 3]
+        bounds = np.concatenate([np.minimum(np.minimum(c0, c1), np.minimum(c2, c3)),
+                                 np.maximum(np.maximum(c0, c1), np.maximum(c2, c3))], axis=1)
+        query, entry = self._bbox_candidates(bounds, steps)
+        if len(query) == 0:
+            return query, entry
+        unique_query, inverse = np.unique(query, return_inverse=True)
+        polygons = polygons_from_corners(corners[unique_query])
+        hit = shapely.intersects(polygons[inverse.reshape(-1)], self.flat().polygons[entry])
+        return query[hit], entry[hit]
+
+    def _bbox_candidates(self, bounds: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(query, entry) pairs of the same step whose closed bounding boxes overlap (vectorised)."""
+        flat = self.flat()
+        steps = np.asarray(steps, dtype=np.int64).reshape(-1)
+        valid = (steps >= 0) & (steps < self.num_steps)
+        clipped = np.where(valid, steps, 0)
+        starts = flat.offsets[clipped]
+        counts = np.where(valid, flat.offsets[clipped + 1] - starts, 0)
+        total = int(counts.sum())
+        if total == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        if total > self.MAX_DENSE_PAIRS:
+            return self._bbox_candidates_per_step(bounds, steps)
+        query = np.repeat(np.arange(len(steps)), counts)
+        entry = np.arange(total) + np.repeat(starts - (np.cumsum(counts) - counts), counts)
+        qb, eb = bounds[query], flat.bounds[entry]
+        overlap = (qb[:, 0] <= eb[:, 2]) & (qb[:, 2] >= eb[:, 0]) & (qb[:, 1] <= eb[:, 3]) & (qb[:, 3] >= eb[:, 1])
+        return query[overlap], entry[overlap]
+
+    MAX_DENSE_PAIRS = 400_000  # above this many (query, same-step entry) pairs, test step by step
+
+    def _bbox_candidates_per_step(self, bounds: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        flat = self.flat()
+        order = np.argsort(steps, kind="stable")
+        boundaries = np.searchsorted(steps[order], np.arange(self.num_steps + 1))
+        queries, entries = [], []
+        for step in range(self.num_steps):
+            lo, hi = boundaries[step], boundaries[step + 1]
+            first, last = flat.offsets[step], flat.offsets[step + 1]
+            if lo == hi or first == last:
+                continue
+            members = order[lo:hi]
+            qb = bounds[members]
+            eb = flat.bounds[first:last]
+            overlap = ((qb[:, None, 0] <= eb[None, :, 2]) & (qb[:, None, 2] >= eb[None, :, 0])
+                       & (qb[:, None, 1] <= eb[None, :, 3]) & (qb[:, None, 3] >= eb[None, :, 1]))
+            local_query, local_entry = np.nonzero(overlap)
+            if len(local_query):
+                queries.append(members[local_query])
+                entries.append(local_entry + first)
+        if not queries:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate(queries), np.concatenate(entries)
+
+
+# --------------------------------------------------------------------------------------- ground truth (§3.5)
+
+
+@dataclass
+class _TrackSamples:
+    object_type: str
+    length: float
+    width: float
+    times: list[float]
+    poses: list[np.ndarray]  # (x, y, heading, vx, vy)
+
+
+def _global_objects(frame) -> list[tuple[str, str, float, float, np.ndarray]]:
+    """(track token, type, length, width, (x, y, heading, vx, vy)) of a frame's boxes in the map frame (§1.3)."""
+    annotations = frame.annotations
+    if annotations is None or len(annotations.names) == 0:
+        return []
+    ego_x, ego_y, ego_h = (float(v) for v in frame.ego_status.ego_pose[:3])
+    cos_h, sin_h = np.cos(ego_h), np.sin(ego_h)
+    boxes = np.asarray(annotations.boxes, dtype=np.float64)
+    velocity = np.asarray(annotations.velocity_3d, dtype=np.float64)
+    x = cos_h * boxes[:, 0] - sin_h * boxes[:, 1] + ego_x
+    y = sin_h * boxes[:, 0] + cos_h * boxes[:, 1] + ego_y
+    heading = wrap_angle(boxes[:, 6] + ego_h)
+    vx = cos_h * velocity[:, 0] - sin_h * velocity[:, 1]
+    vy = sin_h * velocity[:, 0] + cos_h * velocity[:, 1]
+    objects = []
+    for i, (name, token) in enumerate(zip(annotations.names, annotations.track_tokens)):
+        if name not in AGENT_TYPES and name not in STATIC_OBJECT_TYPES:
+            continue  # not a scored object class (§1.3)
+        is_agent = name in AGENT_TYPES
+        pose = np.array([x[i], y[i], heading[i], vx[i] if is_agent else 0.0, vy[i] if is_agent else 0.0])
+        objects.append((str(token), name, float(boxes[i, 3]), float(boxes[i, 4]), pose))
+    return objects
+
+
+def _interpolate_track(track: _TrackSamples, step_times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(present (S,), poses (S, 5)) of a track at the step times (§3.5)."""
+    times = np.asarray(track.times)
+    poses = np.stack(track.poses)
+    if len(times) == 1:
+        return np.ones(len(step_times), dtype=bool), np.repeat(poses, len(step_times), axis=0)
+    order = np.argsort(times, kind="stable")
+    times, poses = times[order], poses[order]
+    present = (step_times >= times[0]) & (step_times <= times[-1])
+    out = np.empty((len(step_times), poses.shape[1]))
+    unwrapped = np.unwrap(poses[:, 2])
+    for column in range(poses.shape[1]):
+        series = unwrapped if column == 2 else poses[:, column]
+        out[:, column] = np.interp(step_times, times, series)
+    out[:, 2] = wrap_angle(out[:, 2])
+    return present, out
+
+
+def _red_light_obstacles(scene, num_steps: int, lane_ids: Optional[Iterable[str]], route_ids: Sequence[str],
+                         map_api) -> list[list[tuple[str, Any]]]:
+    """Per step: (token, polygon) of RED on-route lane connectors from frame ⌊k/5⌋ (§3.6)."""
+    current = scene.current_frame_index
+    per_step: list[list[tuple[str, Any]]] = [[] for _ in range(num_steps)]
+    route_lanes = None if lane_ids is None else {str(i) for i in lane_ids}
+    polygons: dict[str, Any] = {}
+    for step in range(num_steps):
+        frame = scene.frames[current + step // FRAMES_PER_STEP]
+        for connector_id, is_red in frame.traffic_lights:
+            connector_id = str(connector_id)
+            if not is_red:
+                continue
+            if route_lanes is None:
+                if map_api is None:
+                    raise ObservationError(f"scene {scene.token}: v2 red lights need the map (no map_api given)")
+                route_lanes = _uncorrected_route_lane_ids(map_api, route_ids)
+            if connector_id not in route_lanes:
+                continue
+            if connector_id not in polygons:
+                if map_api is None:
+                    raise ObservationError(f"scene {scene.token}: v2 red lights need the map (no map_api given)")
+                polygons[connector_id] = map_api.get_lane_connector(connector_id).polygon
+            per_step[step].append((red_light_token(connector_id), polygons[connector_id]))
+    return per_step
+
+
+def _uncorrected_route_lane_ids(map_api, roadblock_ids: Sequence[str]) -> set[str]:
+    from navsim_eval.pdm.route import load_route  # route dictionaries are built by the metric-cache module
+
+    return set(load_route(map_api, roadblock_ids).lane_ids)
+
+
+def build_ground_truth_observation(
+    scene,
+    version: str,
+    *,
+    map_api=None,
+    route_roadblock_ids: Optional[Sequence[str]] = None,
+    route_lane_ids: Optional[Iterable[str]] = None,
+    ego_state: Optional[np.ndarray] = None,
+) -> Observation:
+    """The observation a trajectory is scored against (§3.5, and §3.6 red lights in v2).
+
+    v1: frames 0..10 after the current frame, 51 steps. v2: frames 0..8, 41 steps, tracks whose box touches the
+    ego footprint at step 0 removed (log-replay agents), plus red on-route lane connectors. The red-light lane
+    set is `route_lane_ids` if given, else the lanes of the *uncorrected* route `route_roadblock_ids` (default:
+    the current frame's route) looked up in `map_api`; the map is only needed when a RED light is listed.
+    `ego_state` (11,) defaults to the current frame's ego pose.
+    """
+    if version not in VERSIONS:
+        raise ObservationError(f"unknown scorer version {version!r}; expected one of {VERSIONS}")
+    num_frames = V1_OBSERVATION_FRAMES if version == "v1" else V2_OBSERVATION_FRAMES
+    num_steps = V1_OBSERVATION_STEPS if version == "v1" else V2_OBSERVATION_STEPS
+    current = scene.current_frame_index
+    if len(scene.frames) < current + num_frames + 1:
+        raise ObservationError(
+            f"scene {scene.token}: {version} needs {num_frames} future frames, "
+            f"the window has {len(scene.frames) - current - 1}"
+        )
+    t0 = scene.frames[current].timestamp
+    tracks: dict[str, _TrackSamples] = {}
+    for frame in scene.frames[current : current + num_frames + 1]:
+        time_s = (frame.timestamp - t0) / US_PER_S
+        for token, name, length, width, pose in _global_objects(frame):
+            track = tracks.get(token)
+            if track is None:
+                track = tracks[token] = _TrackSamples(name, length, width, [], [])
+            track.times.append(time_s)
+            track.poses.append(pose)
+    step_times = np.arange(num_steps) * SIM_DT
+
+    tokens = list(tracks)
+    present = np.zeros((len(tokens), num_steps), dtype=bool)
+    poses = np.zeros((len(tokens), num_steps, 5))
+    unique_objects: dict[str, UniqueObject] = {}
+    for index, token in enumerate(tokens):
+        present[index], poses[index] = _interpolate_track(tracks[token], step_times)
+        first = int(np.argmax(present[index]))
+        track = tracks[token]
+        unique_objects[token] = UniqueObject(
+            token=token,
+            object_type=track.object_type,
+            is_agent=track.object_type in AGENT_TYPES,
+            heading=float(poses[index, first, 2]),
+            velocity=poses[index, first, 3:5].copy(),
+        )
+    lengths = np.array([tracks[t].length for t in tokens])
+    widths = np.array([tracks[t].width for t in tokens])
+    corners = box_corners(poses[..., :2], poses[..., 2], lengths[:, None] / 2.0, widths[:, None] / 2.0)
+    polygons = polygons_from_corners(corners) if tokens else np.zeros((0, num_steps), dtype=object)
+
+    if version == "v2" and tokens:
+        ego_pose = scene.current_frame.ego_status.ego_pose if ego_state is None else ego_state
+        ego = polygons_from_corners(ego_corners(np.asarray(ego_pose, dtype=np.float64)[:3]))
+        touching = present[:, 0] & shapely.intersects(polygons[:, 0], ego)
+        keep = ~touching
+        tokens = [t for t, k in zip(tokens, keep) if k]
+        present, polygons = present[keep], polygons[keep]
+        unique_objects = {t: unique_objects[t] for t in tokens}
+
+    tokens_array = np.asarray(tokens, dtype=object)
+    tokens_per_step = [list(tokens_array[present[:, k]]) for k in range(num_steps)]
+    polygons_per_step = [list(polygons[present[:, k], k]) for k in range(num_steps)]
+    if version == "v2":
+        route_ids = scene.current_frame.roadblock_ids if route_roadblock_ids is None else route_roadblock_ids
+        obstacles_per_step = _red_light_obstacles(scene, num_steps, route_lane_ids, route_ids, map_api)
+        for step, obstacles in enumerate(obstacles_per_step):
+            for token, polygon in obstacles:
+                tokens_per_step[step].append(token)
+                polygons_per_step[step].append(polygon)
+                unique_objects.setdefault(
+                    token, UniqueObject(token, RED_LIGHT_TYPE, False, 0.0, np.zeros(2))
+                )
+    return Observation(tokens_per_step, polygons_per_step, unique_objects)

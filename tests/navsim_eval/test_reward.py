@@ -1,0 +1,63 @@
+"""PDMReward: (B, K) scores equal to the per-scene scorer, invalid candidates flagged, never scored 0."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from navsim_eval.pdm.errors import ScoringError
+from navsim_eval.pdm.metric_cache import MetricCacheStore
+from navsim_eval.pdm.scorer import score_trajectories
+from navsim_eval.reward import PDMReward
+from tests.navsim_eval.pdm.scorer_golden import candidate_poses, golden_cache, scenes_info
+
+NAMES = ["human", "accelerate", "brake", "swerve_oncoming"]
+
+
+@pytest.fixture(scope="module")
+def scenes(golden_dir):
+    log = list(scenes_info(golden_dir)["logs"].values())[5]
+    return log["tokens"][:3]
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_reward_matches_scorer_and_flags_invalid(golden_dir, scenes, version):
+    caches = {t: golden_cache(golden_dir, t, version) for t in scenes}
+    poses = np.stack([candidate_poses(golden_dir, t, NAMES) for t in scenes])
+    poses[1, 2, 4, 1] = np.nan
+    poses[2, 0, 3, 0] = 1e9
+    result = PDMReward(caches, version=version)(list(scenes), poses)
+    assert result.scores.shape == (3, 4) and result.valid.sum() == 10
+    assert not result.valid[2, 0] and scenes[2] in result.errors
+    assert np.isnan(result.scores[1, 2]) and not result.valid[1, 2] and scenes[1] in result.errors
+    for b, token in enumerate(scenes):
+        ok = result.valid[b]
+        expected = score_trajectories(caches[token], poses[b][ok], version)
+        np.testing.assert_allclose(result.scores[b][ok], expected.score)
+        for name, values in expected.metrics.items():
+            np.testing.assert_allclose(result.sub_metrics[name][b][ok], values)
+    assert "score" in result.sub_metrics
+
+
+def test_reward_from_cache_folder_in_worker_processes(golden_dir, scenes, tmp_path):
+    store = MetricCacheStore(tmp_path)
+    for token in scenes[:2]:
+        store.save(golden_cache(golden_dir, token, "v1"))
+    poses = np.stack([candidate_poses(golden_dir, t, NAMES) for t in scenes])
+    reward = PDMReward(tmp_path, version="v1", num_workers=2)
+    try:
+        result = reward(list(scenes), poses)
+    finally:
+        reward.close()
+    assert result.valid[:2].all() and not result.valid[2].any()
+    assert "no cache entry" in result.errors[scenes[2]]
+    expected = score_trajectories(golden_cache(golden_dir, scenes[0], "v1"), poses[0], "v1")
+    np.testing.assert_allclose(result.scores[0], expected.score)
+
+
+def test_reward_rejects_bad_shapes():
+    reward = PDMReward({}, version="v1")
+    with pytest.raises(ScoringError):
+        reward(["a"], np.zeros((1, 4, 7, 3)))
+    with pytest.raises(ScoringError):
+        PDMReward({}, version="v3")

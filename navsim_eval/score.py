@@ -14,6 +14,7 @@ import sys
 from typing import Optional, Sequence
 
 from data_pipelines.errors import DataError
+from navsim_eval.pdm.errors import ScoringError
 from navsim_eval.scoring import ScoringConfig, ScoringService, load_trajectories, summarize, write_csv
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
@@ -32,20 +33,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--require-cache", action="store_true", help="fail tokens whose metric cache is missing")
     parser.add_argument("--map-version", default=None, help="map index name (default nuplan-maps-v1.0)")
     parser.add_argument("--backend", choices=("native", "official"), default="native",
-                        help="'official' needs the navsim devkit installed (not bundled)")
+                        help="'official': score with the installed navsim devkit against its metric cache "
+                             "(--cache-dir; not bundled)")
     return parser
 
 
-def _check_official_backend() -> None:
+def _load_official_devkit(version: str):
+    """The devkit API, or exit with a message naming the missing package (the devkit is never bundled)."""
+    from navsim_eval.official_backend import OfficialBackendUnavailable, load_devkit
+
     try:
-        import navsim  # noqa: F401
-    except ImportError:
-        raise SystemExit(
-            "error: --backend official needs the official navsim devkit (and nuplan-devkit) importable in this "
-            "environment; it is not bundled. Install it or use the native backend."
-        ) from None
-    raise SystemExit("error: the navsim devkit is importable, but running it is done with its own scripts "
-                     "(navsim/planning/script/run_pdm_score.py); this CLI scores with the native backend only.")
+        return load_devkit(version)
+    except OfficialBackendUnavailable as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def _score_official(args, trajectories, devkit) -> list[dict]:
+    """Rows from the official devkit (navsim_eval.official_backend); `--cache-dir` = the devkit's metric cache."""
+    from navsim_eval.official_backend import OfficialScorer
+
+    if args.cache_dir is None:
+        raise ScoringError("--backend official needs --cache-dir: a metric-cache folder written by the devkit")
+    return OfficialScorer(args.cache_dir, args.metric, devkit).score_rows(trajectories)
 
 
 def format_summary(summary: dict) -> str:
@@ -62,13 +71,15 @@ def format_summary(summary: dict) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.backend == "official":
-        _check_official_backend()
+    devkit = _load_official_devkit(args.metric) if args.backend == "official" else None
     if args.workers < 1:
         print("error: --workers must be >= 1", file=sys.stderr)
         return EXIT_USAGE
     try:
         trajectories = load_trajectories(args.trajectories)
+        if args.backend == "official":
+            rows = _score_official(args, trajectories, devkit)
+            return _finish(rows, args)
         config = ScoringConfig(version=args.metric, maps_root=args.maps_root, num_workers=args.workers,
                                cache_dir=args.cache_dir, require_cache=args.require_cache,
                                **({"map_version": args.map_version} if args.map_version else {}))
@@ -76,6 +87,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    return _finish(rows, args)
+
+
+def _finish(rows: list[dict], args) -> int:
     write_csv(rows, args.out, args.metric)
     summary = summarize(rows, args.metric)
     print(format_summary(summary))

@@ -25,10 +25,12 @@ from data_pipelines.errors import DataError, LogFileError, UnknownTokenError
 from data_pipelines.log_reader import find_log_files, load_log, log_name_of
 from data_pipelines.maps.nuplan_map import DEFAULT_MAP_VERSION
 from navsim_eval.pdm.comfort import extended_comfort
-from navsim_eval.pdm.constants import EC_MAX_PREVIOUS_GAP_S, EC_OVERLAP_STEPS, SIM_DT, US_PER_S, VERSIONS
+from navsim_eval.pdm.constants import (
+    EC_MAX_PREVIOUS_GAP_S, EC_OVERLAP_STEPS, SIM_DT, VERSIONS, is_synthetic_token,
+)
 from navsim_eval.pdm.errors import ScoringError, TrajectoryError
 from navsim_eval.pdm.scorer import V1_METRICS, V2_METRICS, ScoreTable, final_v2_score, score_trajectories
-from navsim_eval.pdm.trajectory import validate_poses
+from navsim_eval.pdm.trajectory import time_us_to_s, validate_poses
 
 logger = logging.getLogger(__name__)
 
@@ -310,17 +312,25 @@ def run_scoring(trajectories: Mapping[str, Any], logs_root: Optional[PathLike], 
 # ------------------------------------------------------------------------------------------------ rows
 
 
+def _start_time_s(timestamp_us: int) -> float:
+    """A scene's start time in seconds as the devkit's score rows hold it (``time_us * 1e-6``, spec §7.10)."""
+    return time_us_to_s(timestamp_us)
+
+
 def previous_scenes(results: Sequence[TokenResult]) -> dict[str, str]:
-    """token -> the scored token of the same log whose start time is 0 < Δt ≤ 0.55 s earlier (spec §7.10)."""
+    """token -> the scored token of the same log whose start time is 0 < Δt ≤ 0.55 s earlier (spec §7.10).
+
+    Only original scenes take part (synthetic 17-character tokens are neither paired nor predecessors).
+    """
     by_log: dict[str, list[TokenResult]] = {}
     for result in results:
-        if result.table is not None and result.log_name:
+        if result.table is not None and result.log_name and not is_synthetic_token(result.token):
             by_log.setdefault(result.log_name, []).append(result)
     previous: dict[str, str] = {}
     for members in by_log.values():
         members.sort(key=lambda r: r.timestamp)
         for earlier, later in zip(members, members[1:]):
-            gap_s = (later.timestamp - earlier.timestamp) / US_PER_S
+            gap_s = _start_time_s(later.timestamp) - _start_time_s(earlier.timestamp)
             if 0.0 < gap_s <= EC_MAX_PREVIOUS_GAP_S:
                 previous[later.token] = earlier.token
     return previous
@@ -336,7 +346,8 @@ def _extended_comfort_values(result: TokenResult, previous: Optional[TokenResult
     current_idx = [i for i, n in enumerate(names) if n in previous_row]
     if current_idx:
         previous_idx = [previous_row[names[i]] for i in current_idx]
-        offset = int(round((result.timestamp - previous.timestamp) / US_PER_S / SIM_DT)) or EC_OVERLAP_STEPS
+        gap_s = _start_time_s(result.timestamp) - _start_time_s(previous.timestamp)
+        offset = int(round(gap_s / SIM_DT)) or EC_OVERLAP_STEPS
         values[current_idx] = extended_comfort(result.table.simulated_states[current_idx],
                                                previous.table.simulated_states[previous_idx], offset)
     return values

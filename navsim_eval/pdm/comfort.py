@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from navsim_eval.pdm.constants import REAR_AXLE_TO_CENTER, SIM_DT, StateIndex
+from navsim_eval.pdm.constants import REAR_AXLE_TO_CENTER, SIM_DT, US_PER_S, StateIndex
 
 ROUND_DECIMALS = 8  # filtered series are rounded before the bound test (§7.7)
 
@@ -157,13 +157,16 @@ def interpolate_past_states(past_states: np.ndarray, past_time_us: np.ndarray, d
     Linear in every component, heading interpolated on the unwrapped angle; yaw rate and yaw acceleration 0.
     """
     past_states = np.asarray(past_states, dtype=np.float64)
-    times_s = np.asarray(past_time_us, dtype=np.float64) / 1e6
-    query = np.arange(times_s[0], times_s[-1], dt)[:-1]
+    # Sample times in integer µs from the first logged state, last one dropped (the devkit's history grid).
+    times_us = np.asarray(past_time_us, dtype=np.int64)
+    query_us = np.arange(times_us[0], times_us[-1], int(round(dt * US_PER_S)), dtype=np.int64)[:-1]
+    times = times_us.astype(np.float64)
+    query = query_us.astype(np.float64)
     out = np.zeros((len(query), past_states.shape[1]))
     for index in range(past_states.shape[1]):
-        out[:, index] = np.interp(query, times_s, past_states[:, index])
+        out[:, index] = np.interp(query, times, past_states[:, index])
     heading = np.unwrap(past_states[:, StateIndex.HEADING])
-    out[:, StateIndex.HEADING] = np.arctan2(*[f(np.interp(query, times_s, heading)) for f in (np.sin, np.cos)])
+    out[:, StateIndex.HEADING] = np.arctan2(*[f(np.interp(query, times, heading)) for f in (np.sin, np.cos)])
     out[:, StateIndex.ANGULAR_VELOCITY] = 0.0
     out[:, StateIndex.ANGULAR_ACCELERATION] = 0.0
     return out

@@ -82,6 +82,9 @@ V2_OBSERVATION_FRAMES = 8
 V1_TTC_STEPS = 41  # k = 0...40 (§7.6)
 V2_TTC_STEPS = 32  # k = 0...31 (§7.6)
 FRAMES_PER_STEP = 5  # 2 Hz frames vs 10 Hz steps (§3.6)
+# Observation frame i after the current one is placed at i * 0.5 s whatever its logged timestamp says
+# (§3.5: the devkit's relative times are index * resolution step, not timestamp differences).
+OBSERVATION_FRAME_INTERVAL_S = 0.5
 
 # --- Aggregation weights (§8) -------------------------------------------------------------------------------------
 V1_WEIGHTS = {"ego_progress": 5.0, "time_to_collision_within_bound": 5.0, "comfort": 2.0,
@@ -98,3 +101,13 @@ RED_LIGHT_TYPE = "red_light"
 RED_LIGHT_PREFIX = "red_light_"
 
 VERSIONS = ("v1", "v2")
+
+# --- Scene type (§8.3, §7.10) ---------------------------------------------------------------------------------------
+# v2 synthetic (second-stage) scenes are recognised by their 17-character token (navsim_data.md §6); they
+# have no logged future (no human filter) and are not paired for two-frame extended comfort.
+SYNTHETIC_TOKEN_LENGTH = 17
+
+
+def is_synthetic_token(token: str) -> bool:
+    """True for a v2 synthetic scene token (17 characters), False for an original log scene."""
+    return len(str(token)) == SYNTHETIC_TOKEN_LENGTH

@@ -17,7 +17,7 @@ import shapely
 from data_pipelines.errors import DataError, MapError
 from data_pipelines.maps import DEFAULT_MAP_VERSION, NuPlanMap, load_map
 from navsim_eval.pdm.centerline import CenterlineError, build_centerline, starting_lane
-from navsim_eval.pdm.constants import STATE_DIM, VERSIONS, StateIndex
+from navsim_eval.pdm.constants import STATE_DIM, VERSIONS, StateIndex, is_synthetic_token
 from navsim_eval.pdm.drivable_map import DrivableMap, build_drivable_map
 from navsim_eval.pdm.footprint import ego_centers, ego_corners, polygons_from_corners
 from navsim_eval.pdm.path import PDMPath
@@ -144,7 +144,8 @@ def _build_metric_cache(scene, map_api: NuPlanMap, version: str, config: PDMClos
 
     human, past_states, past_time = None, None, None
     if version == "v2":
-        human = scene.get_future_trajectory(HUMAN_TRAJECTORY_POSES).poses.astype(np.float64)
+        if not is_synthetic_token(scene.token):  # synthetic scenes carry no logged future (§8.3)
+            human = scene.get_future_trajectory(HUMAN_TRAJECTORY_POSES).poses.astype(np.float64)
         history = scene.frames[: scene.current_frame_index + 1]
         past_states = np.stack([ego_state_of_frame(f) for f in history])
         past_time = np.array([int(f.timestamp) - int(frame.timestamp) for f in history], dtype=np.int64)

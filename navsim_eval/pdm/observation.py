@@ -18,6 +18,7 @@ from data_pipelines.geometry import wrap_angle
 from navsim_eval.pdm.constants import (
     AGENT_TYPES,
     FRAMES_PER_STEP,
+    OBSERVATION_FRAME_INTERVAL_S,
     RED_LIGHT_PREFIX,
     RED_LIGHT_TYPE,
     SIM_DT,
@@ -30,8 +31,6 @@ from navsim_eval.pdm.constants import (
 )
 from navsim_eval.pdm.errors import ObservationError
 from navsim_eval.pdm.footprint import box_corners, ego_corners, polygons_from_corners
-
-US_PER_S = 1e6
 
 
 def red_light_token(connector_id: Any) -> str:
@@ -344,10 +343,10 @@ def build_ground_truth_observation(
             f"scene {scene.token}: {version} needs {num_frames} future frames, "
             f"the window has {len(scene.frames) - current - 1}"
         )
-    t0 = scene.frames[current].timestamp
     tracks: dict[str, _TrackSamples] = {}
-    for frame in scene.frames[current : current + num_frames + 1]:
-        time_s = (frame.timestamp - t0) / US_PER_S
+    relative_time_s = np.arange(num_frames + 1, dtype=np.float64) * OBSERVATION_FRAME_INTERVAL_S
+    for frame, time_s in zip(scene.frames[current : current + num_frames + 1], relative_time_s):
+        time_s = float(time_s)  # frame index * 0.5 s, not the timestamp difference (§3.5)
         for token, name, length, width, pose in _global_objects(frame):
             track = tracks.get(token)
             if track is None:

@@ -26,6 +26,7 @@ from navsim_eval.pdm.constants import (
     V2_TTC_STEPS,
     V2_WEIGHTS,
     VERSIONS,
+    is_synthetic_token,
 )
 from navsim_eval.pdm.ego_areas import EgoGeometry, compute_ego_areas
 from navsim_eval.pdm.errors import ScoringError
@@ -239,7 +240,9 @@ def score_trajectories(cache, poses: np.ndarray, version: Optional[str] = None) 
     num = len(poses)
     initial_state = np.asarray(cache.ego_state, dtype=np.float64)
     references = [_cache_reference(cache)[None], submitted_poses_to_reference(initial_state, cache.timepoint_us, poses)]
-    has_human = version == "v2" and getattr(cache, "human_trajectory", None) is not None
+    # The human filter applies to original log scenes only; synthetic scenes have no logged future (§8.3).
+    has_human = (version == "v2" and getattr(cache, "human_trajectory", None) is not None
+                 and not is_synthetic_token(getattr(cache, "token", "")))
     if has_human:
         references.append(submitted_poses_to_reference(initial_state, cache.timepoint_us, cache.human_trajectory))
     states = simulate(np.concatenate(references), initial_state)

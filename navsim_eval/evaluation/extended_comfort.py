@@ -27,15 +27,20 @@ StatesKey = tuple[str, Variant]
 
 def previous_tokens(tokens: list[str], log_name: Callable[[str], str], timestamp_us: Callable[[str], int]
                     ) -> dict[str, tuple[str, float]]:
-    """token -> (previous token of the same log, interval [s]) for pairs at most 0.55 s apart."""
+    """token -> (previous original-scene token of the same log, interval [s]) for pairs at most 0.55 s apart."""
+    from navsim_eval.pdm.constants import is_synthetic_token
+    from navsim_eval.pdm.trajectory import time_us_to_s
+
     by_log: dict[str, list[tuple[int, str]]] = {}
     for token in tokens:
+        if is_synthetic_token(token):
+            continue  # second-stage scenes are neither paired nor predecessors (pdm_score.md §7.10)
         by_log.setdefault(log_name(token), []).append((int(timestamp_us(token)), token))
     out = {}
     for entries in by_log.values():
         entries.sort()
         for (t_prev, prev), (t_now, now) in zip(entries, entries[1:]):
-            interval = (t_now - t_prev) / 1e6
+            interval = time_us_to_s(t_now) - time_us_to_s(t_prev)
             if 0.0 < interval <= MAX_OBSERVATION_INTERVAL_S:
                 out[now] = (prev, interval)
     return out

@@ -24,8 +24,9 @@ from navsim_eval.pdm.path import PDMPath
 from navsim_eval.pdm.planner import PDMClosedConfig, build_forecast_observation, frame_objects, plan_pdm_closed
 from navsim_eval.pdm.route import Route, build_route
 
-# Version of the on-disk format written by MetricCacheStore; bump on any change of the stored fields.
-FORMAT_VERSION = 1
+# Version of the on-disk format written by MetricCacheStore; bump on any change of the stored fields or of
+# how they are computed (2: observation timed by frame index, see docs/pdm_scorer.md "Audit notes").
+FORMAT_VERSION = 2
 CACHE_FILE_SUFFIX = ".mcache"
 # Number of logged future poses of the human trajectory (v2, spec §3.7) and their spacing.
 HUMAN_TRAJECTORY_POSES = 8

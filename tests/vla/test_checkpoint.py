@@ -1,0 +1,138 @@
+"""save_pretrained / from_pretrained: one self-contained directory, bit-exact round trip, loud errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from transformers import AutoModel, Florence2Config, Florence2ForConditionalGeneration
+
+from vla import CheckpointError, DipoleProcessor, DipoleVLA
+from vla.backbones.hf_vlm import config_from_dict
+from vla.presets import TINY_PRESETS, build_config, preset_dict
+
+from .model_helpers import make_agent_input, make_target_poses, perturb, tiny_model
+
+
+@pytest.fixture(scope="module")
+def agent_inputs():
+    rng = np.random.default_rng(3)
+    return [make_agent_input(rng, speed=3.0), make_agent_input(rng, speed=8.0, command=0)]
+
+
+def sample_twice(model, batch, **kwargs):
+    return model.sample(batch, num_steps=3, num_samples=2, generator=torch.Generator().manual_seed(42), **kwargs)
+
+
+@pytest.mark.parametrize("preset", TINY_PRESETS)
+def test_round_trip_is_bit_exact(preset, agent_inputs, tmp_path):
+    torch.set_num_threads(1)
+    model = tiny_model(preset)
+    perturb(model.head, seed=4)  # distinct, non-zero adapters
+    model.save_pretrained(tmp_path)
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in tmp_path.iterdir()}
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
+        keys = set(f.keys())
+    assert any(".positive." in k for k in keys) and any(".negative." in k for k in keys)
+
+    loaded = DipoleVLA.from_pretrained(tmp_path)
+    auto = AutoModel.from_pretrained(tmp_path)
+    assert type(auto) is DipoleVLA
+    assert loaded.config.normalization == model.config.normalization
+    original_state = model.state_dict()
+    for name, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, original_state[name]), name
+    batch = model.processor(agent_inputs)
+    batch_loaded = DipoleProcessor.from_pretrained(tmp_path)(agent_inputs)
+    for key in batch:
+        assert torch.equal(batch[key], batch_loaded[key]), key
+    for kwargs in ({"omega": 0.5}, {"omega": -1.0}, {"policy": "base"}):
+        expected = sample_twice(model, batch, **kwargs)
+        assert torch.equal(sample_twice(loaded, batch_loaded, **kwargs), expected), kwargs
+        assert torch.equal(sample_twice(auto, batch_loaded, **kwargs), expected), kwargs
+
+
+def test_save_accepts_an_external_state_dict(tmp_path):
+    model = tiny_model("tiny-timm-lm")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    key = next(k for k in state if ".positive." in k and "lora_B" in k)
+    expected = torch.full_like(state[key], 0.25)
+    state[key] = expected.clone()
+    model.save_pretrained(tmp_path, state_dict=state)  # transformers may consume the dict it is given
+    loaded = DipoleVLA.from_pretrained(tmp_path)
+    assert torch.equal(loaded.state_dict()[key], expected)
+
+
+def save_tiny_backbone(preset: str, directory):
+    """Save the preset's backbone (or its LM) as a standalone HF checkpoint, as a downloaded one would be."""
+    settings = preset_dict(preset)["backbone"]
+    torch.manual_seed(9)
+    if settings["type"] == "florence2":
+        hf_model = Florence2ForConditionalGeneration(Florence2Config.from_dict(settings["model_config"]))
+    else:
+        hf_model = AutoModel.from_config(config_from_dict(settings["model_config"]))
+    hf_model.save_pretrained(directory)
+    return hf_model
+
+
+@pytest.mark.parametrize("preset", TINY_PRESETS)
+def test_backbone_loads_from_a_local_path(preset, tmp_path, agent_inputs):
+    hf_model = save_tiny_backbone(preset, tmp_path / "backbone")
+    config = build_config(preset, overrides=[f"backbone.pretrained={tmp_path / 'backbone'}",
+                                             "backbone.model_config=null"])
+    model = DipoleVLA.from_backbone_pretrained(config)
+    assert model.config.backbone["model_config"] is not None  # resolved for a download-free reload
+    source = {k.removeprefix("model."): v for k, v in hf_model.state_dict().items()}
+    inner = model.backbone.lm if preset == "tiny-timm-lm" else model.backbone.model
+    compared = 0
+    for name, tensor in inner.state_dict().items():
+        if name in source:
+            assert torch.equal(tensor, source[name]), name
+            compared += 1
+    assert compared > 0.9 * len(inner.state_dict())
+    rng = np.random.default_rng(0)
+    model.set_normalization_stats(__import__("vla").compute_normalization_stats(make_target_poses(rng, 16)))
+    model.save_pretrained(tmp_path / "dipole")
+    reloaded = DipoleVLA.from_pretrained(tmp_path / "dipole")
+    batch = model.processor(agent_inputs)
+    assert torch.equal(sample_twice(reloaded, batch, omega=0.5), sample_twice(model, batch, omega=0.5))
+
+
+@pytest.fixture()
+def saved_dir(tmp_path):
+    model = tiny_model("tiny-florence2")
+    model.save_pretrained(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("missing", ["config.json", "model.safetensors", "tokenizer.json"])
+def test_missing_files_are_named(saved_dir, missing):
+    (saved_dir / missing).unlink()
+    with pytest.raises(CheckpointError, match=missing.replace(".", r"\.")):
+        DipoleVLA.from_pretrained(saved_dir)
+
+
+def edit_config(directory, edit):
+    path = directory / "config.json"
+    values = json.loads(path.read_text())
+    edit(values)
+    path.write_text(json.dumps(values))
+
+
+def test_mismatched_config_is_reported(saved_dir):
+    edit_config(saved_dir, lambda v: v["head"].update(hidden_size=32, num_heads=4))
+    with pytest.raises(CheckpointError, match="config.json"):
+        DipoleVLA.from_pretrained(saved_dir)
+
+
+def test_fewer_blocks_in_config_than_weights_is_reported(saved_dir):
+    edit_config(saved_dir, lambda v: v["head"].update(depth=1))
+    with pytest.raises(CheckpointError, match="unexpected keys"):
+        DipoleVLA.from_pretrained(saved_dir)
+
+
+def test_unknown_config_field_is_named(saved_dir):
+    edit_config(saved_dir, lambda v: v["lora"].update(rnak=8))
+    with pytest.raises(CheckpointError, match="lora.rnak"):
+        DipoleVLA.from_pretrained(saved_dir)

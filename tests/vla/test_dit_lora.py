@@ -1,0 +1,132 @@
+"""DiT head and its two LoRA branches: targets, zero init, and the batched two-branch forward."""
+
+import torch
+from peft.tuners.lora import LoraLayer
+
+from vla.configuration_dipole import DIT_LORA_TARGETS, HeadSettings, LoraSettings
+from vla.dit import DiTDenoiser
+from vla.lora import add_dipole_adapters, lora_parameters, uniform_rows
+
+from .model_helpers import perturb
+
+CONTEXT_DIM, PROPRIO_DIM = 24, 16
+
+
+def make_head(seed: int = 0, gradient_checkpointing: bool = False) -> DiTDenoiser:
+    torch.manual_seed(seed)
+    settings = HeadSettings(hidden_size=32, depth=2, num_heads=4, mlp_ratio=2.0, dropout=0.0, action_embed_hidden=16,
+                            frequency_embedding_size=32, gradient_checkpointing=gradient_checkpointing)
+    head = DiTDenoiser(settings, CONTEXT_DIM, PROPRIO_DIM, 8, 4)
+    add_dipole_adapters(head, LoraSettings(rank=4, alpha=8))
+    return head
+
+
+def inputs(b: int = 2, s: int = 3, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    ctx = torch.randn(b, 5, CONTEXT_DIM, generator=gen)
+    mask = torch.ones(b, 5, dtype=torch.bool)
+    mask[-1, 3:] = False  # padded context tokens
+    n = b * s
+    return ctx, mask, torch.randn(n, 8, 4, generator=gen), torch.rand(n, generator=gen), torch.randn(n, PROPRIO_DIM,
+                                                                                                        generator=gen)
+
+
+def test_adapters_sit_on_every_listed_projection():
+    head = make_head()
+    wrapped = {name for name, module in head.named_modules() if isinstance(module, LoraLayer)}
+    expected = {f"blocks.{i}.{target}" for i in range(2) for target in DIT_LORA_TARGETS}
+    assert wrapped == expected
+    for name in wrapped:
+        layer = head.get_submodule(name)
+        assert set(layer.lora_A.keys()) == {"positive", "negative"}
+        assert layer.r["positive"] == 4 and layer.scaling["positive"] == 8 / 4
+
+
+def test_zero_initialised_adapters_equal_the_base_head():
+    head = make_head().eval()
+    for name, param in lora_parameters(head):
+        if "lora_B" in name:
+            assert torch.count_nonzero(param) == 0
+    perturb(head, only_lora=False)  # non-zero gates, but re-zero LoRA B
+    with torch.no_grad():
+        for name, param in lora_parameters(head):
+            if "lora_B" in name:
+                param.zero_()
+    ctx, mask, x, t, proprio = inputs()
+    kv = head.context_kv(ctx, mask, None)
+    base = head(x, t, proprio, kv, None)
+    for adapter in ("positive", "negative"):
+        kv_a = head.context_kv(ctx, mask, uniform_rows(adapter, 2))
+        assert torch.equal(head(x, t, proprio, kv_a, uniform_rows(adapter, 6)), base)
+
+
+def test_batched_two_branch_forward_equals_two_separate_forwards():
+    head = make_head().eval()
+    perturb(head)  # non-zero gates and LoRA B, different per adapter
+    ctx, mask, x, t, proprio = inputs()
+    kv2 = head.context_kv(torch.cat([ctx, ctx]), torch.cat([mask, mask]), uniform_rows("positive", 2)
+                          + uniform_rows("negative", 2))
+    both = head(torch.cat([x, x]), torch.cat([t, t]), torch.cat([proprio, proprio]), kv2,
+                uniform_rows("positive", 6) + uniform_rows("negative", 6))
+    separate = []
+    for adapter in ("positive", "negative"):
+        kv = head.context_kv(ctx, mask, uniform_rows(adapter, 2))
+        separate.append(head(x, t, proprio, kv, uniform_rows(adapter, 6)))
+    assert torch.allclose(both[:6], separate[0], atol=1e-5)
+    assert torch.allclose(both[6:], separate[1], atol=1e-5)
+    assert not torch.allclose(separate[0], separate[1], atol=1e-3)  # the branches really differ
+
+
+def test_grouped_cross_attention_equals_per_row_context():
+    """N = Bc * G query rows share a scene's keys/values; same result as repeating the context per row."""
+    head = make_head().eval()
+    perturb(head)
+    ctx, mask, x, t, proprio = inputs(b=2, s=3)
+    grouped = head(x, t, proprio, head.context_kv(ctx, mask, None), None)
+    repeated = head(x, t, proprio, head.context_kv(ctx.repeat_interleave(3, 0), mask.repeat_interleave(3, 0), None),
+                    None)
+    assert torch.allclose(grouped, repeated, atol=1e-5)
+
+
+def test_padded_context_tokens_are_ignored():
+    head = make_head().eval()
+    perturb(head)
+    ctx, mask, x, t, proprio = inputs(b=2, s=1)
+    out = head(x, t, proprio, head.context_kv(ctx, mask, None), None)
+    ctx_changed = ctx.clone()
+    ctx_changed[-1, 3:] += 100.0  # only padded tokens change
+    out_changed = head(x, t, proprio, head.context_kv(ctx_changed, mask, None), None)
+    assert torch.equal(out, out_changed)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    grads = []
+    for checkpointing in (False, True):
+        head = make_head(gradient_checkpointing=checkpointing).train()
+        perturb(head)
+        ctx, mask, x, t, proprio = inputs()
+        rows = uniform_rows("positive", 6)
+        out = head(x, t, proprio, head.context_kv(ctx, mask, uniform_rows("positive", 2)), rows)
+        out.pow(2).mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in head.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_row_segments_match_peft_mixed_batch_and_shared_base_kv():
+    """The contiguous-block routing equals peft's own mixed-adapter batch (one name per row), and the
+    shared-base two-branch context cache equals computing each branch's cache separately."""
+    head = make_head().eval()
+    perturb(head)
+    ctx, mask, x, t, proprio = inputs()
+    kv_two = head.context_kv_branches(ctx, mask, ["positive", "negative"])
+    names = ["positive"] * 2 + ["negative"] * 2
+    kv_peft = head.context_kv(torch.cat([ctx, ctx]), torch.cat([mask, mask]), names)
+    for k_fast, k_ref in zip(kv_two.keys + kv_two.values, kv_peft.keys + kv_peft.values):
+        assert torch.allclose(k_fast, k_ref, atol=1e-6)
+    assert torch.equal(kv_two.mask, kv_peft.mask)
+    segments = uniform_rows("positive", 6) + uniform_rows("negative", 6)
+    assert len(segments) == 12 and segments.adapters == ("positive", "negative")
+    fast = head(torch.cat([x, x]), torch.cat([t, t]), torch.cat([proprio, proprio]), kv_two, segments)
+    reference = head(torch.cat([x, x]), torch.cat([t, t]), torch.cat([proprio, proprio]), kv_peft,
+                     ["positive"] * 6 + ["negative"] * 6)
+    assert torch.allclose(fast, reference, atol=1e-5)

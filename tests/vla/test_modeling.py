@@ -1,0 +1,300 @@
+"""DipoleVLA: shapes, DIPOLE losses, guided sampling, training stages and bad inputs (tiny presets, CPU)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vla import DipoleVLA, NormalizationError, VLAInputError
+from vla.guidance import dipole_branch_losses
+from vla.lora import uniform_rows
+from vla.presets import TINY_PRESETS, build_config
+
+from .model_helpers import make_agent_input, make_target_poses, perturb, tiny_model
+
+B, K, S = 2, 3, 2
+
+
+@pytest.fixture(scope="module")
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def agent_inputs(rng):
+    return [make_agent_input(rng, speed=4.0 + i, command=i) for i in range(B)]
+
+
+@pytest.fixture(scope="module")
+def trained_like_model():
+    """Tiny Florence-2 model with non-zero gates and distinct LoRA weights per adapter."""
+    torch.set_num_threads(1)
+    model = tiny_model("tiny-florence2")
+    perturb(model.head, seed=1)
+    return model.eval()
+
+
+def make_batch(model, agent_inputs, rng, k: int = 0):
+    batch = model.processor(agent_inputs, make_target_poses(rng, len(agent_inputs)))
+    if k:
+        batch = {key: v for key, v in batch.items() if key not in ("actions", "target_poses")}
+        poses = make_target_poses(rng, len(agent_inputs) * k).reshape(len(agent_inputs), k, 8, 3)
+        batch["poses"] = torch.from_numpy(poses)
+    return batch
+
+
+def count_calls(module):
+    calls = []
+    handle = module.register_forward_hook(lambda *_: calls.append(1))
+    return calls, handle
+
+
+@pytest.mark.parametrize("preset", TINY_PRESETS)
+def test_shapes_and_dtypes_for_every_tiny_backbone(preset, agent_inputs, rng):
+    torch.set_num_threads(1)
+    model = tiny_model(preset)
+    batch = make_batch(model, agent_inputs, rng)
+    ctx = model.encode(batch)
+    assert ctx.tokens.dim() == 3 and ctx.tokens.shape[0] == B and ctx.tokens.dtype == torch.float32
+    assert ctx.mask.shape == ctx.tokens.shape[:2] and ctx.mask.dtype == torch.bool
+    loss = model.loss_il(batch, context=None)
+    assert loss.shape == () and torch.isfinite(loss)
+    loss.backward()
+    assert any(p.grad is not None for p in model.backbone.parameters())
+    out = model.loss_dipole(make_batch(model, agent_inputs, rng, k=K), torch.randn(B, K), beta=1.0)
+    assert out.loss.shape == () and torch.isfinite(out.loss)
+    poses = model.sample(batch, omega=0.5, num_steps=3, num_samples=S)
+    assert poses.shape == (B, S, 8, 3) and poses.dtype == torch.float32 and torch.isfinite(poses).all()
+    assert torch.all(poses[..., 2].abs() <= math.pi)
+    sweep = model.sample(batch, omega=[0.0, 1.0], num_steps=2, num_samples=S)
+    assert sweep.shape == (B, 2, S, 8, 3)
+
+
+def test_zero_initialised_adapters_make_guided_sampling_equal_the_base_model(agent_inputs, rng):
+    model = tiny_model("tiny-florence2")
+    with torch.no_grad():
+        for name, param in model.head.named_parameters():
+            if "lora_" not in name:
+                param.add_(0.05 * torch.randn_like(param))  # a non-trivial base head; LoRA B stays 0
+    batch = make_batch(model, agent_inputs, rng)
+    ctx = model.encode(batch)
+    base = model.sample(batch, policy="base", num_steps=4, num_samples=S, context=ctx,
+                        generator=torch.Generator().manual_seed(0))
+    for omega in (-1.0, 0.0, 0.5, 4.0):
+        guided = model.sample(batch, omega=omega, num_steps=4, num_samples=S, context=ctx,
+                              generator=torch.Generator().manual_seed(0))
+        assert torch.allclose(guided, base, atol=1e-4), omega
+
+
+def test_omega_zero_uses_only_positive_and_omega_minus_one_only_negative(trained_like_model, agent_inputs, rng):
+    model = trained_like_model
+    batch = make_batch(model, agent_inputs, rng)
+    ctx = model.encode(batch)
+
+    def run(omega):
+        return model.sample(batch, omega=omega, num_steps=3, num_samples=S, context=ctx,
+                            generator=torch.Generator().manual_seed(5))
+
+    rows_seen = []
+    handle = model.head.register_forward_pre_hook(lambda m, args: rows_seen.append(set(args[4].adapters)))
+    pi_pos, pi_neg, guided = run(0.0), run(-1.0), run(0.5)
+    handle.remove()
+    assert rows_seen[0] == {"positive"}  # omega = 0: no negative pass at all
+    saved = {n: p.detach().clone() for n, p in model.head.named_parameters() if ".negative." in n}
+    perturb(model.head, seed=7, only_lora=True, adapter="negative")
+    try:
+        assert torch.equal(run(0.0), pi_pos)  # bit-exact pi+, whatever the negative branch holds
+        assert not torch.allclose(run(0.5), guided)
+        assert not torch.allclose(run(-1.0), pi_neg)
+    finally:
+        with torch.no_grad():
+            for n, p in model.head.named_parameters():
+                if n in saved:
+                    p.copy_(saved[n])
+    perturb(model.head, seed=8, only_lora=True, adapter="positive")
+    try:
+        assert torch.equal(run(-1.0), pi_neg)  # omega = -1 is pi- exactly
+    finally:
+        perturb(model.head, seed=8, only_lora=True, adapter="positive", scale=-0.05)
+
+
+def test_omega_sweep_reuses_context_and_matches_single_calls(trained_like_model, agent_inputs, rng):
+    model = trained_like_model
+    batch = make_batch(model, agent_inputs, rng)
+    calls, handle = count_calls(model.backbone)
+    sweep = model.sample(batch, omega=[0.0, 0.5, 2.0], num_steps=3, num_samples=S,
+                         generator=torch.Generator().manual_seed(3))
+    handle.remove()
+    assert len(calls) == 1  # one backbone pass for all omegas, steps, branches and samples
+    for i, omega in enumerate((0.0, 0.5, 2.0)):
+        single = model.sample(batch, omega=omega, num_steps=3, num_samples=S,
+                              generator=torch.Generator().manual_seed(3))
+        assert torch.allclose(sweep[:, i], single, atol=1e-5), omega
+    assert not torch.allclose(sweep[:, 0], sweep[:, 2])
+
+
+def test_samples_differ_across_draws_and_are_reproducible(trained_like_model, agent_inputs, rng):
+    model = trained_like_model
+    batch = make_batch(model, agent_inputs, rng)
+    a = model.sample(batch, omega=0.5, num_steps=3, num_samples=S, generator=torch.Generator().manual_seed(1))
+    b = model.sample(batch, omega=0.5, num_steps=3, num_samples=S, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a[:, 0], a[:, 1])
+    for sampler in ("ddim", "dpm_solver_pp"):
+        assert model.sample(batch, num_steps=2, sampler=sampler).shape == (B, 1, 8, 3)
+
+
+def test_loss_dipole_equals_weighted_losses_of_separate_branch_forwards(trained_like_model, agent_inputs, rng):
+    model = trained_like_model
+    batch = make_batch(model, agent_inputs, rng, k=K)
+    g = torch.tensor([[1.0, -0.5, 0.0], [2.0, -3.0, 0.3]])
+    out = model.loss_dipole(batch, g, beta=2.0, generator=torch.Generator().manual_seed(11))
+    model.eval()
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(11)
+        actions = model.normalize_poses(batch["poses"]).reshape(B * K, 8, 4)
+        t = torch.rand(B * K, generator=gen) * (1 - 1e-3) + 1e-3  # vla.diffusion.sample_train_times
+        eps = torch.randn(actions.shape, generator=gen)
+        a_t = model.schedule.add_noise(actions, eps, t)
+        ctx = model.encode(batch)
+        proprio = model._proprio(batch).repeat_interleave(K, 0)
+        errs = []
+        for adapter in ("positive", "negative"):
+            kv = model.head.context_kv(ctx.tokens, ctx.mask, uniform_rows(adapter, B))
+            eps_hat = model.head(a_t, t, proprio, kv, uniform_rows(adapter, B * K))
+            errs.append(((eps_hat - eps) ** 2).mean((-2, -1)))
+        loss_pos, loss_neg, w_pos = dipole_branch_losses(errs[0], errs[1], g.reshape(-1), beta=2.0)
+    assert torch.allclose(out.loss_positive, loss_pos, atol=1e-5)
+    assert torch.allclose(out.loss_negative, loss_neg, atol=1e-5)
+    assert torch.allclose(out.weight_positive_mean, w_pos.mean())
+    assert torch.allclose(out.loss, loss_pos + loss_neg, atol=1e-5)
+
+
+def test_dipole_step_trains_only_the_adapters_on_shared_noise(agent_inputs, rng):
+    model = tiny_model("tiny-florence2")
+    perturb(model.head, seed=2, only_lora=False)
+    batch = make_batch(model, agent_inputs, rng, k=K)
+    model.set_training_stage("dipole")
+    trainable = dict(model.named_parameters())
+    assert all("lora_" in n for n, p in trainable.items() if p.requires_grad)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.SGD(model.trainable_parameters(), lr=0.1)
+    seen = []
+    handle = model.head.register_forward_pre_hook(lambda m, args: seen.append((args[0].detach(), args[1].detach())))
+    calls, bb_handle = count_calls(model.backbone)
+    out = model.loss_dipole(batch, torch.randn(B, K), beta=1.0)
+    handle.remove()
+    bb_handle.remove()
+    out.loss.backward()
+    optimizer.step()
+    assert len(calls) == 1  # K candidates share one backbone pass per scene
+    x, t = seen[0]
+    n = B * K
+    assert torch.equal(x[:n], x[n:]) and torch.equal(t[:n], t[n:])  # both adapters see the same (a_t, t)
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all("lora_" in n for n in changed)
+    assert any(".positive." in n for n in changed) and any(".negative." in n for n in changed)
+
+
+def test_masked_candidates_contribute_no_loss(trained_like_model, agent_inputs, rng):
+    model = trained_like_model
+    batch = make_batch(model, agent_inputs, rng, k=K)
+    mask = torch.tensor([[True, True, True], [False, False, False]])
+    g = torch.tensor([[0.5, -0.5, 1.0], [math.nan, math.nan, math.nan]])  # failed scores may be NaN when masked
+    ref = model.loss_dipole(batch, g, 1.0, sample_mask=mask, generator=torch.Generator().manual_seed(0))
+    changed = dict(batch)
+    changed["poses"] = batch["poses"].clone()
+    changed["poses"][1] += 5.0
+    out = model.loss_dipole(changed, g, 1.0, sample_mask=mask, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(out.loss, ref.loss) and torch.isfinite(out.loss)
+    with pytest.raises(VLAInputError, match="'g'"):
+        model.loss_dipole(batch, g, 1.0)
+
+
+def test_bc_anchor_and_weight_normalisation(trained_like_model, agent_inputs, rng):
+    model = trained_like_model
+    batch = make_batch(model, agent_inputs, rng, k=K)
+    batch["bc_poses"] = torch.from_numpy(make_target_poses(rng, B))
+    g = torch.randn(B, K)
+    out = model.loss_dipole(batch, g, 1.0, bc_weight=0.1, generator=torch.Generator().manual_seed(0))
+    assert out.loss_bc > 0
+    assert torch.allclose(out.loss, out.loss_positive + out.loss_negative + 0.1 * out.loss_bc, atol=1e-6)
+    plain = model.loss_dipole(batch, g, 1.0, generator=torch.Generator().manual_seed(0))
+    normed = model.loss_dipole(batch, g, 1.0, normalize_weights=True, generator=torch.Generator().manual_seed(0))
+    w = torch.sigmoid(g).mean()
+    assert torch.allclose(normed.loss_positive, plain.loss_positive / w, rtol=1e-4)
+
+
+def test_loss_il_weights_masks_and_candidates(trained_like_model, agent_inputs, rng):
+    model = trained_like_model
+    batch = make_batch(model, agent_inputs, rng, k=K)
+    ref = model.loss_il(batch, generator=torch.Generator().manual_seed(0))
+    doubled = model.loss_il(batch, sample_weights=torch.full((B, K), 2.0), generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(doubled, 2 * ref, rtol=1e-5)
+    masked = model.loss_il(batch, sample_mask=torch.tensor([[True] * K, [False] * K]),
+                           generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(masked) and not torch.allclose(masked, ref)
+    model.set_training_stage("il")
+    assert all(not p.requires_grad for n, p in model.head.named_parameters() if "lora_" in n)
+    assert all(p.requires_grad for n, p in model.head.named_parameters() if "lora_" not in n)
+
+
+def test_training_stage_options():
+    frozen = tiny_model("tiny-florence2", overrides=["backbone.freeze=true"])
+    assert not any(p.requires_grad for p in frozen.backbone.parameters())
+    lora = tiny_model("tiny-timm-lm", overrides=["backbone.lora_rank=2", "backbone.gradient_checkpointing=true",
+                                                  "head.gradient_checkpointing=true"])
+    trainable = [n for n, p in lora.backbone.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n and "backbone" in n for n in trainable)
+    rng = np.random.default_rng(1)
+    batch = lora.processor([make_agent_input(rng)], make_target_poses(rng, 1))
+    lora.train()
+    lora.loss_il(batch).backward()
+    assert all(lora.backbone.get_parameter(n).grad is not None for n in trainable)
+    lora.set_training_stage("frozen")
+    assert not lora.trainable_parameters()
+
+
+def test_normalisation_round_trip_and_missing_stats(agent_inputs, rng):
+    model = tiny_model("tiny-hf-vlm")
+    poses = torch.from_numpy(make_target_poses(rng, 5))
+    back = model.denormalize_actions(model.normalize_poses(poses))
+    assert torch.allclose(back, poses, atol=1e-4)
+    fresh = DipoleVLA(build_config("tiny-hf-vlm"))
+    batch = model.processor(agent_inputs)
+    with pytest.raises(NormalizationError, match="set_normalization_stats"):
+        fresh.sample(batch, num_steps=1)
+    with pytest.raises(NormalizationError):
+        fresh.processor(agent_inputs, make_target_poses(rng, B))
+
+
+def test_bad_batches_raise_clear_errors(trained_like_model, agent_inputs, rng):
+    model = trained_like_model
+    batch = make_batch(model, agent_inputs, rng)
+    cases = {
+        "3 cameras": {**batch, "pixel_values": batch["pixel_values"][:, :2]},
+        "size": {**batch, "pixel_values": batch["pixel_values"][..., :32, :32]},
+        "proprio": {**batch, "proprio": batch["proprio"].clone().fill_(math.nan)},
+        "'input_ids'": {k: v for k, v in batch.items() if k != "input_ids"},
+    }
+    for match, bad in cases.items():
+        with pytest.raises(VLAInputError, match=match):
+            model.sample(bad, num_steps=1)
+    with pytest.raises(VLAInputError, match="actions"):
+        model.loss_il({k: v for k, v in batch.items() if k not in ("actions", "target_poses")})
+    with pytest.raises(VLAInputError, match="'g'"):
+        model.loss_dipole(batch, torch.zeros(B, 2), 1.0)
+    with pytest.raises(VLAInputError, match="policy"):
+        model.sample(batch, policy="greedy")
+
+
+def test_bfloat16_weights_keep_float32_trajectories(agent_inputs, rng):
+    model = tiny_model("tiny-timm-lm")
+    perturb(model.head)
+    model = model.to(torch.bfloat16)
+    batch = make_batch(model, agent_inputs, rng)  # float32 pixels are cast to the backbone's dtype
+    assert model.encode(batch).tokens.dtype == torch.bfloat16
+    poses = model.sample(batch, omega=0.5, num_steps=3)
+    assert poses.dtype == torch.float32 and torch.isfinite(poses).all()
+    assert torch.isfinite(model.loss_il(batch)) and torch.isfinite(model.loss_dipole(batch, torch.zeros(B), 1.0).loss)

@@ -1,0 +1,91 @@
+"""The interface every vision-language backbone implements: context tokens + padding mask per scene."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from vla.configuration_dipole import BackboneSettings, ProcessorSettings
+
+
+@dataclass
+class Context:
+    """Backbone output for B scenes: tokens (B, T, D) and mask (B, T) bool, True = valid token."""
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.tokens.shape[0]
+
+    def detach(self) -> "Context":
+        return Context(self.tokens.detach(), self.mask)
+
+
+class VisionLanguageBackbone(nn.Module, ABC):
+    """Maps camera images and a tokenised prompt to context tokens.
+
+    Subclasses build their network from ``settings.model_config`` (random init, no download) or, with
+    ``load_pretrained=True``, from ``settings.pretrained`` (hub id or local path).
+    """
+
+    hidden_size: int
+    vocab_size: int
+
+    def __init__(self, settings: BackboneSettings, processor: ProcessorSettings):
+        super().__init__()
+        self.settings = settings
+        self.processor_settings = processor
+
+    @abstractmethod
+    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Context:
+        """pixel_values (B, n_cams, 3, H, W), input_ids / attention_mask (B, L) -> Context."""
+
+    @abstractmethod
+    def resolved_model_config(self) -> dict:
+        """The HF config dict that rebuilds this backbone without downloads (stored in the checkpoint)."""
+
+    def enable_gradient_checkpointing(self) -> None:
+        for module in self.modules():
+            if module is not self and isinstance(module, PreTrainedModel):
+                enable_hf_checkpointing(module)
+                return
+
+    @staticmethod
+    def _flatten_cameras(pixel_values: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        b, c = pixel_values.shape[:2]
+        return pixel_values.reshape(b * c, *pixel_values.shape[2:]), b, c
+
+
+def enable_hf_checkpointing(model: nn.Module) -> None:
+    """Activation checkpointing of a transformers model (non-reentrant), across transformers versions."""
+    options = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+
+
+def average_last_layers(hidden_states: tuple, num_layers: int) -> torch.Tensor:
+    """Mean of the last `num_layers` hidden-state tensors (1 = last layer)."""
+    return torch.stack(hidden_states[-num_layers:], dim=0).mean(dim=0)
+
+
+def image_features_tensor(output) -> torch.Tensor:
+    """Normalise the many shapes of HF `get_image_features` outputs into (N_images, T, D)."""
+    value: Optional[object] = output
+    if hasattr(output, "pooler_output") and output.pooler_output is not None:
+        value = output.pooler_output
+    elif hasattr(output, "last_hidden_state"):
+        value = output.last_hidden_state
+    if isinstance(value, (list, tuple)):
+        value = torch.stack(list(value), dim=0)
+    if not torch.is_tensor(value) or value.dim() != 3:
+        raise TypeError(f"unsupported image feature output {type(output).__name__}")
+    return value

@@ -1,0 +1,531 @@
+"""`DipoleVLA`: VLM backbone -> context tokens; DiT eps-denoiser with LoRA branches `positive`/`negative`.
+
+Training: :meth:`DipoleVLA.loss_il` (behaviour cloning of the base head) and :meth:`DipoleVLA.loss_dipole`
+(sigmoid(beta G)-weighted loss on `positive`, (1 - sigmoid(beta G))-weighted loss on `negative`, on the
+same noised samples; specs/dipole.md §3). Inference: :meth:`DipoleVLA.sample` with the guided combination
+eps = (1 + omega) eps+ - omega eps- (specs/dipole.md §4), both branches in one batched forward per step.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+from safetensors import safe_open
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+
+from vla.backbones import Context, build_backbone
+from vla.configuration_dipole import ACTION_DIM, ADAPTER_NAMES, NUM_TRAJECTORY_POSES, DipoleVLAConfig
+from vla.diffusion import VPLinearSchedule, run_sampler, sample_train_times
+from vla.dit import ContextKV, DiTDenoiser
+from vla.errors import CheckpointError, ModelConfigError, NormalizationError, VLAError, VLAInputError
+from vla.guidance import (
+    NEGATIVE,
+    POSITIVE,
+    as_omega_list,
+    branches_for_omega,
+    dipole_branch_losses,
+    guided_combination,
+    weighted_mean,
+)
+from vla.lora import (
+    BACKBONE_ADAPTER,
+    add_backbone_adapter,
+    add_dipole_adapters,
+    frozen_adapter_cache,
+    is_lora_parameter,
+    uniform_rows,
+)
+from vla.processing_dipole import (
+    TOKENIZER_FILE,
+    DipoleProcessor,
+    NormalizationStats,
+    features_to_poses,
+    poses_to_features,
+)
+
+STAGES = ("il", "dipole", "frozen")
+WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")
+POLICIES = ("guided", "base")
+
+
+@dataclass
+class DipoleLossOutput:
+    """Scalar `loss` to backpropagate and its parts (detached) for logging."""
+
+    loss: torch.Tensor
+    loss_positive: torch.Tensor
+    loss_negative: torch.Tensor
+    loss_bc: torch.Tensor
+    weight_positive_mean: torch.Tensor
+
+
+class DipoleVLA(PreTrainedModel):
+    """DIPOLE VLA model. See the module docstring and docs/model.md."""
+
+    config_class = DipoleVLAConfig
+    base_model_prefix = "dipole"
+    main_input_name = "pixel_values"
+
+    def __init__(self, config: DipoleVLAConfig):
+        super().__init__(config)
+        self.backbone = build_backbone(config.backbone_settings, config.processor_settings)
+        self._configure_backbone()
+        self.head = DiTDenoiser(config.head_settings, self.backbone.hidden_size, config.proprio_dim,
+                                NUM_TRAJECTORY_POSES, ACTION_DIM)
+        add_dipole_adapters(self.head, config.lora_settings)
+        diffusion = config.diffusion_settings
+        self.schedule = VPLinearSchedule(diffusion.beta_min, diffusion.beta_max)
+        self._processor: Optional[DipoleProcessor] = None
+        self._stage: Optional[str] = None
+        self.post_init()
+        self.set_training_stage("il")
+
+    def _init_weights(self, module: torch.nn.Module) -> None:
+        """Every submodule initialises itself (DiT zero-inits, LoRA B = 0, HF backbones their own)."""
+
+    def _configure_backbone(self) -> None:
+        settings = self.config.backbone_settings
+        if settings.lora_rank > 0:
+            add_backbone_adapter(self.backbone, settings.lora_rank, settings.lora_alpha, settings.lora_target_modules)
+        if settings.gradient_checkpointing:
+            self.backbone.enable_gradient_checkpointing()
+
+    # Construction helpers ------------------------------------------------------------------------------
+    @classmethod
+    def from_backbone_pretrained(cls, config: DipoleVLAConfig) -> "DipoleVLA":
+        """New model whose backbone loads pretrained weights from ``backbone.pretrained`` (hub id or local path).
+
+        The resolved backbone config is written into ``config.backbone.model_config`` so that the saved
+        checkpoint rebuilds without downloads.
+        """
+        settings = config.backbone_settings
+        if settings.model_config is None:
+            if not settings.pretrained:
+                raise ModelConfigError("backbone.pretrained", "needed when backbone.model_config is not given")
+            config.backbone["model_config"] = AutoConfig.from_pretrained(settings.pretrained).to_dict()
+        model = cls(config)
+        backbone = build_backbone(config.backbone_settings, config.processor_settings, load_pretrained=True)
+        if backbone.hidden_size != model.backbone.hidden_size:
+            raise ModelConfigError("backbone.model_config", "pretrained backbone width differs from model_config")
+        model.backbone = backbone
+        model._configure_backbone()
+        config.backbone["model_config"] = backbone.resolved_model_config()
+        model.set_training_stage(model._stage or "il", force=True)
+        return model
+
+    @property
+    def processor(self) -> DipoleProcessor:
+        """The processor bound to this model's config (built on first use, restored by from_pretrained)."""
+        if self._processor is None:
+            self._processor = DipoleProcessor.from_config(self.config)
+        return self._processor
+
+    @processor.setter
+    def processor(self, value: DipoleProcessor) -> None:
+        value.config = self.config
+        self._processor = value
+
+    # Normalisation -----------------------------------------------------------------------------------------
+    def set_normalization_stats(self, stats: Union[NormalizationStats, dict]) -> None:
+        """Store trajectory (and proprio) statistics in the config; they travel with save_pretrained."""
+        values = stats.to_dict() if isinstance(stats, NormalizationStats) else dict(stats)
+        parsed = NormalizationStats.from_dict(values)
+        if parsed.action_mean.shape != (NUM_TRAJECTORY_POSES, ACTION_DIM):
+            raise NormalizationError(f"action stats must be ({NUM_TRAJECTORY_POSES}, {ACTION_DIM}), "
+                                     f"got {parsed.action_mean.shape}")
+        if parsed.proprio_mean is not None and parsed.proprio_mean.shape != (self.config.proprio_dim,):
+            raise NormalizationError(f"proprio stats must be ({self.config.proprio_dim},), "
+                                     f"got {parsed.proprio_mean.shape}")
+        self.config.normalization = parsed.to_dict()
+
+    def normalization_stats(self) -> NormalizationStats:
+        if self.config.normalization is None:
+            raise NormalizationError(
+                "no normalisation statistics: call model.set_normalization_stats(compute_normalization_stats(poses))"
+            )
+        return NormalizationStats.from_dict(self.config.normalization)
+
+    def _action_stats(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        stats = self.normalization_stats()
+        return (torch.as_tensor(stats.action_mean, device=device), torch.as_tensor(stats.action_std, device=device))
+
+    def normalize_poses(self, poses: torch.Tensor) -> torch.Tensor:
+        """(..., 8, 3) metres/radians -> normalised (..., 8, 4)."""
+        mean, std = self._action_stats(poses.device)
+        return (poses_to_features(poses.float()) - mean) / std
+
+    def denormalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Normalised (..., 8, 4) -> poses (..., 8, 3) with heading = atan2(sin, cos)."""
+        mean, std = self._action_stats(actions.device)
+        return features_to_poses(actions * std + mean)
+
+    def _proprio(self, batch: dict) -> torch.Tensor:
+        proprio = self._tensor(batch, "proprio").float()
+        if proprio.dim() != 2 or proprio.shape[1] != self.config.proprio_dim:
+            raise VLAInputError("proprio", f"expected (B, {self.config.proprio_dim}), got {tuple(proprio.shape)}")
+        if not torch.isfinite(proprio).all():
+            raise VLAInputError("proprio", "contains NaN or inf")
+        norm = self.config.normalization
+        if norm is not None and norm.get("proprio_mean") is not None:
+            mean = torch.as_tensor(norm["proprio_mean"], dtype=proprio.dtype, device=proprio.device)
+            std = torch.as_tensor(norm["proprio_std"], dtype=proprio.dtype, device=proprio.device)
+            proprio = (proprio - mean) / std
+        return proprio
+
+    # Batch checks --------------------------------------------------------------------------------------------
+    @staticmethod
+    def _tensor(batch: dict, key: str) -> torch.Tensor:
+        if key not in batch:
+            raise VLAInputError(key, "missing from the batch")
+        value = batch[key]
+        return value if torch.is_tensor(value) else torch.as_tensor(value)
+
+    def _check_visual_inputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        proc = self.config.processor_settings
+        pixels = self._tensor(batch, "pixel_values")
+        if pixels.dim() != 5 or pixels.shape[2] != 3:
+            raise VLAInputError("pixel_values", f"expected (B, n_cams, 3, H, W), got {tuple(pixels.shape)}")
+        if pixels.shape[1] != len(proc.cameras):
+            raise VLAInputError("pixel_values", f"expected {len(proc.cameras)} cameras {proc.cameras}, "
+                                                f"got {pixels.shape[1]}")
+        if list(pixels.shape[3:]) != list(proc.image_size):
+            raise VLAInputError("pixel_values", f"expected images of size {tuple(proc.image_size)}, "
+                                                f"got {tuple(pixels.shape[3:])}")
+        input_ids = self._tensor(batch, "input_ids").long()
+        attention_mask = self._tensor(batch, "attention_mask").long()
+        if input_ids.dim() != 2 or input_ids.shape != attention_mask.shape or input_ids.shape[0] != pixels.shape[0]:
+            raise VLAInputError("input_ids", f"expected (B, L) ids and mask for B = {pixels.shape[0]}, got "
+                                             f"{tuple(input_ids.shape)} and {tuple(attention_mask.shape)}")
+        if int(input_ids.max()) >= self.backbone.vocab_size or int(input_ids.min()) < 0:
+            raise VLAInputError("input_ids", f"token id outside the backbone vocabulary ({self.backbone.vocab_size})")
+        dtype = next((p.dtype for p in self.backbone.parameters() if p.is_floating_point()), torch.float32)
+        return pixels.to(dtype), input_ids, attention_mask
+
+    def _actions(self, batch: dict, prefix: str = "") -> torch.Tensor:
+        """Normalised actions (B, K, 8, 4) from batch[prefix+'actions'] or batch[prefix+'poses'/'target_poses']."""
+        key = prefix + "actions"
+        if key in batch:
+            actions = self._tensor(batch, key).float()
+            if actions.shape[-2:] != (NUM_TRAJECTORY_POSES, ACTION_DIM):
+                raise VLAInputError(key, f"expected (..., {NUM_TRAJECTORY_POSES}, {ACTION_DIM}), "
+                                         f"got {tuple(actions.shape)}")
+        else:
+            for key in (prefix + "poses", prefix + "target_poses"):
+                if key in batch:
+                    break
+            else:
+                raise VLAInputError(prefix + "actions", f"batch needs {prefix}actions or {prefix}poses")
+            poses = self._tensor(batch, key).float()
+            if poses.shape[-2:] != (NUM_TRAJECTORY_POSES, 3):
+                raise VLAInputError(key, f"expected (..., {NUM_TRAJECTORY_POSES}, 3), got {tuple(poses.shape)}")
+            actions = self.normalize_poses(poses)
+        if not torch.isfinite(actions).all():
+            raise VLAInputError(key, "contains NaN or inf")
+        if actions.dim() == 3:
+            actions = actions[:, None]
+        if actions.dim() != 4:
+            raise VLAInputError(key, f"expected (B, 8, ·) or (B, K, 8, ·), got {tuple(actions.shape)}")
+        return actions
+
+    @staticmethod
+    def _per_candidate(value: Optional[torch.Tensor], b: int, k: int, name: str, device) -> Optional[torch.Tensor]:
+        if value is None:
+            return None
+        value = torch.as_tensor(value, device=device)
+        if value.dim() == 1 and k == 1:
+            value = value[:, None]
+        if tuple(value.shape) != (b, k):
+            raise VLAInputError(name, f"expected shape ({b}, {k}) (or ({b},) for K = 1), got {tuple(value.shape)}")
+        return value.reshape(b * k)
+
+    # Training stages ---------------------------------------------------------------------------------------
+    def set_training_stage(self, stage: str, force: bool = False) -> None:
+        """Which parameters require grad.
+
+        "il": the base head (+ the backbone unless ``backbone.freeze``; only its LoRA when ``backbone.lora_rank``);
+        "dipole": only the `positive`/`negative` LoRA weights of the head; "frozen": nothing.
+        """
+        if stage not in STAGES:
+            raise ModelConfigError("stage", f"unknown training stage {stage!r}; expected one of {STAGES}")
+        if stage == self._stage and not force:
+            return
+        settings = self.config.backbone_settings
+        for name, param in self.head.named_parameters():
+            if stage == "il":
+                param.requires_grad_(not is_lora_parameter(name))
+            elif stage == "dipole":
+                param.requires_grad_(is_lora_parameter(name))
+            else:
+                param.requires_grad_(False)
+        for name, param in self.backbone.named_parameters():
+            if stage != "il" or settings.freeze:
+                param.requires_grad_(False)
+            elif settings.lora_rank > 0:
+                param.requires_grad_(is_lora_parameter(name) and BACKBONE_ADAPTER in name)
+            else:
+                param.requires_grad_(True)
+        self._stage = stage
+
+    @property
+    def training_stage(self) -> Optional[str]:
+        return self._stage
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def adapter_parameters(self, adapter: str) -> dict[str, torch.nn.Parameter]:
+        """LoRA weights of one head adapter (`positive` or `negative`), by name."""
+        if adapter not in ADAPTER_NAMES:
+            raise VLAInputError("adapter", f"unknown adapter {adapter!r}; expected one of {ADAPTER_NAMES}")
+        return {n: p for n, p in self.head.named_parameters() if is_lora_parameter(n) and f".{adapter}." in n + "."}
+
+    # Forward pieces --------------------------------------------------------------------------------------------
+    def encode(self, batch: dict) -> Context:
+        """Backbone context of each scene (B, T, D) + mask; compute once and pass as ``context=``."""
+        pixels, input_ids, attention_mask = self._check_visual_inputs(batch)
+        return self.backbone(pixels, input_ids, attention_mask)
+
+    def _context(self, batch: dict, context: Optional[Context], grad: bool) -> Context:
+        if context is not None:
+            return context if grad else context.detach()
+        if grad:
+            return self.encode(batch)
+        with torch.no_grad():
+            return self.encode(batch).detach()
+
+    def _noised(self, actions: torch.Tensor, generator: Optional[torch.Generator]):
+        n = actions.shape[0]
+        t = sample_train_times(n, self.config.diffusion_settings.t_min, device=actions.device, generator=generator)
+        eps = torch.randn(actions.shape, device=actions.device, generator=generator, dtype=actions.dtype)
+        return self.schedule.add_noise(actions, eps, t), eps, t
+
+    def loss_il(self, batch: dict, *, context: Optional[Context] = None, sample_weights=None, sample_mask=None,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Behaviour-cloning eps-MSE of the base head (adapters off).
+
+        batch["actions"] (B, 8, 4) / (B, K, 8, 4) normalised, or batch["poses"|"target_poses"] (..., 8, 3).
+        sample_weights (B,)|(B, K) multiply the per-sample loss (e.g. exp-weighted regression baselines);
+        sample_mask (B,)|(B, K) bool drops samples. Plain mean over the kept samples.
+        """
+        self.set_training_stage("il")
+        actions = self._actions(batch)
+        b, k = actions.shape[:2]
+        ctx = self._context(batch, context, grad=not self.config.backbone_settings.freeze)
+        weights = self._per_candidate(sample_weights, b, k, "sample_weights", actions.device)
+        mask = self._per_candidate(sample_mask, b, k, "sample_mask", actions.device)
+        if weights is not None:
+            weights = weights.detach().float()
+        flat = actions.reshape(b * k, NUM_TRAJECTORY_POSES, ACTION_DIM)
+        a_t, eps, t = self._noised(flat, generator)
+        kv = self.head.context_kv(ctx.tokens, ctx.mask, None)
+        proprio = self._proprio(batch).repeat_interleave(k, dim=0)
+        eps_hat = self.head(a_t, t, proprio, kv, None)
+        per_sample = ((eps_hat - eps) ** 2).mean(dim=(-2, -1))
+        return weighted_mean(per_sample, weights, mask)
+
+    def loss_dipole(self, batch: dict, g, beta: float, *, context: Optional[Context] = None, sample_mask=None,
+                    offset: float = 0.0, normalize_weights: bool = False, bc_weight: float = 0.0,
+                    generator: Optional[torch.Generator] = None) -> DipoleLossOutput:
+        """DIPOLE loss (specs/dipole.md §3): both adapters on the same (a, eps, t), one batched forward.
+
+        batch["actions"] (B, K, 8, 4) | (B, 8, 4) or batch["poses"] (..., 8, 3); g (B, K) | (B,) (detached).
+        Per-sample loss = mean squared eps error over 8 x 4; weights sigmoid(beta g + offset) for `positive`
+        and 1 - sigmoid(...) for `negative`; plain mean over kept samples (or divided by the weight sum with
+        ``normalize_weights``). ``bc_weight`` > 0 adds bc_weight * ||eps - eps+||^2 on batch["bc_actions"] /
+        batch["bc_poses"] (B, 8, ·) (e.g. the human trajectory). Only LoRA weights receive gradients.
+        """
+        self.set_training_stage("dipole")
+        actions = self._actions(batch)
+        b, k = actions.shape[:2]
+        n = b * k
+        device = actions.device
+        g = self._per_candidate(torch.as_tensor(g, dtype=torch.float32, device=device), b, k, "g", device)
+        mask = self._per_candidate(sample_mask, b, k, "sample_mask", device)
+        if mask is not None:  # masked candidates (e.g. failed scores) may carry NaN goodness: ignore it
+            mask = mask.bool()
+            g = torch.where(mask, g, torch.zeros_like(g))
+        if torch.isnan(g).any():
+            raise VLAInputError("g", "goodness signal contains NaN for an unmasked candidate")
+        ctx = self._context(batch, context, grad=False)
+        proprio = self._proprio(batch)
+
+        flat = actions.reshape(n, NUM_TRAJECTORY_POSES, ACTION_DIM)
+        a_t, eps, t = self._noised(flat, generator)
+        kv = self.head.context_kv_branches(ctx.tokens, ctx.mask, [POSITIVE, NEGATIVE])
+        proprio_rows = proprio.repeat_interleave(k, dim=0)
+        eps_hat = self.head(torch.cat([a_t, a_t]), torch.cat([t, t]), torch.cat([proprio_rows, proprio_rows]), kv,
+                            uniform_rows(POSITIVE, n) + uniform_rows(NEGATIVE, n))
+        err = ((eps_hat - torch.cat([eps, eps])) ** 2).mean(dim=(-2, -1))
+        loss_pos, loss_neg, w_pos = dipole_branch_losses(err[:n], err[n:], g, beta, offset, mask, normalize_weights)
+        loss_bc = torch.zeros((), device=device)
+        if bc_weight > 0:
+            bc = self._actions(batch, prefix="bc_")
+            if bc.shape[1] != 1:
+                raise VLAInputError("bc_actions", "expected one anchor trajectory per scene (B, 8, ·)")
+            bc_t, bc_eps, bc_time = self._noised(bc[:, 0], generator)
+            bc_hat = self.head(bc_t, bc_time, proprio, kv.select(0, b), uniform_rows(POSITIVE, b))
+            loss_bc = ((bc_hat - bc_eps) ** 2).mean()
+        total = loss_pos + loss_neg + bc_weight * loss_bc
+        valid = torch.ones_like(w_pos) if mask is None else mask.float()
+        return DipoleLossOutput(total, loss_pos.detach(), loss_neg.detach(), loss_bc.detach(),
+                                (w_pos * valid).sum().detach() / valid.sum().clamp_min(1.0))
+
+    # Sampling --------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, batch: dict, omega: Union[float, Sequence[float]] = 0.0, num_steps: Optional[int] = None,
+               num_samples: int = 1, context: Optional[Context] = None, generator: Optional[torch.Generator] = None,
+               policy: str = "guided", sampler: Optional[str] = None,
+               init_noise_scale: Optional[float] = None) -> torch.Tensor:
+        """Trajectories (B, S, 8, 3); with a list of omegas (B, W, S, 8, 3), all from the same initial noise.
+
+        policy="guided": eps = (1 + omega) eps+ - omega eps- (omega = 0: pi+ only; omega = -1: pi- only);
+        policy="base": the IL head with adapters off (omega ignored). The context is computed once (or passed)
+        and reused by every step, branch, sample and omega.
+        """
+        if policy not in POLICIES:
+            raise VLAInputError("policy", f"unknown policy {policy!r}; expected one of {POLICIES}")
+        if num_samples < 1:
+            raise VLAInputError("num_samples", "must be >= 1")
+        diffusion = self.config.diffusion_settings
+        num_steps = diffusion.num_steps if num_steps is None else int(num_steps)
+        sampler = diffusion.sampler if sampler is None else sampler
+        scale = diffusion.init_noise_scale if init_noise_scale is None else float(init_noise_scale)
+        omegas, sweep = as_omega_list(omega)
+        was_training = self.training
+        self.eval()
+        try:
+            ctx = context if context is not None else self.encode(batch)
+            b, s = ctx.batch_size, num_samples
+            n = b * s
+            proprio = self._proprio(batch).repeat_interleave(s, dim=0)
+            if proprio.shape[0] != n:
+                raise VLAInputError("proprio", f"batch has {proprio.shape[0] // s} scenes, context has {b}")
+            device = ctx.tokens.device
+            x_init = torch.randn((n, NUM_TRAJECTORY_POSES, ACTION_DIM), generator=generator, device=device) * scale
+
+            if policy == "base":
+                kv_base = self.head.context_kv(ctx.tokens, ctx.mask, None)
+                plans = [self._integrate(lambda x, t: self.head(x, t.expand(n), proprio, kv_base, None),
+                                         x_init, sampler, num_steps)]
+            else:
+                needed = sorted({br for w in omegas for br in branches_for_omega(w)}, key=ADAPTER_NAMES.index)
+                kv_all = self.head.context_kv_branches(ctx.tokens, ctx.mask, needed)
+                kv_of = {name: kv_all.select(i * b, (i + 1) * b) for i, name in enumerate(needed)}
+                plans = [self._integrate(self._guided_eps_fn(w, proprio, kv_all, kv_of, n), x_init, sampler, num_steps)
+                         for w in omegas]
+            poses = torch.stack([self.denormalize_actions(x).reshape(b, s, NUM_TRAJECTORY_POSES, 3) for x in plans], 1)
+        finally:
+            self.train(was_training)
+        return poses if sweep else poses[:, 0]
+
+    def _guided_eps_fn(self, omega: float, proprio: torch.Tensor, kv_all: ContextKV, kv_of: dict, n: int):
+        """eps(x, t) of one omega; kv_all holds the context cache of every needed branch, kv_of each alone."""
+        branches = branches_for_omega(omega)
+        if len(branches) == 1:
+            name = branches[0]
+            rows = uniform_rows(name, n)
+            return lambda x, t: self.head(x, t.expand(n), proprio, kv_of[name], rows)
+        # both branches: rows [positive x n, negative x n] against the two-branch cache [positive, negative]
+        rows = uniform_rows(POSITIVE, n) + uniform_rows(NEGATIVE, n)
+        proprio2 = torch.cat([proprio, proprio])
+
+        def eps_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            eps = self.head(torch.cat([x, x]), t.expand(2 * n), proprio2, kv_all, rows)
+            return guided_combination(eps[:n], eps[n:], omega)
+
+        return eps_fn
+
+    def _integrate(self, eps_fn, x_init: torch.Tensor, sampler: str, num_steps: int) -> torch.Tensor:
+        diffusion = self.config.diffusion_settings
+        with frozen_adapter_cache():  # adapters are fixed while sampling: stack their weights once
+            return run_sampler(sampler, eps_fn, x_init, self.schedule, num_steps, diffusion.t_min,
+                               diffusion.time_spacing, diffusion.denoise_to_zero)
+
+    # Persistence -------------------------------------------------------------------------------------------------
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """config.json + model.safetensors (backbone, head, both LoRA adapters) + tokenizer files, one directory."""
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            self.processor.save_pretrained(save_directory, save_config=False)
+        return result
+
+    @classmethod
+    def _check_weights_against_config(cls, path: Path) -> None:
+        """Compare the stored tensor names/shapes with a model built (on the meta device) from config.json."""
+        try:
+            config = DipoleVLAConfig.from_pretrained(path)
+        except ModelConfigError as err:
+            raise CheckpointError(path, f"config.json: {err}") from err
+        with torch.device("meta"):
+            reference = cls(config)
+        expected = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
+        stored = {}
+        index = path / WEIGHTS_FILES[1]
+        files = [WEIGHTS_FILES[0]]
+        if index.is_file():
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        for name in files:
+            if not (path / name).is_file():
+                raise CheckpointError(path, f"missing weights file {name}")
+            with safe_open(str(path / name), framework="pt") as f:
+                stored.update({k: tuple(f.get_slice(k).get_shape()) for k in f.keys()})
+        # Missing / unexpected keys are judged after loading (transformers renames some backbone keys on load).
+        mismatched = [f"{k}: stored {stored[k]} vs config {expected[k]}" for k in sorted(expected)
+                      if k in stored and stored[k] != expected[k]]
+        missing = sorted(k for k in expected if k.startswith("head.") and k not in stored)
+        unexpected = sorted(k for k in stored if k.startswith("head.") and k not in expected)
+        problems = []
+        for label, values in (("mismatched shapes", mismatched), ("missing keys", missing),
+                              ("unexpected keys", unexpected)):
+            if values:
+                problems.append(f"{label} {values[:3]}{' ...' if len(values) > 3 else ''} ({len(values)} in all)")
+        if problems:
+            raise CheckpointError(path, f"{WEIGHTS_FILES[0]} does not match config.json (check the head, lora and "
+                                        "backbone.model_config fields): " + "; ".join(problems))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """Load a directory written by :meth:`save_pretrained`; strict: any missing, unexpected or mismatched
+        weight raises :class:`CheckpointError` naming it."""
+        path = Path(str(pretrained_model_name_or_path))
+        want_info = kwargs.pop("output_loading_info", False)
+        if path.is_dir():
+            if not (path / "config.json").is_file():
+                raise CheckpointError(path, "missing file config.json")
+            if not any((path / name).is_file() for name in WEIGHTS_FILES):
+                raise CheckpointError(path, f"missing weights file {WEIGHTS_FILES[0]}")
+            if not (path / TOKENIZER_FILE).is_file():
+                raise CheckpointError(path, f"missing tokenizer file {TOKENIZER_FILE}")
+        if path.is_dir():
+            cls._check_weights_against_config(path)
+        try:
+            model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True,
+                                                  **kwargs)
+        except ModelConfigError as err:
+            raise CheckpointError(path, f"config.json: {err}") from err
+        except (RuntimeError, ValueError) as err:
+            if isinstance(err, VLAError):
+                raise
+            raise CheckpointError(path, f"weights do not match config.json: {err}") from err
+        problems = []
+        for key in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+            values = sorted(str(v) for v in info.get(key, ()))
+            if values:
+                problems.append(f"{key.replace('_', ' ')} {values[:5]}{' ...' if len(values) > 5 else ''}")
+        if problems:
+            raise CheckpointError(path, "model.safetensors does not match config.json (check the head, lora and "
+                                        "backbone.model_config fields): " + "; ".join(problems))
+        if path.is_dir():
+            model._processor = DipoleProcessor.from_pretrained(path, config=model.config)
+        model.set_training_stage("il", force=True)
+        return (model, info) if want_info else model
+
+
+AutoConfig.register(DipoleVLAConfig.model_type, DipoleVLAConfig, exist_ok=True)
+AutoModel.register(DipoleVLAConfig, DipoleVLA, exist_ok=True)
+
+__all__ = ["DipoleVLA", "DipoleLossOutput", "Context"]

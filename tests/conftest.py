@@ -1,22 +1,24 @@
 """Project-wide fixtures: the reference folder `shared/` beside the repository checkout.
 
 Tests that need it fail (never skip) when it is missing: CI clones the repository with `shared/` beside it.
+Set DIPOLE_SHARED_DIR to use a reference folder elsewhere.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = REPO_ROOT.parent / "shared"
+SHARED_DIR = Path(os.environ.get("DIPOLE_SHARED_DIR", REPO_ROOT.parent / "shared"))
 GOLDEN_DIR = SHARED_DIR / "golden" / "pdm"
 
 
 def _require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
-        pytest.fail(f"{what} not found at {path} (expected the folder shared/ beside the repository checkout)")
+        pytest.fail(f"{what} not found at {path} (expected the folder shared/ beside the repository checkout, or DIPOLE_SHARED_DIR)")
     return path
 
 

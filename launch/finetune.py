@@ -1,0 +1,125 @@
+"""Fine-tune a DipoleVLA policy: imitation warm start, DIPOLE rounds (or the EWR baseline), evaluation.
+
+    accelerate launch launch/finetune.py                       # embedded CPU demo on a synthetic world
+    accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml launch/finetune.py \\
+        --config configs/train/navsim_florence2_large.yaml dipole.rounds=5
+    accelerate launch launch/finetune.py --resume              # continue from the last checkpoint
+
+Only wiring: the config, the scenes of the train/eval splits, the PDM reward and the trainer are library
+objects (vla.training, data_pipelines, navsim_eval). See docs/training.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from data_pipelines.configuration import load_config, save_config
+from data_pipelines.paths import DataPaths
+from data_pipelines.scene import SensorConfig
+from data_pipelines.scene_filter import load_split
+from data_pipelines.scene_loader import SceneLoader
+from data_pipelines.torch_dataset import SceneDataset
+from vla.training import TrainConfig, Trainer
+from vla.training.errors import TrainingError
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=None, help="training preset YAML (default: the CPU demo)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. dipole.rounds=2 il.steps=50")
+    return parser.parse_args(argv)
+
+
+def make_accelerator(cfg: TrainConfig):
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration
+
+    # DeepSpeed without CUDA: accelerate would let DeepSpeed pick its backend and count one process; gloo fixes both.
+    cpu_deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and not torch.cuda.is_available()
+    handlers = [InitProcessGroupKwargs(backend="gloo")] if cpu_deepspeed else []
+    return Accelerator(
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        log_with="tensorboard" if cfg.tensorboard else None,
+        project_config=ProjectConfiguration(project_dir=str(cfg.output_dir), logging_dir=str(cfg.output_dir / "logs")),
+        kwargs_handlers=handlers,
+    )
+
+
+def resolve_data(cfg: TrainConfig, accelerator) -> DataPaths:
+    """Dataset paths; the synthetic world is generated (by one process per machine) when asked and missing."""
+    data = cfg.data
+    paths = DataPaths.from_env(openscene_data_root=data.data_root, maps_root=data.maps_root)
+    root = paths.require_data_root()
+    if not (root / "navsim_logs").is_dir():
+        if not data.generate_synthetic:
+            raise TrainingError(f"data root {root} has no navsim_logs/ (set data.data_root or $OPENSCENE_DATA_ROOT)")
+        if accelerator.is_local_main_process:
+            from data_pipelines.synthetic.config import build_config
+            from data_pipelines.synthetic.generate import generate_dataset
+
+            print(f"generating the synthetic world ({data.synthetic_preset}) into {root}", flush=True)
+            generate_dataset(build_config(data.synthetic_preset, list(data.synthetic_overrides)), root)
+        accelerator.wait_for_everyone()
+    return paths
+
+
+def split_path(cfg: TrainConfig, paths: DataPaths, name: str) -> Path:
+    candidate = Path(name)
+    if candidate.suffix in (".yaml", ".yml"):
+        return candidate
+    return (cfg.data.splits_dir or paths.splits_dir()) / f"{name}.yaml"
+
+
+def load_items(cfg: TrainConfig, paths: DataPaths, split_name: str, max_scenes: Optional[int]):
+    """(split, scene items) of a split; an empty split or a missing folder raises before any training work."""
+    split = load_split(split_path(cfg, paths, split_name))
+    if max_scenes is not None:
+        split = replace(split, scene_filter=replace(split.scene_filter, max_scenes=max_scenes))
+    loader = SceneLoader.from_split(split, paths, sensor_config=SensorConfig.front_three_current())
+    return split, SceneDataset(loader, cache_agent_inputs=cfg.data.cache_agent_inputs)
+
+
+def make_reward(cfg: TrainConfig, paths: DataPaths, split, name: str):
+    """The PDM scorer as a reward callable; metric caches are built on first use under the cache folder."""
+    from navsim_eval.reward import PDMReward
+
+    cache_dir = (cfg.data.metric_cache_dir or cfg.output_dir / "metric_cache") / name
+    return PDMReward.from_split(paths, split, cache_dir, version=cfg.reward.version,
+                                num_workers=cfg.reward.num_workers)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    cfg = load_config(TrainConfig, args.config, args.overrides)  # unknown keys fail here, before anything runs
+    accelerator = make_accelerator(cfg)
+    paths = resolve_data(cfg, accelerator)
+    train_split, train_items = load_items(cfg, paths, cfg.data.train_split, cfg.data.max_train_scenes)
+    eval_split, eval_items = load_items(cfg, paths, cfg.data.eval_split, cfg.data.max_eval_scenes)
+    needs_rollouts = any(stage in ("dipole", "ewr") for stage in cfg.stages)
+    train_reward = make_reward(cfg, paths, train_split, "train") if needs_rollouts else None  # lazy: caches on use
+    eval_reward = make_reward(cfg, paths, eval_split, "eval") if cfg.eval.enabled else None
+    trainer = Trainer(cfg, accelerator, train_items, eval_items, train_reward, eval_reward)
+    if args.resume:
+        trainer.find_resume_point()  # incompatible / missing checkpoint: fail before caches are built
+    if accelerator.is_main_process:
+        save_config(cfg, cfg.output_dir / "train_config.yaml")
+    if cfg.tensorboard:
+        from data_pipelines.configuration import config_to_dict
+
+        flat = {k: str(v) for k, v in config_to_dict(cfg).items()}
+        accelerator.init_trackers(cfg.name, config=flat)
+    trainer.run(resume=args.resume)
+    accelerator.end_training()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""launch/finetune.py: DeepSpeed ZeRO-2 / ZeRO-3 launches on CPU, and bad input rejected before any work."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from data_pipelines.configuration import ConfigError
+from vla import DipoleVLA
+from vla.training.errors import IncompatibleCheckpointError, TrainingError
+
+from tests.vla.training.helpers import generate_tiny_world
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = REPO_ROOT / "launch" / "finetune.py"
+LAUNCH_TIMEOUT_S = 300
+QUIET = ["tensorboard=false", "progress_bars=false", "reward.num_workers=0"]
+
+
+def _finetune_module():
+    spec = importlib.util.spec_from_file_location("finetune_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return generate_tiny_world(tmp_path_factory.mktemp("tiny_world"))
+
+
+def _accelerate_launch(accelerate_config: str, args: list[str], num_processes: int = 2):
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(REPO_ROOT / "configs" / "accelerate" / accelerate_config), "--num_processes", str(num_processes),
+           "--mixed_precision", "no", "--main_process_port", "0", str(SCRIPT)] + args
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc.stdout
+
+
+def test_deepspeed_zero2_two_processes_two_steps(world, tmp_path):
+    out = tmp_path / "zero2"
+    stdout = _accelerate_launch("deepspeed_zero2.yaml", [
+        f"data.data_root={world}", f"output_dir={out}", "stages=[il]", "il.steps=2", "il.batch_size=2",
+        "eval.enabled=false", "data.max_train_scenes=8"] + QUIET)
+    assert "[setup] 2 process(es), DistributedType.DEEPSPEED ZeRO-2" in stdout
+    assert "[il] step 2/2" in stdout
+    model = DipoleVLA.from_pretrained(out / "model")
+    assert model.config.normalization is not None
+    ckpts = sorted((out / "checkpoints").glob("ckpt-*"))
+    assert ckpts and (ckpts[-1] / "COMPLETE").is_file()
+
+
+def test_deepspeed_zero3_gathers_adapters_before_saving(world, tmp_path):
+    out = tmp_path / "zero3"
+    stdout = _accelerate_launch("deepspeed_zero3.yaml", [
+        f"data.data_root={world}", f"output_dir={out}", "stages=[il,dipole]", "il.steps=3", "il.batch_size=2",
+        "dipole.rounds=1", "dipole.steps_per_round=1", "dipole.batch_size=2", "dipole.rollout.num_candidates=4",
+        "dipole.rollout.num_steps=3", "dipole.optim.warmup_steps=0", "data.max_train_scenes=8",
+        "dipole.bc_weight=0", "eval.enabled=false"] + QUIET)
+    assert "ZeRO-3" in stdout and "[dipole] round 0 rollouts" in stdout
+    weights = load_file(out / "model" / "model.safetensors")
+    lora = {k: v for k, v in weights.items() if ".lora_" in k}
+    assert lora and all(v.numel() > 0 for v in lora.values())
+    for adapter in ("positive", "negative"):
+        b = [v for k, v in lora.items() if f"lora_B.{adapter}." in k]
+        assert b and any(float(v.abs().sum()) > 0 for v in b), f"adapter {adapter} saved empty/zero"
+    DipoleVLA.from_pretrained(out / "model")
+
+
+def test_bad_input_fails_before_work(world, tmp_path):
+    finetune = _finetune_module()
+    with pytest.raises(ConfigError, match="'dipole.rollout.k'"):
+        finetune.main(["dipole.rollout.k=3"])
+    with pytest.raises(TrainingError, match="navsim_logs"):
+        finetune.main([f"data.data_root={tmp_path / 'nowhere'}", "data.generate_synthetic=false",
+                       f"output_dir={tmp_path / 'o1'}"] + QUIET)
+    from data_pipelines.errors import DataError
+
+    with pytest.raises(DataError):
+        finetune.main([f"data.data_root={world}", "data.train_split=no_such_split", f"output_dir={tmp_path / 'o2'}"]
+                      + QUIET)
+    with pytest.raises(DataError):  # a split with no scenes
+        finetune.main([f"data.data_root={world}", "data.max_train_scenes=0", f"output_dir={tmp_path / 'o3'}"]
+                      + QUIET)
+
+
+def test_resume_with_incompatible_config_fails_before_work(world, tmp_path):
+    finetune = _finetune_module()
+    out = tmp_path / "run"
+    common = [f"data.data_root={world}", f"output_dir={out}", "stages=[il]", "il.steps=2", "il.batch_size=2",
+              "eval.enabled=false", "data.max_train_scenes=6"] + QUIET
+    torch.set_num_threads(1)
+    finetune.main(common + ["stop_after_steps=1"])
+    with pytest.raises(IncompatibleCheckpointError, match="model"):
+        finetune.main(["--resume"] + common + ["model.overrides.head.depth=1"])
+    finetune.main(["--resume"] + common)
+    assert (out / "model" / "model.safetensors").is_file()

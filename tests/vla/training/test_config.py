@@ -1,0 +1,37 @@
+"""Training presets load into TrainConfig; overrides apply; unknown keys and stages are rejected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from data_pipelines.configuration import ConfigError, load_config
+from vla.training import TrainConfig
+
+TRAIN_CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "train"
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in TRAIN_CONFIGS.glob("*.yaml")))
+def test_every_shipped_preset_loads(preset):
+    cfg = load_config(TrainConfig, TRAIN_CONFIGS / preset)
+    assert cfg.stages and cfg.output_dir
+
+
+def test_demo_preset_is_the_embedded_default():
+    assert load_config(TrainConfig, TRAIN_CONFIGS / "demo.yaml") == TrainConfig()
+
+
+def test_chained_preset_inherits_and_overrides():
+    cfg = load_config(TrainConfig, TRAIN_CONFIGS / "navsim_florence2_large_dipole.yaml", ["dipole.beta=2"])
+    assert cfg.stages == ("dipole",) and cfg.model.preset == "florence2-large"
+    assert cfg.dipole.beta == 2.0 and cfg.dipole.rollout.num_candidates == 10
+
+
+def test_unknown_key_and_stage_rejected():
+    with pytest.raises(ConfigError, match="'dipole.betta'.*valid keys"):
+        load_config(TrainConfig, None, ["dipole.betta=1"])
+    with pytest.raises(ConfigError, match="unknown stage"):
+        load_config(TrainConfig, None, ["stages=[il,grpo]"])
+    with pytest.raises(ConfigError, match="num_candidates"):
+        load_config(TrainConfig, None, ["dipole.rollout.num_candidates=1"])

@@ -1,0 +1,52 @@
+"""A DIPOLE round on the tiny synthetic world with the real PDM scorer changes both adapters and nothing else."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file
+
+from data_pipelines.configuration import load_config
+from navsim_eval.reward import PDMReward
+from vla import DipoleVLA
+from vla.training import TrainConfig, Trainer
+
+from tests.vla.training.helpers import generate_tiny_world, split_items
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return generate_tiny_world(tmp_path_factory.mktemp("tiny_world"))
+
+
+def test_dipole_round_updates_both_adapters_only(world, tmp_path):
+    torch.set_num_threads(1)
+    paths, split, items = split_items(world, "synthetic_train", max_scenes=6)
+    reward = PDMReward.from_split(paths, split, tmp_path / "metric_cache", version="v1", num_workers=0)
+    # a few IL steps first: a fresh adaLN-zero head gates every block off, so its adapters get no gradient
+    cfg = load_config(TrainConfig, None, [
+        f"output_dir={tmp_path / 'run'}", "stages=[il,dipole]", "il.steps=4", "il.batch_size=4",
+        "dipole.rounds=1", "dipole.steps_per_round=2", "dipole.batch_size=3", "dipole.rollout.num_candidates=4",
+        "dipole.rollout.num_steps=3", "dipole.rollout.batch_size=6", "dipole.optim.warmup_steps=0",
+        "eval.enabled=false", "tensorboard=false", "progress_bars=false", "log_every=1",
+    ])
+    trainer = Trainer(cfg, Accelerator(cpu=True), items, train_reward=reward)
+    trainer.run()
+
+    logged = {k: v for row in trainer.history for k, v in row.items()}
+    for name in ("NC", "DAC", "TTC", "C", "EP", "PDMS"):
+        assert 0.0 <= logged[f"dipole/rollout/{name}"] <= 1.0, name
+    assert logged["dipole/rollout/masked_frac"] == 0.0
+    assert "dipole/rollout/zero_variance_group_frac" in logged
+
+    before = load_file(tmp_path / "run" / "il_model" / "model.safetensors")
+    after = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    assert before.keys() == after.keys()
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    lora = {name for name in before if ".lora_" in name}
+    assert changed, "no weight changed"
+    assert changed <= lora, f"frozen weights changed: {sorted(changed - lora)[:5]}"
+    assert any(".positive." in n for n in changed) and any(".negative." in n for n in changed)
+    reloaded = DipoleVLA.from_pretrained(tmp_path / "run" / "model")
+    assert reloaded.config.normalization is not None

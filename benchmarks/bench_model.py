@@ -26,7 +26,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.vla.model_helpers import make_agent_input, make_target_poses, perturb, tiny_model  # noqa: E402
+from vla.testing import make_agent_input, make_target_poses, perturb, tiny_model  # noqa: E402
 from vla import Context, DipoleVLA  # noqa: E402
 from vla.presets import REAL_PRESETS, TINY_PRESETS, build_config  # noqa: E402
 

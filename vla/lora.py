@@ -102,15 +102,29 @@ def lora_delta(layer: LoraLayer, adapter: str, x: torch.Tensor) -> torch.Tensor:
     return update * layer.scaling[adapter]
 
 
+def is_zero3_managed(param: torch.Tensor) -> bool:
+    """True for a parameter partitioned by DeepSpeed ZeRO-3 (it carries a ``ds_id``).
+
+    Such a weight holds its full data only inside its own module's forward (ZeRO-3's module hooks gather it
+    there and re-gather it for that module's backward); reading ``module.weight`` anywhere else sees an empty
+    shard or escapes the backward bookkeeping, so those weights must be used through their modules' calls.
+    """
+    return hasattr(param, "ds_id")
+
+
 def _stacked_deltas(layer: LoraLayer, rows: "RowSegments", x: torch.Tensor) -> Optional[torch.Tensor]:
     """LoRA updates of equal-size blocks of different adapters as two batched matmuls (no slicing / concat).
 
-    Returns None when the fast path does not apply (a base block, unequal blocks, or LoRA dropout)."""
+    Returns None when the fast path does not apply (a base block, unequal blocks, LoRA dropout, or weights
+    managed by DeepSpeed ZeRO-3)."""
     counts = {count for _, count in rows}
     names = rows.adapters
     if len(counts) != 1 or BASE_ROWS in names or any(
         not isinstance(layer.lora_dropout[name], nn.Identity) for name in names
     ):
+        return None
+    if any(is_zero3_managed(layer.lora_A[name].weight) or is_zero3_managed(layer.lora_B[name].weight)
+           for name in names):
         return None
     cache = _STACK_CACHE.get()
     key = (id(layer), names)

@@ -59,14 +59,17 @@ def test_deepspeed_zero2_two_processes_two_steps(world, tmp_path):
     assert ckpts and (ckpts[-1] / "COMPLETE").is_file()
 
 
-def test_deepspeed_zero3_gathers_adapters_before_saving(world, tmp_path):
+def test_deepspeed_zero3_with_bc_anchor_gathers_adapters_before_saving(world, tmp_path):
     out = tmp_path / "zero3"
     stdout = _accelerate_launch("deepspeed_zero3.yaml", [
         f"data.data_root={world}", f"output_dir={out}", "stages=[il,dipole]", "il.steps=3", "il.batch_size=2",
         "dipole.rounds=1", "dipole.steps_per_round=1", "dipole.batch_size=2", "dipole.rollout.num_candidates=4",
         "dipole.rollout.num_steps=3", "dipole.optim.warmup_steps=0", "data.max_train_scenes=8",
-        "dipole.bc_weight=0", "eval.enabled=false"] + QUIET)
+        "dipole.bc_weight=0.5", "eval.enabled=false"] + QUIET)
     assert "ZeRO-3" in stdout and "[dipole] round 0 rollouts" in stdout
+    step_line = next(line for line in stdout.splitlines() if line.startswith("[dipole] round 0 step 1/1"))
+    loss_bc = float(step_line.split("loss_bc ")[1].split()[0])
+    assert loss_bc > 0  # the BC anchor took part in the ZeRO-3 forward and backward
     weights = load_file(out / "model" / "model.safetensors")
     lora = {k: v for k, v in weights.items() if ".lora_" in k}
     assert lora and all(v.numel() > 0 for v in lora.values())

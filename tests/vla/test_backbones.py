@@ -9,7 +9,7 @@ from vla.backbones import build_backbone
 from vla.configuration_dipole import BackboneSettings, ProcessorSettings
 from vla.presets import TINY_PRESETS, build_config
 
-from .model_helpers import make_agent_input, make_target_poses
+from vla.testing import make_agent_input, make_target_poses
 
 TINY_INTERNVL = {
     "model_type": "internvl",

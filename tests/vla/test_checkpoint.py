@@ -12,7 +12,7 @@ from vla import CheckpointError, DipoleProcessor, DipoleVLA
 from vla.backbones.hf_vlm import config_from_dict
 from vla.presets import TINY_PRESETS, build_config, preset_dict
 
-from .model_helpers import make_agent_input, make_target_poses, perturb, tiny_model
+from vla.testing import make_agent_input, make_target_poses, perturb, tiny_model
 
 
 @pytest.fixture(scope="module")

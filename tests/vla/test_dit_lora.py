@@ -7,7 +7,7 @@ from vla.configuration_dipole import DIT_LORA_TARGETS, HeadSettings, LoraSetting
 from vla.dit import DiTDenoiser
 from vla.lora import add_dipole_adapters, lora_parameters, uniform_rows
 
-from .model_helpers import perturb
+from vla.testing import perturb
 
 CONTEXT_DIM, PROPRIO_DIM = 24, 16
 
@@ -130,3 +130,32 @@ def test_row_segments_match_peft_mixed_batch_and_shared_base_kv():
     reference = head(torch.cat([x, x]), torch.cat([t, t]), torch.cat([proprio, proprio]), kv_peft,
                      ["positive"] * 6 + ["negative"] * 6)
     assert torch.allclose(fast, reference, atol=1e-5)
+
+
+def test_zero3_managed_adapter_weights_are_used_only_through_their_modules():
+    """Under DeepSpeed ZeRO-3 a weight is whole only inside its own module's call; the two-branch forward must
+    then skip the stacked-weight fast path (which reads ``lora_A/B.weight`` directly) with the same result."""
+    outputs, grads, lora_calls = [], [], []
+    for managed in (False, True):
+        head = make_head().train()
+        perturb(head)
+        if managed:
+            for index, (_, param) in enumerate(lora_parameters(head)):
+                param.ds_id = index  # the marker DeepSpeed ZeRO-3 puts on every parameter it partitions
+        calls = []
+        hooks = [module.register_forward_hook(lambda *_: calls.append(1))
+                 for name, module in head.named_modules() if name.endswith(("lora_A.positive", "lora_B.negative"))]
+        ctx, mask, x, t, proprio = inputs()
+        kv = head.context_kv_branches(ctx, mask, ["positive", "negative"])
+        out = head(torch.cat([x, x]), torch.cat([t, t]), torch.cat([proprio, proprio]), kv,
+                   uniform_rows("positive", 6) + uniform_rows("negative", 6))
+        out.pow(2).mean().backward()
+        for hook in hooks:
+            hook.remove()
+        outputs.append(out.detach())
+        grads.append(torch.cat([p.grad.flatten() for _, p in lora_parameters(head)]))
+        lora_calls.append(len(calls))
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6) and grads[0].abs().sum() > 0
+    # context k/v always go through the modules; the per-row query/MLP projections only when managed
+    assert lora_calls[1] > lora_calls[0]

@@ -11,7 +11,7 @@ from vla.guidance import dipole_branch_losses
 from vla.lora import uniform_rows
 from vla.presets import TINY_PRESETS, build_config
 
-from .model_helpers import make_agent_input, make_target_poses, perturb, tiny_model
+from vla.testing import make_agent_input, make_target_poses, perturb, tiny_model
 
 B, K, S = 2, 3, 2
 

@@ -6,7 +6,7 @@ import pytest
 from vla import VLAInputError
 from vla.planner import DipolePlanner
 
-from .model_helpers import make_agent_input, perturb, tiny_model
+from vla.testing import make_agent_input, perturb, tiny_model
 
 
 def test_planner_returns_navsim_poses():

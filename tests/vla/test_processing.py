@@ -10,7 +10,7 @@ from vla import DipoleProcessor, VLAInputError, compute_normalization_stats
 from vla.processing_dipole import build_word_tokenizer, features_to_poses, poses_to_features
 from vla.presets import build_config
 
-from .model_helpers import make_agent_input, make_target_poses
+from vla.testing import make_agent_input, make_target_poses
 
 
 @pytest.fixture(scope="module")

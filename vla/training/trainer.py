@@ -395,10 +395,6 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ run
     def run(self, resume: bool = False) -> dict:
         """Run every stage (resuming from the latest checkpoint if asked), then evaluate; returns the results."""
-        if _zero_stage(self.acc) == 3 and "dipole" in self.cfg.stages and self.cfg.dipole.bc_weight > 0:
-            # known limitation: the BC term's second head pass fails in backward under ZeRO-3 (docs/training.md)
-            raise TrainingError("dipole.bc_weight > 0 is not supported under DeepSpeed ZeRO-3; use ZeRO-2 / DDP "
-                                "or set dipole.bc_weight=0")
         ckpt: Optional[Path] = None
         if resume:
             ckpt, self.state = self.find_resume_point()

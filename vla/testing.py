@@ -1,4 +1,5 @@
-"""Builders shared by the model tests: synthetic AgentInputs, tiny models with statistics, weight perturbation."""
+"""Fixtures for tests and benchmarks: synthetic AgentInputs and target poses, tiny models with statistics,
+weight perturbation. Plain library code (no test framework imports); nothing is downloaded."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import numpy as np
 import torch
 
 from data_pipelines.types import AgentInput, Cameras, EgoStatus, Lidar
-from vla import DipoleVLA, compute_normalization_stats
+from vla.modeling_dipole import DipoleVLA
+from vla.processing_dipole import compute_normalization_stats
 from vla.presets import build_config
 
-NUM_FRAMES = 4
+NUM_FRAMES = 4  # history frames of an AgentInput, current frame last (SceneFilter default; specs/navsim_data.md)
 FRONT_CAMERAS = ("cam_l0", "cam_f0", "cam_r0")
 
 
@@ -61,3 +63,6 @@ def perturb(module: torch.nn.Module, scale: float = 0.05, seed: int = 0, only_lo
             if adapter is not None and f".{adapter}." not in name:
                 continue
             param.add_(scale * torch.randn(param.shape, generator=gen))
+
+
+__all__ = ["make_agent_input", "make_target_poses", "tiny_model", "perturb", "NUM_FRAMES", "FRONT_CAMERAS"]

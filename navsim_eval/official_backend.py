@@ -23,25 +23,16 @@ import dataclasses
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
 from navsim_eval.pdm.comfort import extended_comfort
-from navsim_eval.pdm.constants import (
-    EC_MAX_PREVIOUS_GAP_S,
-    NUM_SIM_STEPS,
-    SIM_DT,
-    SUBMISSION_INTERVAL,
-    SUBMISSION_NUM_POSES,
-    V2_EC_WEIGHT,
-    V2_WEIGHTS,
-    VERSIONS,
-    is_synthetic_token,
-)
+from navsim_eval.pdm.constants import NUM_SIM_STEPS, SIM_DT, SUBMISSION_INTERVAL, SUBMISSION_NUM_POSES, check_version
 from navsim_eval.pdm.errors import ScoringError, TrajectoryError
-from navsim_eval.pdm.scorer import METRICS
-from navsim_eval.pdm.trajectory import time_us_to_s, validate_poses
+from navsim_eval.pdm.scene_pairs import previous_scenes
+from navsim_eval.pdm.scorer import METRICS, aggregate, epdms
+from navsim_eval.pdm.trajectory import validate_poses
 
 # Packages the official backend needs: import name -> distribution name shown in errors.
 REQUIRED_PACKAGES = {"navsim": "navsim (autonomousvision/navsim devkit)", "nuplan": "nuplan-devkit"}
@@ -80,8 +71,7 @@ class DevkitApi:
 
 def load_devkit(version: str) -> DevkitApi:
     """Import the devkit API for a metric version; OfficialBackendUnavailable names what is missing."""
-    if version not in VERSIONS:
-        raise ScoringError(f"unknown metric version {version!r}; expected one of {VERSIONS}")
+    check_version(version)
     for package, distribution in REQUIRED_PACKAGES.items():
         try:
             importlib.import_module(package)
@@ -176,11 +166,7 @@ class OfficialScorer:
             score = float(values["score"])
             multiplicative = metrics["no_at_fault_collisions"] * metrics["drivable_area_compliance"]
         else:
-            multiplicative = float(np.prod([metrics[m] for m in ("no_at_fault_collisions", "drivable_area_compliance",
-                                                                  "driving_direction_compliance",
-                                                                  "traffic_light_compliance")]))
-            weighted = sum(w * metrics[m] for m, w in V2_WEIGHTS.items()) / sum(V2_WEIGHTS.values())
-            score = multiplicative * weighted
+            multiplicative, score = (float(value) for value in aggregate("v2", metrics))
         timepoint = getattr(cache, "timepoint", None)
         start_us = int(getattr(timepoint, "time_us", 0) or 0)
         return OfficialResult(token, name, metrics, score, multiplicative, start_us,
@@ -200,7 +186,8 @@ class OfficialScorer:
                     rows.append({"token": str(token), "trajectory": str(name),
                                  "error": f"{type(exc).__name__}: {exc}"})
         by_key = {(r.token, r.name): r for r in results}
-        previous = _previous_scenes(results) if self.version == "v2" else {}
+        previous = previous_scenes((r.token, r.log_name, r.start_time_us) for r in results) \
+            if self.version == "v2" else {}
         for row in rows:
             result = by_key.get((row["token"], row["trajectory"]))
             if result is None:
@@ -208,36 +195,17 @@ class OfficialScorer:
             row.update(log_name=result.log_name, **result.metrics)
             row["score"] = result.score
             if self.version == "v2":
-                prev = by_key.get((previous.get(result.token, ""), result.name))
+                pair = previous.get(result.token)
+                prev = by_key.get((pair.token, result.name)) if pair else None
                 ec = np.nan
                 if prev is not None and result.simulated_states is not None and prev.simulated_states is not None:
-                    offset = int(round((time_us_to_s(result.start_time_us) - time_us_to_s(prev.start_time_us)) / SIM_DT))
                     ec = float(extended_comfort(result.simulated_states[None], prev.simulated_states[None],
-                                                offset)[0])
-                row["previous_token"] = previous.get(result.token, "")
+                                                pair.overlap_offset)[0])
+                row["previous_token"] = pair.token if pair else ""
                 row["two_frame_extended_comfort"] = ec
                 if not np.isnan(ec):
-                    weighted = sum(w * result.metrics[m] for m, w in V2_WEIGHTS.items()) + V2_EC_WEIGHT * ec
-                    row["score"] = result.multiplicative * weighted / (sum(V2_WEIGHTS.values()) + V2_EC_WEIGHT)
+                    row["score"] = float(epdms(result.multiplicative, result.metrics, ec))
         return rows
-
-
-def _previous_scenes(results: Sequence[OfficialResult]) -> dict[str, str]:
-    """token -> preceding original scene of the same log within 0.55 s (spec §7.10)."""
-    starts: dict[str, tuple[str, int]] = {}
-    for result in results:
-        if not is_synthetic_token(result.token):
-            starts[result.token] = (result.log_name, result.start_time_us)
-    by_log: dict[str, list[tuple[int, str]]] = {}
-    for token, (log_name, start) in starts.items():
-        by_log.setdefault(log_name, []).append((start, token))
-    previous: dict[str, str] = {}
-    for members in by_log.values():
-        members.sort()
-        for (t0, earlier), (t1, later) in zip(members, members[1:]):
-            if 0 < time_us_to_s(t1) - time_us_to_s(t0) <= EC_MAX_PREVIOUS_GAP_S:
-                previous[later] = earlier
-    return previous
 
 
 __all__ = ["DevkitApi", "OfficialBackendUnavailable", "OfficialResult", "OfficialScorer", "load_devkit"]

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from navsim_eval.pdm.constants import SUBMISSION_NUM_POSES, VERSIONS
+from navsim_eval.pdm.constants import SUBMISSION_NUM_POSES, check_version
 from navsim_eval.pdm.errors import ScoringError
 from navsim_eval.pdm.scorer import METRICS, score_trajectories
 from navsim_eval.pdm.trajectory import MAX_ABS_POSITION_M
@@ -79,9 +79,13 @@ def _init_worker(provider: Optional[CacheProvider]) -> None:
 
 
 class _StoreProvider:
-    """Picklable token -> cache loader over a MetricCacheStore folder, with a small per-process memo."""
+    """Picklable token -> cache loader over a MetricCacheStore folder, with a small per-process memo.
 
-    def __init__(self, root: PathLike, builder: Optional[Callable[[str], Any]] = None, memo_size: int = 4096):
+    With a `builder`, missing entries are built and stale ones (other scene data, map file or format, checked
+    once per process and token) are rebuilt; without one, entries are read as they are.
+    """
+
+    def __init__(self, root: PathLike, builder: Optional["_SplitBuilder"] = None, memo_size: int = 4096):
         self.root = Path(root)
         self.builder = builder
         self.memo_size = memo_size
@@ -93,9 +97,11 @@ class _StoreProvider:
             from navsim_eval.pdm.metric_cache import MetricCacheStore
 
             store = MetricCacheStore(self.root)
-            if token not in store and self.builder is not None:
-                store.save(self.builder(token))
-            cache = store.load(token)
+            if self.builder is None:
+                cache = store.load(token)
+            else:
+                scene = self.builder.scene(token)
+                cache = store.load_or_build(token, self.builder.fingerprint(scene), lambda: self.builder.build(scene))
             if len(self._memo) >= self.memo_size:
                 self._memo.pop(next(iter(self._memo)))
             self._memo[token] = cache
@@ -111,13 +117,26 @@ class _SplitBuilder:
         self.map_version = map_version
         self.version = version
 
-    def __call__(self, token: str):
+    def scene(self, token: str):
+        """The token's scene without sensors (the metric cache reads none)."""
+        from data_pipelines.scene import SensorConfig
+
+        return self.loader.get_scene_from_token(token, sensor_config=SensorConfig.build_no_sensors())
+
+    def fingerprint(self, scene) -> dict[str, str]:
+        from navsim_eval.pdm.metric_cache import expected_source_fingerprint
+
+        return expected_source_fingerprint(scene, self.maps_root, self.version, self.map_version)
+
+    def build(self, scene):
         from data_pipelines.maps import load_map
         from navsim_eval.pdm.metric_cache import build_metric_cache
 
-        scene = self.loader.get_scene_from_token(token)
         map_api = load_map(self.maps_root, scene.scene_metadata.map_name, self.map_version)
         return build_metric_cache(scene, map_api, self.version)
+
+    def __call__(self, token: str):
+        return self.build(self.scene(token))
 
 
 class PDMReward:
@@ -130,8 +149,7 @@ class PDMReward:
 
     def __init__(self, caches: Union[Mapping[str, Any], PathLike, CacheProvider], version: str = "v1",
                  num_workers: int = 0):
-        if version not in VERSIONS:
-            raise ScoringError(f"unknown metric version {version!r}; expected one of {VERSIONS}")
+        check_version(version)
         self.version = version
         self.num_workers = int(num_workers)
         self._mapping: Optional[Mapping[str, Any]] = None

@@ -29,8 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metric", choices=("v1", "v2"), required=True, help="v1 = PDMS, v2 = EPDMS")
     parser.add_argument("--out", required=True, help="output CSV")
     parser.add_argument("--workers", type=int, default=1, help="parallel worker processes")
-    parser.add_argument("--cache-dir", default=None, help="reuse / store metric caches here")
-    parser.add_argument("--require-cache", action="store_true", help="fail tokens whose metric cache is missing")
+    parser.add_argument("--cache-dir", default=None, help="reuse / store metric caches here (stale ones are rebuilt)")
+    parser.add_argument("--require-cache", action="store_true",
+                        help="only read metric caches: fail tokens whose cache is missing or stale (built from other "
+                             "frames or another map file; checked when --logs hold the token)")
     parser.add_argument("--map-version", default=None, help="map index name (default nuplan-maps-v1.0)")
     parser.add_argument("--backend", choices=("native", "official"), default="native",
                         help="'official': score with the installed navsim devkit against its metric cache "

@@ -25,12 +25,12 @@ from data_pipelines.errors import DataError, LogFileError, UnknownTokenError
 from data_pipelines.log_reader import find_log_files, load_log, log_name_of
 from data_pipelines.maps.nuplan_map import DEFAULT_MAP_VERSION
 from navsim_eval.pdm.comfort import extended_comfort
-from navsim_eval.pdm.constants import (
-    EC_MAX_PREVIOUS_GAP_S, EC_OVERLAP_STEPS, SIM_DT, VERSIONS, is_synthetic_token,
-)
+from navsim_eval.pdm.constants import check_version
 from navsim_eval.pdm.errors import ScoringError, TrajectoryError
 from navsim_eval.pdm.scorer import V1_METRICS, V2_METRICS, ScoreTable, final_v2_score, score_trajectories
-from navsim_eval.pdm.trajectory import time_us_to_s, validate_poses
+from navsim_eval.pdm.scene_pairs import PreviousScene
+from navsim_eval.pdm.scene_pairs import previous_scenes as previous_scene_pairs
+from navsim_eval.pdm.trajectory import validate_poses
 
 logger = logging.getLogger(__name__)
 
@@ -170,8 +170,7 @@ class ScoringConfig:
     require_cache: bool = False  # only read caches; a missing one is an error
 
     def __post_init__(self) -> None:
-        if self.version not in VERSIONS:
-            raise ScoringError(f"unknown metric version {self.version!r}; expected one of {VERSIONS}")
+        check_version(self.version)
 
 
 @dataclass
@@ -197,28 +196,45 @@ def _cache_store(config: ScoringConfig):
 
 def metric_cache_for(token: str, frames: Optional[list[dict]], location: Optional[FrameLocation],
                      config: ScoringConfig):
-    """Load the token's metric cache from the store or build it from its scene (and store it)."""
-    from data_pipelines.maps import load_map
+    """Load the token's metric cache from the store or build it from its scene (and store it).
+
+    A stored entry is checked against the scene's frames and map file (when the logs hold the token): a stale
+    one is rebuilt, or raises StaleMetricCacheError naming what changed with `require_cache`.
+    """
     from data_pipelines.scene import Scene
-    from navsim_eval.pdm.metric_cache import build_metric_cache
+    from navsim_eval.pdm.metric_cache import expected_source_fingerprint
 
     store = _cache_store(config)
+    scene = None
+    if frames is not None and location is not None:
+        window = scene_window(frames, location.frame_index, config.version, token)
+        scene = Scene.from_frame_dicts(window, num_history_frames=NUM_HISTORY_FRAMES)
     if store is not None and (config.require_cache or token in store):
-        cache = store.load(token)
+        expected = (expected_source_fingerprint(scene, config.maps_root, config.version, config.map_version)
+                    if scene is not None else None)
+        if config.require_cache or scene is None or config.maps_root is None:
+            cache = store.load(token, expected)
+        else:
+            cache = store.load_or_build(token, expected, lambda: _build(scene, config))
         if cache.version != config.version:
             raise ScoringError(f"token {token}: cached metric cache is {cache.version}, expected {config.version}")
         return cache
-    if frames is None or location is None:
+    if scene is None:
         raise UnknownTokenError(token, "the logs")
     if config.maps_root is None:
         raise ScoringError(f"token {token}: no maps root given")
-    window = scene_window(frames, location.frame_index, config.version, token)
-    scene = Scene.from_frame_dicts(window, num_history_frames=NUM_HISTORY_FRAMES)
-    map_api = load_map(config.maps_root, scene.scene_metadata.map_name, config.map_version)
-    cache = build_metric_cache(scene, map_api, config.version)
+    cache = _build(scene, config)
     if store is not None:
         store.save(cache)
     return cache
+
+
+def _build(scene, config: ScoringConfig):
+    from data_pipelines.maps import load_map
+    from navsim_eval.pdm.metric_cache import build_metric_cache
+
+    map_api = load_map(config.maps_root, scene.scene_metadata.map_name, config.map_version)
+    return build_metric_cache(scene, map_api, config.version)
 
 
 def score_token(token: str, named_poses: Mapping[str, Any], frames: Optional[list[dict]],
@@ -312,59 +328,47 @@ def run_scoring(trajectories: Mapping[str, Any], logs_root: Optional[PathLike], 
 # ------------------------------------------------------------------------------------------------ rows
 
 
-def _start_time_s(timestamp_us: int) -> float:
-    """A scene's start time in seconds as the devkit's score rows hold it (``time_us * 1e-6``, spec §7.10)."""
-    return time_us_to_s(timestamp_us)
-
-
 def previous_scenes(results: Sequence[TokenResult]) -> dict[str, str]:
     """token -> the scored token of the same log whose start time is 0 < Δt ≤ 0.55 s earlier (spec §7.10).
 
     Only original scenes take part (synthetic 17-character tokens are neither paired nor predecessors).
     """
-    by_log: dict[str, list[TokenResult]] = {}
-    for result in results:
-        if result.table is not None and result.log_name and not is_synthetic_token(result.token):
-            by_log.setdefault(result.log_name, []).append(result)
-    previous: dict[str, str] = {}
-    for members in by_log.values():
-        members.sort(key=lambda r: r.timestamp)
-        for earlier, later in zip(members, members[1:]):
-            gap_s = _start_time_s(later.timestamp) - _start_time_s(earlier.timestamp)
-            if 0.0 < gap_s <= EC_MAX_PREVIOUS_GAP_S:
-                previous[later.token] = earlier.token
-    return previous
+    return {token: previous.token for token, previous in _previous_pairs(results).items()}
 
 
-def _extended_comfort_values(result: TokenResult, previous: Optional[TokenResult]) -> np.ndarray:
+def _previous_pairs(results: Sequence[TokenResult]) -> dict[str, PreviousScene]:
+    return previous_scene_pairs((r.token, r.log_name, r.timestamp) for r in results
+                                if r.table is not None and r.log_name)
+
+
+def _extended_comfort_values(result: TokenResult, previous: Optional[TokenResult],
+                             pair: Optional[PreviousScene]) -> np.ndarray:
     """EC per scored name of `result` (NaN where the previous scene lacks that name)."""
     names = result.names[: len(result.table)]
     values = np.full(len(names), np.nan)
-    if previous is None or previous.table is None:
+    if previous is None or previous.table is None or pair is None:
         return values
     previous_row = {name: i for i, name in enumerate(previous.names[: len(previous.table)])}
     current_idx = [i for i, n in enumerate(names) if n in previous_row]
     if current_idx:
         previous_idx = [previous_row[names[i]] for i in current_idx]
-        gap_s = _start_time_s(result.timestamp) - _start_time_s(previous.timestamp)
-        offset = int(round(gap_s / SIM_DT)) or EC_OVERLAP_STEPS
         values[current_idx] = extended_comfort(result.table.simulated_states[current_idx],
-                                               previous.table.simulated_states[previous_idx], offset)
+                                               previous.table.simulated_states[previous_idx], pair.overlap_offset)
     return values
 
 
 def results_to_rows(results: Sequence[TokenResult], version: str) -> list[dict[str, Any]]:
     """One row per (token, trajectory) with the official column names, in input order."""
     columns = COLUMNS[version]
-    previous = previous_scenes(results) if version == "v2" else {}
+    previous = _previous_pairs(results) if version == "v2" else {}
     by_token = {r.token: r for r in results}
     rows: list[dict[str, Any]] = []
     for result in results:
         scored = len(result.table) if result.table is not None else 0
         ec = None
         if version == "v2" and result.table is not None:
-            prev_token = previous.get(result.token)
-            ec = _extended_comfort_values(result, by_token.get(prev_token) if prev_token else None)
+            pair = previous.get(result.token)
+            ec = _extended_comfort_values(result, by_token.get(pair.token) if pair else None, pair)
             final = final_v2_score(result.table, ec)
         elif result.table is not None:
             final = result.table.score
@@ -372,7 +376,7 @@ def results_to_rows(results: Sequence[TokenResult], version: str) -> list[dict[s
             row: dict[str, Any] = {column: np.nan for column in columns}
             row.update(token=result.token, log_name=result.log_name, trajectory=name, error="")
             if version == "v2":
-                row["previous_token"] = previous.get(result.token, "")
+                row["previous_token"] = previous[result.token].token if result.token in previous else ""
             if result.error is not None:
                 row["error"] = result.error
             elif i >= scored:

@@ -13,14 +13,11 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from navsim_eval.evaluation.metrics import DAC, DDC, EC, EP, HC, LK, NC, SCORE, TLC, TTC
+from navsim_eval.evaluation.metrics import EC, SCORE
 from navsim_eval.evaluation.results import Variant, variant_of
-
-MAX_OBSERVATION_INTERVAL_S = 0.55
-"""Consecutive frames farther apart get no EC (navsim@main SceneAggregator / run_pdm_score one-stage)."""
-V2_WEIGHTS = {EP: 5.0, TTC: 5.0, LK: 2.0, HC: 2.0}
-V2_EC_WEIGHT = 2.0
-"""EPDMS weights (pdm_score.md §8.4)."""
+from navsim_eval.pdm.comfort import extended_comfort
+from navsim_eval.pdm.scene_pairs import overlap_offset, previous_scenes
+from navsim_eval.pdm.scorer import MULTIPLICATIVE, epdms
 
 StatesKey = tuple[str, Variant]
 
@@ -28,32 +25,14 @@ StatesKey = tuple[str, Variant]
 def previous_tokens(tokens: list[str], log_name: Callable[[str], str], timestamp_us: Callable[[str], int]
                     ) -> dict[str, tuple[str, float]]:
     """token -> (previous original-scene token of the same log, interval [s]) for pairs at most 0.55 s apart."""
-    from navsim_eval.pdm.constants import is_synthetic_token
-    from navsim_eval.pdm.trajectory import time_us_to_s
-
-    by_log: dict[str, list[tuple[int, str]]] = {}
-    for token in tokens:
-        if is_synthetic_token(token):
-            continue  # second-stage scenes are neither paired nor predecessors (pdm_score.md §7.10)
-        by_log.setdefault(log_name(token), []).append((int(timestamp_us(token)), token))
-    out = {}
-    for entries in by_log.values():
-        entries.sort()
-        for (t_prev, prev), (t_now, now) in zip(entries, entries[1:]):
-            interval = time_us_to_s(t_now) - time_us_to_s(t_prev)
-            if 0.0 < interval <= MAX_OBSERVATION_INTERVAL_S:
-                out[now] = (prev, interval)
-    return out
+    pairs = previous_scenes((token, log_name(token), timestamp_us(token)) for token in tokens)
+    return {token: (previous.token, previous.gap_s) for token, previous in pairs.items()}
 
 
 def final_v2_score(row: dict[str, Any], ec: float) -> float:
     """M * (5 EP + 5 TTC + 2 LK + 2 HC [+ 2 EC]) / (14 or 16) from a row's (human-filtered) sub-metrics."""
-    multiplicative = row[NC] * row[DAC] * row[DDC] * row[TLC]
-    weighted = sum(weight * row[name] for name, weight in V2_WEIGHTS.items())
-    total = sum(V2_WEIGHTS.values())
-    if not math.isnan(ec):
-        weighted, total = weighted + V2_EC_WEIGHT * ec, total + V2_EC_WEIGHT
-    return float(multiplicative * weighted / total)
+    multiplicative = math.prod(row[name] for name in MULTIPLICATIVE["v2"])
+    return float(epdms(multiplicative, row, ec))
 
 
 def apply_extended_comfort(
@@ -68,9 +47,6 @@ def apply_extended_comfort(
     ``states``: simulated states (41, 11) per (token, variant) from this run. ``resimulate(token, poses)``
     rebuilds missing previous-frame states from ``poses_of`` (poses stored by earlier runs).
     """
-    from navsim_eval.pdm.comfort import extended_comfort
-    from navsim_eval.pdm.constants import SIM_DT
-
     poses_of = poses_of or {}
     for row in rows:
         if row["metric"] != "v2" or int(row["stage"]) != 1 or row.get("error"):
@@ -86,8 +62,7 @@ def apply_extended_comfort(
                 prev_states = resimulate(prev_token, np.asarray(poses_of[(prev_token, variant)]))
                 states[(prev_token, variant)] = prev_states
             if prev_states is not None:
-                offset = int(round(interval / SIM_DT))
-                ec = float(extended_comfort(current[None], prev_states[None], offset)[0])
+                ec = float(extended_comfort(current[None], prev_states[None], overlap_offset(interval))[0])
         row[EC] = ec
         row[SCORE] = final_v2_score(row, ec)
 

@@ -6,6 +6,9 @@ pdm_score.md §8 and the published tables of navsim_data.md §10.
 
 from __future__ import annotations
 
+from navsim_eval.pdm.constants import VERSIONS as METRIC_VERSIONS
+from navsim_eval.pdm.constants import check_version  # noqa: F401 (the harness's version check)
+
 SCORE = "score"
 NC = "no_at_fault_collisions"
 DAC = "drivable_area_compliance"
@@ -18,7 +21,7 @@ LK = "lane_keeping"
 HC = "history_comfort"
 EC = "two_frame_extended_comfort"
 
-METRIC_VERSIONS = ("v1", "v2")
+
 
 SUB_METRICS = {
     "v1": (NC, DAC, DDC, EP, TTC, COMFORT),
@@ -39,9 +42,3 @@ TABLE_LAYOUT = {
 """(header, column) per version, in the order of the papers' tables (navsim_data.md §10)."""
 
 SCORE_NAME = {"v1": "PDMS", "v2": "EPDMS"}
-
-
-def check_version(version: str) -> str:
-    if version not in METRIC_VERSIONS:
-        raise ValueError(f"unknown metric version {version!r}; expected one of {METRIC_VERSIONS}")
-    return version

@@ -40,16 +40,23 @@ class CandidatePlanner(Protocol):
     def plan(self, batch: PlanningBatch) -> dict[Variant, np.ndarray]: ...
 
 
-class ConstantVelocityPlanner:
-    """NAVSIM's constant-velocity baseline: current speed straight ahead, heading 0 (navsim_data.md §10.1)."""
+class _SingleTrajectoryPlanner:
+    """A baseline with one trajectory per scene (one variant, named after the planner)."""
 
     needs_scene = False
+    default_name = ""
 
-    def __init__(self, name: str = "constant_velocity"):
-        self.name = name
+    def __init__(self, name: Optional[str] = None):
+        self.name = name or self.default_name
 
     def variants(self) -> list[Variant]:
         return [Variant(self.name)]
+
+
+class ConstantVelocityPlanner(_SingleTrajectoryPlanner):
+    """NAVSIM's constant-velocity baseline: current speed straight ahead, heading 0 (navsim_data.md §10.1)."""
+
+    default_name = "constant_velocity"
 
     def plan(self, batch: PlanningBatch) -> dict[Variant, np.ndarray]:
         times = INTERVAL_S * np.arange(1, NUM_POSES + 1)
@@ -60,16 +67,11 @@ class ConstantVelocityPlanner:
         return {self.variants()[0]: poses}
 
 
-class HumanPlanner:
+class HumanPlanner(_SingleTrajectoryPlanner):
     """The logged human trajectory (the scene's future, 8 poses): the upper reference of the tables."""
 
     needs_scene = True
-
-    def __init__(self, name: str = "human"):
-        self.name = name
-
-    def variants(self) -> list[Variant]:
-        return [Variant(self.name)]
+    default_name = "human"
 
     def plan(self, batch: PlanningBatch) -> dict[Variant, np.ndarray]:
         if batch.scenes is None:

@@ -113,6 +113,10 @@ def render_token(
     if title:
         bev_ax.set_title(f"{title}\n{bev_ax.get_title()}", fontsize=8)
     _draw_camera(cam_ax, image, camera, trajectories, scores)
+    return _save(figure, out_png)
+
+
+def _save(figure: Figure, out_png: PathLike) -> Path:
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out_png, dpi=DPI)
@@ -146,10 +150,7 @@ def plot_omega_sweep(rows: Iterable[dict[str, Any]], metric: str, out_png: PathL
         ax.set_axis_off()
     axes[0].legend(fontsize=7)
     figure.suptitle(f"{SCORE_NAME[metric]} and sub-metrics [%] against omega (stage {stage})")
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out_png, dpi=DPI)
-    return out_png
+    return _save(figure, out_png)
 
 
 def write_visual_report(rows: Sequence[dict[str, Any]], source: Any, out_dir: PathLike, metric: str, *,

@@ -102,6 +102,15 @@ RED_LIGHT_PREFIX = "red_light_"
 
 VERSIONS = ("v1", "v2")
 
+
+def check_version(version: str) -> str:
+    """The version if it is one of VERSIONS, else UnknownVersionError (a ScoringError and ValueError)."""
+    from navsim_eval.pdm.errors import UnknownVersionError
+
+    if version not in VERSIONS:
+        raise UnknownVersionError(f"unknown metric version {version!r}; expected one of {VERSIONS}")
+    return version
+
 # --- Scene type (§8.3, §7.10) ---------------------------------------------------------------------------------------
 # v2 synthetic (second-stage) scenes are recognised by their 17-character token (navsim_data.md §6); they
 # have no logged future (no human filter) and are not paired for two-frame extended comfort.

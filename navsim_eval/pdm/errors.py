@@ -25,5 +25,9 @@ class TrajectoryError(ScoringError, ValueError):
         super().__init__(f"{where}: {reason}")
 
 
+class UnknownVersionError(ScoringError, ValueError):
+    """A metric version other than "v1" (PDMS) or "v2" (EPDMS)."""
+
+
 class ObservationError(ScoringError, ValueError):
     """An observation is inconsistent (lengths, unknown tokens)."""

@@ -9,15 +9,17 @@ import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 import numpy as np
 import shapely
 
 from data_pipelines.errors import DataError, MapError
 from data_pipelines.maps import DEFAULT_MAP_VERSION, NuPlanMap, load_map
+from data_pipelines.maps.locations import map_file_path, resolve_location
+from navsim_eval.pdm.cache_fingerprint import changed_parts, describe_changes, source_fingerprint
 from navsim_eval.pdm.centerline import CenterlineError, build_centerline, starting_lane
-from navsim_eval.pdm.constants import STATE_DIM, VERSIONS, StateIndex, is_synthetic_token
+from navsim_eval.pdm.constants import STATE_DIM, StateIndex, check_version, is_synthetic_token
 from navsim_eval.pdm.drivable_map import DrivableMap, build_drivable_map
 from navsim_eval.pdm.footprint import ego_centers, ego_corners, polygons_from_corners
 from navsim_eval.pdm.path import PDMPath
@@ -25,8 +27,9 @@ from navsim_eval.pdm.planner import PDMClosedConfig, build_forecast_observation,
 from navsim_eval.pdm.route import Route, build_route
 
 # Version of the on-disk format written by MetricCacheStore; bump on any change of the stored fields or of
-# how they are computed (2: observation timed by frame index, see docs/pdm_scorer.md "Audit notes").
-FORMAT_VERSION = 2
+# how they are computed (2: observation timed by frame index, see docs/pdm_scorer.md "Audit notes";
+# 3: source fingerprint stored and checked on load).
+FORMAT_VERSION = 3
 CACHE_FILE_SUFFIX = ".mcache"
 # Number of logged future poses of the human trajectory (v2, spec §3.7) and their spacing.
 HUMAN_TRAJECTORY_POSES = 8
@@ -42,6 +45,17 @@ class MetricCacheError(DataError):
         self.path = path
         where = f"metric cache of token {token!r}" + (f" ({path})" if path is not None else "")
         super().__init__(f"{where}: {reason}")
+
+
+class StaleMetricCacheError(MetricCacheError):
+    """A metric cache entry was built from other data (scene, map, metric version) or in an older format.
+
+    `changed` names the differing parts ("scene", "map", "metric", "format").
+    """
+
+    def __init__(self, token: str, changed: list[str], reason: str, path: Optional[Path] = None):
+        self.changed = list(changed)
+        super().__init__(token, f"stale cache entry: {reason}; rebuild it", path)
 
 
 @dataclass
@@ -67,6 +81,7 @@ class MetricCache:
     human_trajectory: Optional[np.ndarray] = None  # (8, 3) v2: logged future, relative to the current pose
     past_human_states: Optional[np.ndarray] = None  # (4, 11) v2: ego states at -1.5 ... 0 s
     past_human_time_us: Optional[np.ndarray] = None  # (4,) v2: relative to timepoint_us
+    source_fingerprint: dict[str, str] = field(default_factory=dict)  # see navsim_eval.pdm.cache_fingerprint
     format_version: int = FORMAT_VERSION
 
     @cached_property
@@ -98,12 +113,6 @@ def red_light_connectors(frame, route: Route) -> tuple[list[str], list[shapely.G
     return ids, polygons
 
 
-def _check_version(version: str) -> str:
-    if version not in VERSIONS:
-        raise ValueError(f"unknown metric version {version!r}; expected one of {VERSIONS}")
-    return version
-
-
 def build_metric_cache(
     scene, map_api: Optional[NuPlanMap] = None, version: str = "v1", config: PDMClosedConfig = PDMClosedConfig()
 ) -> MetricCache:
@@ -111,7 +120,7 @@ def build_metric_cache(
 
     Map problems (unknown ids, missing layers) and routes without lanes raise MetricCacheError naming the token.
     """
-    _check_version(version)
+    check_version(version)
     map_api = map_api if map_api is not None else scene.map_api
     if map_api is None:
         raise MetricCacheError(scene.token, "no map given and the scene carries none")
@@ -171,6 +180,7 @@ def _build_metric_cache(scene, map_api: NuPlanMap, version: str, config: PDMClos
         human_trajectory=human,
         past_human_states=past_states,
         past_human_time_us=past_time,
+        source_fingerprint=source_fingerprint(scene, version, map_api.location, getattr(map_api, "path", None)),
     )
 
 
@@ -216,6 +226,7 @@ def metric_cache_to_plain(cache: MetricCache) -> dict:
         "starting_lane_id": cache.starting_lane_id, "pdm_proposal_index": int(cache.pdm_proposal_index),
         "human_trajectory": cache.human_trajectory, "past_human_states": cache.past_human_states,
         "past_human_time_us": cache.past_human_time_us,
+        "source_fingerprint": dict(cache.source_fingerprint),
     }
 
 
@@ -263,8 +274,13 @@ class MetricCacheStore:
             raise
         return target
 
-    def load(self, token: str) -> MetricCache:
-        """The cache of a token; MetricCacheError naming the token when missing, stale or unreadable."""
+    def load(self, token: str, expected: Optional[Mapping[str, str]] = None) -> MetricCache:
+        """The cache of a token; MetricCacheError naming the token when missing, stale or unreadable.
+
+        `expected`: the source fingerprint of the data at hand (``cache_fingerprint.source_fingerprint``); an
+        entry built from other data raises StaleMetricCacheError naming what changed. Parts left out of
+        `expected` are not checked.
+        """
         path = self.path(token)
         if not path.is_file():
             raise MetricCacheError(token, "no cache entry (build the metric cache first)", path)
@@ -274,11 +290,26 @@ class MetricCacheStore:
             raise MetricCacheError(token, f"unreadable cache entry ({exc})", path) from exc
         if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
             found = data.get("format_version") if isinstance(data, dict) else None
-            raise MetricCacheError(
-                token, f"stale cache entry: format version {found!r}, expected {FORMAT_VERSION}", path)
+            raise StaleMetricCacheError(
+                token, ["format"], f"format version {found!r}, expected {FORMAT_VERSION}", path)
         if data.get("token") != token:
             raise MetricCacheError(token, f"entry holds token {data.get('token')!r}", path)
+        changed = changed_parts(data.get("source_fingerprint") or {}, expected or {})
+        if changed:
+            raise StaleMetricCacheError(token, changed, describe_changes(changed) + " since it was built", path)
         return metric_cache_from_plain(data)
+
+    def load_or_build(self, token: str, expected: Optional[Mapping[str, str]],
+                      build: Callable[[], MetricCache]) -> MetricCache:
+        """The stored cache if it matches `expected`, else `build()` (stored, replacing a stale entry)."""
+        if token in self:
+            try:
+                return self.load(token, expected)
+            except StaleMetricCacheError:
+                pass
+        cache = build()
+        self.save(cache)
+        return cache
 
 
 def build_metric_caches(
@@ -292,13 +323,31 @@ def build_metric_caches(
     failures: dict[str, str] = {}
     for scene in scenes:
         token = scene.token
-        if not overwrite and token in store:
-            continue
         try:
+            if not overwrite and token in store:
+                try:
+                    store.load(token, expected_source_fingerprint(scene, maps_root, version, map_version))
+                    continue  # up to date
+                except StaleMetricCacheError:
+                    pass
             store.save(build_metric_cache_for_scene(scene, maps_root, version, map_version))
         except (DataError, ValueError) as exc:
             failures[token] = f"{type(exc).__name__}: {exc}"
     return failures
+
+
+def expected_source_fingerprint(scene, maps_root: Optional[Union[str, Path]], version: str,
+                                map_version: Optional[str] = None) -> dict[str, str]:
+    """Source fingerprint of a scene's cache from its frames and (when `maps_root` is given) its map file,
+    without loading the map."""
+    if maps_root is None:
+        return source_fingerprint(scene, version)
+    try:
+        location = resolve_location(scene.scene_metadata.map_name)
+        path, _ = map_file_path(maps_root, location, map_version or DEFAULT_MAP_VERSION)
+    except MapError as exc:
+        raise MetricCacheError(scene.token, str(exc)) from exc
+    return source_fingerprint(scene, version, location, path)
 
 
 def build_metric_cache_for_scene(scene, maps_root: Union[str, Path], version: str,
@@ -312,7 +361,7 @@ def build_metric_cache_for_scene(scene, maps_root: Union[str, Path], version: st
 
 
 __all__ = [
-    "FORMAT_VERSION", "MetricCache", "MetricCacheError", "MetricCacheStore", "build_metric_cache",
-    "build_metric_cache_for_scene", "build_metric_caches", "ego_state_of_frame", "metric_cache_from_plain",
-    "metric_cache_to_plain", "red_light_connectors",
+    "FORMAT_VERSION", "MetricCache", "MetricCacheError", "MetricCacheStore", "StaleMetricCacheError",
+    "build_metric_cache", "build_metric_cache_for_scene", "build_metric_caches", "ego_state_of_frame",
+    "expected_source_fingerprint", "metric_cache_from_plain", "metric_cache_to_plain", "red_light_connectors",
 ]

@@ -22,15 +22,15 @@ from navsim_eval.pdm.constants import (
     RED_LIGHT_PREFIX,
     RED_LIGHT_TYPE,
     SIM_DT,
-    STATIC_OBJECT_TYPES,
     V1_OBSERVATION_FRAMES,
     V1_OBSERVATION_STEPS,
     V2_OBSERVATION_FRAMES,
     V2_OBSERVATION_STEPS,
-    VERSIONS,
+    check_version,
 )
 from navsim_eval.pdm.errors import ObservationError
 from navsim_eval.pdm.footprint import box_corners, ego_corners, polygons_from_corners
+from navsim_eval.pdm.objects import frame_objects
 
 
 def red_light_token(connector_id: Any) -> str:
@@ -242,27 +242,14 @@ class _TrackSamples:
 
 
 def _global_objects(frame) -> list[tuple[str, str, float, float, np.ndarray]]:
-    """(track token, type, length, width, (x, y, heading, vx, vy)) of a frame's boxes in the map frame (§1.3)."""
-    annotations = frame.annotations
-    if annotations is None or len(annotations.names) == 0:
-        return []
-    ego_x, ego_y, ego_h = (float(v) for v in frame.ego_status.ego_pose[:3])
-    cos_h, sin_h = np.cos(ego_h), np.sin(ego_h)
-    boxes = np.asarray(annotations.boxes, dtype=np.float64)
-    velocity = np.asarray(annotations.velocity_3d, dtype=np.float64)
-    x = cos_h * boxes[:, 0] - sin_h * boxes[:, 1] + ego_x
-    y = sin_h * boxes[:, 0] + cos_h * boxes[:, 1] + ego_y
-    heading = wrap_angle(boxes[:, 6] + ego_h)
-    vx = cos_h * velocity[:, 0] - sin_h * velocity[:, 1]
-    vy = sin_h * velocity[:, 0] + cos_h * velocity[:, 1]
-    objects = []
-    for i, (name, token) in enumerate(zip(annotations.names, annotations.track_tokens)):
-        if name not in AGENT_TYPES and name not in STATIC_OBJECT_TYPES:
-            continue  # not a scored object class (§1.3)
-        is_agent = name in AGENT_TYPES
-        pose = np.array([x[i], y[i], heading[i], vx[i] if is_agent else 0.0, vy[i] if is_agent else 0.0])
-        objects.append((str(token), name, float(boxes[i, 3]), float(boxes[i, 4]), pose))
-    return objects
+    """(track token, type, length, width, (x, y, heading, vx, vy)) of a frame's scored boxes in the map frame
+    (§1.3)."""
+    objects = frame_objects(frame)
+    return [
+        (objects.tokens[i], objects.types[i], float(objects.length[i]), float(objects.width[i]),
+         np.array([objects.x[i], objects.y[i], objects.heading[i], objects.vx[i], objects.vy[i]]))
+        for i in np.flatnonzero(objects.is_scored)
+    ]
 
 
 def _interpolate_track(track: _TrackSamples, step_times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -333,8 +320,7 @@ def build_ground_truth_observation(
     the current frame's route) looked up in `map_api`; the map is only needed when a RED light is listed.
     `ego_state` (11,) defaults to the current frame's ego pose.
     """
-    if version not in VERSIONS:
-        raise ObservationError(f"unknown scorer version {version!r}; expected one of {VERSIONS}")
+    check_version(version)
     num_frames = V1_OBSERVATION_FRAMES if version == "v1" else V2_OBSERVATION_FRAMES
     num_steps = V1_OBSERVATION_STEPS if version == "v1" else V2_OBSERVATION_STEPS
     current = scene.current_frame_index

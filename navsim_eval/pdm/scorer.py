@@ -25,7 +25,7 @@ from navsim_eval.pdm.constants import (
     V2_EC_WEIGHT,
     V2_TTC_STEPS,
     V2_WEIGHTS,
-    VERSIONS,
+    check_version,
     is_synthetic_token,
 )
 from navsim_eval.pdm.ego_areas import EgoGeometry, compute_ego_areas
@@ -59,11 +59,6 @@ V2_METRICS = ("no_at_fault_collisions", "drivable_area_compliance", "driving_dir
               "traffic_light_compliance", "ego_progress", "time_to_collision_within_bound", "lane_keeping",
               "history_comfort")
 METRICS = {"v1": V1_METRICS, "v2": V2_METRICS}
-
-
-def _check_version(version: str) -> None:
-    if version not in VERSIONS:
-        raise ScoringError(f"unknown metric version {version!r}; expected one of {VERSIONS}")
 
 
 def as_linestring(centerline: Any) -> shapely.LineString:
@@ -141,10 +136,11 @@ def score_simulated_states(
 
     EP normalisation: by default over the whole batch (the planner's proposal scoring); with
     `progress_reference_index = r` each row i is normalised over {r, i} (the devkit's [reference, candidate]
-    batches); `progress_groups` (B,) ints gives explicit groups (rows sharing an id are normalised together). v2 history comfort uses `past_states` (4, 11) and
-    `past_time_us` (4,) for the rows of `history_mask` (all rows by default); other rows get HC = 1.
+    batches); `progress_groups` (B,) ints gives explicit groups (rows sharing an id are normalised together).
+    v2 history comfort uses `past_states` (4, 11) and `past_time_us` (4,) for the rows of `history_mask` (all
+    rows by default); other rows get HC = 1.
     """
-    _check_version(version)
+    check_version(version)
     states = np.asarray(states, dtype=np.float64)
     if states.ndim != 3 or states.shape[1] != NUM_SIM_STATES or states.shape[2] != STATE_DIM:
         raise ScoringError(f"simulated states must be (B, {NUM_SIM_STATES}, {STATE_DIM}), got {states.shape}")
@@ -233,7 +229,7 @@ def _cache_reference(cache) -> np.ndarray:
 def score_trajectories(cache, poses: np.ndarray, version: Optional[str] = None) -> ScoreTable:
     """Score K submitted trajectories (K, 8, 3) (or one (8, 3)) of the scene of a metric cache (§4-§8.3)."""
     version = version or cache.version
-    _check_version(version)
+    check_version(version)
     if getattr(cache, "version", version) != version:
         raise ScoringError(f"metric cache of token {cache.token} is {cache.version}, asked to score {version}")
     poses = validate_poses(poses, token=getattr(cache, "token", None))
@@ -286,14 +282,22 @@ def score_trajectories(cache, poses: np.ndarray, version: Optional[str] = None) 
                       raw_metrics=raw, human_metrics=human)
 
 
-def final_v2_score(table: ScoreTable, extended_comfort: Optional[np.ndarray]) -> np.ndarray:
-    """v2 final score (§8.4): M·(5 EP + 5 TTC + 2 LK + 2 HC [+ 2 EC]) / (14 or 16); EC None/NaN = undefined."""
-    weights = dict(V2_WEIGHTS)
-    weighted = sum(weight * table.metrics[name] for name, weight in weights.items())
-    total = np.full(len(table), sum(weights.values()))
+def epdms(multiplicative, metrics, extended_comfort=None):
+    """v2 final score (§8.4): M·(5 EP + 5 TTC + 2 LK + 2 HC [+ 2 EC]) / (14 or 16).
+
+    Works on scalars or (K,) arrays: `metrics` maps the v2 metric names to values (after the human filter),
+    `extended_comfort` None or NaN means EC is undefined for that entry (denominator 14).
+    """
+    weighted = sum(weight * metrics[name] for name, weight in V2_WEIGHTS.items())
+    total = np.full(np.shape(weighted), sum(V2_WEIGHTS.values()))
     if extended_comfort is not None:
         ec = np.asarray(extended_comfort, dtype=np.float64)
         defined = ~np.isnan(ec)
         weighted = weighted + np.where(defined, V2_EC_WEIGHT * np.nan_to_num(ec), 0.0)
         total = total + np.where(defined, V2_EC_WEIGHT, 0.0)
-    return table.multiplicative * weighted / total
+    return multiplicative * weighted / total
+
+
+def final_v2_score(table: ScoreTable, extended_comfort: Optional[np.ndarray]) -> np.ndarray:
+    """v2 final score (§8.4) of a score table's K candidates; EC None/NaN = undefined (see :func:`epdms`)."""
+    return epdms(table.multiplicative, table.metrics, extended_comfort)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -61,3 +63,22 @@ def test_reward_rejects_bad_shapes():
         reward(["a"], np.zeros((1, 4, 7, 3)))
     with pytest.raises(ScoringError):
         PDMReward({}, version="v3")
+
+
+def test_reward_over_a_split_rebuilds_stale_caches(golden_dir, scenes, tmp_path):
+    from data_pipelines.maps import DEFAULT_MAP_VERSION
+    from navsim_eval.reward import _SplitBuilder, _StoreProvider
+    from tests.navsim_eval.pdm.golden_cache import golden_loader
+
+    stale = copy.copy(golden_cache(golden_dir, scenes[0], "v1"))  # the golden cache is shared between tests
+    stale.source_fingerprint = {**stale.source_fingerprint, "scene": "built from an older log"}
+    store = MetricCacheStore(tmp_path)
+    store.save(stale)
+    builder = _SplitBuilder(golden_loader(golden_dir), golden_dir / "maps", DEFAULT_MAP_VERSION, "v1")
+    reward = PDMReward(_StoreProvider(tmp_path, builder), version="v1")
+    poses = candidate_poses(golden_dir, scenes[0], NAMES)[None]
+    result = reward([scenes[0]], poses)
+    assert result.valid.all()
+    fresh = store.load(scenes[0], builder.fingerprint(builder.scene(scenes[0])))
+    assert fresh.source_fingerprint["scene"] != "built from an older log"
+    np.testing.assert_allclose(result.scores[0], score_trajectories(fresh, poses[0], "v1").score)

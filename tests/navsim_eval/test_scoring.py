@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import pickle
 import shutil
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from navsim_eval import score as cli
+from navsim_eval.pdm.metric_cache import MetricCacheStore
 from navsim_eval.scoring import COLUMNS, ScoringConfig, ScoringService, load_trajectories, summarize
 from tests.navsim_eval.pdm.scorer_golden import golden_rows, scenes_info, trajectories
 
@@ -148,3 +150,40 @@ def test_official_backend_gives_a_clear_error_without_the_devkit(tmp_path):
     with pytest.raises(SystemExit, match="devkit"):
         cli.main(["--logs", str(tmp_path), "--maps-root", str(tmp_path), "--trajectories", str(tmp_path / "t.json"),
                   "--metric", "v1", "--out", str(tmp_path / "o.csv"), "--backend", "official"])
+
+
+def test_cache_of_a_rewritten_log_is_rebuilt_or_reported(golden_dir, tmp_path):
+    """A cache built from a log goes stale when the log is rewritten (a box moved): rebuilt, or an error naming
+    the token and what changed with `require_cache`."""
+    name = list(scenes_info(golden_dir)["logs"])[0]
+    token = scenes_info(golden_dir)["logs"][name]["tokens"][2]
+    root = tmp_path / "logs"
+    root.mkdir()
+    log_path = root / f"{name}.pkl"
+    shutil.copy(golden_dir / "navsim_logs" / "synthetic_public" / f"{name}.pkl", log_path)
+    log_path.chmod(0o644)
+    submitted = {token: trajectories(golden_dir)[token]["human"]}
+    config = ScoringConfig(version="v1", maps_root=golden_dir / "maps", cache_dir=tmp_path / "cache")
+    first = ScoringService(root, config).score(submitted)
+    assert not first[0]["error"]
+    store = MetricCacheStore(tmp_path / "cache" / "v1")
+    before = store.load(token).source_fingerprint
+
+    with log_path.open("rb") as handle:
+        frames = pickle.load(handle)
+    index = next(i for i, f in enumerate(frames) if f["token"] == token)
+    future = next(f for f in frames[index + 1 : index + 11] if len(f["anns"]["gt_names"]))
+    future["anns"]["gt_boxes"] = np.array(future["anns"]["gt_boxes"], dtype=np.float64)
+    future["anns"]["gt_boxes"][0, 0] += 3.0
+    with log_path.open("wb") as handle:
+        pickle.dump(frames, handle)
+
+    strict = dataclasses.replace(config, require_cache=True)
+    reported = ScoringService(root, strict).score(submitted)
+    assert "StaleMetricCacheError" in reported[0]["error"] and token in reported[0]["error"]
+    assert "scene window's frames" in reported[0]["error"]
+    rebuilt = ScoringService(root, config).score(submitted)
+    assert not rebuilt[0]["error"]
+    after = store.load(token).source_fingerprint
+    assert after["scene"] != before["scene"] and after["map"] == before["map"]
+    assert not ScoringService(root, strict).score(submitted)[0]["error"]

@@ -2,7 +2,7 @@
 
 from navsim_eval.pdm.planner.config import IDMConfig, PDMClosedConfig
 from navsim_eval.pdm.planner.forecast import ForecastObservation, build_forecast_observation
-from navsim_eval.pdm.planner.objects import SceneObjects, frame_objects
+from navsim_eval.pdm.objects import SceneObjects, frame_objects
 from navsim_eval.pdm.planner.pdm_closed import PlannerResult, plan_pdm_closed
 
 __all__ = [

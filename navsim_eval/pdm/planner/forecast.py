@@ -13,7 +13,7 @@ from data_pipelines.geometry import wrap_angle
 from navsim_eval.pdm.constants import RED_LIGHT_PREFIX, RED_LIGHT_TYPE
 from navsim_eval.pdm.planner.config import PDMClosedConfig
 from navsim_eval.pdm.footprint import box_corners, ego_centers, ego_corners, polygons_from_corners
-from navsim_eval.pdm.planner.objects import SceneObjects
+from navsim_eval.pdm.objects import SceneObjects
 
 # Agent types and the per-type limits applied in this order (spec §3.8).
 AGENT_ORDER = ("vehicle", "pedestrian", "bicycle")

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import copy
 import pickle
+import shutil
 import zlib
 
 import numpy as np
 import pytest
 import shapely
 
+from navsim_eval.pdm import cache_fingerprint
 from navsim_eval.pdm.metric_cache import (
     FORMAT_VERSION,
     MetricCacheError,
     MetricCacheStore,
+    StaleMetricCacheError,
     build_metric_cache,
     build_metric_caches,
+    expected_source_fingerprint,
 )
 from tests.navsim_eval.pdm.golden_cache import golden_scene, golden_tokens, intermediates, representative_tokens
 
@@ -117,3 +121,57 @@ def test_batch_build_records_failures_and_continues(tmp_path, golden_dir):
         build_metric_cache(broken, golden_scene(golden_dir, tokens[1])[1], "v1")
     with pytest.raises(ValueError, match="v3"):
         build_metric_cache(good, golden_scene(golden_dir, tokens[0])[1], "v3")
+
+
+def test_stale_entries_name_what_changed(tmp_path, golden_dir, built):
+    token = representative_tokens(golden_dir)[2]
+    scene, _ = golden_scene(golden_dir, token)
+    store = MetricCacheStore(tmp_path / "cache")
+    store.save(built[(token, "v1")])
+    # Map files are compared by content: an identical copy of the maps root matches the stored fingerprint.
+    maps = tmp_path / "maps"
+    shutil.copytree(golden_dir / "maps", maps)
+    expected = expected_source_fingerprint(scene, maps, "v1")
+    assert store.load(token, expected).token == token
+    # A moved box in a future frame of the window changes the scene part.
+    moved = copy.deepcopy(scene)
+    frame = next(f for f in moved.frames[moved.current_frame_index + 1:] if f.annotations and len(f.annotations.names))
+    frame.annotations.boxes[0, 0] += 2.0
+    with pytest.raises(StaleMetricCacheError, match=f"{token}.*scene window's frames") as error:
+        store.load(token, expected_source_fingerprint(moved, maps, "v1"))
+    assert error.value.changed == ["scene"]
+    # A changed map file changes the map part.
+    map_file = maps / scene.scene_metadata.map_name
+    gpkg = next(map_file.rglob("*.gpkg"))
+    gpkg.chmod(0o644)
+    with gpkg.open("ab") as stream:
+        stream.write(b"\0")
+    with pytest.raises(StaleMetricCacheError, match="map file changed") as error:
+        store.load(token, expected_source_fingerprint(scene, maps, "v1"))
+    assert error.value.changed == ["map"]
+    # A v1 entry does not stand for v2 (other metric, and v2 reads fewer future frames).
+    assert cache_fingerprint.changed_parts(built[(token, "v1")].source_fingerprint,
+                                           expected_source_fingerprint(scene, golden_dir / "maps", "v2")) \
+        == ["metric", "scene"]
+
+
+def test_load_or_build_rebuilds_stale_entries_only(tmp_path, golden_dir, built):
+    token = representative_tokens(golden_dir)[3]
+    scene, map_api = golden_scene(golden_dir, token)
+    store = MetricCacheStore(tmp_path)
+    store.save(built[(token, "v1")])
+    calls = []
+
+    def build(source):
+        calls.append(source)
+        return build_metric_cache(source, map_api, "v1")
+
+    expected = expected_source_fingerprint(scene, golden_dir / "maps", "v1")
+    store.load_or_build(token, expected, lambda: build(scene))
+    assert calls == []
+    moved = copy.deepcopy(scene)
+    moved.frames[moved.current_frame_index + 1].ego_status.ego_pose[0] += 1.0
+    rebuilt = store.load_or_build(token, expected_source_fingerprint(moved, golden_dir / "maps", "v1"),
+                                  lambda: build(moved))
+    assert calls == [moved] and rebuilt.source_fingerprint != built[(token, "v1")].source_fingerprint
+    assert store.load(token, expected_source_fingerprint(moved, golden_dir / "maps", "v1")).token == token

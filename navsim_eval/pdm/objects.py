@@ -1,4 +1,7 @@
-"""Objects of one log frame in global coordinates (spec pdm_score.md §1.3)."""
+"""Boxes of one log frame in global (map) coordinates (spec pdm_score.md §1.3).
+
+Shared by the ground-truth observation of the scorer and the PDM-Closed planner's forecast.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from data_pipelines.geometry import wrap_angle
-from data_pipelines.types import AGENT_TYPES, Frame
+from data_pipelines.types import AGENT_TYPES, STATIC_OBJECT_TYPES, Frame
 
 
 @dataclass
@@ -31,6 +34,11 @@ class SceneObjects:
     def is_agent(self) -> np.ndarray:
         return np.array([t in AGENT_TYPES for t in self.types], dtype=bool)
 
+    @property
+    def is_scored(self) -> np.ndarray:
+        """Boxes of a class the scorer considers: agents and static objects (§1.3)."""
+        return np.array([t in AGENT_TYPES or t in STATIC_OBJECT_TYPES for t in self.types], dtype=bool)
+
     def subset(self, index: np.ndarray) -> "SceneObjects":
         index = np.asarray(index, dtype=np.int64)
         return SceneObjects(
@@ -41,9 +49,9 @@ class SceneObjects:
 
 def frame_objects(frame: Frame) -> SceneObjects:
     """Global boxes of a frame: centre R(h)·(x, y) + p, heading wrap(yaw + h); agents' velocity R(h)·(vx, vy),
-    static objects' velocity 0 (spec §1.3)."""
+    static objects' velocity 0 (spec §1.3). Every box of the frame, whatever its class."""
     annotations = frame.annotations
-    ego_x, ego_y, ego_h = (float(v) for v in np.asarray(frame.ego_status.ego_pose, dtype=np.float64))
+    ego_x, ego_y, ego_h = (float(v) for v in np.asarray(frame.ego_status.ego_pose, dtype=np.float64)[:3])
     if annotations is None or len(annotations.names) == 0:
         empty = np.zeros(0, dtype=np.float64)
         return SceneObjects([], [], empty, empty, empty, empty, empty, empty, empty)
@@ -57,11 +65,14 @@ def frame_objects(frame: Frame) -> SceneObjects:
     return SceneObjects(
         tokens=[str(t) for t in annotations.track_tokens],
         types=types,
-        x=ego_x + cos_h * boxes[:, 0] - sin_h * boxes[:, 1],
-        y=ego_y + sin_h * boxes[:, 0] + cos_h * boxes[:, 1],
+        x=cos_h * boxes[:, 0] - sin_h * boxes[:, 1] + ego_x,
+        y=sin_h * boxes[:, 0] + cos_h * boxes[:, 1] + ego_y,
         heading=np.asarray(wrap_angle(boxes[:, 6] + ego_h), dtype=np.float64),
         length=boxes[:, 3].copy(),
         width=boxes[:, 4].copy(),
         vx=vx,
         vy=vy,
     )
+
+
+__all__ = ["SceneObjects", "frame_objects"]

@@ -2,65 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from navsim_eval.evaluation import read_rows
-
-REPO = Path(__file__).resolve().parents[2]
-WORLD_DIR = "tiny_world_launch"
-CHECKPOINT_DIR = "tiny_checkpoint_launch"
-
-
-def _load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"launch_{name}", REPO / "launch" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def shared_tiny_world(tmp_path_factory) -> Path:
-    """A tiny synthetic dataset, generated once per test session and shared by the launch tests."""
-    root = tmp_path_factory.getbasetemp() / WORLD_DIR
-    if not (root / "dataset_info.json").exists():
-        from data_pipelines.synthetic.config import build_config
-        from data_pipelines.synthetic.generate import generate_dataset
-
-        generate_dataset(build_config("tiny"), root)
-    return root
-
-
-def shared_tiny_checkpoint(tmp_path_factory) -> Path:
-    """A randomly initialised tiny DipoleVLA saved with from_pretrained-compatible files."""
-    root = tmp_path_factory.getbasetemp() / CHECKPOINT_DIR
-    if not (root / "config.json").exists():
-        import torch
-
-        from vla import DipoleVLA, compute_normalization_stats
-        from vla.presets import build_config
-
-        torch.manual_seed(0)
-        model = DipoleVLA(build_config("tiny-timm-lm"))
-        targets = np.zeros((16, 8, 3))
-        targets[:, :, 0] = np.arange(1, 9) * 2.0
-        targets += np.random.default_rng(0).normal(scale=0.5, size=targets.shape)
-        model.set_normalization_stats(compute_normalization_stats(targets))
-        model.save_pretrained(root)
-    return root
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    return shared_tiny_world(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return shared_tiny_checkpoint(tmp_path_factory)
-
+from tests.launch.conftest import load_launch_script
 
 @pytest.fixture()
 def env(world, monkeypatch):
@@ -71,7 +18,7 @@ def env(world, monkeypatch):
 
 
 def test_one_command_writes_csv_tables_two_stage_and_pngs(env, checkpoint, tmp_path, capsys):
-    evaluate = _load_script("evaluate")
+    evaluate = load_launch_script("evaluate")
     out = tmp_path / "eval"
     args = ["--checkpoint", str(checkpoint), "--omega", "0,1", "--num-steps", "1", "--metrics", "v1,v2",
             "--baselines", "constant_velocity,human,il", "--max-scenes", "3", "--batch-size", "2",
@@ -104,7 +51,7 @@ def test_one_command_writes_csv_tables_two_stage_and_pngs(env, checkpoint, tmp_p
 
 
 def test_unknown_split_is_a_clear_error(env, tmp_path):
-    evaluate = _load_script("evaluate")
+    evaluate = load_launch_script("evaluate")
     with pytest.raises(Exception, match="no_such_split"):
         evaluate.main(["--split", "no_such_split", "--baselines", "constant_velocity",
                        "--output-dir", str(tmp_path), "--no-progress"])

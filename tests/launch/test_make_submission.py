@@ -2,63 +2,23 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from navsim_eval.submission import load_submission, write_submission
+from tests.launch.conftest import load_launch_script
 
-REPO = Path(__file__).resolve().parents[2]
-WORLD_DIR = "tiny_world_launch"  # shared with test_evaluate.py within one session
-CHECKPOINT_DIR = "tiny_checkpoint_launch"
 META = ["--method", "DIPOLE", "--repo-url", "https://example.org/dipole", "--authors", "A. Author",
         "--email", "a@example.org", "--institution", "Inst", "--country", "Nowhere"]
-
-
-def _load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"launch_{name}", REPO / "launch" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    root = tmp_path_factory.getbasetemp() / WORLD_DIR
-    if not (root / "dataset_info.json").exists():
-        from data_pipelines.synthetic.config import build_config
-        from data_pipelines.synthetic.generate import generate_dataset
-
-        generate_dataset(build_config("tiny"), root)
-    return root
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    root = tmp_path_factory.getbasetemp() / CHECKPOINT_DIR
-    if not (root / "config.json").exists():
-        import torch
-
-        from vla import DipoleVLA, compute_normalization_stats
-        from vla.presets import build_config
-
-        torch.manual_seed(0)
-        model = DipoleVLA(build_config("tiny-timm-lm"))
-        targets = np.zeros((16, 8, 3))
-        targets[:, :, 0] = np.arange(1, 9) * 2.0
-        targets += np.random.default_rng(0).normal(scale=0.5, size=targets.shape)
-        model.set_normalization_stats(compute_normalization_stats(targets))
-        model.save_pretrained(root)
-    return root
 
 
 @pytest.fixture()
 def script(world, monkeypatch):
     monkeypatch.setenv("OPENSCENE_DATA_ROOT", str(world))
     monkeypatch.delenv("NUPLAN_MAPS_ROOT", raising=False)
-    return _load_script("make_submission")
+    return load_launch_script("make_submission")
 
 
 def _split_tokens(world: Path) -> list[str]:

@@ -1,0 +1,50 @@
+"""Shared fixtures of the launch-script tests: a tiny synthetic world and a tiny checkpoint per session."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_launch_script(name: str) -> ModuleType:
+    """Import `launch/<name>.py` as a module (the launch folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"launch_{name}", REPO / "launch" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> Path:
+    """A tiny synthetic dataset, generated once per test session."""
+    from data_pipelines.synthetic.config import build_config
+    from data_pipelines.synthetic.generate import generate_dataset
+
+    root = tmp_path_factory.mktemp("tiny_world_launch")
+    generate_dataset(build_config("tiny"), root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    """A randomly initialised tiny DipoleVLA saved with from_pretrained-compatible files."""
+    import torch
+
+    from vla import DipoleVLA, compute_normalization_stats
+    from vla.presets import build_config
+
+    root = tmp_path_factory.mktemp("tiny_checkpoint_launch")
+    torch.manual_seed(0)
+    model = DipoleVLA(build_config("tiny-timm-lm"))
+    targets = np.zeros((16, 8, 3))
+    targets[:, :, 0] = np.arange(1, 9) * 2.0
+    targets += np.random.default_rng(0).normal(scale=0.5, size=targets.shape)
+    model.set_normalization_stats(compute_normalization_stats(targets))
+    model.save_pretrained(root)
+    return root

@@ -398,26 +398,29 @@ class DipoleVLA(PreTrainedModel):
         was_training = self.training
         self.eval()
         try:
-            ctx = context if context is not None else self.encode(batch)
-            b, s = ctx.batch_size, num_samples
-            n = b * s
-            proprio = self._proprio(batch).repeat_interleave(s, dim=0)
-            if proprio.shape[0] != n:
-                raise VLAInputError("proprio", f"batch has {proprio.shape[0] // s} scenes, context has {b}")
-            device = ctx.tokens.device
-            x_init = torch.randn((n, NUM_TRAJECTORY_POSES, ACTION_DIM), generator=generator, device=device) * scale
+            with frozen_adapter_cache():  # adapters are fixed while sampling: effective weights once
+                ctx = context if context is not None else self.encode(batch)
+                b, s = ctx.batch_size, num_samples
+                n = b * s
+                proprio = self._proprio(batch).repeat_interleave(s, dim=0)
+                if proprio.shape[0] != n:
+                    raise VLAInputError("proprio", f"batch has {proprio.shape[0] // s} scenes, context has {b}")
+                device = ctx.tokens.device
+                x_init = torch.randn((n, NUM_TRAJECTORY_POSES, ACTION_DIM), generator=generator, device=device) * scale
 
-            if policy == "base":
-                kv_base = self.head.context_kv(ctx.tokens, ctx.mask, None)
-                plans = [self._integrate(lambda x, t: self.head(x, t.expand(n), proprio, kv_base, None),
-                                         x_init, sampler, num_steps)]
-            else:
-                needed = sorted({br for w in omegas for br in branches_for_omega(w)}, key=ADAPTER_NAMES.index)
-                kv_all = self.head.context_kv_branches(ctx.tokens, ctx.mask, needed)
-                kv_of = {name: kv_all.select(i * b, (i + 1) * b) for i, name in enumerate(needed)}
-                plans = [self._integrate(self._guided_eps_fn(w, proprio, kv_all, kv_of, n), x_init, sampler, num_steps)
-                         for w in omegas]
-            poses = torch.stack([self.denormalize_actions(x).reshape(b, s, NUM_TRAJECTORY_POSES, 3) for x in plans], 1)
+                if policy == "base":
+                    kv_base = self.head.context_kv(ctx.tokens, ctx.mask, None)
+                    plans = [self._integrate(lambda x, t: self.head(x, t.expand(n), proprio, kv_base, None),
+                                             x_init, sampler, num_steps)]
+                else:
+                    needed = sorted({br for w in omegas for br in branches_for_omega(w)}, key=ADAPTER_NAMES.index)
+                    kv_all = self.head.context_kv_branches(ctx.tokens, ctx.mask, needed)
+                    kv_of = {name: kv_all.select(i * b, (i + 1) * b) for i, name in enumerate(needed)}
+                    plans = [self._integrate(self._guided_eps_fn(w, proprio, kv_all, kv_of, n), x_init, sampler,
+                                             num_steps)
+                             for w in omegas]
+                poses = torch.stack([self.denormalize_actions(x).reshape(b, s, NUM_TRAJECTORY_POSES, 3)
+                                     for x in plans], 1)
         finally:
             self.train(was_training)
         return poses if sweep else poses[:, 0]
@@ -441,9 +444,8 @@ class DipoleVLA(PreTrainedModel):
 
     def _integrate(self, eps_fn, x_init: torch.Tensor, sampler: str, num_steps: int) -> torch.Tensor:
         diffusion = self.config.diffusion_settings
-        with frozen_adapter_cache():  # adapters are fixed while sampling: stack their weights once
-            return run_sampler(sampler, eps_fn, x_init, self.schedule, num_steps, diffusion.t_min,
-                               diffusion.time_spacing, diffusion.denoise_to_zero)
+        return run_sampler(sampler, eps_fn, x_init, self.schedule, num_steps, diffusion.t_min,
+                           diffusion.time_spacing, diffusion.denoise_to_zero)
 
     # Persistence -------------------------------------------------------------------------------------------------
     def save_pretrained(self, save_directory, *args, **kwargs):

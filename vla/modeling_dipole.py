@@ -63,6 +63,18 @@ class DipoleLossOutput:
     weight_positive_mean: torch.Tensor
 
 
+def initial_noise(shape: tuple[int, int], generator, device) -> torch.Tensor:
+    """N(0, I) starting points (B * S, 8, 4) for B scenes x S samples, from one generator or one per scene."""
+    b, s = shape
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn((b * s, NUM_TRAJECTORY_POSES, ACTION_DIM), generator=generator, device=device)
+    generators = list(generator)
+    if len(generators) != b:
+        raise VLAInputError("generator", f"{len(generators)} generators for {b} scenes")
+    return torch.cat([torch.randn((s, NUM_TRAJECTORY_POSES, ACTION_DIM), generator=g, device=device)
+                      for g in generators])
+
+
 class DipoleVLA(PreTrainedModel):
     """DIPOLE VLA model. See the module docstring and docs/model.md."""
 
@@ -377,14 +389,16 @@ class DipoleVLA(PreTrainedModel):
     # Sampling --------------------------------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, batch: dict, omega: Union[float, Sequence[float]] = 0.0, num_steps: Optional[int] = None,
-               num_samples: int = 1, context: Optional[Context] = None, generator: Optional[torch.Generator] = None,
+               num_samples: int = 1, context: Optional[Context] = None,
+               generator: Union[None, torch.Generator, Sequence[torch.Generator]] = None,
                policy: str = "guided", sampler: Optional[str] = None,
                init_noise_scale: Optional[float] = None) -> torch.Tensor:
         """Trajectories (B, S, 8, 3); with a list of omegas (B, W, S, 8, 3), all from the same initial noise.
 
         policy="guided": eps = (1 + omega) eps+ - omega eps- (omega = 0: pi+ only; omega = -1: pi- only);
         policy="base": the IL head with adapters off (omega ignored). The context is computed once (or passed)
-        and reused by every step, branch, sample and omega.
+        and reused by every step, branch, sample and omega. ``generator`` may be one generator per scene, which
+        makes each scene's samples independent of how scenes are batched.
         """
         if policy not in POLICIES:
             raise VLAInputError("policy", f"unknown policy {policy!r}; expected one of {POLICIES}")
@@ -406,7 +420,7 @@ class DipoleVLA(PreTrainedModel):
                 if proprio.shape[0] != n:
                     raise VLAInputError("proprio", f"batch has {proprio.shape[0] // s} scenes, context has {b}")
                 device = ctx.tokens.device
-                x_init = torch.randn((n, NUM_TRAJECTORY_POSES, ACTION_DIM), generator=generator, device=device) * scale
+                x_init = initial_noise((b, s), generator, device) * scale
 
                 if policy == "base":
                     kv_base = self.head.context_kv(ctx.tokens, ctx.mask, None)

@@ -7,6 +7,7 @@ The model planner encodes each batch once and samples every omega from that cont
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol, Sequence
@@ -29,6 +30,17 @@ class PlanningBatch:
     tokens: list[str]
     agent_inputs: list[AgentInput]
     scenes: Optional[list[Any]] = None
+
+
+def scene_noise_seed(seed: int, token: str) -> int:
+    """Seed of one scene's initial noise, derived from the sampling seed and the scene token.
+
+    One generator per scene keeps a scene's samples independent of batching, sharding and resumption, and
+    gives every scene fresh noise (re-seeding each batch with the bare seed would evaluate a whole split on
+    `batch_size` noise draws).
+    """
+    digest = hashlib.sha256(f"{int(seed)}:{token}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
 class CandidatePlanner(Protocol):
@@ -138,7 +150,8 @@ class ModelPlanner:
         with torch.inference_mode():
             context = self.model.encode(inputs)
             for seed in self.seeds:
-                generator = torch.Generator(device=device).manual_seed(seed)
+                generator = [torch.Generator(device=device).manual_seed(scene_noise_seed(seed, token))
+                             for token in batch.tokens]
                 kwargs = dict(num_samples=self.num_samples, context=context, generator=generator, policy=self.policy)
                 if self.num_steps is not None:
                     kwargs["num_steps"] = self.num_steps

@@ -116,3 +116,16 @@ def test_dpm_solver_is_more_accurate_than_ddim_with_few_steps():
         out = run_sampler(sampler, guided_eps_fn(omega), x_init, SCHEDULE, 10, T_END, "logsnr")
         errors[sampler] = abs(float(out.mean()) - target) + abs(float(out.std()) - S)
     assert errors["dpm_solver_pp"] < errors["ddim"], errors
+
+
+def test_per_scene_generators_make_samples_independent_of_batching():
+    from vla.modeling_dipole import initial_noise
+
+    gens = lambda seeds: [torch.Generator().manual_seed(s) for s in seeds]  # noqa: E731
+    together = initial_noise((3, 2), gens([5, 6, 7]), "cpu")
+    alone = initial_noise((1, 2), gens([6]), "cpu")
+    assert together.shape == (6, 8, 4)
+    torch.testing.assert_close(together[2:4], alone)
+    assert not torch.equal(together[0:2], together[2:4])
+    with pytest.raises(Exception, match="generator"):
+        initial_noise((2, 1), gens([1]), "cpu")

@@ -101,7 +101,9 @@ class FakeModel(torch.nn.Module):
         assert context is not None
         self.sample_calls.append((omega, policy, num_steps))
         batch_size = batch["speed"].shape[0]
-        noise = torch.rand(batch_size, num_samples, 1, generator=generator) * 0.01
+        generators = generator if isinstance(generator, (list, tuple)) else [generator] * batch_size
+        assert len(generators) == batch_size  # one generator per scene (DipoleVLA.sample's contract)
+        noise = torch.stack([torch.rand(num_samples, 1, generator=g) for g in generators]) * 0.01
         def poses_for(w):
             x = (1.0 + w) * torch.arange(1, 9, dtype=torch.float32)
             out = torch.zeros(batch_size, num_samples, 8, 3)

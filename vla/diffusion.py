@@ -96,17 +96,38 @@ def time_grid(schedule: VPLinearSchedule, num_steps: int, t_end: float, spacing:
     return grid.to(device=device, dtype=torch.float32)
 
 
+@dataclass(frozen=True)
+class _GridValues:
+    """alpha, sigma and lambda at every time of a sampling grid, computed once per sampling call (each with the
+    schedule's own formulas on the grid's 0-d times, so the values are those of calling the schedule per step)."""
+
+    alpha: list
+    sigma: list
+    lambda_: list
+
+    @classmethod
+    def of(cls, schedule: VPLinearSchedule, times: torch.Tensor) -> "_GridValues":
+        alpha, sigma, lam = [], [], []
+        for t in times:
+            log_alpha = schedule.log_alpha(t)
+            one_minus_alpha_sq = -torch.expm1(2.0 * log_alpha)
+            alpha.append(torch.exp(log_alpha))
+            sigma.append(torch.sqrt(one_minus_alpha_sq))
+            lam.append(log_alpha - 0.5 * torch.log(one_minus_alpha_sq))
+        return cls(alpha, sigma, lam)
+
+
 @torch.no_grad()
 def ddim_sample(eps_fn: EpsFn, x: torch.Tensor, schedule: VPLinearSchedule, times: torch.Tensor,
                 denoise_to_zero: bool = False) -> torch.Tensor:
     """Deterministic DDIM: x_s = alpha_s x0_hat + sigma_s eps_hat along ``times`` (decreasing)."""
+    grid = _GridValues.of(schedule, times)
     for i in range(len(times) - 1):
-        t, s = times[i], times[i + 1]
-        eps = eps_fn(x, t)
-        x0 = schedule.eps_to_x0(x, eps, t)
-        x = schedule.alpha(s) * x0 + schedule.sigma(s) * eps
+        eps = eps_fn(x, times[i])
+        x0 = (x - grid.sigma[i] * eps) / grid.alpha[i]  # VPLinearSchedule.eps_to_x0
+        x = grid.alpha[i + 1] * x0 + grid.sigma[i + 1] * eps
     if denoise_to_zero:
-        x = schedule.eps_to_x0(x, eps_fn(x, times[-1]), times[-1])
+        x = (x - grid.sigma[-1] * eps_fn(x, times[-1])) / grid.alpha[-1]
     return x
 
 
@@ -116,19 +137,19 @@ def dpm_solver_pp_sample(eps_fn: EpsFn, x: torch.Tensor, schedule: VPLinearSched
     """DPM-Solver++(2M): multistep 2nd-order solver in the data-prediction form (first step 1st order)."""
     prev_x0: Optional[torch.Tensor] = None
     prev_h: Optional[torch.Tensor] = None
+    grid = _GridValues.of(schedule, times)
     for i in range(len(times) - 1):
-        t, s = times[i], times[i + 1]
-        x0 = schedule.eps_to_x0(x, eps_fn(x, t), t)
-        h = schedule.lambda_(s) - schedule.lambda_(t)
+        x0 = (x - grid.sigma[i] * eps_fn(x, times[i])) / grid.alpha[i]  # VPLinearSchedule.eps_to_x0
+        h = grid.lambda_[i + 1] - grid.lambda_[i]
         if prev_x0 is None:
             d = x0
         else:
             r = prev_h / h
             d = x0 + (x0 - prev_x0) / (2.0 * r)
-        x = (schedule.sigma(s) / schedule.sigma(t)) * x - schedule.alpha(s) * torch.expm1(-h) * d
+        x = (grid.sigma[i + 1] / grid.sigma[i]) * x - grid.alpha[i + 1] * torch.expm1(-h) * d
         prev_x0, prev_h = x0, h
     if denoise_to_zero:
-        x = schedule.eps_to_x0(x, eps_fn(x, times[-1]), times[-1])
+        x = (x - grid.sigma[-1] * eps_fn(x, times[-1])) / grid.alpha[-1]
     return x
 
 

@@ -226,8 +226,9 @@ _STACK_CACHE: ContextVar[Optional[dict]] = ContextVar("dipole_lora_stack_cache",
 
 @contextmanager
 def frozen_adapter_cache():
-    """Inference scope in which the adapters' effective weights are built once per layer and reused by every
-    denoising step (the weights must not change inside; ignored while autograd is recording)."""
+    """Inference scope in which the adapters' effective weights, and each layer's routing of a given
+    :class:`RowSegments`, are built once per layer and reused by every denoising step (the weights must not
+    change inside; ignored while autograd is recording)."""
     token = _STACK_CACHE.set({})
     try:
         yield
@@ -246,6 +247,14 @@ def apply_linear(layer: nn.Module, x: torch.Tensor, rows: Rows) -> torch.Tensor:
     if rows is None:
         return layer.base_layer(x)
     if isinstance(rows, RowSegments):
+        cache = _use_cache()
+        if cache is not None:
+            key = (id(layer), "plan", rows, x.shape[0])
+            plan = cache.get(key)
+            if plan is None:
+                plan = cache[key] = _routing_plan(layer, rows, x)
+            if plan is not _UNPLANNED:
+                return plan(x)
         if len(rows) != x.shape[0]:
             raise ValueError(f"{len(rows)} adapter rows for a batch of {x.shape[0]}")
         if all(name == BASE_ROWS for name in rows.adapters):
@@ -270,6 +279,35 @@ def apply_linear(layer: nn.Module, x: torch.Tensor, rows: Rows) -> torch.Tensor:
             start += count
         return torch.cat(pieces, dim=0)
     return layer(x, adapter_names=list(rows))
+
+
+_UNPLANNED = object()  # cached marker: this (layer, rows) pair takes the general route of apply_linear
+
+
+def _routing_plan(layer: LoraLayer, rows: "RowSegments", x: torch.Tensor):
+    """Inside :func:`frozen_adapter_cache`: the fast route of (layer, rows) resolved once, as a function of x,
+    so that the denoising steps skip the per-call checks; ``_UNPLANNED`` for the general route."""
+    if len(rows) != x.shape[0]:
+        raise ValueError(f"{len(rows)} adapter rows for a batch of {x.shape[0]}")
+    names = rows.adapters
+    bias = layer.base_layer.bias
+    if all(name == BASE_ROWS for name in names):
+        weight = layer.base_layer.weight
+        return lambda inputs: F.linear(inputs, weight, bias)
+    if len(names) == 1 and _merge_applicable(layer, names):
+        weight = effective_weight(layer, names[0])
+        return lambda inputs: F.linear(inputs, weight, bias)
+    if len(names) > 1 and len({count for _, count in rows}) == 1 and _merge_applicable(layer, names):
+        weights_t = _stacked_transposed_weights(layer, names)  # (G, in, out)
+        groups, out_features = len(names), weights_t.shape[2]
+
+        def merged(inputs: torch.Tensor) -> torch.Tensor:
+            xs = inputs.reshape(groups, -1, inputs.shape[-1])
+            out = torch.bmm(xs, weights_t) if bias is None else torch.baddbmm(bias, xs, weights_t)
+            return out.reshape(*inputs.shape[:-1], out_features)
+
+        return merged
+    return _UNPLANNED
 
 
 def apply_linear_branches(layer: nn.Module, x: torch.Tensor, adapters: Sequence[Optional[str]]) -> list[torch.Tensor]:

@@ -410,7 +410,10 @@ class DipoleVLA(PreTrainedModel):
         scale = diffusion.init_noise_scale if init_noise_scale is None else float(init_noise_scale)
         omegas, sweep = as_omega_list(omega)
         was_training = self.training
-        self.eval()
+        # switching modes walks every module: skipped when the whole model is already in eval mode
+        switch_mode = was_training or any(module.training for module in self.modules())
+        if switch_mode:
+            self.eval()
         try:
             with frozen_adapter_cache():  # adapters are fixed while sampling: effective weights once
                 ctx = context if context is not None else self.encode(batch)
@@ -436,7 +439,8 @@ class DipoleVLA(PreTrainedModel):
                 poses = torch.stack([self.denormalize_actions(x).reshape(b, s, NUM_TRAJECTORY_POSES, 3)
                                      for x in plans], 1)
         finally:
-            self.train(was_training)
+            if switch_mode:
+                self.train(was_training)
         return poses if sweep else poses[:, 0]
 
     def _guided_eps_fn(self, omega: float, proprio: torch.Tensor, kv_all: ContextKV, kv_of: dict, n: int):

@@ -31,7 +31,7 @@ from vla.training.checkpoint import (
     read_state,
 )
 from vla.training.config import DipoleSection, TrainConfig
-from vla.training.data import SceneBatcher, chunks, item_targets, item_tokens
+from vla.training.data import SceneBatcher, chunks, item_proprio, item_targets, item_tokens
 from vla.training.errors import EmptyDataError, TrainingError
 from vla.training.evaluation import evaluate_policy, reduce_stats, write_results
 from vla.training.metrics import rollout_statistics
@@ -243,8 +243,9 @@ class Trainer:
         if getattr(policy.config, "normalization", None) in (None, {}) and hasattr(policy, "set_normalization_stats"):
             from vla import compute_normalization_stats
 
-            targets = item_targets(self.train_items)
-            policy.set_normalization_stats(compute_normalization_stats(targets))
+            targets = item_targets(self.train_items)  # every input is normalised: trajectories and ego state
+            proprio = item_proprio(self.train_items, policy.processor)
+            policy.set_normalization_stats(compute_normalization_stats(targets, proprio))
         return policy
 
     def _load_policy(self, path: Path) -> torch.nn.Module:

@@ -347,8 +347,10 @@ class DipoleVLA(PreTrainedModel):
         batch["actions"] (B, K, 8, 4) | (B, 8, 4) or batch["poses"] (..., 8, 3); g (B, K) | (B,) (detached).
         Per-sample loss = mean squared eps error over 8 x 4; weights sigmoid(beta g + offset) for `positive`
         and 1 - sigmoid(...) for `negative`; plain mean over kept samples (or divided by the weight sum with
-        ``normalize_weights``). ``bc_weight`` > 0 adds bc_weight * ||eps - eps+||^2 on batch["bc_actions"] /
-        batch["bc_poses"] (B, 8, ·) (e.g. the human trajectory). Only LoRA weights receive gradients.
+        ``normalize_weights``). ``bc_weight`` > 0 adds bc_weight * (||eps - eps+||^2 + ||eps - eps-||^2) on
+        batch["bc_actions"] / batch["bc_poses"] (B, 8, ·) (e.g. the human trajectory), the same noised sample for
+        both branches, so the anchor is common to both and omega does not amplify it. Only LoRA weights receive
+        gradients.
         """
         self.set_training_stage("dipole")
         actions = self._actions(batch)
@@ -378,9 +380,12 @@ class DipoleVLA(PreTrainedModel):
             bc = self._actions(batch, prefix="bc_")
             if bc.shape[1] != 1:
                 raise VLAInputError("bc_actions", "expected one anchor trajectory per scene (B, 8, ·)")
+            # Both branches regress the same noised anchor: the pull is common to eps+ and eps-, so the guided
+            # combination (1 + omega) eps+ - omega eps- passes it with weight 1 and never amplifies it.
             bc_t, bc_eps, bc_time = self._noised(bc[:, 0], generator)
-            bc_hat = self.head(bc_t, bc_time, proprio, kv.select(0, b), uniform_rows(POSITIVE, b))
-            loss_bc = ((bc_hat - bc_eps) ** 2).mean()
+            bc_hat = self.head(torch.cat([bc_t, bc_t]), torch.cat([bc_time, bc_time]), torch.cat([proprio, proprio]),
+                               kv, uniform_rows(POSITIVE, b) + uniform_rows(NEGATIVE, b))
+            loss_bc = ((bc_hat - torch.cat([bc_eps, bc_eps])) ** 2).mean(dim=(-2, -1)).reshape(2, b).mean(1).sum()
         total = loss_pos + loss_neg + bc_weight * loss_bc
         valid = torch.ones_like(w_pos) if mask is None else mask.float()
         return DipoleLossOutput(total, loss_pos.detach(), loss_neg.detach(), loss_bc.detach(),

@@ -65,7 +65,7 @@ class OptimSection:
 class ILSection:
     """Imitation warm start: denoising regression on the logged (human) trajectories (reference policy mu_0)."""
 
-    steps: int = 300
+    steps: int = 1200  # 300 under-fits the demo world (docs/training.md)
     batch_size: int = 32  # per process, per micro-step
     optim: OptimSection = OptimSection(lr=1e-3, warmup_steps=20)
 
@@ -94,7 +94,7 @@ class DipoleSection:
     beta: float = 2.0  # project choice ([rl-code] uses 1.0; the NAVSIM value is unknown, §6)
     weight_offset: float = 0.0  # k in sigmoid(beta G + k); paper formula has none (§3.7)
     normalize_weights: bool = False  # divide by the weight sum instead of the plain mean (§3.2)
-    bc_weight: float = 0.5  # BC anchor lambda on human trajectories for pi+ (§8 option (b)); project choice
+    bc_weight: float = 0.5  # BC anchor lambda on human trajectories, both branches alike (§8 option (b)); project choice
     human_anchor: bool = True  # add the logged trajectory as candidate K+1 with its own score and G (§8 (a))
     optim: OptimSection = OptimSection(lr=1e-4, warmup_steps=5)
     rollout: RolloutSection = RolloutSection()

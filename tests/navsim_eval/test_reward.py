@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import pytest
 
+from navsim_eval.names import SCORE_SHORT_NAME, short_name
 from navsim_eval.pdm.errors import ScoringError
 from navsim_eval.pdm.metric_cache import MetricCacheStore
 from navsim_eval.pdm.scorer import score_trajectories
@@ -37,8 +38,8 @@ def test_reward_matches_scorer_and_flags_invalid(golden_dir, scenes, version):
         expected = score_trajectories(caches[token], poses[b][ok], version)
         np.testing.assert_allclose(result.scores[b][ok], expected.score)
         for name, values in expected.metrics.items():
-            np.testing.assert_allclose(result.sub_metrics[name][b][ok], values)
-    assert "score" in result.sub_metrics
+            np.testing.assert_allclose(result.sub_metrics[short_name(name, version)][b][ok], values)
+    assert SCORE_SHORT_NAME[version] in result.sub_metrics
 
 
 def test_reward_from_cache_folder_in_worker_processes(golden_dir, scenes, tmp_path):
@@ -67,18 +68,19 @@ def test_reward_rejects_bad_shapes():
 
 def test_reward_over_a_split_rebuilds_stale_caches(golden_dir, scenes, tmp_path):
     from data_pipelines.maps import DEFAULT_MAP_VERSION
-    from navsim_eval.reward import _SplitBuilder, _StoreProvider
+    from navsim_eval.pdm.metric_cache import MetricCacheProvider
     from tests.navsim_eval.pdm.golden_cache import golden_loader
 
     stale = copy.copy(golden_cache(golden_dir, scenes[0], "v1"))  # the golden cache is shared between tests
     stale.source_fingerprint = {**stale.source_fingerprint, "scene": "built from an older log"}
     store = MetricCacheStore(tmp_path)
     store.save(stale)
-    builder = _SplitBuilder(golden_loader(golden_dir), golden_dir / "maps", DEFAULT_MAP_VERSION, "v1")
-    reward = PDMReward(_StoreProvider(tmp_path, builder), version="v1")
+    provider = MetricCacheProvider("v1", golden_loader(golden_dir), maps_root=golden_dir / "maps",
+                                   map_version=DEFAULT_MAP_VERSION, store=tmp_path)
+    reward = PDMReward(provider, version="v1")
     poses = candidate_poses(golden_dir, scenes[0], NAMES)[None]
     result = reward([scenes[0]], poses)
     assert result.valid.all()
-    fresh = store.load(scenes[0], builder.fingerprint(builder.scene(scenes[0])))
+    fresh = store.load(scenes[0], provider.expected_fingerprint(provider.scene(scenes[0])))
     assert fresh.source_fingerprint["scene"] != "built from an older log"
     np.testing.assert_allclose(result.scores[0], score_trajectories(fresh, poses[0], "v1").score)

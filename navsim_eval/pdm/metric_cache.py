@@ -340,6 +340,7 @@ class MetricCacheProvider:
         self.rebuild_stale = rebuild_stale
         self.memo_size = int(memo_size)
         self._memo: dict[str, MetricCache] = {}
+        self.num_built = 0  # caches this provider built (not read from the store)
 
     def __call__(self, token: str) -> MetricCache:
         """The token's cache (its scene from ``scenes``), memoised."""
@@ -380,6 +381,11 @@ class MetricCacheProvider:
             raise MetricCacheError(scene.token, "no maps root and no map on the scene to build the cache with")
         return build_metric_cache(scene, scene.map_api, self.version)
 
+    def _build_counted(self, scene) -> MetricCache:
+        cache = self.build(scene)
+        self.num_built += 1
+        return cache
+
     def get(self, token: str, scene=None) -> MetricCache:
         """The token's cache: stored if up to date, else built from `scene` (or the loader's) and stored."""
         if scene is None:
@@ -388,13 +394,13 @@ class MetricCacheProvider:
         if store is not None and (token in store or not self.build_missing):
             expected = self.expected_fingerprint(scene) if scene is not None else None
             if self.rebuild_stale and self.can_build(scene) and token in store:
-                cache = store.load_or_build(token, expected, lambda: self.build(scene))
+                cache = store.load_or_build(token, expected, lambda: self._build_counted(scene))
             else:
                 cache = store.load(token, expected)
         else:
             if scene is None:
                 raise MetricCacheError(token, "no cache entry and no scene to build it from")
-            cache = self.build(scene)
+            cache = self._build_counted(scene)
             if store is not None:
                 store.save(cache)
         if cache.version != self.version:

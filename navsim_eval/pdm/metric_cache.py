@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import tempfile
@@ -26,6 +27,8 @@ from navsim_eval.pdm.path import PDMPath
 from navsim_eval.pdm.planner import PDMClosedConfig, build_forecast_observation, frame_objects, plan_pdm_closed
 from navsim_eval.pdm.route import Route, build_route
 
+logger = logging.getLogger(__name__)
+
 # Version of the on-disk format written by MetricCacheStore; bump on any change of the stored fields or of
 # how they are computed (2: observation timed by frame index, see docs/pdm_scorer.md "Audit notes";
 # 3: source fingerprint stored and checked on load).
@@ -45,6 +48,10 @@ class MetricCacheError(DataError):
         self.path = path
         where = f"metric cache of token {token!r}" + (f" ({path})" if path is not None else "")
         super().__init__(f"{where}: {reason}")
+
+
+class UnreadableMetricCacheError(MetricCacheError):
+    """A metric cache file cannot be decoded (truncated, damaged) or holds another token's cache."""
 
 
 class StaleMetricCacheError(MetricCacheError):
@@ -287,13 +294,13 @@ class MetricCacheStore:
         try:
             data = pickle.loads(zlib.decompress(path.read_bytes()))
         except Exception as exc:
-            raise MetricCacheError(token, f"unreadable cache entry ({exc})", path) from exc
+            raise UnreadableMetricCacheError(token, f"unreadable cache entry ({exc})", path) from exc
         if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
             found = data.get("format_version") if isinstance(data, dict) else None
             raise StaleMetricCacheError(
                 token, ["format"], f"format version {found!r}, expected {FORMAT_VERSION}", path)
         if data.get("token") != token:
-            raise MetricCacheError(token, f"entry holds token {data.get('token')!r}", path)
+            raise UnreadableMetricCacheError(token, f"entry holds token {data.get('token')!r}", path)
         changed = changed_parts(data.get("source_fingerprint") or {}, expected or {})
         if changed:
             raise StaleMetricCacheError(token, changed, describe_changes(changed) + " since it was built", path)
@@ -301,12 +308,15 @@ class MetricCacheStore:
 
     def load_or_build(self, token: str, expected: Optional[Mapping[str, str]],
                       build: Callable[[], MetricCache]) -> MetricCache:
-        """The stored cache if it matches `expected`, else `build()` (stored, replacing a stale entry)."""
+        """The stored cache if it matches `expected`, else `build()` (stored, replacing a stale or unreadable
+        entry; an unreadable one is logged, as it points at damaged storage)."""
         if token in self:
             try:
                 return self.load(token, expected)
             except StaleMetricCacheError:
                 pass
+            except UnreadableMetricCacheError as exc:
+                logger.warning("rebuilding it: %s", exc)
         cache = build()
         self.save(cache)
         return cache
@@ -323,7 +333,8 @@ class MetricCacheProvider:
     scene at hand (frames, map file, version; ``cache_fingerprint.py``) and rebuilt when stale.
 
     ``build_missing``: build entries the store lacks (False: a missing entry is a MetricCacheError naming the
-    token). ``rebuild_stale``: rebuild stale entries (False: StaleMetricCacheError naming what changed).
+    token). ``rebuild_stale``: rebuild stale and unreadable entries when the scene is at hand (False, or without
+    the scene: StaleMetricCacheError naming what changed / UnreadableMetricCacheError naming the file).
     ``memo_size``: caches kept in memory per process for repeated :meth:`__call__` (reward rounds).
     Picklable, so that worker processes can load caches themselves.
     """
@@ -454,7 +465,7 @@ def build_metric_cache_for_scene(scene, maps_root: Union[str, Path], version: st
 
 
 __all__ = [
-    "FORMAT_VERSION", "MetricCache", "MetricCacheError", "MetricCacheProvider", "MetricCacheStore", "StaleMetricCacheError",
-    "build_metric_cache", "build_metric_cache_for_scene", "build_metric_caches", "ego_state_of_frame",
+    "FORMAT_VERSION", "MetricCache", "MetricCacheError", "MetricCacheProvider", "MetricCacheStore",
+    "StaleMetricCacheError", "UnreadableMetricCacheError", "build_metric_cache", "build_metric_cache_for_scene", "build_metric_caches", "ego_state_of_frame",
     "expected_source_fingerprint", "metric_cache_from_plain", "metric_cache_to_plain", "red_light_connectors",
 ]

@@ -56,3 +56,18 @@ def test_missing_entry_without_building_names_the_token(golden_dir, tmp_path):
     with pytest.raises(MetricCacheError, match=f"{token}.*no cache entry"):
         _provider(golden_dir, tmp_path, build_missing=False)(token)
     assert CountingProvider.builds == 0
+
+
+@pytest.mark.parametrize("damage", [b"not a metric cache", b""])
+def test_corrupt_entry_is_rebuilt_when_the_scene_is_at_hand(golden_dir, tmp_path, damage):
+    token = representative_tokens(golden_dir)[0]
+    built = _provider(golden_dir, tmp_path)(token)
+    path = MetricCacheStore(tmp_path).path(token)
+    path.write_bytes(damage)  # e.g. a disk that filled up or a copy cut short
+
+    with pytest.raises(MetricCacheError, match=f"{token}.*{path.name}.*unreadable"):
+        _provider(golden_dir, tmp_path, rebuild_stale=False)(token)  # cannot rebuild: the error names the file
+    rebuilt = _provider(golden_dir, tmp_path)(token)
+    assert CountingProvider.builds == 1
+    assert rebuilt.source_fingerprint == built.source_fingerprint
+    assert MetricCacheStore(tmp_path).load(token).token == token  # the damaged file was replaced

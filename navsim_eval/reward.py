@@ -11,7 +11,6 @@ what the trainer logs. v2 rewards have no previous-scene trajectory, so EC is un
 from __future__ import annotations
 
 import logging
-import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from navsim_eval.pdm.errors import ScoringError
 from navsim_eval.pdm.metric_cache import MetricCacheProvider
 from navsim_eval.pdm.scorer import METRICS, score_trajectories
 from navsim_eval.pdm.trajectory import MAX_ABS_POSITION_M
+from navsim_eval.worker_pool import worker_pool
 
 logger = logging.getLogger(__name__)
 
@@ -136,10 +136,7 @@ class PDMReward:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("fork" if "fork" in methods else None)
-            self._pool = ProcessPoolExecutor(self.num_workers, mp_context=context, initializer=_init_worker,
-                                             initargs=(self._provider,))
+            self._pool = worker_pool(self.num_workers, initializer=_init_worker, initargs=(self._provider,))
         return self._pool
 
     def close(self) -> None:

@@ -12,9 +12,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import multiprocessing
 import pickle
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
@@ -33,6 +31,7 @@ from navsim_eval.pdm.scene_pairs import PreviousScene
 from navsim_eval.pdm.scene_pairs import previous_scenes as previous_scene_pairs
 from navsim_eval.pdm.scorer import METRICS, ScoreTable, score_trajectories
 from navsim_eval.pdm.trajectory import validate_poses
+from navsim_eval.worker_pool import worker_pool
 
 logger = logging.getLogger(__name__)
 
@@ -294,8 +293,7 @@ def run_scoring(trajectories: Mapping[str, Any], logs_root: Optional[PathLike], 
         for task in tasks:
             results.extend(_score_log(task))
     else:
-        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context) as pool:
+        with worker_pool(min(workers, len(tasks))) as pool:
             for chunk in pool.map(_score_log, tasks):
                 results.extend(chunk)
     order = {token: i for i, token in enumerate(nested)}

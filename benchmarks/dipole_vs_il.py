@@ -20,12 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from navsim_eval.names import SCORE_SHORT_NAME, TABLE_ORDER
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "launch" / "finetune.py"
-METRICS = TABLE_ORDER["v1"]  # the reward's (v1) short names, papers' table order
-SCORE = SCORE_SHORT_NAME["v1"]
+METRICS = ("PDMS", "NC", "DAC", "EP", "C", "TTC")
 
 
 def run(args: list[str]) -> None:
@@ -42,7 +39,7 @@ def results(out: Path) -> dict:
 def rollout_curve(out: Path, stage: str) -> list[float]:
     """Mean PDMS of each round's training rollouts (round 0 = mu_0's own samples), in percent."""
     history = json.loads((out / "results.json").read_text()).get("history", [])
-    return [100.0 * row[f"{stage}/rollout/{SCORE}"] for row in history if f"{stage}/rollout/{SCORE}" in row]
+    return [100.0 * row[f"{stage}/rollout/PDMS"] for row in history if f"{stage}/rollout/PDMS" in row]
 
 
 def main() -> None:
@@ -94,22 +91,22 @@ def main() -> None:
     for label, entry in table.items():
         cells = [f"{np.mean(v):.1f} +- {np.std(v):.1f}" for v in (entry[m] for m in METRICS)]
         print(f"| {label} | " + " | ".join(cells) + " |")
-    il = np.array(table["IL (mu_0)"][SCORE])
+    il = np.array(table["IL (mu_0)"]["PDMS"])
     for label, entry in table.items():
         if label.startswith("DIPOLE") or label == "EWR":
-            gain = np.array(entry[SCORE]) - il
-            print(f"{label}: {SCORE} gain over IL {gain.mean():+.2f} (per seed {np.round(gain, 2).tolist()})")
+            gain = np.array(entry["PDMS"]) - il
+            print(f"{label}: PDMS gain over IL {gain.mean():+.2f} (per seed {np.round(gain, 2).tolist()})")
     if args.select_split:
         omegas = [k for k in table if k.startswith("DIPOLE")]
-        val_mean = {k: np.mean([100.0 * per_seed[s]["_selection"][k][SCORE] for s in args.seeds]) for k in omegas}
+        val_mean = {k: np.mean([100.0 * per_seed[s]["_selection"][k]["PDMS"] for s in args.seeds]) for k in omegas}
         best = max(val_mean, key=val_mean.get)
-        print(f"\nomega chosen on {args.select_split} (mean {SCORE} over seeds): "
+        print(f"\nomega chosen on {args.select_split} (mean PDMS over seeds): "
               + ", ".join(f"{k.split()[-1]}: {v:.1f}" for k, v in val_mean.items()) + f" -> {best}")
-        gain = np.array(table[best][SCORE]) - il
+        gain = np.array(table[best]["PDMS"]) - il
         for m in ("NC", "DAC"):
             delta = np.mean(table[best][m]) - np.mean(table["IL (mu_0)"][m])
             print(f"  {best} vs IL on the test split: {m} {delta:+.2f}")
-        print(f"  {best} vs IL on the test split: {SCORE} {gain.mean():+.2f} (per seed {np.round(gain, 2).tolist()})")
+        print(f"  {best} vs IL on the test split: PDMS {gain.mean():+.2f} (per seed {np.round(gain, 2).tolist()})")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps({"per_seed": per_seed, "table": table}, indent=2))
 

@@ -33,6 +33,8 @@ from typing import Optional
 
 import numpy as np
 
+from navsim_eval import names
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "launch" / "finetune.py"
 
@@ -44,8 +46,9 @@ EVAL_SEED_OFFSET = 1000
 Z_95 = 1.959964
 """Two-sided 95 % normal quantile (paired differences over >= 100 scenes)."""
 METRIC_VERSION = "v1"
-TABLE = (("PDMS", "score"), ("NC", "no_at_fault_collisions"), ("DAC", "drivable_area_compliance"),
-         ("EP", "ego_progress"), ("TTC", "time_to_collision_within_bound"), ("C", "comfort"))
+TABLE = ((names.SCORE_SHORT_NAME[METRIC_VERSION], names.SCORE_COLUMN),) + tuple(
+    (short, names.BY_SHORT[short].column) for short in ("NC", "DAC", "EP", "TTC", "C"))
+"""(short name, result column) of the table, PDMS first."""
 COMMAND_LEFT, COMMAND_FORWARD, COMMAND_RIGHT = 0, 1, 2
 """Indices in the one-hot driving command (left, forward, right, unknown)."""
 ROLLOUT_TAGS = ("rollout/PDMS", "rollout/mean_sigmoid_beta_G", "rollout/mean_abs_G", "rollout/zero_variance_group_frac",
@@ -57,7 +60,9 @@ IL_LABEL = "IL"
 def train(args: list[str]) -> None:
     cmd = [sys.executable, str(SCRIPT)] + args + ["progress_bars=false", "eval.enabled=false"]
     print("$", " ".join(cmd), flush=True)
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    # this checkout's packages, not whatever copy is installed (a script's own folder heads sys.path, not the cwd)
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
+               PYTHONPATH=os.pathsep.join([str(REPO_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     subprocess.run(cmd, cwd=REPO_ROOT, env=env, check=True)
 
 
@@ -162,18 +167,18 @@ def evaluate(runs: dict[str, Path], split: str, data_root: Path, out_dir: Path, 
     common = dict(seeds=(eval_seed,), num_samples=SAMPLES_PER_SCENE)
     planners = [StandingStillPlanner(), ConstantVelocityPlanner(), HumanPlanner()]
     il = DipoleVLA.from_pretrained(str(runs["il"] / "il_model")).eval()
-    planners.append(ModelPlanner(il, name=IL_LABEL, policy="base", **common))
+    planners.append(ModelPlanner(il, name=IL_LABEL, mode="base", **common))
     if ablations:
-        planners += [ModelPlanner(il, AblatedProcessor(il.processor, a), name=f"{IL_LABEL} {a}", policy="base",
+        planners += [ModelPlanner(il, AblatedProcessor(il.processor, a), name=f"{IL_LABEL} {a}", mode="base",
                                   **common) for a in ABLATIONS]
     for name, run_dir in runs.items():
         if name == "il":
             continue
         model = DipoleVLA.from_pretrained(str(run_dir / "model")).eval()
         if name.startswith("ewr"):
-            planners.append(ModelPlanner(model, name=name, policy="base", **common))
+            planners.append(ModelPlanner(model, name=name, mode="base", **common))
         else:
-            planners.append(ModelPlanner(model, name=name, policy="guided", omegas=omegas, **common))
+            planners.append(ModelPlanner(model, name=name, mode="guided", omegas=omegas, **common))
     out_dir.mkdir(parents=True, exist_ok=True)
     return run_evaluation(build_sources(config), planners, NativeScorer(), out_dir / "results.csv",
                           RunSettings(metrics=(METRIC_VERSION,), batch_size=16, show_progress=False))

@@ -442,18 +442,18 @@ def deep_update(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, An
 def load_config(
     cls: type[T],
     yaml_path: Optional[PathLike] = None,
-    overrides: Iterable[str] = (),
+    overrides: Union[Iterable[str], Mapping[str, Any]] = (),
     base: Optional[T] = None,
 ) -> T:
-    """Defaults of ``cls`` (or ``base``) <- YAML preset (with its ``base:`` chain) <- ``key=value`` overrides."""
+    """Defaults of ``cls`` (or ``base``) <- YAML preset (with its ``base:`` chain) <- ``key=value`` overrides
+    (or a nested mapping of values)."""
     if not _is_dataclass_type(cls):
         raise TypeError(f"{cls!r} is not a dataclass type")
     config = base if base is not None else cls()
     if yaml_path is not None:
         config = _merge_into(config, read_yaml_preset(yaml_path), "", f"config file {yaml_path}")
-    overrides = list(overrides)
-    if overrides:
-        config = _merge_into(config, parse_overrides(overrides), "", "command-line overrides")
+    if isinstance(overrides, Mapping) or overrides:
+        config = apply_overrides(config, overrides if isinstance(overrides, Mapping) else list(overrides))
     return config
 
 

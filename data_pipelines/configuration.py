@@ -29,6 +29,7 @@ import enum
 import inspect
 import io
 import math
+import re
 import sys
 import textwrap
 import tokenize
@@ -47,6 +48,24 @@ BASE_KEY = "base"  # top-level YAML key naming a preset this one extends
 _TRUE_STRINGS = {"true", "yes", "on", "1"}
 _FALSE_STRINGS = {"false", "no", "off", "0"}
 _NONE_STRINGS = {"none", "null", "~", ""}
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML with only true/false as booleans, so ``two_stage=off`` or ``name: no`` stay strings; a boolean
+    key still accepts yes/no/on/off (see :func:`convert_value`)."""
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text the way every config file and override value is parsed."""
+    return yaml.load(text, Loader=_YamlLoader)
 
 
 class ConfigError(DataError, ValueError):
@@ -87,6 +106,24 @@ class Range:
         if self.high is not None and (value >= self.high if self.high_open else value > self.high):
             return False
         return True
+
+
+class _Required:
+    """Marker of a key that the command line must set: ``method: Annotated[str, REQUIRED] = ""``."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED = _Required()
+
+
+def missing_required(config: Any) -> list[str]:
+    """Top-level keys marked REQUIRED that still hold an empty value."""
+    hints = _annotations_with_extras(type(config))
+    return [f.name for f in dataclasses.fields(config)
+            if typing.get_origin(hints.get(f.name)) is Annotated and REQUIRED in typing.get_args(hints[f.name])[1:]
+            and getattr(config, f.name) in (None, "", (), [])]
 
 
 PositiveInt = Annotated[int, Range(low=1)]
@@ -242,6 +279,9 @@ def _own_field_help(cls: type) -> dict[str, str]:
 def convert_value(value: Any, tp: Any, key: str, source: str) -> Any:
     """Convert ``value`` (YAML-parsed) to the annotated type ``tp``; ConfigError names ``key`` on failure."""
     inner, optional = _strip_optional(tp)
+    if isinstance(value, str) and not value.strip() and (
+            typing.get_origin(inner) in (list, tuple, Sequence) or inner in (list, tuple)):
+        value = []  # "baselines=" (or --baselines '') is the empty list
     if value is None or (isinstance(value, str) and value.strip().lower() in _NONE_STRINGS and inner is not str):
         if value is None and optional:
             return None
@@ -338,7 +378,7 @@ def _as_list(value: Any, key: str, source: str) -> list:
     if isinstance(value, (list, tuple)):
         return list(value)
     if isinstance(value, str):  # "a,b,c" from the command line
-        return [yaml.safe_load(v) for v in value.split(",")] if value else []
+        return [load_yaml(v) for v in value.split(",")] if value else []
     return [value]
 
 
@@ -387,7 +427,7 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
         if not key or any(not part for part in key.split(".")):
             raise ConfigError(f"override {item!r} has an empty key")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = load_yaml(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
         node = nested
@@ -414,7 +454,7 @@ def _read_chain(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     if resolved in seen:
         raise ConfigError(f"config file {path}: 'base' chain loops ({' -> '.join(map(str, seen))})")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -519,6 +559,8 @@ def _field_rows(cls: type, config: Any, prefix: str = "") -> list[tuple[str, str
         allowed = _range_of(tp)
         if allowed is not None:
             label += f", {allowed.describe()}"
+        if typing.get_origin(tp) is Annotated and REQUIRED in typing.get_args(tp)[1:]:
+            label += ", required"
         rows.append((key, label, _yaml_scalar(value), docs.get(f.name, ""), None))
     return rows
 
@@ -643,6 +685,10 @@ def parse_command_line(
                     overrides.append(f"{negated}=false")
                 elif tp is not None and _strip_optional(tp)[0] is bool:
                     overrides.append(f"{key}=true")
+                elif tp is None:
+                    known = [*HELP_FLAGS[1:], PRINT_CONFIG_FLAG, CONFIG_FLAGS[0], *switches, *options]
+                    raise ConfigError(f"command line: {flag!r} is neither a flag ({', '.join(known)}) nor a config "
+                                      f"key (run {prog} --help for the keys)", key)
                 else:
                     overrides.append(f"{key}={value_after(flag)}")
         elif "=" in token and not token.startswith("-"):
@@ -665,7 +711,15 @@ def parse_command_line(
         config_file = candidate
     config = load_config(cls, config_file, overrides)
     if bare:
-        config = _merge_into(config, {positional: bare}, "", "command line")
+        inner, _ = _strip_optional(_field_type_at(cls, positional))
+        is_list = typing.get_origin(inner) in (list, tuple, Sequence) or inner in (list, tuple)
+        if not is_list and len(bare) > 1:
+            raise ConfigError(f"command line: one {positional.upper()} expected, got {bare}", positional)
+        config = _merge_into(config, {positional: bare if is_list else bare[0]}, "", "command line")
+    missing = missing_required(config)
+    if missing and not print_config:
+        raise ConfigError(f"command line: missing required key(s) {', '.join(missing)} (run {prog} --help)",
+                          missing[0])
     if print_config:
         print(config_to_commented_yaml(config), end="")
         raise SystemExit(0)

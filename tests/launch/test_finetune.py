@@ -107,3 +107,23 @@ def test_resume_with_incompatible_config_fails_before_work(world, tmp_path):
         finetune.main(["--resume"] + common + ["model.overrides.head.depth=1"])
     finetune.main(["--resume"] + common)
     assert (out / "model" / "model.safetensors").is_file()
+
+
+def test_flags_and_overrides_mix_in_any_order():
+    finetune = _finetune_module()
+    cfg, resume = finetune.parse_args(["il.steps=1", "--resume", "dipole.rounds=2"])
+    assert resume and cfg.il.steps == 1 and cfg.dipole.rounds == 2
+    assert finetune.parse_args(["--resume"])[1] and not finetune.parse_args(["il.steps=1"])[1]
+    with pytest.raises(ConfigError, match="'--resum' is neither a flag"):
+        finetune.parse_args(["--resum"])
+
+
+@pytest.mark.parametrize("override, key", [
+    ("il.steps=-5", "il.steps"), ("dipole.rounds=-2", "dipole.rounds"), ("il.batch_size=0", "il.batch_size"),
+    ("checkpoint_every=0", "checkpoint_every"), ("il.optim.lr=-1e-3", "il.optim.lr"),
+    ("dipole.optim.lr=nan", "dipole.optim.lr"), ("dipole.rollout.batch_size=0", "dipole.rollout.batch_size"),
+])
+def test_out_of_range_values_fail_when_the_config_loads(override, key):
+    with pytest.raises(ConfigError) as err:
+        _finetune_module().main([override])
+    assert err.value.key == key and repr(key) in str(err.value)

@@ -235,7 +235,7 @@ class Trainer:
             from vla import DipoleVLA
             from vla.presets import build_config
 
-            config = build_config(self.cfg.model.preset, **dict(self.cfg.model.overrides))
+            config = build_config(self.cfg.model.preset, self.cfg.model.overrides)
             if self.cfg.model.load_backbone_weights:
                 policy = DipoleVLA.from_backbone_pretrained(config)
             else:

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from data_pipelines.errors import LogFileError, SensorFileError
+from data_pipelines.safe_pickle import LOG_PICKLE, UnsafePickleError, restricted_load
 from data_pipelines.types import CAMERA_NAMES
 
 PathLike = Union[str, Path]
@@ -73,15 +74,17 @@ def log_name_of(path: PathLike) -> str:
 def load_log(path: PathLike, validate: bool = True) -> list[dict[str, Any]]:
     """Unpickle one log and check every frame; raises :class:`LogFileError` naming file, frame and key.
 
-    Pickles can run code while loading: read logs from trusted sources only (as with the devkit).
+    The log is read with the restricted unpickler (numbers, strings, numpy arrays only): a log that references
+    any other global is refused before anything in it runs.
     """
     path = Path(path)
     if not path.is_file():
         raise LogFileError(path, "file does not exist")
     try:
-        with path.open("rb") as handle:
-            frames = pickle.load(handle)
-    except _UNPICKLING_ERRORS as exc:
+        frames = restricted_load(path, LOG_PICKLE)
+    except UnsafePickleError as exc:
+        raise LogFileError(path, exc.reason) from exc
+    except (OSError, *_UNPICKLING_ERRORS) as exc:
         raise LogFileError(path, f"cannot unpickle ({type(exc).__name__}: {exc})") from exc
     if not isinstance(frames, list):
         raise LogFileError(path, f"expected a list of frame dicts, got {type(frames).__name__}")

@@ -13,7 +13,6 @@ import csv
 import logging
 import math
 import multiprocessing
-import pickle
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 from data_pipelines.errors import DataError, LogFileError, UnknownTokenError
 from data_pipelines.log_reader import find_log_files, load_log, log_name_of
 from data_pipelines.maps.nuplan_map import DEFAULT_MAP_VERSION
+from data_pipelines.safe_pickle import UnsafePickleError, restricted_loads
 from navsim_eval.pdm.comfort import extended_comfort
 from navsim_eval.pdm.constants import check_version
 from navsim_eval.pdm.errors import ScoringError, TrajectoryError
@@ -31,6 +31,7 @@ from navsim_eval.pdm.scorer import V1_METRICS, V2_METRICS, ScoreTable, final_v2_
 from navsim_eval.pdm.scene_pairs import PreviousScene
 from navsim_eval.pdm.scene_pairs import previous_scenes as previous_scene_pairs
 from navsim_eval.pdm.trajectory import validate_poses
+from navsim_eval.submission.pickling import SUBMISSION_PICKLE
 
 logger = logging.getLogger(__name__)
 
@@ -70,23 +71,12 @@ def _poses_of(value: Any) -> Any:
     return value.poses if hasattr(value, "poses") else value
 
 
-class _StandInUnpickler(pickle.Unpickler):
-    """Unpickler that replaces classes of modules that are not installed (navsim / nuplan) by plain holders."""
-
-    def find_class(self, module: str, name: str):
-        try:
-            return super().find_class(module, name)
-        except (ImportError, AttributeError):
-            return type(name, (), {"__module__": module, "__setstate__": lambda self, s: self.__dict__.update(
-                s if isinstance(s, dict) else (s[1] or {}) if isinstance(s, tuple) else {})})
-
-
 def load_trajectories(path: PathLike) -> dict[str, dict[str, Any]]:
     """Read {token: poses} / {token: {name: poses}} from JSON or pickle, or an official submission pickle.
 
     Submission pickles: v1 `predictions` (list of {token: Trajectory}; one entry -> name "trajectory", several
-    -> "prediction_<i>"), v2 `first_stage_predictions` (name "trajectory"). Classes of the devkit are read
-    without importing it.
+    -> "prediction_<i>"), v2 `first_stage_predictions` (name "trajectory"). Pickles are read with the
+    submission format's restricted unpickler (devkit classes map to stand-ins; any other class is refused).
     """
     path = Path(path)
     if not path.is_file():
@@ -97,8 +87,9 @@ def load_trajectories(path: PathLike) -> dict[str, dict[str, Any]]:
 
             data = json.loads(path.read_text())
         else:
-            with path.open("rb") as handle:
-                data = _StandInUnpickler(handle).load()
+            data, _ = restricted_loads(path.read_bytes(), SUBMISSION_PICKLE, path)
+    except UnsafePickleError as exc:
+        raise ScoringError(f"trajectory file {path}: {exc.reason}") from exc
     except Exception as exc:  # noqa: BLE001 - any decoding failure is reported with the file name
         raise ScoringError(f"trajectory file {path}: cannot read ({type(exc).__name__}: {exc})") from exc
     if not isinstance(data, Mapping):

@@ -16,6 +16,7 @@ import pytest
 from navsim_eval import score as cli
 from navsim_eval.pdm.metric_cache import MetricCacheStore
 from navsim_eval.scoring import COLUMNS, ScoringConfig, ScoringService, load_trajectories, summarize
+from tests.data_pipelines.data_helpers import code_running_pickle
 from tests.navsim_eval.pdm.scorer_golden import golden_rows, scenes_info, trajectories
 
 
@@ -139,6 +140,18 @@ def test_submission_pickles_load_without_the_devkit(tmp_path):
     np.testing.assert_array_equal(loaded["tok"]["trajectory"], np.arange(24).reshape(8, 3))
     assert list(load_trajectories(tmp_path / "v2.pkl")["tok"]) == ["trajectory"]
     assert list(load_trajectories(tmp_path / "multi.pkl")["tok"]) == ["prediction_0", "prediction_1"]
+
+
+def test_cli_refuses_a_code_running_trajectory_file(tmp_path, capsys):
+    marker = tmp_path / "ran"
+    evil = tmp_path / "trajectories.pkl"
+    evil.write_bytes(code_running_pickle(marker, wrap=lambda payload: {"tok": payload}))
+    code = cli.main(["--logs", str(tmp_path), "--maps-root", str(tmp_path), "--trajectories", str(evil),
+                     "--metric", "v1", "--out", str(tmp_path / "out.csv")])
+    assert code == cli.EXIT_USAGE
+    assert not marker.exists()
+    message = capsys.readouterr().err
+    assert f"trajectory file {evil}: references" in message and "system" in message
 
 
 def test_official_backend_gives_a_clear_error_without_the_devkit(tmp_path):

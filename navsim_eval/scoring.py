@@ -94,6 +94,16 @@ def load_trajectories(path: PathLike) -> dict[str, dict[str, Any]]:
         raise ScoringError(f"trajectory file {path}: cannot read ({type(exc).__name__}: {exc})") from exc
     if not isinstance(data, Mapping):
         raise ScoringError(f"trajectory file {path}: expected a mapping, got {type(data).__name__}")
+    nested = _nested_trajectories(data, path)
+    if not nested:
+        raise ScoringError(f"trajectory file {path}: holds no trajectories (nothing to score)")
+    empty = [token for token, named in nested.items() if not named]
+    if empty:
+        raise ScoringError(f"trajectory file {path}: token(s) with no trajectories: {', '.join(empty[:5])}")
+    return nested
+
+
+def _nested_trajectories(data: Mapping[str, Any], path: Path) -> dict[str, dict[str, Any]]:
     for key in ("predictions", "first_stage_predictions"):
         if key in data:
             predictions = data[key]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import re
 import pickle
 import shutil
 import sys
@@ -140,6 +141,19 @@ def test_submission_pickles_load_without_the_devkit(tmp_path):
     np.testing.assert_array_equal(loaded["tok"]["trajectory"], np.arange(24).reshape(8, 3))
     assert list(load_trajectories(tmp_path / "v2.pkl")["tok"]) == ["trajectory"]
     assert list(load_trajectories(tmp_path / "multi.pkl")["tok"]) == ["prediction_0", "prediction_1"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ({}, "holds no trajectories"), ({"predictions": [{}]}, "holds no trajectories"),
+    ({"tok": {}}, "token\\(s\\) with no trajectories: tok"),
+])
+def test_cli_rejects_a_trajectory_file_without_trajectories(tmp_path, capsys, content, message):
+    path = tmp_path / "trajectories.json"
+    path.write_text(json.dumps(content))
+    code = cli.main(["--logs", str(tmp_path), "--maps-root", str(tmp_path), "--trajectories", str(path),
+                     "--metric", "v1", "--out", str(tmp_path / "out.csv")])
+    assert code == cli.EXIT_USAGE
+    assert re.search(f"trajectory file {path}: {message}", capsys.readouterr().err)
 
 
 def test_cli_refuses_a_code_running_trajectory_file(tmp_path, capsys):

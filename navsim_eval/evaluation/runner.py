@@ -3,8 +3,10 @@
 Per batch of tokens: agent inputs -> each planner's variants (B, 8, 3) -> per token all variants scored in
 one call per metric version -> one row per (token, stage, variant, metric). Failures (unreadable scene,
 planner or scorer error) become rows with the reason in ``error``; the run goes on. Rows are appended to a
-per-rank partial file after every batch; at the end rank 0 merges everything into the results CSV. A rerun
-skips every key already scored without error (resume after a crash or with more omegas/planners).
+per-rank partial file after every batch (one synced write per batch); at the end rank 0 merges everything into
+the results CSV. A rerun skips every key already scored without error (resume after a crash or with more
+omegas/planners); a last row that a crash left incomplete is discarded, with a warning, and scored again. Each
+rank holds a lock on its results while it runs: a second run into the same output folder is refused.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from navsim_eval.evaluation.results import (
     make_row,
     merge_rows,
     read_rows,
+    results_lock,
     row_key,
     write_rows,
 )
@@ -210,9 +213,18 @@ def run_evaluation(
     if not planners:
         raise ValueError("no planner to evaluate")
     results_csv = Path(results_csv)
-    existing = merge_rows(read_rows(results_csv), *(read_rows(p) for p in _partial_files(results_csv)))
-    done = completed_keys(existing)
+    with results_lock(results_csv, dist.rank):
+        return _run_locked(sources, planners, scorer, results_csv, settings, dist)
+
+
+def _run_locked(sources: Sequence[SceneSource], planners: Sequence[CandidatePlanner], scorer: TrajectoryScorer,
+                results_csv: Path, settings: RunSettings, dist: Distributed) -> list[dict[str, Any]]:
     mine = partial_path(results_csv, dist.rank)
+    partials = {path: read_rows(path, discard_torn_last_row=True) for path in _partial_files(results_csv)}
+    if mine in partials:  # drop a row an interrupted append left incomplete before appending more
+        write_rows(mine, partials[mine])
+    existing = merge_rows(read_rows(results_csv), *partials.values())
+    done = completed_keys(existing)
     new_rows: list[dict[str, Any]] = []
     for source in sources:
         def missing(token: str, planner: CandidatePlanner, stage: int = source.stage) -> bool:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from navsim_eval.evaluation.distributed import Distributed
 from navsim_eval.evaluation.planners import ConstantVelocityPlanner, HumanPlanner, ModelPlanner
-from navsim_eval.evaluation.results import read_rows
+from navsim_eval.evaluation.errors import ResultsFileError
+from navsim_eval.evaluation.results import read_rows, results_lock
 from navsim_eval.evaluation.runner import RunSettings, partial_path, run_evaluation
 
 from .fakes import FakeModel, FakeScorer, FakeSource
@@ -109,3 +112,36 @@ def test_a_planner_failing_on_one_token_does_not_stop_the_batch(tmp_path):
     assert failed == {(TOKENS[2], "constant_velocity")}
     assert all("RuntimeError: cannot plan" in r["error"] for r in rows if r["error"])
     assert len(rows) == len(TOKENS) * 2
+
+
+def test_resume_rescores_a_row_torn_by_a_crash(tmp_path, caplog):
+    out = tmp_path / "r.csv"
+
+    class CrashingScorer(FakeScorer):
+        def score(self, scene, poses, version):
+            if scene.token == TOKENS[4]:
+                raise KeyboardInterrupt
+            return super().score(scene, poses, version)
+
+    try:
+        run_evaluation([FakeSource(TOKENS)], [ConstantVelocityPlanner()], CrashingScorer(), out, SETTINGS)
+    except KeyboardInterrupt:
+        pass
+    partial = partial_path(out, 0)
+    data = partial.read_bytes()
+    partial.write_bytes(data[: data.rstrip(b"\r\n").rfind(b"\n") + 30])  # the last row torn 30 bytes in
+    torn_token = read_rows(partial, discard_torn_last_row=True)[-1]["token"]
+    source = FakeSource(TOKENS)
+    with caplog.at_level("WARNING"):
+        run_evaluation([source], [ConstantVelocityPlanner()], FakeScorer(), out, SETTINGS)
+    assert "discarded, it will be scored again" in caplog.text
+    assert source.loaded == [TOKENS[3], TOKENS[4]] and torn_token == TOKENS[3]
+    assert len(read_rows(out)) == len(TOKENS) * 2 and not any(r["error"] for r in read_rows(out))
+
+
+def test_a_second_run_into_the_same_results_is_refused(tmp_path):
+    out = tmp_path / "r.csv"
+    with results_lock(out):
+        with pytest.raises(ResultsFileError, match="another evaluation"):
+            run_evaluation([FakeSource(TOKENS)], [ConstantVelocityPlanner()], FakeScorer(), out, SETTINGS)
+    assert not out.exists()

@@ -130,14 +130,19 @@ class FrameLocation:
     timestamp: int
 
 
-def index_logs(logs_root: PathLike) -> dict[str, FrameLocation]:
-    """token -> where its frame lives, for every OpenScene log pickle below `logs_root`."""
+def index_logs(logs_root: PathLike, unreadable: Optional[dict[Path, str]] = None) -> dict[str, FrameLocation]:
+    """token -> where its frame lives, for every OpenScene log pickle below `logs_root`.
+
+    Logs that cannot be unpickled are logged and, when `unreadable` is given, recorded there (path -> reason).
+    """
     index: dict[str, FrameLocation] = {}
     for path in find_log_files(logs_root):
         try:
             frames = load_log(path, validate=False)
         except LogFileError as exc:
-            logger.warning("skipping unreadable log: %s", exc)
+            logger.warning("unreadable log: %s", exc)
+            if unreadable is not None:
+                unreadable[path] = str(exc)
             continue
         for i, frame in enumerate(frames):
             if isinstance(frame, dict) and "token" in frame:
@@ -294,11 +299,13 @@ def _chunks(items: list, size: int) -> Iterable[list]:
 
 
 def run_scoring(trajectories: Mapping[str, Any], logs_root: Optional[PathLike], config: ScoringConfig,
-                index: Optional[Mapping[str, FrameLocation]] = None) -> list[TokenResult]:
+                index: Optional[Mapping[str, FrameLocation]] = None,
+                unreadable: Optional[dict[Path, str]] = None) -> list[TokenResult]:
     """Score every (token, name) of `trajectories`; tokens are grouped by log and spread over workers."""
     nested = normalise_trajectories(trajectories)
+    unreadable = {} if unreadable is None else unreadable  # logs that could not be read (path -> reason)
     if index is None:
-        index = index_logs(logs_root) if logs_root is not None else {}
+        index = index_logs(logs_root, unreadable) if logs_root is not None else {}
     by_log: dict[Optional[Path], list] = {}
     for token, named in nested.items():
         location = index.get(token)
@@ -310,8 +317,14 @@ def run_scoring(trajectories: Mapping[str, Any], logs_root: Optional[PathLike], 
             continue
         size = max(1, math.ceil(len(items) / max(1, workers if len(by_log) < workers else 1)))
         tasks.extend((log_path, chunk, config) for chunk in _chunks(items, size))
+    def not_found(token: str) -> str:
+        if unreadable:  # the token may be in a log that could not be read
+            return (f"token {token!r} is in none of the readable logs below {logs_root}; {len(unreadable)} "
+                    "unreadable: " + "; ".join(unreadable.values()))
+        return str(UnknownTokenError(token, f"the logs below {logs_root}"))
+
     results: list[TokenResult] = [
-        TokenResult(token, "", 0, list(named), error=str(UnknownTokenError(token, f"the logs below {logs_root}")))
+        TokenResult(token, "", 0, list(named), error=not_found(token))
         for token, _, named in by_log.get(None, [])
     ] if not config.require_cache else []
     if workers <= 1 or len(tasks) <= 1:
@@ -435,15 +448,17 @@ class ScoringService:
         self.logs_root = Path(logs_root) if logs_root is not None else None
         self.config = config
         self._index: Optional[dict[str, FrameLocation]] = None
+        self.unreadable_logs: dict[Path, str] = {}
 
     @property
     def index(self) -> dict[str, FrameLocation]:
         if self._index is None:
-            self._index = index_logs(self.logs_root) if self.logs_root is not None else {}
+            self._index = index_logs(self.logs_root, self.unreadable_logs) if self.logs_root is not None else {}
         return self._index
 
     def score(self, trajectories: Mapping[str, Any]) -> list[dict[str, Any]]:
-        results = run_scoring(trajectories, self.logs_root, self.config, index=self.index)
+        results = run_scoring(trajectories, self.logs_root, self.config, index=self.index,
+                              unreadable=self.unreadable_logs)
         return results_to_rows(results, self.config.version)
 
 

@@ -189,12 +189,26 @@ def _ordered_shard(source: SceneSource, dist: Distributed, want_previous: bool
     if source.stage != 1 or timestamp is None:
         return dist.shard(tokens), {}
     logs: dict[str, list[tuple[int, str]]] = {}
+    timed = []
     for token in tokens:
-        logs.setdefault(source.log_name(token), []).append((int(timestamp(token)), token))
+        try:
+            time_us = int(timestamp(token))
+        except Exception:  # noqa: BLE001 - an unreadable scene: scored last, where loading it records the error
+            time_us = None
+        if time_us is not None:
+            timed.append(token)
+        logs.setdefault(_log_name_or_empty(source, token), []).append((time_us, token))
     mine = [log for index, log in enumerate(sorted(logs)) if index % dist.world_size == dist.rank]
-    ordered = [token for log in mine for _, token in sorted(logs[log])]
-    previous = previous_tokens(tokens, source.log_name, timestamp) if want_previous else {}
+    ordered = [token for log in mine for _, token in sorted(logs[log], key=lambda item: (item[0] is None, item))]
+    previous = previous_tokens(timed, source.log_name, timestamp) if want_previous else {}
     return ordered, previous
+
+
+def _log_name_or_empty(source: SceneSource, token: str) -> str:
+    try:
+        return source.log_name(token)
+    except Exception:  # noqa: BLE001 - the error is recorded when the scene is loaded
+        return ""
 
 
 def run_evaluation(

@@ -125,7 +125,7 @@ def _from_text(column: str, text: str) -> Any:
 
 
 def write_rows(path: PathLike, rows: Iterable[dict[str, Any]]) -> Path:
-    """Write all rows (atomically: temporary file, then rename), sorted by key for stable diffs."""
+    """Write all rows (atomically: synced temporary file, then rename), sorted by key for stable diffs."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -134,6 +134,8 @@ def write_rows(path: PathLike, rows: Iterable[dict[str, Any]]) -> Path:
         writer.writeheader()
         for row in sorted(rows, key=row_key):
             writer.writerow({column: _to_text(column, row.get(column)) for column in CSV_COLUMNS})
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(tmp, path)
     return path
 

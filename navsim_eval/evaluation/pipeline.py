@@ -118,7 +118,8 @@ def build_sources(config: EvaluationConfig, sensor_config: Optional[SensorConfig
     split = resolve_split(config, data_paths)
     sensor_config = sensor_config or SensorConfig.front_three_current(split.scene_filter.num_history_frames)
     maps = map_provider_of(data_paths)
-    loader = SceneLoader.from_split(split, data_paths, sensor_config, map_provider=maps)
+    loader = SceneLoader.from_split(split, data_paths, sensor_config, map_provider=maps,
+                                    record_unreadable_logs=True)
     first: Any = LoaderSource(loader, maps)
     root = Path(config.two_stage_root) if config.two_stage_root else (
         data_paths.require_data_root() / f"{split.name}{TWO_STAGE_SUFFIX}")

@@ -297,8 +297,9 @@ def main() -> None:
         turning = {t for t in table[IL_LABEL]["PDMS"] if t in turning_tokens}
         lines = [f"\n### {name}: {args.test_split}, {SAMPLES_PER_SCENE} samples per scene, percent\n",
                  markdown(table, order), ""]
-        for label, ref in ((best_dipole, IL_LABEL), (best_dipole, same_omega_control), (best_dipole, best_control),
-                           (same_omega_control, IL_LABEL)) + (((best_ewr, IL_LABEL),) if best_ewr else ()):
+        pairs = ((best_dipole, IL_LABEL), (best_dipole, same_omega_control), (best_dipole, best_control),
+                 (same_omega_control, IL_LABEL)) + (((best_ewr, IL_LABEL),) if best_ewr else ())
+        for label, ref in dict.fromkeys(pairs):  # distinct pairs, in order
             if label in table and ref in table:
                 lines.append(f"- {label} - {ref}: PDMS {fmt_ci(paired(table[label]['PDMS'], table[ref]['PDMS']))}")
         ablated = f"{IL_LABEL} command_forward"

@@ -30,7 +30,7 @@ from data_pipelines.paths import DataPaths
 from data_pipelines.scene_filter import Split, load_split, select_log_names
 from data_pipelines.scene_loader import SceneLoader
 from navsim_eval.pdm.constants import check_version
-from navsim_eval.pdm.metric_cache import MetricCacheProvider, MetricCacheStore
+from navsim_eval.pdm.metric_cache import CacheBuildReport, MetricCacheProvider, MetricCacheStore, build_caches
 
 logger = logging.getLogger(__name__)
 
@@ -38,17 +38,24 @@ EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
 MAX_LISTED = 20  # tokens listed per kind of problem in the printed report
 
 
+def _key(default, help_text: str, factory=None):
+    """A config field with its one-line help (listed by --help)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help_text})
+    return field(default=default, metadata={"help": help_text})
+
+
 @dataclass
 class MetricCacheBuildConfig:
-    split: Optional[Path] = field(default=None, metadata={"help": "split YAML (devkit format)"})
-    cache_dir: Optional[Path] = field(default=None, metadata={"help": "caches are stored in <cache_dir>/<version>"})
-    metrics: list[str] = field(default_factory=lambda: ["v1"], metadata={"help": "metric versions: [v1], [v2] or [v1,v2]"})
-    data_root: Optional[Path] = field(default=None, metadata={"help": "dataset root (default $OPENSCENE_DATA_ROOT)"})
-    maps_root: Optional[Path] = field(default=None, metadata={"help": "map root (default $NUPLAN_MAPS_ROOT or <data_root>/maps)"})
-    map_version: Optional[str] = field(default=None, metadata={"help": "map index name (default nuplan-maps-v1.0)"})
-    shard: Optional[str] = field(default=None, metadata={"help": "i/n: this process builds logs i, i+n, ... (default: accelerate's index/count)"})
-    overwrite: bool = field(default=False, metadata={"help": "rebuild entries that are up to date too"})
-    coverage_only: bool = field(default=False, metadata={"help": "build nothing; report the split's coverage"})
+    split: Optional[Path] = _key(None, "split YAML (devkit format)")
+    cache_dir: Optional[Path] = _key(None, "caches are stored in <cache_dir>/<version>")
+    metrics: list[str] = _key(None, "metric versions: [v1], [v2] or [v1,v2]", factory=lambda: ["v1"])
+    data_root: Optional[Path] = _key(None, "dataset root (default $OPENSCENE_DATA_ROOT)")
+    maps_root: Optional[Path] = _key(None, "map root (default $NUPLAN_MAPS_ROOT or <data_root>/maps)")
+    map_version: Optional[str] = _key(None, "map index name (default nuplan-maps-v1.0)")
+    shard: Optional[str] = _key(None, "i/n: this process builds logs i, i+n, ... (default: accelerate's index/count)")
+    overwrite: bool = _key(False, "rebuild entries that are up to date too")
+    coverage_only: bool = _key(False, "build nothing; report the split's coverage")
 
 
 @dataclass(frozen=True)
@@ -88,40 +95,12 @@ def shard_split(split: Split, data_paths: DataPaths, shard: Shard) -> Optional[S
     return dataclasses.replace(split, scene_filter=dataclasses.replace(split.scene_filter, log_names=logs))
 
 
-@dataclass
-class BuildReport:
-    """What one process did for one metric version."""
-
-    version: str
-    tokens: list[str]
-    built: list[str] = field(default_factory=list)
-    up_to_date: list[str] = field(default_factory=list)
-    failures: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def covered(self) -> int:
-        return len(self.built) + len(self.up_to_date)
-
-
-def build_caches(loader: SceneLoader, data_paths: DataPaths, cache_dir: Path, version: str,
-                 overwrite: bool = False) -> BuildReport:
-    """Build (or keep, when up to date) the cache of every scene of `loader`; failures recorded per token."""
-    store = MetricCacheStore(Path(cache_dir) / version)
+def build_split_caches(loader: SceneLoader, data_paths: DataPaths, cache_dir: Path, version: str,
+                       overwrite: bool = False) -> CacheBuildReport:
+    """Build (or keep, when up to date) the cache of every scene of `loader` into `cache_dir/<version>`."""
     provider = MetricCacheProvider(version, loader, maps_root=data_paths.require_maps_root(),
-                                   map_version=data_paths.map_version, store=store)
-    report = BuildReport(version, list(loader.tokens))
-    for token in report.tokens:
-        try:
-            if overwrite:
-                store.save(provider.build(provider.scene(token)))
-                report.built.append(token)
-                continue
-            before = provider.num_built
-            provider.get(token)
-            (report.built if provider.num_built > before else report.up_to_date).append(token)
-        except (DataError, ValueError) as exc:
-            report.failures[token] = f"{type(exc).__name__}: {exc}"
-    return report
+                                   map_version=data_paths.map_version, store=Path(cache_dir) / version)
+    return build_caches(provider, loader.tokens, overwrite=overwrite)
 
 
 def coverage(tokens: Sequence[str], cache_dir: Path, version: str) -> list[str]:
@@ -135,7 +114,7 @@ def _listed(tokens: Sequence[str]) -> str:
     return ", ".join(tokens[:MAX_LISTED]) + more
 
 
-def format_report(report: BuildReport, shard: Shard) -> str:
+def format_report(report: CacheBuildReport, shard: Shard) -> str:
     lines = [f"{report.version} shard {shard}: {len(report.tokens)} scenes: {len(report.built)} built, "
              f"{len(report.up_to_date)} up to date, {len(report.failures)} failed; coverage "
              f"{report.covered}/{len(report.tokens)}"]
@@ -155,8 +134,9 @@ def config_help() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m navsim_eval.metric_cache_build", description=__doc__.split("\n")[0],
-                                     epilog=config_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m navsim_eval.metric_cache_build",
+                                     description=__doc__.split("\n")[0], epilog=config_help(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML preset of the keys below")
     parser.add_argument("overrides", nargs="*", help="key=value")
     return parser
@@ -188,7 +168,7 @@ def run(config: MetricCacheBuildConfig, shard: Optional[Shard] = None) -> int:
     loader = SceneLoader.from_split(shard_of_split, data_paths)
     complete = True
     for version in config.metrics:
-        report = build_caches(loader, data_paths, config.cache_dir, version, config.overwrite)
+        report = build_split_caches(loader, data_paths, config.cache_dir, version, config.overwrite)
         print(format_report(report, shard), flush=True)
         complete &= not report.failures
     return EXIT_OK if complete else EXIT_INCOMPLETE

@@ -6,9 +6,9 @@
 
 Caches go to ``<cache_dir>/<version>`` (the layout ``python -m navsim_eval.score --cache-dir`` and the evaluation's
 ``--metric-cache-dir`` read). Each process reads only the logs of its shard (logs i, i+n, ... of the split in
-name order; ``shard`` defaults to accelerate's process index / count, 0/1 without a launcher); an entry that is
-up to date (same source fingerprint) is kept, others are built. Failures are listed per token and the rest is
-built. The command prints, per version, what it built and the coverage of its shard; ``coverage_only=true``
+name order; ``shard`` defaults to accelerate's process index / count, or the launcher's RANK / WORLD_SIZE, 0/1
+without a launcher); an entry that is up to date (same source fingerprint) is kept, others are built. Failures
+are listed per token and the rest is built. The command prints, per version, what it built and the coverage of its shard; ``coverage_only=true``
 builds nothing and reports the coverage of the whole split (tokens with a stored cache). Exit status 0 when every
 token of the shard (or split) has a cache, 1 otherwise, 2 on bad usage.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +32,9 @@ from data_pipelines.scene_loader import SceneLoader
 from navsim_eval.pdm.constants import check_version
 from navsim_eval.pdm.metric_cache import CacheBuildReport, MetricCacheProvider, MetricCacheStore, build_caches
 
-logger = logging.getLogger(__name__)
-
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
 MAX_LISTED = 20  # tokens listed per kind of problem in the printed report
+RANK_VARIABLE, WORLD_SIZE_VARIABLE = "RANK", "WORLD_SIZE"  # set by torchrun (and so by accelerate launch)
 
 
 def _key(default, help_text: str, factory=None):
@@ -79,11 +78,17 @@ def parse_shard(text: str) -> Shard:
 
 
 def process_shard() -> Shard:
-    """This process's shard from accelerate (process index / count over all nodes); 0/1 without a launcher."""
+    """This process's shard over all processes of all nodes: accelerate's process index / count, or the
+    launcher's RANK / WORLD_SIZE where accelerate runs undistributed (a CPU-only torchrun launch); 0/1 alone."""
     from accelerate import PartialState
 
     state = PartialState()
-    return Shard(state.process_index, state.num_processes)
+    if state.num_processes > 1:
+        return Shard(state.process_index, state.num_processes)
+    world_size = int(os.environ.get(WORLD_SIZE_VARIABLE, "1"))
+    if world_size > 1:
+        return Shard(int(os.environ[RANK_VARIABLE]), world_size)
+    return Shard(0, 1)
 
 
 def shard_split(split: Split, data_paths: DataPaths, shard: Shard) -> Optional[Split]:

@@ -79,3 +79,12 @@ def test_scoring_refuses_tokens_without_a_cache_and_scores_the_rest(golden_dir, 
 def test_bad_shard_is_a_usage_error(golden_dir, split_yaml, tmp_path, capsys):
     assert build.main(_args(golden_dir, split_yaml, tmp_path, "shard=2/2")) == build.EXIT_USAGE
     assert "shard" in capsys.readouterr().err
+
+
+def test_shard_comes_from_the_launcher(monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert build.process_shard() == build.Shard(1, 3)
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert build.process_shard() == build.Shard(0, 1)

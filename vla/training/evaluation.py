@@ -36,7 +36,7 @@ def sample_policy(
             gen = torch.Generator(device=batcher.device).manual_seed(int(seed) + int(group[0]))
             poses = policy.sample(
                 batch, omega=list(omegas), num_steps=num_steps, num_samples=num_samples, context=context,
-                generator=gen, policy=mode,
+                generator=gen, mode=mode,
             )  # (B, W, S, 8, 3)
             out.append(poses.detach().float().cpu().numpy())
     return np.concatenate(out, axis=0)

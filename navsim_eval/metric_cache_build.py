@@ -1,7 +1,7 @@
 """Build the PDM metric caches of a whole split up front, sharded by log over processes and nodes.
 
     python -m navsim_eval.metric_cache_build split=SPLIT.yaml cache_dir=DIR [metrics=[v1,v2]] [data_root=DIR]
-        [maps_root=DIR] [shard=i/n] [overwrite=true] [coverage_only=true] [--config PRESET.yaml]
+        [maps_root=DIR] [shard=i/n] [overwrite=true] [coverage_only=true] [--config PRESET.yaml] [--help]
     accelerate launch --num_processes N -m navsim_eval.metric_cache_build split=... cache_dir=...
 
 Caches go to ``<cache_dir>/<version>`` (the layout ``python -m navsim_eval.score --cache-dir`` and the evaluation's
@@ -15,20 +15,21 @@ token of the shard (or split) has a cache, 1 otherwise, 2 on bad usage.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Annotated, Optional, Sequence
 
-from data_pipelines.configuration import ConfigError, load_config
+from data_pipelines.configuration import REQUIRED, ConfigError, parse_command_line
 from data_pipelines.errors import DataError
 from data_pipelines.log_reader import find_log_files, log_name_of
 from data_pipelines.paths import DataPaths
-from data_pipelines.scene_filter import Split, load_split, select_log_names
+from data_pipelines.scene_filter import Split, select_log_names
 from data_pipelines.scene_loader import SceneLoader
+from navsim_eval.evaluation.errors import EvaluationError
+from navsim_eval.evaluation.pipeline import resolve_split
 from navsim_eval.pdm.constants import check_version
 from navsim_eval.pdm.metric_cache import CacheBuildReport, MetricCacheProvider, MetricCacheStore, build_caches
 
@@ -37,24 +38,19 @@ MAX_LISTED = 20  # tokens listed per kind of problem in the printed report
 RANK_VARIABLE, WORLD_SIZE_VARIABLE = "RANK", "WORLD_SIZE"  # set by torchrun (and so by accelerate launch)
 
 
-def _key(default, help_text: str, factory=None):
-    """A config field with its one-line help (listed by --help)."""
-    if factory is not None:
-        return field(default_factory=factory, metadata={"help": help_text})
-    return field(default=default, metadata={"help": help_text})
-
-
 @dataclass
 class MetricCacheBuildConfig:
-    split: Optional[Path] = _key(None, "split YAML (devkit format)")
-    cache_dir: Optional[Path] = _key(None, "caches are stored in <cache_dir>/<version>")
-    metrics: list[str] = _key(None, "metric versions: [v1], [v2] or [v1,v2]", factory=lambda: ["v1"])
-    data_root: Optional[Path] = _key(None, "dataset root (default $OPENSCENE_DATA_ROOT)")
-    maps_root: Optional[Path] = _key(None, "map root (default $NUPLAN_MAPS_ROOT or <data_root>/maps)")
-    map_version: Optional[str] = _key(None, "map index name (default nuplan-maps-v1.0)")
-    shard: Optional[str] = _key(None, "i/n: this process builds logs i, i+n, ... (default: accelerate's index/count)")
-    overwrite: bool = _key(False, "rebuild entries that are up to date too")
-    coverage_only: bool = _key(False, "build nothing; report the split's coverage")
+    """What one build (or coverage check) of a split's metric caches needs."""
+
+    split: Annotated[str, REQUIRED] = ""  # split name under <data_root>/splits, or a split YAML path
+    cache_dir: Annotated[str, REQUIRED] = ""  # caches are stored in <cache_dir>/<version>
+    metrics: tuple[str, ...] = ("v1",)  # metric versions: v1 (PDMS) and/or v2 (EPDMS)
+    data_root: Optional[str] = None  # dataset root; None: $OPENSCENE_DATA_ROOT
+    maps_root: Optional[str] = None  # map root; None: $NUPLAN_MAPS_ROOT, else <data_root>/maps
+    map_version: Optional[str] = None  # map index name; None: nuplan-maps-v1.0
+    shard: Optional[str] = None  # i/n: this process builds logs i, i+n, ...; None: from the launcher (accelerate)
+    overwrite: bool = False  # rebuild entries that are up to date too
+    coverage_only: bool = False  # build nothing; report the coverage of the whole split
 
 
 @dataclass(frozen=True)
@@ -130,31 +126,12 @@ def format_report(report: CacheBuildReport, shard: Shard) -> str:
     return "\n".join(lines)
 
 
-def config_help() -> str:
-    lines = ["keys (key=value):"]
-    for f in dataclasses.fields(MetricCacheBuildConfig):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        lines.append(f"  {f.name} (default {default!r}): {f.metadata.get('help', '')}")
-    return "\n".join(lines)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m navsim_eval.metric_cache_build",
-                                     description=__doc__.split("\n")[0], epilog=config_help(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML preset of the keys below")
-    parser.add_argument("overrides", nargs="*", help="key=value")
-    return parser
-
-
 def run(config: MetricCacheBuildConfig, shard: Optional[Shard] = None) -> int:
     """Build (or check) the caches; prints a report and returns the exit status."""
-    if config.split is None or config.cache_dir is None:
-        raise ConfigError("split and cache_dir are required (split=SPLIT.yaml cache_dir=DIR)")
     for version in config.metrics:
         check_version(version)
     data_paths = DataPaths.from_env(config.data_root, config.maps_root, config.map_version)
-    split = load_split(config.split)
+    split = resolve_split(config, data_paths)
     if config.coverage_only:
         tokens = SceneLoader.from_split(split, data_paths).tokens
         complete = True
@@ -180,11 +157,11 @@ def run(config: MetricCacheBuildConfig, shard: Optional[Shard] = None) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        config = load_config(MetricCacheBuildConfig, args.config, args.overrides)
+        config, _ = parse_command_line(MetricCacheBuildConfig, argv, prog="python -m navsim_eval.metric_cache_build",
+                                       description=__doc__)
         return run(config)
-    except DataError as exc:  # bad keys, split, data folders (ConfigError is one)
+    except (DataError, EvaluationError) as exc:  # bad keys (ConfigError), split, data folders
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

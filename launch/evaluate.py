@@ -5,6 +5,7 @@
 
 Writes <output-dir>/results.csv (per token, every sub-metric), summary.md (paper-layout tables, also
 printed), two_stage.csv for two-stage splits, and report/ PNGs. A rerun resumes from results.csv.
+With --select-omega (e.g. on a validation split) the best omega is also written to selected_omega.json.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 
 from navsim_eval.evaluation import EvaluationConfig, ModelPlanner, from_accelerate, run_pipeline
 from navsim_eval.evaluation.pipeline import build_sources, default_planners
+from vla.sampling import PolicySampler
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -53,6 +55,8 @@ def parse_args(argv=None) -> EvaluationConfig:
     p.add_argument("--report-worst", type=int, default=defaults.report_worst)
     p.add_argument("--report-sample", type=int, default=defaults.report_sample)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--select-omega", action="store_true",
+                   help="choose the omega with the best score (first metric) and write selected_omega.json")
     a = p.parse_args(argv)
     return EvaluationConfig(
         split=a.split, data_root=a.data_root, maps_root=a.maps_root, checkpoint=a.checkpoint,
@@ -60,7 +64,7 @@ def parse_args(argv=None) -> EvaluationConfig:
         seeds=a.seeds, metrics=a.metrics, baselines=a.baselines, batch_size=a.batch_size, output_dir=a.output_dir,
         metric_cache_dir=a.metric_cache_dir, two_stage=a.two_stage, two_stage_root=a.two_stage_root,
         max_scenes=a.max_scenes, report_worst=a.report_worst, report_sample=a.report_sample,
-        progress=not a.no_progress,
+        progress=not a.no_progress, select_omega=a.select_omega,
     )
 
 
@@ -77,14 +81,14 @@ def main(argv=None) -> int:
     planners, model = [], None
     if config.checkpoint:
         model = load_model(config.checkpoint, dist.device)
-        planners.append(ModelPlanner(model, name="dipole", omegas=config.omegas, seeds=config.seeds,
+        planners.append(ModelPlanner(PolicySampler(model), name="dipole", omegas=config.omegas, seeds=config.seeds,
                                      num_samples=config.num_samples, num_steps=config.num_steps))
     if "il" in config.baselines:
         if not (config.il_checkpoint or model is not None):
             raise SystemExit("the 'il' baseline needs --il-checkpoint or --checkpoint")
         il_model = load_model(config.il_checkpoint, dist.device) if config.il_checkpoint else model
-        planners.append(ModelPlanner(il_model, name="il", seeds=config.seeds, num_samples=config.num_samples,
-                                     num_steps=config.num_steps, policy="base"))
+        planners.append(ModelPlanner(PolicySampler(il_model), name="il", seeds=config.seeds,
+                                     num_samples=config.num_samples, num_steps=config.num_steps, policy="base"))
     planners += default_planners(config)
     if not planners:
         raise SystemExit("nothing to evaluate: pass --checkpoint and/or --baselines")

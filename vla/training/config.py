@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-STAGES = ("il", "dipole", "ewr")
-ADVANTAGES = ("G1", "G2", "G3", "G4")
 EVAL_OMEGAS = (0.0, 0.5, 1.0, 2.0, 4.0)  # specs/dipole.md §6 step 6
 
 
@@ -90,7 +88,7 @@ class DipoleSection:
     rounds: int = 3
     steps_per_round: int = 40
     batch_size: int = 16  # scenes per process per micro-step (each with K candidates)
-    advantage: Literal["G1", "G2", "G3", "G4"] = "G1"
+    advantage: str = "group_normalized"  # a vla.training.advantages registry name (or alias G1..G4, §5.2)
     beta: float = 2.0  # project choice ([rl-code] uses 1.0; the NAVSIM value is unknown, §6)
     weight_offset: float = 0.0  # k in sigmoid(beta G + k); paper formula has none (§3.7)
     normalize_weights: bool = False  # divide by the weight sum instead of the plain mean (§3.2)
@@ -100,11 +98,14 @@ class DipoleSection:
     rollout: RolloutSection = RolloutSection()
     ewr_max_weight: float = 20.0  # EWR baseline: exp(beta G) clipped here (the instability §2.1 describes)
     eval_every_round: bool = False  # evaluate on the eval split after each round, every eval omega (§6 step 6)
+    reuse_context: bool = True  # DIPOLE: keep the rollout's backbone context (frozen backbone) for the update
+    context_cache_max_mb: float = 4096.0  # per process, on CPU; a larger round re-encodes each micro-batch
 
 
 @dataclass(frozen=True)
 class EvalSection:
-    """Closed-form evaluation on the eval split: one trajectory per scene per omega, PDM-scored."""
+    """Evaluation on the eval split through the evaluation harness (navsim_eval.evaluation, wired in by the
+    launch script): per scene and omega ``num_samples`` trajectories, each scene's noise seeded by (seed, token)."""
 
     enabled: bool = True
     omegas: tuple[float, ...] = EVAL_OMEGAS
@@ -148,9 +149,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         from data_pipelines.configuration import ConfigError
 
-        unknown = [s for s in self.stages if s not in STAGES]
+        from vla.training.advantages import advantage_names
+        from vla.training.stages import stage_names
+
+        unknown = [s for s in self.stages if s not in stage_names()]
         if unknown:
-            raise ConfigError(f"stages: unknown stage(s) {unknown}; valid stages: {list(STAGES)}")
+            raise ConfigError(f"stages: unknown stage(s) {unknown}; valid stages: {stage_names()}")
         if not self.stages:
             raise ConfigError("stages: at least one stage is needed")
         if self.gradient_accumulation_steps < 1:
@@ -161,5 +165,8 @@ class TrainConfig:
                 raise ConfigError(f"{section_name}.rollout.num_candidates must be >= 2 (a group needs 2 samples)")
             if section.beta <= 0:
                 raise ConfigError(f"{section_name}.beta must be > 0")
+            if section.advantage not in advantage_names():
+                raise ConfigError(f"{section_name}.advantage: unknown {section.advantage!r}; valid: "
+                                  f"{advantage_names()}")
         if "ewr" in self.stages and "dipole" in self.stages:
             raise ConfigError("stages: run 'dipole' and 'ewr' in separate runs (both start from the IL policy)")

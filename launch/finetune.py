@@ -123,20 +123,21 @@ def make_eval_fn(cfg: TrainConfig, paths: DataPaths, accelerator):
         dist.barrier()
         planners = [ModelPlanner(PolicySampler(p.policy), name=p.name, omegas=p.omegas or run.omegas,
                                  seeds=run.seeds, num_samples=run.num_samples, num_steps=run.num_steps,
-                                 policy=p.mode) for p in policies]
+                                 mode=p.mode) for p in policies]
         outputs = run_pipeline(run, planners, sources=sources, distributed=dist)
         return EvalReport(table_results(outputs.rows, cfg.reward.version), outputs.summary_text)
 
     return eval_fn
 
 
-def make_reward(cfg: TrainConfig, paths: DataPaths, split, name: str):
-    """The PDM scorer as a reward callable; metric caches are built on first use under the cache folder."""
+def make_reward(cfg: TrainConfig, paths: DataPaths, items, name: str):
+    """The PDM scorer as a reward callable over the scenes already loaded in `items` (logs are not read again);
+    metric caches are built on first use under the cache folder."""
     from navsim_eval.reward import PDMReward
 
     cache_dir = (cfg.data.metric_cache_dir or cfg.output_dir / "metric_cache") / name
-    return PDMReward.from_split(paths, split, cache_dir, version=cfg.reward.version,
-                                num_workers=cfg.reward.num_workers)
+    return PDMReward.from_loader(items.loader, paths, cache_dir, version=cfg.reward.version,
+                                 num_workers=cfg.reward.num_workers)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -144,9 +145,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cfg = load_config(TrainConfig, args.config, args.overrides)  # unknown keys fail here, before anything runs
     accelerator = make_accelerator(cfg)
     paths = resolve_data(cfg, accelerator)
-    train_split, train_items = load_items(cfg, paths, cfg.data.train_split, cfg.data.max_train_scenes)
+    _, train_items = load_items(cfg, paths, cfg.data.train_split, cfg.data.max_train_scenes)
     needs_rollouts = any(get_stage(stage).needs_reward for stage in cfg.stages)
-    train_reward = make_reward(cfg, paths, train_split, "train") if needs_rollouts else None  # lazy: caches on use
+    train_reward = make_reward(cfg, paths, train_items, "train") if needs_rollouts else None  # lazy: caches on use
     eval_fn = make_eval_fn(cfg, paths, accelerator) if cfg.eval.enabled else None
     trainer = Trainer(cfg, accelerator, train_items, train_reward, eval_fn)
     if args.resume:

@@ -71,7 +71,7 @@ def sample_scenes(
     tokens = [str(t) for t in tokens]
     if context is None:
         context = model.encode(batch)
-    kwargs: dict[str, Any] = {"num_samples": int(num_samples), "context": context, "policy": mode,
+    kwargs: dict[str, Any] = {"num_samples": int(num_samples), "context": context, "mode": mode,
                               "generator": scene_generators(seed, tokens, model_device(model))}
     if num_steps is not None:
         kwargs["num_steps"] = int(num_steps)

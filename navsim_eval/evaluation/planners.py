@@ -95,7 +95,7 @@ class ModelPlanner:
     """A model through its scene sampler: guided (every omega from one encoded context) or the base policy
     (IL, adapters off).
 
-    ``policy="base"`` ignores omega (the IL-only baseline). Variants: omega x seed x sample.
+    ``mode="base"`` ignores omega (the IL-only baseline). Variants: omega x seed x sample.
     """
 
     needs_scene = False
@@ -109,34 +109,34 @@ class ModelPlanner:
         seeds: Sequence[int] = (0,),
         num_samples: int = 1,
         num_steps: Optional[int] = None,
-        policy: str = "guided",
+        mode: str = "guided",
     ):
-        if policy not in ("guided", "base"):
-            raise ValueError(f"unknown policy {policy!r}; expected 'guided' or 'base'")
-        if not omegas and policy == "guided":
-            raise ValueError("the guided policy needs at least one omega")
+        if mode not in ("guided", "base"):
+            raise ValueError(f"unknown sampling mode {mode!r}; expected 'guided' or 'base'")
+        if not omegas and mode == "guided":
+            raise ValueError("the guided sampling mode needs at least one omega")
         if not callable(getattr(sampler, "sample_agent_inputs", None)):
             raise TypeError(f"ModelPlanner needs a scene sampler (e.g. vla.sampling.PolicySampler(model)), "
                             f"got {type(sampler).__name__}")
         self.sampler = sampler
         self.name = name
-        self.policy = policy
-        self.omegas = [float(w) for w in omegas] if policy == "guided" else []
+        self.mode = mode
+        self.omegas = [float(w) for w in omegas] if mode == "guided" else []
         self.seeds = [int(s) for s in seeds]
         self.num_samples = int(num_samples)
         self.num_steps = num_steps
 
     def variants(self) -> list[Variant]:
-        omegas: list[Optional[float]] = self.omegas if self.policy == "guided" else [None]
+        omegas: list[Optional[float]] = self.omegas if self.mode == "guided" else [None]
         grid = itertools.product(omegas, self.seeds, range(self.num_samples))
         return [Variant(self.name, w, s, k) for w, s, k in grid]
 
     def plan(self, batch: PlanningBatch) -> dict[Variant, np.ndarray]:
         per_seed = self.sampler.sample_agent_inputs(
             batch.agent_inputs, batch.tokens, seeds=self.seeds,
-            omegas=self.omegas if self.policy == "guided" else None, mode=self.policy,
+            omegas=self.omegas if self.mode == "guided" else None, mode=self.mode,
             num_samples=self.num_samples, num_steps=self.num_steps)
-        omegas: list[Optional[float]] = self.omegas if self.policy == "guided" else [None]
+        omegas: list[Optional[float]] = self.omegas if self.mode == "guided" else [None]
         out: dict[Variant, np.ndarray] = {}
         for seed, poses in zip(self.seeds, per_seed):  # poses (B, W, S, 8, 3)
             for i, omega in enumerate(omegas):

@@ -245,7 +245,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ steps
     def prepare_stage(self, stage: Stage, policy) -> StageContext:
         """Trainable parameters, optimizer, schedule and the accelerate / DeepSpeed engine of a stage."""
-        policy.set_training_stage(stage.model_stage)
+        policy.set_trainable(stage.trainable)
         if self.cfg.model.gradient_checkpointing:
             enable_activation_checkpointing(policy)
         optim = stage.section.optim

@@ -37,7 +37,7 @@ class Stage:
     """One algorithm. Subclasses set the class attributes and implement :meth:`run` and :meth:`total_steps`."""
 
     name: ClassVar[str] = ""
-    model_stage: ClassVar[str] = "il"  # DipoleVLA.set_training_stage: "il" (base head) or "dipole" (adapters)
+    trainable: ClassVar[str] = "base"  # DipoleVLA.set_trainable scope: "base" (head, backbone) or "adapters"
     needs_reward: ClassVar[bool] = False  # rollouts scored by the train reward function
     builds_policy: ClassVar[bool] = False  # starts from a fresh model (else from the IL policy)
 

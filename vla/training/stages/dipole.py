@@ -72,7 +72,7 @@ class ContextCache:
 @register_stage
 class DipoleStage(RolloutStage):
     name = "dipole"
-    model_stage = "dipole"
+    trainable = "adapters"
 
     def __init__(self, trainer):
         super().__init__(trainer)
@@ -120,7 +120,7 @@ class DipoleStage(RolloutStage):
         kwargs = {}
         if self.contexts is not None and self.contexts.complete:
             batch, kwargs["context"] = self.contexts.select(sel, device)
-            batch["poses"] = torch.from_numpy(buffer.poses[sel]).to(device)
+            batch["target_poses"] = torch.from_numpy(buffer.poses[sel]).to(device)
         else:
             batch = self.candidate_batch(sel, buffer, batcher)
         g, usable = self.usable(sel, buffer)
@@ -129,7 +129,7 @@ class DipoleStage(RolloutStage):
             kwargs["offset"] = sec.weight_offset
         if sec.bc_weight > 0:  # BC anchor on the logged trajectory (specs/dipole.md §8 option (b))
             kwargs["bc_weight"] = sec.bc_weight
-            batch["bc_poses"] = torch.from_numpy(batcher.target_poses(buffer.scene_indices[sel])).to(device)
+            kwargs["anchor_poses"] = torch.from_numpy(batcher.target_poses(buffer.scene_indices[sel])).to(device)
         return "dipole", batch, kwargs
 
     # logging ------------------------------------------------------------------------------------------------------

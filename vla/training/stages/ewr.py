@@ -13,7 +13,7 @@ from vla.training.stages.rounds import RolloutStage, sample_candidates
 @register_stage
 class EWRStage(RolloutStage):
     name = "ewr"
-    model_stage = "il"
+    trainable = "base"
 
     def sample_scenes(self, policy, batch, tokens, seed, context=None):
         return sample_candidates(policy, batch, tokens, seed, self.section.rollout, "base", context)

@@ -14,7 +14,7 @@ IL_DATA_SALT = 0  # sample-stream salt of the IL scene order
 @register_stage
 class ImitationStage(Stage):
     name = "il"
-    model_stage = "il"
+    trainable = "base"
     builds_policy = True
 
     def total_steps(self) -> int:

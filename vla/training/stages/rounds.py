@@ -187,11 +187,9 @@ class RolloutStage(Stage):
                       desc=f"{self.name} round {buffer.round_index}: train", report=report, buffer=buffer)
 
     def candidate_batch(self, sel: np.ndarray, buffer: RolloutBuffer, batcher: SceneBatcher) -> dict:
-        """Model inputs of buffer rows ``sel`` with their candidates as ``poses`` (B, K, 8, 3)."""
+        """Model inputs of buffer rows ``sel`` with their candidates as ``target_poses`` (B, K, 8, 3)."""
         batch = batcher.batch(buffer.scene_indices[sel], with_targets=False)
-        for key in ("actions", "target_poses"):
-            batch.pop(key, None)
-        batch["poses"] = torch.from_numpy(buffer.poses[sel]).to(self.trainer.acc.device)
+        batch["target_poses"] = torch.from_numpy(buffer.poses[sel]).to(self.trainer.acc.device)
         return batch
 
     def usable(self, sel: np.ndarray, buffer: RolloutBuffer) -> tuple[torch.Tensor, torch.Tensor]:

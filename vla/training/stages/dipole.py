@@ -5,7 +5,8 @@ The backbone is frozen in this stage, so each scene's backbone context is comput
 rollout's context is kept on CPU (``reuse_context``) and every micro-step reads it instead of re-running the
 processor and the backbone. A round whose contexts would exceed ``context_cache_max_mb`` per process
 re-encodes each micro-batch instead. After a resume inside a round the contexts are encoded again with the
-rollout's batching, which gives the same values.
+rollout's batching, which gives the same values. Either way the frozen backbone runs in eval mode (no
+dropout), as in the rollouts, so the update sees the context the candidates were sampled from.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class DipoleStage(RolloutStage):
 
     def start_training(self, buffer, batcher, ctx):
         t = self.trainer
+        self._ctx = ctx
         if not self.section.reuse_context:
             self.contexts = None
             return
@@ -123,6 +125,7 @@ class DipoleStage(RolloutStage):
             batch["target_poses"] = torch.from_numpy(buffer.poses[sel]).to(device)
         else:
             batch = self.candidate_batch(sel, buffer, batcher)
+            kwargs["context"] = self.frozen_context(batch)
         g, usable = self.usable(sel, buffer)
         kwargs.update(sample_mask=usable, g=g, beta=sec.beta, normalize_weights=sec.normalize_weights)
         if sec.weight_offset != 0:
@@ -131,6 +134,17 @@ class DipoleStage(RolloutStage):
             kwargs["bc_weight"] = sec.bc_weight
             kwargs["anchor_poses"] = torch.from_numpy(batcher.target_poses(buffer.scene_indices[sel])).to(device)
         return "dipole", batch, kwargs
+
+    def frozen_context(self, batch: dict) -> Context:
+        """The frozen backbone's context of a micro-batch, in eval mode (as in the rollouts: no dropout)."""
+        t, policy = self.trainer, self._ctx.policy
+        was_training = policy.backbone.training
+        policy.backbone.eval()
+        try:
+            with t.gathered(self._ctx), t.autocast(), torch.no_grad():
+                return policy.encode(batch)
+        finally:
+            policy.backbone.train(was_training)
 
     # logging ------------------------------------------------------------------------------------------------------
     def weight_statistics(self, buffer):

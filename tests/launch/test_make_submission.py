@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from navsim_eval.submission import load_submission, write_submission
+from navsim_eval.submission import UnsafePickleError, load_submission, write_submission
+from tests.data_pipelines.data_helpers import code_running_pickle
 from tests.launch.conftest import load_launch_script
 
 META = ["--method", "DIPOLE", "--repo-url", "https://example.org/dipole", "--authors", "A. Author",
@@ -71,6 +72,19 @@ def test_validate_fails_with_a_clear_report(script, tmp_path, capsys):
     assert script.main(["validate", str(broken)]) == 1
     report = capsys.readouterr().out
     assert "RESULT: FAIL" in report and dropped in report and "missing" in report
+
+
+def test_validate_and_merge_refuse_a_code_running_pickle(script, tmp_path, capsys):
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil" / "submission.pkl"
+    evil.parent.mkdir()
+    evil.write_bytes(code_running_pickle(marker, wrap=lambda payload: {"predictions": [{"tok": payload}]}))
+    capsys.readouterr()
+    assert script.main(["validate", str(evil)]) == 1
+    assert f"submission file {evil}: references" in capsys.readouterr().out
+    with pytest.raises(UnsafePickleError, match=r"submission\.pkl: references .*system"):
+        script.main(["merge", str(evil), str(evil), "--out", str(tmp_path / "merged")])
+    assert not marker.exists()
 
 
 def test_write_from_incomplete_results_names_the_missing_tokens(script, tmp_path):

@@ -196,11 +196,17 @@ class Observation:
         valid = (steps >= 0) & (steps < self.num_steps)
         if len(flat.step) == 0 or not valid.any():
             return empty
+        # Union box of each step's queries (segment reductions over the queries sorted by step).
+        order = np.flatnonzero(valid)
+        order = order[np.argsort(steps[order], kind="stable")]
+        sorted_steps = steps[order]
+        segment_starts = np.flatnonzero(np.concatenate([[True], sorted_steps[1:] != sorted_steps[:-1]]))
         union = np.empty((self.num_steps, 4))
         union[:, :2] = np.inf
         union[:, 2:] = -np.inf
-        np.minimum.at(union[:, :2], steps[valid], bounds[valid, :2])
-        np.maximum.at(union[:, 2:], steps[valid], bounds[valid, 2:])
+        query_steps = sorted_steps[segment_starts]
+        union[query_steps, :2] = np.minimum.reduceat(bounds[order, :2], segment_starts, axis=0)
+        union[query_steps, 2:] = np.maximum.reduceat(bounds[order, 2:], segment_starts, axis=0)
         entry_union = union[flat.step]
         near = np.flatnonzero(_boxes_overlap(entry_union, flat.bounds))
         if len(near) == 0:

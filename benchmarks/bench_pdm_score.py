@@ -9,7 +9,8 @@ For every data root (default: the golden fixtures; any OpenScene-layout root wit
 `stride`-th scene window (4 history + 10 future frames):
 * metric-cache build seconds (CPU, median; v1 includes writing the cache file, as the official figure);
 * in-process scoring throughput for K candidates per scene (one `score_trajectories` call per scene, CPU
-  time, per scene the minimum over `repeats` calls);
+  time, per scene the minimum over `repeats` calls), and with `score_trajectories_batch` over `batch-scenes`
+  scenes per call (one shared tracker simulation);
 * wall-clock throughput of the training reward (`PDMReward`) with 1, 2, ... worker processes at K = `worker-k`.
 Candidates are the data root's `trajectories.json` (golden) or the logged future, cycled and perturbed.
 Official figures come from the golden `timing_v1.json` / `timing_v2.json` (v1: 23 ms per trajectory, 0.21 s per
@@ -77,6 +78,11 @@ def measure(args) -> dict:
     from navsim_eval.pdm.scorer import score_trajectories
     from navsim_eval.reward import PDMReward
 
+    try:
+        from navsim_eval.pdm.scorer import score_trajectories_batch as batch_scoring
+    except ImportError:  # a baseline revision without multi-scene scoring
+        batch_scoring = None
+
     data_root = args.data_root[0]
     scene_filter = SceneFilter(num_history_frames=4, num_future_frames=10, frame_interval=1, has_route=False)
     loader = SceneLoader(_logs_folder(data_root, args.split), None, scene_filter)
@@ -121,6 +127,18 @@ def measure(args) -> dict:
                     best = min(best, time.process_time() - start)
                 total += best
             result["score_per_s"][str(num)] = num * len(caches) / total
+        if batch_scoring is not None:  # several scenes per call: one shared tracker simulation
+            inputs = {t: perturbed_candidates(base_poses[t], args.batch_k, rng) for t in caches}
+            chunks = [tokens[i:i + args.batch_scenes] for i in range(0, len(tokens), args.batch_scenes)]
+            total = 0.0
+            for chunk in chunks:
+                best = np.inf
+                for _ in range(args.repeats):
+                    start = time.process_time()
+                    batch_scoring([caches[t] for t in chunk], [inputs[t] for t in chunk], version)
+                    best = min(best, time.process_time() - start)
+                total += best
+            result["batched_per_s"] = args.batch_k * len(caches) / total
         poses = np.stack([perturbed_candidates(base_poses[t], args.worker_k, rng) for t in tokens])
         for workers in args.workers:
             reward = PDMReward(caches.__getitem__, version, num_workers=workers)
@@ -157,12 +175,14 @@ def _span(values, fmt: str) -> str:
 
 
 def _pick(rounds: list[dict], version: str, *keys: str) -> list[float]:
+    """One figure per round (rounds without it, e.g. a baseline lacking the feature, are left out)."""
     values = []
     for figures in rounds:
         value = figures["versions"][version]
         for key in keys:
-            value = value[key]
-        values.append(float(value))
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None:
+            values.append(float(value))
     return values
 
 
@@ -178,19 +198,24 @@ def report(data_root: Path, current: list[dict], baseline: list[dict], official:
     targets = {}
     for version in VERSIONS:
         rows = [(f"K={k} traj/s", ("score_per_s", str(k)), "per_s") for k in args.ks]
+        rows.append((f"K={args.batch_k} x{args.batch_scenes}", ("batched_per_s",), "per_s"))
         rows.append(("cache s", ("cache_seconds_median",), "cache_s"))
         rows += [(f"{n} worker(s)", ("workers_per_s", str(n)), "per_s") for n in args.workers]
         for label, keys, official_key in rows:
             ours = _pick(current, version, *keys)
+            if not ours:
+                continue
             is_time = official_key == "cache_s"
             vs_official = [official[version][official_key] / v if is_time else v / official[version][official_key]
                            for v in ours]
             fmt = ".4f" if is_time else ".0f"
             line = f"{version:8}{label:>14}{_span(ours, fmt):>16}{_span(vs_official, '.1f') + 'x':>16}"
-            if baseline:
-                base = _pick(baseline, version, *keys)
+            base = _pick(baseline, version, *keys)
+            if base:
                 paired = [b / o if is_time else o / b for o, b in zip(ours, base)]
                 line += f"{_span(base, fmt):>16}{_span(paired, '.2f') + 'x':>16}"
+            elif baseline:
+                line += f"{'n/a':>16}{'n/a':>16}"
             print(line)
         k32 = _pick(current, version, "score_per_s", str(TARGET_K)) if TARGET_K in args.ks else []
         cache = _pick(current, version, "cache_seconds_median")
@@ -213,8 +238,10 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=5, help="use every n-th scene window")
     parser.add_argument("--max-scenes", type=int, default=40)
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 8, 32, 128])
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--workers", type=int, nargs="*", default=[1, 2])
     parser.add_argument("--worker-k", type=int, default=TARGET_K)
+    parser.add_argument("--batch-k", type=int, default=TARGET_K, help="K of the multi-scene scoring row")
+    parser.add_argument("--batch-scenes", type=int, default=8, help="scenes per score_trajectories_batch call")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--baseline", default=None, help="git revision measured in the same run")
     parser.add_argument("--rounds", type=int, default=2)
@@ -252,6 +279,7 @@ def _forwarded(args, data_root: Path) -> list[str]:
     """Arguments of one measurement process."""
     out = ["--data-root", str(data_root), "--golden", str(args.golden), "--stride", str(args.stride),
            "--max-scenes", str(args.max_scenes), "--worker-k", str(args.worker_k), "--repeats", str(args.repeats),
+           "--batch-k", str(args.batch_k), "--batch-scenes", str(args.batch_scenes),
            "--ks", *map(str, args.ks), "--workers", *map(str, args.workers)]
     if args.split:
         out += ["--split", args.split]

@@ -164,7 +164,8 @@ def _horizon_polynomials(v_ref: np.ndarray, kappa_sums: np.ndarray, accel_per_sp
 
 
 def simulate(reference_xyh: np.ndarray, initial_state: np.ndarray, dt: float = SIM_DT) -> np.ndarray:
-    """Track reference poses (B, 41, 3) from the initial ego state (11,); return states (B, 41, 11).
+    """Track reference poses (B, 41, 3) from the initial ego state (11,) or one per row (B, 11); return states
+    (B, 41, 11). Rows are independent, so several scenes can share one call.
 
     Per step: one-shot lateral LQR over the horizon in closed form (§5). The horizon step matrices are
     unipotent, so the composed free response Φz + g and input response Γ are polynomials in the current speed
@@ -197,15 +198,15 @@ def simulate(reference_xyh: np.ndarray, initial_state: np.ndarray, dt: float = S
     steering_lag = dt / (dt + STEERING_TIME_CONSTANT)
     q_e, q_psi = LAT_Q[0], LAT_Q[1]
 
-    initial = np.asarray(initial_state, dtype=np.float64)
-    x = np.full(batch, initial[StateIndex.X])
-    y = np.full(batch, initial[StateIndex.Y])
-    h = np.full(batch, initial[StateIndex.HEADING])
-    v = np.full(batch, initial[StateIndex.VELOCITY_X])
-    accel = np.full(batch, initial[StateIndex.ACCELERATION_X])
-    steering = np.full(batch, initial[StateIndex.STEERING_ANGLE])
+    initial = np.broadcast_to(np.asarray(initial_state, dtype=np.float64), (batch, STATE_DIM))
+    x = initial[:, StateIndex.X].copy()
+    y = initial[:, StateIndex.Y].copy()
+    h = initial[:, StateIndex.HEADING].copy()
+    v = initial[:, StateIndex.VELOCITY_X].copy()
+    accel = initial[:, StateIndex.ACCELERATION_X].copy()
+    steering = initial[:, StateIndex.STEERING_ANGLE].copy()
     tan_steering = np.tan(steering)
-    yaw_rate = np.full(batch, initial[StateIndex.ANGULAR_VELOCITY])
+    yaw_rate = initial[:, StateIndex.ANGULAR_VELOCITY].copy()
     history = []
     for k in range(num_steps):
         lateral_error = (y - ref_y[k]) * cos_ref[k] - (x - ref_x[k]) * sin_ref[k]

@@ -69,12 +69,44 @@ def _logs_folder(data_root: Path, split: Optional[str]) -> Path:
     return folders[0]
 
 
-def measure(args) -> dict:
-    """All figures of one data root for the packages on the import path (run in a fresh process)."""
-    from data_pipelines.maps import MapLayer, load_map
+def time_metric_caches(scenes, maps: dict, version: str) -> tuple[dict, list[float]]:
+    """({token: cache}, CPU seconds per cache) building every scene's metric cache once (v1 timed with writing
+    the cache file, as the official figure). The first build per map, which loads its layers, is not timed."""
+    from navsim_eval.pdm.metric_cache import MetricCacheStore, build_metric_cache
+
+    warmed = set()
+    for scene in scenes:
+        if maps[scene.token].location not in warmed:
+            build_metric_cache(scene, maps[scene.token], version)
+            warmed.add(maps[scene.token].location)
+    caches, seconds = {}, []
+    with tempfile.TemporaryDirectory() as directory:
+        store = MetricCacheStore(directory)
+        for scene in scenes:
+            start = time.process_time()
+            cache = build_metric_cache(scene, maps[scene.token], version)
+            if version == "v1":
+                store.save(cache)
+            seconds.append(time.process_time() - start)
+            caches[scene.token] = cache
+    return caches, seconds
+
+
+def load_scenes(data_root: Path, split: Optional[str], stride: int, max_scenes: int):
+    """(scenes, {token: map}) of every `stride`-th 4 + 10 frame window of the data root, at most `max_scenes`."""
+    from data_pipelines.maps import load_map
     from data_pipelines.scene_filter import SceneFilter
     from data_pipelines.scene_loader import SceneLoader
-    from navsim_eval.pdm.metric_cache import MetricCacheStore, build_metric_cache
+
+    scene_filter = SceneFilter(num_history_frames=4, num_future_frames=10, frame_interval=1, has_route=False)
+    loader = SceneLoader(_logs_folder(data_root, split), None, scene_filter)
+    scenes = [loader.get_scene_from_token(t) for t in list(loader.tokens)[::stride][:max_scenes]]
+    return scenes, {s.token: load_map(data_root / "maps", s.scene_metadata.map_name) for s in scenes}
+
+
+def measure(args) -> dict:
+    """All figures of one data root for the packages on the import path (run in a fresh process)."""
+    from data_pipelines.maps import MapLayer
     from navsim_eval.pdm.scorer import score_trajectories
     from navsim_eval.reward import PDMReward
 
@@ -84,11 +116,8 @@ def measure(args) -> dict:
         batch_scoring = None
 
     data_root = args.data_root[0]
-    scene_filter = SceneFilter(num_history_frames=4, num_future_frames=10, frame_interval=1, has_route=False)
-    loader = SceneLoader(_logs_folder(data_root, args.split), None, scene_filter)
-    tokens = list(loader.tokens)[:: args.stride][: args.max_scenes]
-    scenes = [loader.get_scene_from_token(t) for t in tokens]
-    maps = {s.token: load_map(data_root / "maps", s.scene_metadata.map_name) for s in scenes}
+    scenes, maps = load_scenes(data_root, args.split, args.stride, args.max_scenes)
+    tokens = [s.token for s in scenes]
     trajectories_file = data_root / "trajectories.json"
     named = json.loads(trajectories_file.read_text()) if trajectories_file.is_file() else {}
     base_poses = {s.token: (np.array(list(named[s.token].values())) if s.token in named
@@ -99,21 +128,7 @@ def measure(args) -> dict:
                      "load_before": load_average(), "versions": {}}
     rng = np.random.default_rng(0)
     for version in VERSIONS:
-        warmed = set()
-        for scene in scenes:  # first call per map loads its layers: not part of the per-cache figure
-            if maps[scene.token].location not in warmed:
-                build_metric_cache(scene, maps[scene.token], version)
-                warmed.add(maps[scene.token].location)
-        caches, cache_seconds = {}, []
-        with tempfile.TemporaryDirectory() as directory:
-            store = MetricCacheStore(directory)
-            for scene in scenes:
-                start = time.process_time()
-                cache = build_metric_cache(scene, maps[scene.token], version)
-                if version == "v1":  # the official v1 figure includes writing the cache
-                    store.save(cache)
-                cache_seconds.append(time.process_time() - start)
-                caches[scene.token] = cache
+        caches, cache_seconds = time_metric_caches(scenes, maps, version)
         result = {"cache_seconds_median": float(np.median(cache_seconds)), "score_per_s": {}, "workers_per_s": {}}
         for num in args.ks:
             inputs = {t: perturbed_candidates(base_poses[t], num, rng) for t in caches}

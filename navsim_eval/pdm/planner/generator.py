@@ -70,6 +70,9 @@ class ProposalGenerator:
         self.state.velocity[:, 0] = initial_velocity
         self._targets = self.target_velocities[self.policy_of]
         self._group_cache: dict = {}
+        self._collided_masks: dict[int, np.ndarray] = {}
+        self._corridor_array = np.array(self.corridors, dtype=object)
+        self._linestrings = np.array([path.linestring for path in self.paths], dtype=object)
         self._interpolate = PathSetInterpolator(self.paths)
 
     @property
@@ -116,20 +119,22 @@ class ProposalGenerator:
         query order, without already-collided objects; all paths' centroids are projected in one call.
         """
         occupancy = self.observation.at_step(k)
-        candidates, rows_per_group, paths = [], [], []
-        for path_index, rows in groups:
-            found = [int(i) for i in occupancy.intersecting(self.corridors[path_index])
-                     if occupancy.tokens[i] not in self.observation.collided_tokens]
-            candidates.append(found)
-            rows_per_group.append(len(rows))
-            paths.append(path_index)
-        counts = np.array([len(c) for c in candidates], dtype=np.int64)
+        paths = np.array([path_index for path_index, _ in groups], dtype=np.int64)
+        rows_per_group = np.array([len(rows) for _, rows in groups], dtype=np.int64)
         all_rows = np.concatenate([rows for _, rows in groups])
-        obstacle = np.array([i for found in candidates for i in found], dtype=np.int64)
+        if len(occupancy.tokens):
+            # One bulk query: per corridor the same hits, in the same order, as a query of that corridor alone.
+            group, obstacle = occupancy.tree.query(self._corridor_array[paths], predicate="intersects")
+            order = np.argsort(group, kind="stable")
+            group, obstacle = group[order], obstacle[order]
+            keep = ~self._collided_mask(k)[obstacle]
+            group, obstacle = group[keep], obstacle[keep]
+        else:
+            group, obstacle = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        counts = np.bincount(group, minlength=len(groups))
         polygons = occupancy.polygons[obstacle]
         if len(obstacle):
-            lines = np.array([self.paths[p].linestring for p in paths], dtype=object)
-            progress = shapely.line_locate_point(np.repeat(lines, counts), shapely.centroid(polygons))
+            progress = shapely.line_locate_point(self._linestrings[paths[group]], shapely.centroid(polygons))
         else:
             progress = np.zeros(0)
         group_of_row = np.repeat(np.arange(len(groups)), rows_per_group)
@@ -139,6 +144,16 @@ class ProposalGenerator:
         pair_candidate = (np.cumsum(counts) - counts)[group_of_row][pair_row] + pair_order
         return (all_rows, pair_row, pair_order, polygons[pair_candidate], progress[pair_candidate],
                 obstacle[pair_candidate], counts > 0)
+
+    def _collided_mask(self, k: int) -> np.ndarray:
+        """(obstacles,) bool of step k's occupancy map: already collided at the start (ignored as leaders)."""
+        map_index = k // self.observation.sample_interval
+        mask = self._collided_masks.get(map_index)
+        if mask is None:
+            collided = self.observation.collided_tokens
+            mask = np.array([t in collided for t in self.observation.at_step(k).tokens], dtype=bool)
+            self._collided_masks[map_index] = mask
+        return mask
 
     def _update_leading_groups(self, k: int, groups: Sequence[tuple[int, np.ndarray]]) -> None:
         """Leading-agent vectors at step k for [(path index, its proposal rows)], all paths in one pass.

@@ -79,11 +79,11 @@ def _validate(cfg: SyntheticWorldConfig) -> None:
     for key in non_negative:
         if getattr(cfg, key) < 0:
             raise SyntheticConfigError(key, f"must be >= 0, got {getattr(cfg, key)}")
-    if cfg.frames_per_log < max(20, cfg.frames_per_window + 8):
+    # A stage-2 scene starts 8 frames (the 4 s plan) after its stage-1 scene, whose previous frame gets one too.
+    minimum = max(20, cfg.frames_per_window + 9)
+    if cfg.frames_per_log < minimum:
         raise SyntheticConfigError(
-            "frames_per_log",
-            f"must be >= max(20, history + future + 8) = {max(20, cfg.frames_per_window + 8)}, got {cfg.frames_per_log}",
-        )
+            "frames_per_log", f"must be >= max(20, history + future + 9) = {minimum}, got {cfg.frames_per_log}")
     if not 1 <= cfg.jpeg_quality <= 95:
         raise SyntheticConfigError("jpeg_quality", f"must be in [1, 95], got {cfg.jpeg_quality}")
     if not 0.0 <= cfg.lane_change_probability <= 1.0:
@@ -108,7 +108,7 @@ PRESETS: dict[str, dict[str, typing.Any]] = {
     # Unit tests: a few seconds.
     "tiny": dict(
         instances_per_location=2, layout_kinds=("straight", "junction"), train_logs_per_instance=1,
-        val_logs_per_instance=0, test_logs_per_instance=1, frames_per_log=22, image_width=128, image_height=72,
+        val_logs_per_instance=0, test_logs_per_instance=1, frames_per_log=23, image_width=128, image_height=72,
         texture_resolution_m=0.25, two_stage_scenes_per_log=1, two_stage_lateral_offsets_m=(1.0,),
         two_stage_longitudinal_offsets_m=(0.0,), agent_density=0.7, num_workers=1,
     ),

@@ -27,6 +27,10 @@ class SceneLoader:
     decoded on demand from `sensor_blobs_path` according to `sensor_config`. Log names or tokens that the filter
     lists but the folder lacks are logged and kept in `missing_log_names` / `missing_tokens` (or raise with
     ``strict=True``); a selection without any scene raises :class:`SplitError`.
+
+    ``shard=(index, count)`` keeps every `count`-th selected log starting at `index` (logs in name order), so each
+    of `count` ranks reads only its own logs; `max_scenes` then applies per shard and `missing_tokens` is not
+    computed (the other shards hold the rest of the filter's tokens).
     """
 
     def __init__(
@@ -38,6 +42,7 @@ class SceneLoader:
         *,
         map_provider: Optional[MapProvider] = None,
         strict: bool = False,
+        shard: Optional[tuple[int, int]] = None,
     ):
         self.navsim_log_path = Path(navsim_log_path)
         self.sensor_blobs_path = Path(sensor_blobs_path) if sensor_blobs_path is not None else None
@@ -48,6 +53,11 @@ class SceneLoader:
         self._log_of_token: dict[str, str] = {}
         self.missing_log_names: list[str] = []
         self.missing_tokens: list[str] = []
+        if shard is not None:
+            index, count = shard
+            if not (isinstance(count, int) and isinstance(index, int) and count >= 1 and 0 <= index < count):
+                raise SplitError(f"shard must be (index, count) with 0 <= index < count, got {shard!r}", field="shard")
+        self.shard = shard
         self._load(strict)
 
     @classmethod
@@ -77,6 +87,8 @@ class SceneLoader:
         selected = select_log_names(files, scene_filter)
         if scene_filter.log_names is not None:
             self.missing_log_names = sorted(set(scene_filter.log_names) - set(files))
+        if self.shard is not None:
+            selected = sorted(selected)[self.shard[0] :: self.shard[1]]
         limit_reached = False
         for log_name in selected:
             for token, window in iter_scene_windows(load_log(files[log_name]), scene_filter):
@@ -89,7 +101,7 @@ class SceneLoader:
                     break
             if limit_reached:
                 break
-        if scene_filter.tokens is not None and not limit_reached:
+        if scene_filter.tokens is not None and not limit_reached and self.shard is None:
             self.missing_tokens = sorted(set(scene_filter.tokens) - set(self._windows))
         self._report_missing(strict)
         if not self._windows:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from data_pipelines.errors import DataError
 
-LAYOUT_KINDS = ("straight", "junction", "curve", "obstacles")
+LAYOUT_KINDS = ("straight", "junction", "curve", "obstacles", "grid")
 """Road layouts the generator can place (see docs/synthetic_world.md)."""
 
 
@@ -48,6 +48,8 @@ class SyntheticWorldConfig:
     jpeg_quality: int = 90
     rendered_cameras: tuple[str, ...] = ("CAM_L0", "CAM_F0", "CAM_R0")
     texture_resolution_m: float = 0.15  # metres per pixel of the BEV ground texture
+    lidar: bool = False  # write a merged lidar sweep (binary PCD) for every logged and stage-2 history frame
+    log_locations: tuple[str, ...] = ()  # map locations that get logs (empty: all four; every map is written)
     # Splits and scenes (devkit scene filter: 4 history + 10 future frames).
     num_history_frames: int = 4
     num_future_frames: int = 10
@@ -98,6 +100,11 @@ def _validate(cfg: SyntheticWorldConfig) -> None:
 
     if not cfg.rendered_cameras or any(c not in CAMERA_NAMES for c in cfg.rendered_cameras):
         raise SyntheticConfigError("rendered_cameras", f"must be a non-empty subset of {CAMERA_NAMES}")
+    from data_pipelines.maps.locations import MAP_LOCATIONS
+
+    unknown = [loc for loc in cfg.log_locations if loc not in MAP_LOCATIONS]
+    if unknown:
+        raise SyntheticConfigError("log_locations", f"unknown location(s) {unknown}; choose from {MAP_LOCATIONS}")
     if cfg.held_out_test_instances and cfg.instances_per_location < 2:
         raise SyntheticConfigError("instances_per_location", "must be >= 2 when held_out_test_instances is true")
     if cfg.train_logs_per_instance + cfg.val_logs_per_instance + cfg.test_logs_per_instance == 0:
@@ -114,6 +121,17 @@ PRESETS: dict[str, dict[str, typing.Any]] = {
     ),
     # Demo / training.
     "default": dict(),
+    # Real-data scale for the data path, map reader, metric cache and scorer: all eight cameras at the
+    # OpenScene resolution, lidar sweeps, a city grid town (10 x 10 signalised intersections) per location,
+    # two logs in one city (few scenes keep time and size bounded).
+    "realistic": dict(
+        instances_per_location=1, held_out_test_instances=False, layout_kinds=("grid",),
+        log_locations=("us-ma-boston",), train_logs_per_instance=1, val_logs_per_instance=0,
+        test_logs_per_instance=1, frames_per_log=23, image_width=1920, image_height=1080,
+        rendered_cameras=("CAM_F0", "CAM_L0", "CAM_L1", "CAM_L2", "CAM_R0", "CAM_R1", "CAM_R2", "CAM_B0"),
+        texture_resolution_m=0.25, lidar=True, two_stage_scenes_per_log=1, two_stage_lateral_offsets_m=(1.0,),
+        two_stage_longitudinal_offsets_m=(0.0,), num_workers=2,
+    ),
 }
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from data_pipelines.synthetic.config import SyntheticConfigError, SyntheticWorldConfig, build_config
 from data_pipelines.synthetic.layouts import IdAllocator, LayoutInstance, build_instance
+from data_pipelines.synthetic.lidar import sweep, write_pcd
 from data_pipelines.synthetic.log_writer import (
     FRAME_INTERVAL_US, FrameRenderer, annotations, dump_pickle, ego_frame_state, frame_command, frame_dict, lights,
     make_token,
@@ -94,6 +95,8 @@ def build_instances(cfg: SyntheticWorldConfig) -> dict[str, list[LayoutInstance]
 def plan_logs(cfg: SyntheticWorldConfig) -> list[LogJob]:
     jobs = []
     for j, location in enumerate(LOCATIONS):
+        if cfg.log_locations and location not in cfg.log_locations:
+            continue
         for i in range(cfg.instances_per_location):
             test_only = cfg.held_out_test_instances and i == cfg.instances_per_location - 1
             train_too = not (cfg.held_out_test_instances and test_only)
@@ -155,6 +158,9 @@ def run_log_job(job: LogJob) -> dict:
             prev_token=tokens[j - 1] if j > 0 else None, next_token=tokens[j + 1] if j + 1 < n else None,
             anns=annotations(ego, snap, cfg.annotation_radius_m, tokens[j]),
         ))
+    if cfg.lidar:
+        for frame in frames:
+            write_pcd(sensor_root / frame["lidar_path"], sweep(frame["anns"]["gt_boxes"]))
     log_dir = out / "navsim_logs" / folder
     log_dir.mkdir(parents=True, exist_ok=True)
     dump_pickle(frames, log_dir / f"{log_name}.pkl")
@@ -258,7 +264,7 @@ def _info_json(info: DatasetInfo) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="output dataset root (OPENSCENE_DATA_ROOT)")
-    parser.add_argument("--preset", default="default", help="tiny | default")
+    parser.add_argument("--preset", default="default", help="tiny | default | realistic")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
     args = parser.parse_args(argv)
     try:

@@ -22,6 +22,7 @@ from data_pipelines.synthetic.config import SyntheticWorldConfig
 from data_pipelines.synthetic.expert import (
     EGO_LENGTH, EGO_REAR_AXLE_TO_CENTER, EGO_WIDTH, EgoState, ExpertDriver, ExpertParams,
 )
+from data_pipelines.synthetic.lidar import sweep, write_pcd
 from data_pipelines.synthetic.log_writer import (
     FrameRenderer, annotations, dump_pickle, ego_frame_state, frame_command, frame_dict, lights, make_token,
     signal_states,
@@ -144,7 +145,7 @@ def _write_scene(cfg: SyntheticWorldConfig, res: SimulationResult, log_name: str
     frame_tokens = [make_token("stage2-frame", token, j, length=STAGE_TWO_TOKEN_LENGTH)
                     for j in range(h + cfg.num_future_frames)]
     frame_tokens[h - 1] = token
-    frames, cameras = [], []
+    frames, cameras, lidar = [], [], []
     sensor_root = out_dir / SENSOR_DIR
     ego_rows = _simulate_stage_two(cfg, res, start_frame, offsets)
     for j, row in enumerate(ego_rows):
@@ -158,6 +159,7 @@ def _write_scene(cfg: SyntheticWorldConfig, res: SimulationResult, log_name: str
         else:
             cams = {}
             cameras.append(())
+        lidar.append(cfg.lidar and j < h)
         frames.append(frame_dict(
             token=frame_tokens[j], frame_idx=start_frame - (h - 1) + j, timestamp=timestamps[start_frame - (h - 1) + j],
             log_name=log_name, log_token=make_token("log", log_name), scene_token=token,
@@ -167,6 +169,9 @@ def _write_scene(cfg: SyntheticWorldConfig, res: SimulationResult, log_name: str
             next_token=frame_tokens[j + 1] if j + 1 < len(frame_tokens) else None,
             anns=annotations(ego, snap, cfg.annotation_radius_m, frame_tokens[j]),
         ))
+    for frame, with_lidar in zip(frames, lidar):
+        if with_lidar:
+            write_pcd(sensor_root / frame["lidar_path"], sweep(frame["anns"]["gt_boxes"]))
     # The logged frame at the stage-2 start time: the last frame of the stage-1 window (4 + 8 frames), which the
     # devkit's loader matches against `corresponding_original_scene`; it is also that original scene's token.
     original = logged_tokens[start_frame]
@@ -177,7 +182,7 @@ def _write_scene(cfg: SyntheticWorldConfig, res: SimulationResult, log_name: str
     }
     pkl_dir = out_dir / SCENE_PICKLE_DIR
     pkl_dir.mkdir(parents=True, exist_ok=True)
-    dump_pickle(scene_pickle_dict(metadata, frames, cameras, [False] * len(frames)), pkl_dir / f"{token}.pkl")
+    dump_pickle(scene_pickle_dict(metadata, frames, cameras, lidar), pkl_dir / f"{token}.pkl")
     start = ego_rows[h - 1]
     pose = (float(start[0]), float(start[1]), float(start[2]))
     return StageTwoRecord(token, stage_one_token, log_name, inst.location, offsets, pose)

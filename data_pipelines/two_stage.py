@@ -27,7 +27,6 @@ so ``Scene.from_frame_dicts`` and ``build_agent_input`` read stage-1 and stage-2
 from __future__ import annotations
 
 import csv
-import logging
 import pickle
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -38,10 +37,9 @@ import numpy as np
 
 from data_pipelines.errors import DataError, PathLike, UnknownTokenError
 from data_pipelines.geometry import quaternion_to_yaw, yaw_to_quaternion
+from data_pipelines.safe_pickle import LOG_PICKLE, UnsafePickleError, restricted_load
 from data_pipelines.scene_filter import Split, TwoStageLink
 from data_pipelines.types import CAMERA_NAMES
-
-logger = logging.getLogger(__name__)
 
 ATTRIBUTES_CSV = "synthetic_scenes_attributes.csv"
 SCENE_PICKLE_DIR = "synthetic_scene_pickles"
@@ -193,9 +191,10 @@ def read_scene_pickle(path: PathLike, token: Optional[str] = None) -> dict[str, 
     if not path.is_file():
         raise TwoStageDataError(path, "scene pickle is missing", token=token)
     try:
-        with open(path, "rb") as handle:
-            data = pickle.load(handle)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ModuleNotFoundError) as err:
+        data = restricted_load(path, LOG_PICKLE)  # numpy arrays and plain containers only
+    except UnsafePickleError as err:
+        raise TwoStageDataError(path, err.reason, token=token) from err
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
         raise TwoStageDataError(path, f"cannot unpickle: {err}", token=token) from err
     validate_scene_pickle(data, path, token)
     return data

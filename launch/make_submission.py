@@ -67,10 +67,12 @@ def _planner(args: WriteConfig):
     import torch
 
     from vla import DipoleVLA
+    from vla.sampling import PolicySampler
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = DipoleVLA.from_pretrained(args.checkpoint).to(device).eval()
-    return ModelPlanner(model, name="dipole", omegas=[args.omega], seeds=args.seeds, num_steps=args.num_steps)
+    return ModelPlanner(PolicySampler(model), name="dipole", omegas=[args.omega], seeds=args.seeds,
+                        num_steps=args.num_steps)
 
 
 def _predictions(args, source, planner_name: str, seed: int):

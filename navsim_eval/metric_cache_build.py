@@ -15,7 +15,6 @@ token of the shard (or split) has a cache, 1 otherwise, 2 on bad usage.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from dataclasses import dataclass
@@ -23,10 +22,8 @@ from pathlib import Path
 from typing import Annotated, Optional, Sequence
 
 from data_pipelines.configuration import REQUIRED, ConfigError, parse_command_line
-from data_pipelines.errors import DataError
-from data_pipelines.log_reader import find_log_files, log_name_of
+from data_pipelines.errors import DataError, SplitError
 from data_pipelines.paths import DataPaths
-from data_pipelines.scene_filter import Split, select_log_names
 from data_pipelines.scene_loader import SceneLoader
 from navsim_eval.evaluation.errors import EvaluationError
 from navsim_eval.evaluation.pipeline import resolve_split
@@ -87,21 +84,13 @@ def process_shard() -> Shard:
     return Shard(0, 1)
 
 
-def shard_split(split: Split, data_paths: DataPaths, shard: Shard) -> Optional[Split]:
-    """The split restricted to the shard's logs (None when the shard has no log)."""
-    files = sorted(log_name_of(p) for p in find_log_files(data_paths.navsim_log_path(split.data_split)))
-    logs = select_log_names(files, split.scene_filter)[shard.index :: shard.count]
-    if not logs:
-        return None
-    return dataclasses.replace(split, scene_filter=dataclasses.replace(split.scene_filter, log_names=logs))
-
-
 def build_split_caches(loader: SceneLoader, data_paths: DataPaths, cache_dir: Path, version: str,
                        overwrite: bool = False) -> CacheBuildReport:
-    """Build (or keep, when up to date) the cache of every scene of `loader` into `cache_dir/<version>`."""
+    """Build (or keep, when up to date) the cache of every scene of `loader` into `cache_dir/<version>`; scenes of
+    logs the loader could not read are failures naming the log."""
     provider = MetricCacheProvider(version, loader, maps_root=data_paths.require_maps_root(),
                                    map_version=data_paths.map_version, store=Path(cache_dir) / version)
-    return build_caches(provider, loader.tokens, overwrite=overwrite)
+    return build_caches(provider, [*loader.tokens, *loader.unreadable_tokens], overwrite=overwrite)
 
 
 def coverage(tokens: Sequence[str], cache_dir: Path, version: str) -> list[str]:
@@ -133,7 +122,8 @@ def run(config: MetricCacheBuildConfig, shard: Optional[Shard] = None) -> int:
     data_paths = DataPaths.from_env(config.data_root, config.maps_root, config.map_version)
     split = resolve_split(config, data_paths)
     if config.coverage_only:
-        tokens = SceneLoader.from_split(split, data_paths).tokens
+        loader = SceneLoader.from_split(split, data_paths, record_unreadable_logs=True)
+        tokens = [*loader.tokens, *loader.unreadable_tokens]
         complete = True
         for version in config.metrics:
             missing = coverage(tokens, config.cache_dir, version)
@@ -143,11 +133,15 @@ def run(config: MetricCacheBuildConfig, shard: Optional[Shard] = None) -> int:
                 print(f"  without a cache: {_listed(missing)}")
         return EXIT_OK if complete else EXIT_INCOMPLETE
     shard = shard or (parse_shard(config.shard) if config.shard else process_shard())
-    shard_of_split = shard_split(split, data_paths, shard)
-    if shard_of_split is None:
-        print(f"shard {shard}: no log of {split.name} falls in this shard; nothing to build")
+    try:
+        loader = SceneLoader.from_split(split, data_paths, shard=(shard.index, shard.count),
+                                        record_unreadable_logs=True)
+    except SplitError as exc:
+        if shard.count == 1:
+            raise
+        print(f"shard {shard}: selects no scene of {split.name} ({exc}); nothing to build (check the whole split "
+              "with coverage_only=true)")
         return EXIT_OK
-    loader = SceneLoader.from_split(shard_of_split, data_paths)
     complete = True
     for version in config.metrics:
         report = build_split_caches(loader, data_paths, config.cache_dir, version, config.overwrite)

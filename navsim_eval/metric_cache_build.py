@@ -8,8 +8,9 @@ Caches go to ``<cache_dir>/<version>`` (the layout ``python -m navsim_eval.score
 ``--metric-cache-dir`` read). Each process reads only the logs of its shard (logs i, i+n, ... of the split in
 name order; ``shard`` defaults to accelerate's process index / count, or the launcher's RANK / WORLD_SIZE, 0/1
 without a launcher); an entry that is up to date (same source fingerprint) is kept, others are built. Failures
-are listed per token and the rest is built. The command prints, per version, what it built and the coverage of its shard; ``coverage_only=true``
-builds nothing and reports the coverage of the whole split (tokens with a stored cache). Exit status 0 when every
+are listed per token and the rest is built. The command prints, per version, what it built and the coverage
+of its shard; ``coverage_only=true`` builds nothing and reports the coverage of the whole split (tokens with a
+stored cache). Exit status 0 when every
 token of the shard (or split) has a cache, 1 otherwise, 2 on bad usage.
 """
 

@@ -2,7 +2,7 @@
 
     python -m navsim_eval.metric_cache_build split=SPLIT.yaml cache_dir=DIR [metrics=[v1,v2]] [data_root=DIR]
         [maps_root=DIR] [shard=i/n] [overwrite=true] [coverage_only=true] [--config PRESET.yaml] [--help]
-    accelerate launch --num_processes N -m navsim_eval.metric_cache_build split=... cache_dir=...
+    accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m navsim_eval.metric_cache_build ...
 
 Caches go to ``<cache_dir>/<version>`` (the layout ``python -m navsim_eval.score --cache-dir`` and the evaluation's
 ``--metric-cache-dir`` read). Each process reads only the logs of its shard (logs i, i+n, ... of the split in
@@ -10,8 +10,7 @@ name order; ``shard`` defaults to accelerate's process index / count, or the lau
 without a launcher); an entry that is up to date (same source fingerprint) is kept, others are built. Failures
 are listed per token and the rest is built. The command prints, per version, what it built and the coverage
 of its shard; ``coverage_only=true`` builds nothing and reports the coverage of the whole split (tokens with a
-stored cache). Exit status 0 when every
-token of the shard (or split) has a cache, 1 otherwise, 2 on bad usage.
+stored cache). Exit status 0 when every token of the shard (or split) has a cache, 1 otherwise, 2 on bad usage.
 """
 
 from __future__ import annotations

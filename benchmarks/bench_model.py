@@ -63,8 +63,7 @@ def measure_preset(preset: str, device: str, steps: int, scenes: int, candidates
     inputs = [make_agent_input(rng) for _ in range(scenes)]
     batch = {k: v.to(device) for k, v in model.processor(inputs, make_target_poses(rng, scenes)).items()}
     poses_k = torch.from_numpy(make_target_poses(rng, scenes * candidates).reshape(scenes, candidates, 8, 3))
-    dipole_batch = {k: v for k, v in batch.items() if k not in ("actions", "target_poses")}
-    dipole_batch["poses"] = poses_k.to(device)
+    dipole_batch = {**batch, "target_poses": poses_k.to(device)}
     g = torch.randn(scenes, candidates, device=device)
 
     def plan(**kwargs):
@@ -72,12 +71,12 @@ def measure_preset(preset: str, device: str, steps: int, scenes: int, candidates
 
     out = {"preset": preset, "params": count_parameters(model)}
     model.eval()
-    il = timed(plan(policy="base"), repeats, device)
+    il = timed(plan(mode="base"), repeats, device)
     guided = timed(plan(omega=0.5), repeats, device)
     pi_plus = timed(plan(omega=0.0), repeats, device)
     with torch.no_grad():
         ctx = model.encode(batch)
-    il_head = timed(lambda: model.sample(batch, num_steps=steps, policy="base", context=ctx), repeats, device)
+    il_head = timed(lambda: model.sample(batch, num_steps=steps, mode="base", context=ctx), repeats, device)
     guided_head = timed(lambda: model.sample(batch, num_steps=steps, omega=0.5, context=ctx), repeats, device)
     out["planning_s_per_scene"] = {"il": il / scenes, "guided": guided / scenes, "omega0": pi_plus / scenes,
                                    "ratio_guided_over_il": guided / il,
@@ -134,7 +133,7 @@ def real_head_latency(device: str, steps: int, repeats: int, context_tokens: int
     context = Context(torch.randn(1, context_tokens, 1024, device=device),
                       torch.ones(1, context_tokens, dtype=torch.bool, device=device))
     batch = {"proprio": torch.zeros(1, config.proprio_dim, device=device)}
-    il = timed(lambda: model.sample(batch, num_steps=steps, policy="base", context=context), repeats, device)
+    il = timed(lambda: model.sample(batch, num_steps=steps, mode="base", context=context), repeats, device)
     guided = timed(lambda: model.sample(batch, num_steps=steps, omega=0.5, context=context), repeats, device)
     return {"context_tokens": context_tokens, "il_s": il, "guided_s": guided, "ratio_guided_over_il": guided / il}
 
@@ -156,7 +155,7 @@ def real_full_latency(preset: str, device: str, steps: int, repeats: int) -> dic
     with torch.no_grad():
         encode = timed(lambda: model.encode(batch), repeats, device)
         tokens = model.encode(batch).tokens.shape[1]
-    il = timed(lambda: model.sample(batch, num_steps=steps, policy="base"), repeats, device)
+    il = timed(lambda: model.sample(batch, num_steps=steps, mode="base"), repeats, device)
     guided = timed(lambda: model.sample(batch, num_steps=steps, omega=0.5), repeats, device)
     return {"preset": preset, "context_tokens": tokens, "encode_s": encode, "il_s": il, "guided_s": guided,
             "ratio_guided_over_il": guided / il}

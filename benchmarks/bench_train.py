@@ -113,7 +113,7 @@ def bench_preset(preset: str, batch: int, k: int, steps: int, device) -> dict:
     def to_device(b):
         return {key: v.to(device) if torch.is_tensor(v) else v for key, v in b.items()}
 
-    model.set_training_stage("il")
+    model.set_trainable("base")
     opt_il = torch.optim.AdamW(model.trainable_parameters(), lr=1e-4)
 
     def il_step():
@@ -125,13 +125,13 @@ def bench_preset(preset: str, batch: int, k: int, steps: int, device) -> dict:
 
     il_s, il_mem = time_steps(il_step, steps, device)
 
-    model.set_training_stage("dipole")
+    model.set_trainable("adapters")
     opt_dp = torch.optim.AdamW(model.trainable_parameters(), lr=1e-4)
     poses = torch.from_numpy(candidates).to(device)
 
     def dipole_step():
         b = to_device(processor(inputs))
-        b["poses"] = poses
+        b["target_poses"] = poses
         out = model.loss_dipole(b, g, beta=1.0)
         out.loss.backward()
         opt_dp.step()

@@ -84,7 +84,7 @@ def main(argv=None) -> int:
             raise SystemExit("the 'il' baseline needs --il-checkpoint or --checkpoint")
         il_model = load_model(config.il_checkpoint, dist.device) if config.il_checkpoint else model
         planners.append(ModelPlanner(il_model, name="il", seeds=config.seeds, num_samples=config.num_samples,
-                                     num_steps=config.num_steps, policy="base"))
+                                     num_steps=config.num_steps, mode="base"))
     planners += default_planners(config)
     if not planners:
         raise SystemExit("nothing to evaluate: pass --checkpoint and/or --baselines")

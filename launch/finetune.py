@@ -87,13 +87,14 @@ def load_items(cfg: TrainConfig, paths: DataPaths, split_name: str, max_scenes: 
     return split, SceneDataset(loader, cache_agent_inputs=cfg.data.cache_agent_inputs)
 
 
-def make_reward(cfg: TrainConfig, paths: DataPaths, split, name: str):
-    """The PDM scorer as a reward callable; metric caches are built on first use under the cache folder."""
+def make_reward(cfg: TrainConfig, paths: DataPaths, items, name: str):
+    """The PDM scorer as a reward callable over the scenes already loaded in `items` (logs are not read again);
+    metric caches are built on first use under the cache folder."""
     from navsim_eval.reward import PDMReward
 
     cache_dir = (cfg.data.metric_cache_dir or cfg.output_dir / "metric_cache") / name
-    return PDMReward.from_split(paths, split, cache_dir, version=cfg.reward.version,
-                                num_workers=cfg.reward.num_workers)
+    return PDMReward.from_loader(items.loader, paths, cache_dir, version=cfg.reward.version,
+                                 num_workers=cfg.reward.num_workers)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -101,11 +102,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cfg = load_config(TrainConfig, args.config, args.overrides)  # unknown keys fail here, before anything runs
     accelerator = make_accelerator(cfg)
     paths = resolve_data(cfg, accelerator)
-    train_split, train_items = load_items(cfg, paths, cfg.data.train_split, cfg.data.max_train_scenes)
-    eval_split, eval_items = load_items(cfg, paths, cfg.data.eval_split, cfg.data.max_eval_scenes)
+    _, train_items = load_items(cfg, paths, cfg.data.train_split, cfg.data.max_train_scenes)
+    _, eval_items = load_items(cfg, paths, cfg.data.eval_split, cfg.data.max_eval_scenes)
     needs_rollouts = any(stage in ("dipole", "ewr") for stage in cfg.stages)
-    train_reward = make_reward(cfg, paths, train_split, "train") if needs_rollouts else None  # lazy: caches on use
-    eval_reward = make_reward(cfg, paths, eval_split, "eval") if cfg.eval.enabled else None
+    train_reward = make_reward(cfg, paths, train_items, "train") if needs_rollouts else None  # lazy: caches on use
+    eval_reward = make_reward(cfg, paths, eval_items, "eval") if cfg.eval.enabled else None
     trainer = Trainer(cfg, accelerator, train_items, eval_items, train_reward, eval_reward)
     if args.resume:
         trainer.find_resume_point()  # incompatible / missing checkpoint: fail before caches are built

@@ -47,9 +47,13 @@ from vla.processing_dipole import (
     poses_to_features,
 )
 
-STAGES = ("il", "dipole", "frozen")
+TRAINABLE_SCOPES = ("base", "adapters", "none")
+"""What :meth:`DipoleVLA.set_trainable` can train: the base model, the two head adapters, or nothing."""
 WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")
-POLICIES = ("guided", "base")
+SAMPLING_MODES = ("guided", "base")
+"""``sample(mode=...)``: the guided two-branch combination, or the base head with the adapters off."""
+TARGET_KEY = "target_poses"
+"""The one batch key of the training target: raw poses (B, 8, 3) or (B, K, 8, 3) in the rear-axle frame."""
 
 
 @dataclass
@@ -92,9 +96,9 @@ class DipoleVLA(PreTrainedModel):
         diffusion = config.diffusion_settings
         self.schedule = VPLinearSchedule(diffusion.beta_min, diffusion.beta_max)
         self._processor: Optional[DipoleProcessor] = None
-        self._stage: Optional[str] = None
+        self._trainable_scope: Optional[str] = None
         self.post_init()
-        self.set_training_stage("il")
+        self.set_trainable("base")
 
     def _init_weights(self, module: torch.nn.Module) -> None:
         """Every submodule initialises itself (DiT zero-inits, LoRA B = 0, HF backbones their own)."""
@@ -126,7 +130,7 @@ class DipoleVLA(PreTrainedModel):
         model.backbone = backbone
         model._configure_backbone()
         config.backbone["model_config"] = backbone.resolved_model_config()
-        model.set_training_stage(model._stage or "il", force=True)
+        model.set_trainable(model._trainable_scope or "base", force=True)
         return model
 
     @property
@@ -170,10 +174,10 @@ class DipoleVLA(PreTrainedModel):
         mean, std = self._action_stats(poses.device)
         return (poses_to_features(poses.float()) - mean) / std
 
-    def denormalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
+    def denormalize_poses(self, features: torch.Tensor) -> torch.Tensor:
         """Normalised (..., 8, 4) -> poses (..., 8, 3) with heading = atan2(sin, cos)."""
-        mean, std = self._action_stats(actions.device)
-        return features_to_poses(actions * std + mean)
+        mean, std = self._action_stats(features.device)
+        return features_to_poses(features * std + mean)
 
     def _proprio(self, batch: dict) -> torch.Tensor:
         proprio = self._tensor(batch, "proprio").float()
@@ -217,31 +221,20 @@ class DipoleVLA(PreTrainedModel):
         dtype = next((p.dtype for p in self.backbone.parameters() if p.is_floating_point()), torch.float32)
         return pixels.to(dtype), input_ids, attention_mask
 
-    def _actions(self, batch: dict, prefix: str = "") -> torch.Tensor:
-        """Normalised actions (B, K, 8, 4) from batch[prefix+'actions'] or batch[prefix+'poses'/'target_poses']."""
-        key = prefix + "actions"
-        if key in batch:
-            actions = self._tensor(batch, key).float()
-            if actions.shape[-2:] != (NUM_TRAJECTORY_POSES, ACTION_DIM):
-                raise VLAInputError(key, f"expected (..., {NUM_TRAJECTORY_POSES}, {ACTION_DIM}), "
-                                         f"got {tuple(actions.shape)}")
-        else:
-            for key in (prefix + "poses", prefix + "target_poses"):
-                if key in batch:
-                    break
-            else:
-                raise VLAInputError(prefix + "actions", f"batch needs {prefix}actions or {prefix}poses")
-            poses = self._tensor(batch, key).float()
-            if poses.shape[-2:] != (NUM_TRAJECTORY_POSES, 3):
-                raise VLAInputError(key, f"expected (..., {NUM_TRAJECTORY_POSES}, 3), got {tuple(poses.shape)}")
-            actions = self.normalize_poses(poses)
-        if not torch.isfinite(actions).all():
-            raise VLAInputError(key, "contains NaN or inf")
-        if actions.dim() == 3:
-            actions = actions[:, None]
-        if actions.dim() != 4:
-            raise VLAInputError(key, f"expected (B, 8, ·) or (B, K, 8, ·), got {tuple(actions.shape)}")
-        return actions
+    def _normalized_target(self, poses, name: str) -> torch.Tensor:
+        """Raw poses (B, 8, 3) | (B, K, 8, 3) named ``name`` -> normalised features (B, K, 8, 4)."""
+        poses = torch.as_tensor(poses).float()
+        if poses.dim() not in (3, 4) or poses.shape[-2:] != (NUM_TRAJECTORY_POSES, 3):
+            raise VLAInputError(name, f"expected raw poses (B, {NUM_TRAJECTORY_POSES}, 3) or "
+                                      f"(B, K, {NUM_TRAJECTORY_POSES}, 3), got {tuple(poses.shape)}")
+        if not torch.isfinite(poses).all():
+            raise VLAInputError(name, "contains NaN or inf")
+        features = self.normalize_poses(poses)
+        return features[:, None] if features.dim() == 3 else features
+
+    def _target(self, batch: dict) -> torch.Tensor:
+        """Normalised training target (B, K, 8, 4) from ``batch["target_poses"]``."""
+        return self._normalized_target(self._tensor(batch, TARGET_KEY), TARGET_KEY)
 
     @staticmethod
     def _per_candidate(value: Optional[torch.Tensor], b: int, k: int, name: str, device) -> Optional[torch.Tensor]:
@@ -254,37 +247,38 @@ class DipoleVLA(PreTrainedModel):
             raise VLAInputError(name, f"expected shape ({b}, {k}) (or ({b},) for K = 1), got {tuple(value.shape)}")
         return value.reshape(b * k)
 
-    # Training stages ---------------------------------------------------------------------------------------
-    def set_training_stage(self, stage: str, force: bool = False) -> None:
-        """Which parameters require grad.
+    # Trainability ------------------------------------------------------------------------------------------
+    def set_trainable(self, scope: str, force: bool = False) -> None:
+        """Which parameters require grad; the only place that changes it (losses never do).
 
-        "il": the base head (+ the backbone unless ``backbone.freeze``; only its LoRA when ``backbone.lora_rank``);
-        "dipole": only the `positive`/`negative` LoRA weights of the head; "frozen": nothing.
+        "base": the base head (+ the backbone unless ``backbone.freeze``; only its LoRA when
+        ``backbone.lora_rank``), i.e. imitation learning; "adapters": only the `positive`/`negative` LoRA
+        weights of the head (DIPOLE); "none": nothing.
         """
-        if stage not in STAGES:
-            raise ModelConfigError("stage", f"unknown training stage {stage!r}; expected one of {STAGES}")
-        if stage == self._stage and not force:
+        if scope not in TRAINABLE_SCOPES:
+            raise ModelConfigError("trainable scope", f"unknown scope {scope!r}; expected one of {TRAINABLE_SCOPES}")
+        if scope == self._trainable_scope and not force:
             return
         settings = self.config.backbone_settings
         for name, param in self.head.named_parameters():
-            if stage == "il":
+            if scope == "base":
                 param.requires_grad_(not is_lora_parameter(name))
-            elif stage == "dipole":
+            elif scope == "adapters":
                 param.requires_grad_(is_lora_parameter(name))
             else:
                 param.requires_grad_(False)
         for name, param in self.backbone.named_parameters():
-            if stage != "il" or settings.freeze:
+            if scope != "base" or settings.freeze:
                 param.requires_grad_(False)
             elif settings.lora_rank > 0:
                 param.requires_grad_(is_lora_parameter(name) and BACKBONE_ADAPTER in name)
             else:
                 param.requires_grad_(True)
-        self._stage = stage
+        self._trainable_scope = scope
 
     @property
-    def training_stage(self) -> Optional[str]:
-        return self._stage
+    def trainable_scope(self) -> Optional[str]:
+        return self._trainable_scope
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
@@ -319,12 +313,12 @@ class DipoleVLA(PreTrainedModel):
                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Behaviour-cloning eps-MSE of the base head (adapters off).
 
-        batch["actions"] (B, 8, 4) / (B, K, 8, 4) normalised, or batch["poses"|"target_poses"] (..., 8, 3).
+        batch["target_poses"] raw (B, 8, 3) | (B, K, 8, 3), normalised here with the config's statistics.
         sample_weights (B,)|(B, K) multiply the per-sample loss (e.g. exp-weighted regression baselines);
-        sample_mask (B,)|(B, K) bool drops samples. Plain mean over the kept samples.
+        sample_mask (B,)|(B, K) bool drops samples. Plain mean over the kept samples. Gradients reach what
+        :meth:`set_trainable` enabled (``"base"`` for imitation learning).
         """
-        self.set_training_stage("il")
-        actions = self._actions(batch)
+        actions = self._target(batch)
         b, k = actions.shape[:2]
         ctx = self._context(batch, context, grad=not self.config.backbone_settings.freeze)
         weights = self._per_candidate(sample_weights, b, k, "sample_weights", actions.device)
@@ -339,19 +333,22 @@ class DipoleVLA(PreTrainedModel):
         per_sample = ((eps_hat - eps) ** 2).mean(dim=(-2, -1))
         return weighted_mean(per_sample, weights, mask)
 
-    def loss_dipole(self, batch: dict, g, beta: float, *, context: Optional[Context] = None, sample_mask=None,
-                    offset: float = 0.0, normalize_weights: bool = False, bc_weight: float = 0.0,
-                    generator: Optional[torch.Generator] = None) -> DipoleLossOutput:
+    def loss_dipole(self, batch: dict, g, beta: float, *, anchor_poses=None, bc_weight: float = 0.0,
+                    context: Optional[Context] = None, sample_mask=None, offset: float = 0.0,
+                    normalize_weights: bool = False, generator: Optional[torch.Generator] = None) -> DipoleLossOutput:
         """DIPOLE loss (specs/dipole.md §3): both adapters on the same (a, eps, t), one batched forward.
 
-        batch["actions"] (B, K, 8, 4) | (B, 8, 4) or batch["poses"] (..., 8, 3); g (B, K) | (B,) (detached).
-        Per-sample loss = mean squared eps error over 8 x 4; weights sigmoid(beta g + offset) for `positive`
-        and 1 - sigmoid(...) for `negative`; plain mean over kept samples (or divided by the weight sum with
-        ``normalize_weights``). ``bc_weight`` > 0 adds bc_weight * ||eps - eps+||^2 on batch["bc_actions"] /
-        batch["bc_poses"] (B, 8, ·) (e.g. the human trajectory). Only LoRA weights receive gradients.
+        batch["target_poses"] raw (B, K, 8, 3) | (B, 8, 3) (the candidates); g (B, K) | (B,) (detached).
+        Per-sample loss = mean squared eps error over 8 x 4; weights :func:`vla.guidance.dichotomous_weights`
+        sigmoid(beta g + offset) for `positive` and 1 - sigmoid(...) for `negative`; plain mean over kept
+        samples (or divided by the weight sum with ``normalize_weights``). ``bc_weight`` > 0 adds
+        bc_weight * ||eps - eps+||^2 on ``anchor_poses`` (B, 8, 3) raw, one anchor trajectory per scene (e.g.
+        the human one). Gradients reach what :meth:`set_trainable` enabled (``"adapters"`` for DIPOLE).
         """
-        self.set_training_stage("dipole")
-        actions = self._actions(batch)
+        if (bc_weight > 0) != (anchor_poses is not None):
+            raise VLAInputError("anchor_poses", "pass anchor_poses together with bc_weight > 0 (one without the "
+                                                f"other is a mistake; got bc_weight={bc_weight})")
+        actions = self._target(batch)
         b, k = actions.shape[:2]
         n = b * k
         device = actions.device
@@ -375,9 +372,10 @@ class DipoleVLA(PreTrainedModel):
         loss_pos, loss_neg, w_pos = dipole_branch_losses(err[:n], err[n:], g, beta, offset, mask, normalize_weights)
         loss_bc = torch.zeros((), device=device)
         if bc_weight > 0:
-            bc = self._actions(batch, prefix="bc_")
-            if bc.shape[1] != 1:
-                raise VLAInputError("bc_actions", "expected one anchor trajectory per scene (B, 8, ·)")
+            bc = self._normalized_target(torch.as_tensor(anchor_poses, device=device), "anchor_poses")
+            if bc.shape[:2] != (b, 1):
+                raise VLAInputError("anchor_poses", f"expected one anchor trajectory per scene ({b}, 8, 3), "
+                                                    f"got {tuple(anchor_poses.shape)}")
             bc_t, bc_eps, bc_time = self._noised(bc[:, 0], generator)
             bc_hat = self.head(bc_t, bc_time, proprio, kv.select(0, b), uniform_rows(POSITIVE, b))
             loss_bc = ((bc_hat - bc_eps) ** 2).mean()
@@ -391,17 +389,17 @@ class DipoleVLA(PreTrainedModel):
     def sample(self, batch: dict, omega: Union[float, Sequence[float]] = 0.0, num_steps: Optional[int] = None,
                num_samples: int = 1, context: Optional[Context] = None,
                generator: Union[None, torch.Generator, Sequence[torch.Generator]] = None,
-               policy: str = "guided", sampler: Optional[str] = None,
+               mode: str = "guided", sampler: Optional[str] = None,
                init_noise_scale: Optional[float] = None) -> torch.Tensor:
         """Trajectories (B, S, 8, 3); with a list of omegas (B, W, S, 8, 3), all from the same initial noise.
 
-        policy="guided": eps = (1 + omega) eps+ - omega eps- (omega = 0: pi+ only; omega = -1: pi- only);
-        policy="base": the IL head with adapters off (omega ignored). The context is computed once (or passed)
+        mode="guided": eps = (1 + omega) eps+ - omega eps- (omega = 0: pi+ only; omega = -1: pi- only);
+        mode="base": the IL head with adapters off (omega ignored). The context is computed once (or passed)
         and reused by every step, branch, sample and omega. ``generator`` may be one generator per scene, which
         makes each scene's samples independent of how scenes are batched.
         """
-        if policy not in POLICIES:
-            raise VLAInputError("policy", f"unknown policy {policy!r}; expected one of {POLICIES}")
+        if mode not in SAMPLING_MODES:
+            raise VLAInputError("mode", f"unknown sampling mode {mode!r}; expected one of {SAMPLING_MODES}")
         if num_samples < 1:
             raise VLAInputError("num_samples", "must be >= 1")
         diffusion = self.config.diffusion_settings
@@ -425,7 +423,7 @@ class DipoleVLA(PreTrainedModel):
                 device = ctx.tokens.device
                 x_init = initial_noise((b, s), generator, device) * scale
 
-                if policy == "base":
+                if mode == "base":
                     kv_base = self.head.context_kv(ctx.tokens, ctx.mask, None)
                     plans = [self._integrate(lambda x, t: self.head(x, t.expand(n), proprio, kv_base, None),
                                              x_init, sampler, num_steps)]
@@ -436,7 +434,7 @@ class DipoleVLA(PreTrainedModel):
                     plans = [self._integrate(self._guided_eps_fn(w, proprio, kv_all, kv_of, n), x_init, sampler,
                                              num_steps)
                              for w in omegas]
-                poses = torch.stack([self.denormalize_actions(x).reshape(b, s, NUM_TRAJECTORY_POSES, 3)
+                poses = torch.stack([self.denormalize_poses(x).reshape(b, s, NUM_TRAJECTORY_POSES, 3)
                                      for x in plans], 1)
         finally:
             if switch_mode:
@@ -541,7 +539,7 @@ class DipoleVLA(PreTrainedModel):
                                         "backbone.model_config fields): " + "; ".join(problems))
         if path.is_dir():
             model._processor = DipoleProcessor.from_pretrained(path, config=model.config)
-        model.set_training_stage("il", force=True)
+        model.set_trainable("base", force=True)
         return (model, info) if want_info else model
 
 

@@ -22,10 +22,10 @@ CURRENT_FRAME_INDEX = 3  # the current frame in NAVSIM's 4-frame history window 
 
 
 class DipolePlanner:
-    """Plans with guided DIPOLE sampling (or the base IL head with ``policy="base"``)."""
+    """Plans with guided DIPOLE sampling (or the base IL head with ``mode="base"``)."""
 
     def __init__(self, model: DipoleVLA, processor: Optional[DipoleProcessor] = None, omega: float = 0.0,
-                 num_steps: Optional[int] = None, num_samples: int = 1, policy: str = "guided",
+                 num_steps: Optional[int] = None, num_samples: int = 1, mode: str = "guided",
                  seed: Optional[int] = None):
         if isinstance(omega, (list, tuple)):
             raise VLAInputError("omega", "a planner uses one omega; sweep with model.sample(omega=[...])")
@@ -34,11 +34,11 @@ class DipolePlanner:
         self.omega = float(omega)
         self.num_steps = num_steps
         self.num_samples = num_samples
-        self.policy = policy
+        self.mode = mode
         self.seed = seed
 
     def name(self) -> str:
-        return f"dipole_vla_{self.policy}_omega{self.omega:g}"
+        return f"dipole_vla_{self.mode}_omega{self.omega:g}"
 
     def sensor_config(self):
         """The configured cameras at the current frame only (DP-VLA: CAM_L0, CAM_F0, CAM_R0), no lidar."""
@@ -59,7 +59,7 @@ class DipolePlanner:
         device = next(self.model.parameters()).device
         batch = {k: v.to(device) for k, v in self.processor(list(agent_inputs)).items()}
         poses = self.model.sample(batch, omega=self.omega, num_steps=self.num_steps, num_samples=self.num_samples,
-                                  generator=self._generator(), policy=self.policy)
+                                  generator=self._generator(), mode=self.mode)
         return poses[:, 0].float().cpu().numpy().astype(np.float32)
 
     def compute_trajectory(self, agent_input: Union[AgentInput, Sequence[AgentInput]]) -> np.ndarray:

@@ -3,9 +3,11 @@
 * images: the configured cameras of the current frame, resized (bicubic) and mean/std-normalised;
 * prompt: DP-VLA's steering / speed / acceleration / navigation lines (specs/dipole.md §7), tokenised to a
   fixed length;
-* proprio: the history poses (x, y, heading) in the current frame + current velocity and acceleration;
-* actions: target poses (8, 3) -> (x, y, cos h, sin h) -> normalised with statistics computed from the
-  training data (:func:`compute_normalization_stats`) and stored in the model config.
+* proprio: the history poses (x, y, heading) in the current frame + current velocity and acceleration (raw);
+* target_poses: the target trajectory (8, 3) in the rear-axle frame (raw).
+
+The processor never normalises: the model does, with the statistics stored in its config
+(:func:`compute_normalization_stats`, ``DipoleVLA.set_normalization_stats``), so they travel in the checkpoint.
 """
 
 from __future__ import annotations
@@ -272,23 +274,10 @@ class DipoleProcessor:
                              max_length=self.settings.max_prompt_tokens, return_tensors="pt")
         return {"input_ids": enc["input_ids"].long(), "attention_mask": enc["attention_mask"].long()}
 
-    def normalize_actions(self, poses: torch.Tensor) -> torch.Tensor:
-        stats = self.stats()
-        mean = torch.as_tensor(stats.action_mean, dtype=torch.float32)
-        std = torch.as_tensor(stats.action_std, dtype=torch.float32)
-        return (poses_to_features(poses.float()) - mean) / std
-
-    def stats(self) -> NormalizationStats:
-        if self.config.normalization is None:
-            raise NormalizationError(
-                "no normalisation statistics: call model.set_normalization_stats(compute_normalization_stats(poses))"
-            )
-        return NormalizationStats.from_dict(self.config.normalization)
-
     # the batch ----------------------------------------------------------------------------------------------
     def __call__(self, agent_inputs: Sequence[AgentInput], target_poses: Optional[ArrayLike] = None) -> dict:
-        """Batch dict: pixel_values (B, n_cams, 3, H, W), input_ids / attention_mask (B, L), proprio (B, P);
-        with target_poses (B, 8, 3): also target_poses and normalised actions (B, 8, 4)."""
+        """Batch dict: pixel_values (B, n_cams, 3, H, W), input_ids / attention_mask (B, L), raw proprio (B, P);
+        with target_poses (B, 8, 3): also raw ``target_poses`` (the model normalises both)."""
         if isinstance(agent_inputs, AgentInput):
             agent_inputs = [agent_inputs]
         if len(agent_inputs) == 0:
@@ -306,5 +295,4 @@ class DipoleProcessor:
             if not torch.isfinite(poses).all():
                 raise VLAInputError("target_poses", "contains NaN or inf")
             batch["target_poses"] = poses
-            batch["actions"] = self.normalize_actions(poses)
         return batch

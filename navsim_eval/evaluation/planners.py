@@ -93,9 +93,9 @@ class HumanPlanner(_SingleTrajectoryPlanner):
 
 
 class ModelPlanner:
-    """DipoleVLA sampling: guided (every omega from one encoded context) or the base policy (IL, adapters off).
+    """DipoleVLA sampling: guided (every omega from one encoded context) or the base head (IL, adapters off).
 
-    ``policy="base"`` ignores omega (the IL-only baseline). Variants: omega x seed x sample.
+    ``mode="base"`` ignores omega (the IL-only baseline). Variants: omega x seed x sample.
     """
 
     needs_scene = False
@@ -110,25 +110,25 @@ class ModelPlanner:
         seeds: Sequence[int] = (0,),
         num_samples: int = 1,
         num_steps: Optional[int] = None,
-        policy: str = "guided",
+        mode: str = "guided",
     ):
-        if policy not in ("guided", "base"):
-            raise ValueError(f"unknown policy {policy!r}; expected 'guided' or 'base'")
-        if not omegas and policy == "guided":
-            raise ValueError("the guided policy needs at least one omega")
+        if mode not in ("guided", "base"):
+            raise ValueError(f"unknown sampling mode {mode!r}; expected 'guided' or 'base'")
+        if not omegas and mode == "guided":
+            raise ValueError("the guided sampling mode needs at least one omega")
         self.model = model
         self.processor = processor if processor is not None else getattr(model, "processor", None)
         if self.processor is None:
             raise ValueError("no processor: pass one or use a model that carries model.processor")
         self.name = name
-        self.policy = policy
-        self.omegas = [float(w) for w in omegas] if policy == "guided" else []
+        self.mode = mode
+        self.omegas = [float(w) for w in omegas] if mode == "guided" else []
         self.seeds = [int(s) for s in seeds]
         self.num_samples = int(num_samples)
         self.num_steps = num_steps
 
     def variants(self) -> list[Variant]:
-        omegas: list[Optional[float]] = self.omegas if self.policy == "guided" else [None]
+        omegas: list[Optional[float]] = self.omegas if self.mode == "guided" else [None]
         grid = itertools.product(omegas, self.seeds, range(self.num_samples))
         return [Variant(self.name, w, s, k) for w, s, k in grid]
 
@@ -152,10 +152,10 @@ class ModelPlanner:
             for seed in self.seeds:
                 generator = [torch.Generator(device=device).manual_seed(scene_noise_seed(seed, token))
                              for token in batch.tokens]
-                kwargs = dict(num_samples=self.num_samples, context=context, generator=generator, policy=self.policy)
+                kwargs = dict(num_samples=self.num_samples, context=context, generator=generator, mode=self.mode)
                 if self.num_steps is not None:
                     kwargs["num_steps"] = self.num_steps
-                if self.policy == "guided":
+                if self.mode == "guided":
                     poses = self.model.sample(inputs, omega=list(self.omegas), **kwargs)
                     poses = poses.float().cpu().numpy()  # (B, W, S, 8, 3) for a list of omegas
                     if poses.ndim == 4:  # tolerate a single omega returned without the omega axis

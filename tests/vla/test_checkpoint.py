@@ -47,7 +47,7 @@ def test_round_trip_is_bit_exact(preset, agent_inputs, tmp_path):
     batch_loaded = DipoleProcessor.from_pretrained(tmp_path)(agent_inputs)
     for key in batch:
         assert torch.equal(batch[key], batch_loaded[key]), key
-    for kwargs in ({"omega": 0.5}, {"omega": -1.0}, {"policy": "base"}):
+    for kwargs in ({"omega": 0.5}, {"omega": -1.0}, {"mode": "base"}):
         expected = sample_twice(model, batch, **kwargs)
         assert torch.equal(sample_twice(loaded, batch_loaded, **kwargs), expected), kwargs
         assert torch.equal(sample_twice(auto, batch_loaded, **kwargs), expected), kwargs

@@ -38,9 +38,8 @@ def trained_like_model():
 def make_batch(model, agent_inputs, rng, k: int = 0):
     batch = model.processor(agent_inputs, make_target_poses(rng, len(agent_inputs)))
     if k:
-        batch = {key: v for key, v in batch.items() if key not in ("actions", "target_poses")}
         poses = make_target_poses(rng, len(agent_inputs) * k).reshape(len(agent_inputs), k, 8, 3)
-        batch["poses"] = torch.from_numpy(poses)
+        batch["target_poses"] = torch.from_numpy(poses)
     return batch
 
 
@@ -79,7 +78,7 @@ def test_zero_initialised_adapters_make_guided_sampling_equal_the_base_model(age
                 param.add_(0.05 * torch.randn_like(param))  # a non-trivial base head; LoRA B stays 0
     batch = make_batch(model, agent_inputs, rng)
     ctx = model.encode(batch)
-    base = model.sample(batch, policy="base", num_steps=4, num_samples=S, context=ctx,
+    base = model.sample(batch, mode="base", num_steps=4, num_samples=S, context=ctx,
                         generator=torch.Generator().manual_seed(0))
     for omega in (-1.0, 0.0, 0.5, 4.0):
         guided = model.sample(batch, omega=omega, num_steps=4, num_samples=S, context=ctx,
@@ -153,7 +152,7 @@ def test_loss_dipole_equals_weighted_losses_of_separate_branch_forwards(trained_
     model.eval()
     with torch.no_grad():
         gen = torch.Generator().manual_seed(11)
-        actions = model.normalize_poses(batch["poses"]).reshape(B * K, 8, 4)
+        actions = model.normalize_poses(batch["target_poses"]).reshape(B * K, 8, 4)
         t = torch.rand(B * K, generator=gen) * (1 - 1e-3) + 1e-3  # vla.diffusion.sample_train_times
         eps = torch.randn(actions.shape, generator=gen)
         a_t = model.schedule.add_noise(actions, eps, t)
@@ -175,7 +174,7 @@ def test_dipole_step_trains_only_the_adapters_on_shared_noise(agent_inputs, rng)
     model = tiny_model("tiny-florence2")
     perturb(model.head, seed=2, only_lora=False)
     batch = make_batch(model, agent_inputs, rng, k=K)
-    model.set_training_stage("dipole")
+    model.set_trainable("adapters")
     trainable = dict(model.named_parameters())
     assert all("lora_" in n for n, p in trainable.items() if p.requires_grad)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -204,8 +203,8 @@ def test_masked_candidates_contribute_no_loss(trained_like_model, agent_inputs, 
     g = torch.tensor([[0.5, -0.5, 1.0], [math.nan, math.nan, math.nan]])  # failed scores may be NaN when masked
     ref = model.loss_dipole(batch, g, 1.0, sample_mask=mask, generator=torch.Generator().manual_seed(0))
     changed = dict(batch)
-    changed["poses"] = batch["poses"].clone()
-    changed["poses"][1] += 5.0
+    changed["target_poses"] = batch["target_poses"].clone()
+    changed["target_poses"][1] += 5.0
     out = model.loss_dipole(changed, g, 1.0, sample_mask=mask, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(out.loss, ref.loss) and torch.isfinite(out.loss)
     with pytest.raises(VLAInputError, match="'g'"):
@@ -215,9 +214,10 @@ def test_masked_candidates_contribute_no_loss(trained_like_model, agent_inputs, 
 def test_bc_anchor_and_weight_normalisation(trained_like_model, agent_inputs, rng):
     model = trained_like_model
     batch = make_batch(model, agent_inputs, rng, k=K)
-    batch["bc_poses"] = torch.from_numpy(make_target_poses(rng, B))
+    anchor = torch.from_numpy(make_target_poses(rng, B))
     g = torch.randn(B, K)
-    out = model.loss_dipole(batch, g, 1.0, bc_weight=0.1, generator=torch.Generator().manual_seed(0))
+    out = model.loss_dipole(batch, g, 1.0, anchor_poses=anchor, bc_weight=0.1,
+                            generator=torch.Generator().manual_seed(0))
     assert out.loss_bc > 0
     assert torch.allclose(out.loss, out.loss_positive + out.loss_negative + 0.1 * out.loss_bc, atol=1e-6)
     plain = model.loss_dipole(batch, g, 1.0, generator=torch.Generator().manual_seed(0))
@@ -235,12 +235,12 @@ def test_loss_il_weights_masks_and_candidates(trained_like_model, agent_inputs, 
     masked = model.loss_il(batch, sample_mask=torch.tensor([[True] * K, [False] * K]),
                            generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(masked) and not torch.allclose(masked, ref)
-    model.set_training_stage("il")
+    model.set_trainable("base")
     assert all(not p.requires_grad for n, p in model.head.named_parameters() if "lora_" in n)
     assert all(p.requires_grad for n, p in model.head.named_parameters() if "lora_" not in n)
 
 
-def test_training_stage_options():
+def test_trainable_scope_options():
     frozen = tiny_model("tiny-florence2", overrides=["backbone.freeze=true"])
     assert not any(p.requires_grad for p in frozen.backbone.parameters())
     lora = tiny_model("tiny-timm-lm", overrides=["backbone.lora_rank=2", "backbone.gradient_checkpointing=true",
@@ -252,21 +252,21 @@ def test_training_stage_options():
     lora.train()
     lora.loss_il(batch).backward()
     assert all(lora.backbone.get_parameter(n).grad is not None for n in trainable)
-    lora.set_training_stage("frozen")
+    lora.set_trainable("none")
     assert not lora.trainable_parameters()
 
 
 def test_normalisation_round_trip_and_missing_stats(agent_inputs, rng):
     model = tiny_model("tiny-hf-vlm")
     poses = torch.from_numpy(make_target_poses(rng, 5))
-    back = model.denormalize_actions(model.normalize_poses(poses))
+    back = model.denormalize_poses(model.normalize_poses(poses))
     assert torch.allclose(back, poses, atol=1e-4)
     fresh = DipoleVLA(build_config("tiny-hf-vlm"))
     batch = model.processor(agent_inputs)
     with pytest.raises(NormalizationError, match="set_normalization_stats"):
         fresh.sample(batch, num_steps=1)
-    with pytest.raises(NormalizationError):
-        fresh.processor(agent_inputs, make_target_poses(rng, B))
+    with pytest.raises(NormalizationError):  # the processor passes raw poses; the model normalises
+        fresh.loss_il(fresh.processor(agent_inputs, make_target_poses(rng, B)))
 
 
 def test_bad_batches_raise_clear_errors(trained_like_model, agent_inputs, rng):
@@ -281,12 +281,12 @@ def test_bad_batches_raise_clear_errors(trained_like_model, agent_inputs, rng):
     for match, bad in cases.items():
         with pytest.raises(VLAInputError, match=match):
             model.sample(bad, num_steps=1)
-    with pytest.raises(VLAInputError, match="actions"):
-        model.loss_il({k: v for k, v in batch.items() if k not in ("actions", "target_poses")})
+    with pytest.raises(VLAInputError, match="target_poses"):
+        model.loss_il({k: v for k, v in batch.items() if k != "target_poses"})
     with pytest.raises(VLAInputError, match="'g'"):
         model.loss_dipole(batch, torch.zeros(B, 2), 1.0)
-    with pytest.raises(VLAInputError, match="policy"):
-        model.sample(batch, policy="greedy")
+    with pytest.raises(VLAInputError, match="mode"):
+        model.sample(batch, mode="greedy")
 
 
 def test_bfloat16_weights_keep_float32_trajectories(agent_inputs, rng):

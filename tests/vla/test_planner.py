@@ -20,7 +20,7 @@ def test_planner_returns_navsim_poses():
     batch = planner.plan(inputs)
     assert batch.shape == (3, 8, 3)
     np.testing.assert_allclose(batch[0], poses, rtol=1e-4, atol=1e-4)  # same seed, same scene
-    base = DipolePlanner(model, num_steps=3, policy="base", seed=0).compute_trajectory(inputs[0])
+    base = DipolePlanner(model, num_steps=3, mode="base", seed=0).compute_trajectory(inputs[0])
     assert not np.allclose(base, poses)
     sensors = planner.sensor_config()
     assert sensors.cam_l0 == [3] and sensors.cam_f0 == [3] and sensors.cam_r0 == [3]

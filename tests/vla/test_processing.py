@@ -49,7 +49,9 @@ def test_batch_contents(processor):
     assert batch["proprio"].shape == (2, 16)
     np.testing.assert_allclose(batch["proprio"][0, 9:12].numpy(), inputs[0].ego_statuses[-1].ego_pose, atol=1e-6)
     np.testing.assert_allclose(batch["proprio"][0, 12:14].numpy(), inputs[0].ego_statuses[-1].ego_velocity)
-    assert batch["actions"].shape == (2, 8, 4)
+    assert batch["target_poses"].shape == (2, 8, 3)  # raw poses: the model normalises
+    np.testing.assert_array_equal(batch["target_poses"].numpy(), poses.astype(np.float32))
+    assert "actions" not in batch
     # ImageNet normalisation of a constant image
     const = make_agent_input(rng)
     for cam in ("cam_l0", "cam_f0", "cam_r0"):

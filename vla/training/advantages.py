@@ -90,13 +90,6 @@ def compute_advantage(
     return g.to(torch.float32), usable
 
 
-def dipole_weights(g: torch.Tensor, beta: float, offset: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(w+, w-) = (sigma(beta G + k), 1 - sigma(beta G + k)); finite for G = +-inf (§9.3)."""
-    x = beta * g + offset
-    w_pos = torch.sigmoid(x)
-    return w_pos, torch.sigmoid(-x)
-
-
 def ewr_weights(g: torch.Tensor, beta: float, max_weight: float) -> torch.Tensor:
     """exp(beta G) clipped at ``max_weight`` (the exponentially weighted regression baseline, §2.1)."""
     return torch.exp(torch.clamp(beta * g, max=torch.log(torch.tensor(max_weight)).item()))

@@ -8,8 +8,10 @@ from __future__ import annotations
 from typing import Mapping, Optional
 
 import numpy as np
+import torch
 
 from data_pipelines.geometry import wrap_angle
+from vla.guidance import dichotomous_weights
 
 BACKWARD_STEP_TOL_M = 0.1  # an along-track step below -0.1 m counts as driving backwards (§8 EP hacking check)
 HEADING_FLIP_RAD = np.pi / 2  # a heading change above 90 deg between 0.5 s poses counts as a flip
@@ -79,7 +81,7 @@ def rollout_statistics(
         _add(stats, f"rollout/frac_{name}", flag, valid)
     if advantages is not None and beta is not None:
         if ewr_max_weight is None:
-            w = 1.0 / (1.0 + np.exp(-(beta * advantages + weight_offset)))
+            w = dichotomous_weights(torch.as_tensor(advantages, dtype=torch.float64), beta, weight_offset)[0].numpy()
             _add(stats, "rollout/mean_sigmoid_beta_G", w, usable)
         else:
             w = np.minimum(np.exp(beta * advantages), ewr_max_weight)

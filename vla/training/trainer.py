@@ -319,8 +319,8 @@ class Trainer:
             yield
 
     def _prepare_stage(self, name: str, policy, optim_cfg, micro_batch: int, total_steps: int) -> StageContext:
-        if hasattr(policy, "set_training_stage"):
-            policy.set_training_stage("dipole" if name == "dipole" else "il")
+        if hasattr(policy, "set_trainable"):
+            policy.set_trainable("adapters" if name == "dipole" else "base")
         if self.cfg.model.gradient_checkpointing:
             enable_activation_checkpointing(policy)
         params = policy.trainable_parameters() if hasattr(policy, "trainable_parameters") else policy.parameters()
@@ -573,7 +573,7 @@ class Trainer:
                 context = ctx.policy.encode(batch)
                 kwargs = {} if ro.init_noise_scale is None else {"init_noise_scale": ro.init_noise_scale}
                 poses = ctx.policy.sample(batch, omega=0.0, num_steps=ro.num_steps, num_samples=ro.num_candidates,
-                                          context=context, generator=gen, policy="base", **kwargs)
+                                          context=context, generator=gen, mode="base", **kwargs)
                 out.append(poses.float().cpu().numpy())
         return np.concatenate(out, axis=0)
 
@@ -588,7 +588,7 @@ class Trainer:
             for mode in ("base", "guided"):
                 gen = torch.Generator(device=self.acc.device).manual_seed(DRIFT_PROBE_SEED)
                 outs.append(ctx.policy.sample(batch, omega=self._section(stage).rollout.omega, num_steps=5,
-                                              num_samples=1, context=context, generator=gen, policy=mode))
+                                              num_samples=1, context=context, generator=gen, mode=mode))
         diff = torch.linalg.norm(outs[0][..., :2] - outs[1][..., :2], dim=-1).mean(-1).flatten()
         return float(diff.sum()), float(diff.numel())
 
@@ -615,10 +615,8 @@ class Trainer:
                 mask = positions // n == epoch
                 sel[mask] = rows[perm[positions[mask] % n]]
             batch = batcher.batch(buffer.scene_indices[sel], with_targets=False)
-            for key in ("actions", "target_poses"):
-                batch.pop(key, None)
             device = self.acc.device
-            batch["poses"] = torch.from_numpy(buffer.poses[sel]).to(device)
+            batch["target_poses"] = torch.from_numpy(buffer.poses[sel]).to(device)
             g = torch.from_numpy(buffer.advantages[sel]).to(device)
             usable = torch.from_numpy(buffer.usable[sel]).to(device)
             kwargs: dict[str, Any] = {}
@@ -630,7 +628,8 @@ class Trainer:
                     kwargs["offset"] = sec.weight_offset
                 if sec.bc_weight > 0:  # BC anchor on the logged trajectory (specs/dipole.md §8 option (b))
                     kwargs["bc_weight"] = sec.bc_weight
-                    batch["bc_poses"] = torch.from_numpy(batcher.target_poses(buffer.scene_indices[sel])).to(device)
+                    kwargs["anchor_poses"] = torch.from_numpy(
+                        batcher.target_poses(buffer.scene_indices[sel])).to(device)
                 return "dipole", batch, kwargs
             weights = ewr_weights(g, sec.beta, sec.ewr_max_weight) * usable.to(g.dtype)
             kwargs["sample_weights"] = weights

@@ -97,9 +97,9 @@ class FakeModel(torch.nn.Module):
         self.encode_calls += 1
         return {"ctx": batch["speed"]}
 
-    def sample(self, batch, omega=1.0, num_steps=10, num_samples=1, context=None, generator=None, policy="guided"):
+    def sample(self, batch, omega=1.0, num_steps=10, num_samples=1, context=None, generator=None, mode="guided"):
         assert context is not None
-        self.sample_calls.append((omega, policy, num_steps))
+        self.sample_calls.append((omega, mode, num_steps))
         batch_size = batch["speed"].shape[0]
         generators = generator if isinstance(generator, (list, tuple)) else [generator] * batch_size
         assert len(generators) == batch_size  # one generator per scene (DipoleVLA.sample's contract)
@@ -109,7 +109,7 @@ class FakeModel(torch.nn.Module):
             out = torch.zeros(batch_size, num_samples, 8, 3)
             out[..., 0] = x + noise
             return out
-        if policy == "base":
+        if mode == "base":
             return poses_for(0.0)
         if isinstance(omega, (list, tuple)):
             return torch.stack([poses_for(w) for w in omega], dim=1)

@@ -49,7 +49,7 @@ def test_model_planner_sweeps_omegas_from_one_context():
 
 def test_il_baseline_uses_the_base_policy_and_ignores_omega():
     model = FakeModel()
-    planner = ModelPlanner(model, name="il", omegas=[3.0], policy="base")
+    planner = ModelPlanner(model, name="il", omegas=[3.0], mode="base")
     assert planner.variants() == [Variant("il", None, 0, 0)]
     out = planner.plan(PlanningBatch(["a"], [agent_input(1.0)]))
     assert model.sample_calls[0][1] == "base"

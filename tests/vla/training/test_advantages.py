@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
+from vla.guidance import dichotomous_weights
 from vla.training.advantages import (
-    compute_advantage, dipole_weights, ewr_weights, zero_variance_fraction,
+    compute_advantage, ewr_weights, zero_variance_fraction,
 )
 
 
@@ -55,7 +56,7 @@ def test_g2_g3_g4():
 
 def test_dipole_weights_bounded_and_complementary():
     g = torch.tensor([-math.inf, -3.0, 0.0, 2.0, math.inf])
-    w_pos, w_neg = dipole_weights(g, beta=2.0)
+    w_pos, w_neg = dichotomous_weights(g, beta=2.0)
     assert torch.isfinite(w_pos).all() and torch.isfinite(w_neg).all()
     assert ((w_pos >= 0) & (w_pos <= 1)).all()
     assert torch.allclose(w_pos + w_neg, torch.ones(5))

@@ -5,8 +5,9 @@
 For every seed: one imitation run (``stages=[il]``), then from its ``il_model`` a DIPOLE run and an EWR run
 with the same rollout/update budget (``configs/train/demo.yaml`` values unless overridden). Every run is
 evaluated on the synthetic test split (logs disjoint from training; the IL row uses the same scenes and
-initial noise). Prints per-seed and mean tables (PDMS, NC, DAC, EP) and the DIPOLE - IL gain; writes
-``summary.json``. Extra ``key=value`` arguments go to every run (e.g. ``dipole.beta=2``).
+initial noise). omega is chosen on a held-out split by ``launch/evaluate.py --select-omega`` on the DIPOLE
+model (an evaluation, not a training run). Prints per-seed and mean tables (PDMS, NC, DAC, EP) and the
+DIPOLE - IL gain; writes ``summary.json``. Extra ``key=value`` arguments go to every training run.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "launch" / "finetune.py"
+EVALUATE = REPO_ROOT / "launch" / "evaluate.py"
 METRICS = ("PDMS", "NC", "DAC", "EP", "C", "TTC")
 
 
-def run(args: list[str]) -> None:
-    cmd = [sys.executable, str(SCRIPT)] + args + ["progress_bars=false"]
+def run(args: list[str], script: Path = SCRIPT) -> None:
+    cmd = [sys.executable, str(script)] + args + (["progress_bars=false"] if script == SCRIPT else ["--no-progress"])
     print("$", " ".join(cmd), flush=True)
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     subprocess.run(cmd, cwd=REPO_ROOT, env=env, check=True)
@@ -49,13 +51,17 @@ def main() -> None:
     parser.add_argument("--skip-ewr", action="store_true")
     parser.add_argument("--select-split", default="synthetic_val",
                         help="held-out split (logs disjoint from training) on which omega is chosen; '' to skip")
+    parser.add_argument("--data-root", default="data/synthetic", help="the runs' data.data_root")
+    parser.add_argument("--omegas", default="0,0.5,1,2,4", help="omegas tried on the selection split")
+    parser.add_argument("--eval-seed", default="1234", help="sampling seed of the selection (eval.seed)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     table: dict[str, dict[str, list[float]]] = {}
     per_seed = {}
     for seed in args.seeds:
         root = args.out / f"seed{seed}"
-        common = [f"seed={seed}", f"data.metric_cache_dir={args.out / 'metric_cache'}"] + list(args.overrides)
+        common = [f"seed={seed}", f"data.data_root={args.data_root}",
+                  f"data.metric_cache_dir={args.out / 'metric_cache'}"] + list(args.overrides)
         if not (root / "il" / "il_model").is_dir():
             run(common + ["stages=[il]", f"output_dir={root / 'il'}"])
         init = f"model.init_checkpoint={root / 'il' / 'il_model'}"
@@ -65,14 +71,18 @@ def main() -> None:
         if not args.skip_ewr:
             if not (root / "ewr" / "results.json").is_file():
                 run(common + ["stages=[ewr]", init, f"output_dir={root / 'ewr'}"])
-            rows["EWR"] = results(root / "ewr")["EWR"]
+            rows["ewr"] = results(root / "ewr")["ewr"]
         if args.select_split:
             val = root / "omega_selection"
-            if not (val / "results.json").is_file():  # evaluation only: zero rounds from the trained policy
-                run(common + ["stages=[dipole]", "dipole.rounds=0", f"model.init_checkpoint={root / 'dipole' / 'model'}",
-                              f"data.eval_split={args.select_split}", f"output_dir={val}",
-                              f"data.metric_cache_dir={args.out / 'metric_cache_select'}"])
-            rows["_selection"] = results(val)
+            if not (val / "selected_omega.json").is_file():  # an evaluation of the trained policy
+                run(["--checkpoint", str(root / "dipole" / "model"), "--split", args.select_split, "--data-root",
+                     args.data_root, "--omegas", args.omegas, "--seeds", args.eval_seed, "--metrics", "v1",
+                     "--baselines", "", "--two-stage", "off", "--report-worst", "0", "--report-sample", "0",
+                     "--output-dir", str(val), "--select-omega"], EVALUATE)
+            from navsim_eval.evaluation import read_rows
+            from navsim_eval.evaluation.pipeline import table_results
+
+            rows["_selection"] = table_results(read_rows(val / "results.csv"), "v1")
         per_seed[seed] = rows
         curves = {"dipole": rollout_curve(root / "dipole", "dipole")}
         if not args.skip_ewr:
@@ -91,20 +101,20 @@ def main() -> None:
     for label, entry in table.items():
         cells = [f"{np.mean(v):.1f} +- {np.std(v):.1f}" for v in (entry[m] for m in METRICS)]
         print(f"| {label} | " + " | ".join(cells) + " |")
-    il = np.array(table["IL (mu_0)"]["PDMS"])
+    il = np.array(table["il"]["PDMS"])
     for label, entry in table.items():
-        if label.startswith("DIPOLE") or label == "EWR":
+        if label.startswith("dipole") or label == "ewr":
             gain = np.array(entry["PDMS"]) - il
             print(f"{label}: PDMS gain over IL {gain.mean():+.2f} (per seed {np.round(gain, 2).tolist()})")
     if args.select_split:
-        omegas = [k for k in table if k.startswith("DIPOLE")]
+        omegas = [k for k in table if k.startswith("dipole")]
         val_mean = {k: np.mean([100.0 * per_seed[s]["_selection"][k]["PDMS"] for s in args.seeds]) for k in omegas}
         best = max(val_mean, key=val_mean.get)
         print(f"\nomega chosen on {args.select_split} (mean PDMS over seeds): "
               + ", ".join(f"{k.split()[-1]}: {v:.1f}" for k, v in val_mean.items()) + f" -> {best}")
         gain = np.array(table[best]["PDMS"]) - il
         for m in ("NC", "DAC"):
-            delta = np.mean(table[best][m]) - np.mean(table["IL (mu_0)"][m])
+            delta = np.mean(table[best][m]) - np.mean(table["il"][m])
             print(f"  {best} vs IL on the test split: {m} {delta:+.2f}")
         print(f"  {best} vs IL on the test split: PDMS {gain.mean():+.2f} (per seed {np.round(gain, 2).tolist()})")
     args.out.mkdir(parents=True, exist_ok=True)

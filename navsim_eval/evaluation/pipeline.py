@@ -12,15 +12,16 @@ import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence
 
+from data_pipelines.configuration import FiniteFloat, NonNegativeInt, PositiveInt
 from data_pipelines.paths import DataPaths
 from data_pipelines.scene import SensorConfig
 from data_pipelines.scene_filter import Split, load_split
 from data_pipelines.scene_loader import SceneLoader
 from navsim_eval.evaluation.distributed import Distributed
 from navsim_eval.evaluation.errors import EvaluationError
-from navsim_eval.evaluation.metrics import METRIC_VERSIONS
+from navsim_eval.evaluation.metrics import METRIC_VERSIONS, SCORE, SCORE_NAME, TABLE_LAYOUT
 from navsim_eval.evaluation.planners import CandidatePlanner, ConstantVelocityPlanner, HumanPlanner
 from navsim_eval.evaluation.report import plot_omega_sweep, write_visual_report
 from navsim_eval.evaluation.runner import RunSettings, run_evaluation
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 RESULTS_FILE = "results.csv"
 SUMMARY_FILE = "summary.md"
 TWO_STAGE_FILE = "two_stage.csv"
+SELECTED_OMEGA_FILE = "selected_omega.json"
 CONFIG_FILE = "evaluation_config.json"
 REPORT_DIR = "report"
 TWO_STAGE_SUFFIX = "_two_stage"
@@ -45,26 +47,27 @@ BASELINES = ("constant_velocity", "human", "il")
 class EvaluationConfig:
     """Everything one ``launch/evaluate.py`` run needs (paths default to the NAVSIM environment variables)."""
 
-    split: str = "synthetic_test"
-    data_root: Optional[str] = None
-    maps_root: Optional[str] = None
-    checkpoint: Optional[str] = None
-    il_checkpoint: Optional[str] = None
-    omegas: tuple[float, ...] = (1.0,)  # dipole.md §4: the released DP-VLA default guidance is omega = 1
-    num_steps: Optional[int] = None  # None: the checkpoint's sampler default
-    num_samples: int = 1
-    seeds: tuple[int, ...] = (0,)
-    metrics: tuple[str, ...] = ("v1", "v2")
-    baselines: tuple[str, ...] = ("constant_velocity", "human")
-    batch_size: int = 4
-    output_dir: str = "outputs/evaluation"
-    metric_cache_dir: Optional[str] = None
-    two_stage: str = "auto"  # auto | on | off
-    two_stage_root: Optional[str] = None
-    max_scenes: Optional[int] = None
-    report_worst: int = 3
-    report_sample: int = 3
-    progress: bool = True
+    split: str = "synthetic_test"  # split name under <data_root>/splits, or a split YAML path (e.g. navtest)
+    data_root: Optional[str] = None  # dataset root; None: $OPENSCENE_DATA_ROOT
+    maps_root: Optional[str] = None  # map root; None: $NUPLAN_MAPS_ROOT, else <data_root>/maps
+    checkpoint: Optional[str] = None  # DipoleVLA.from_pretrained folder or hub id; None: baselines only
+    il_checkpoint: Optional[str] = None  # IL-only checkpoint of the 'il' baseline; None: checkpoint
+    omegas: tuple[FiniteFloat, ...] = (1.0,)  # guidance strengths (dipole.md §4: the released DP-VLA default is 1)
+    num_steps: Optional[PositiveInt] = None  # denoising steps; None: the checkpoint's sampler default
+    num_samples: PositiveInt = 1  # trajectories per scene, omega and seed
+    seeds: tuple[NonNegativeInt, ...] = (0,)  # sampling seeds (each scene's noise comes from (seed, token))
+    metrics: tuple[str, ...] = ("v1", "v2")  # v1 (PDMS) and/or v2 (EPDMS)
+    baselines: tuple[str, ...] = ("constant_velocity", "human")  # some of constant_velocity, human, il
+    batch_size: PositiveInt = 4  # scenes per model forward
+    output_dir: str = "outputs/evaluation"  # results.csv, summary.md, two_stage.csv, report/
+    metric_cache_dir: Optional[str] = None  # metric caches per version (<dir>/v1, <dir>/v2); None: build them
+    two_stage: Literal["auto", "on", "off"] = "auto"  # two-stage aggregation; auto: when the split has stage-2 data
+    two_stage_root: Optional[str] = None  # two-stage data folder; None: <data_root>/<split>_two_stage
+    max_scenes: Optional[NonNegativeInt] = None  # evaluate only the first N scenes
+    report_worst: NonNegativeInt = 3  # BEV plots of the N worst-scored scenes
+    report_sample: NonNegativeInt = 3  # BEV plots of N random scenes
+    progress: bool = True  # progress bar
+    select_omega: bool = False  # pick the model planner's best omega (stage 1, first metric); write selected_omega.json
 
     def __post_init__(self) -> None:
         unknown = set(self.baselines) - set(BASELINES)
@@ -200,6 +203,9 @@ def run_pipeline(
             sections += [two_stage_markdown(summaries, metric), ""]
             group_rows += [g.as_row() for s in summaries for g in s.groups]
         outputs.two_stage_csv = _write_dict_rows(out_dir / TWO_STAGE_FILE, group_rows)
+    if config.select_omega:
+        sections += [write_selected_omega(out_dir / SELECTED_OMEGA_FILE, rows, config.metrics[0], model_planner_names),
+                     ""]
     failures = sorted({(r["token"], r["error"]) for r in rows if r.get("error")})
     if failures:
         sections += [f"### Failed tokens ({len({t for t, _ in failures})})", ""]
@@ -219,3 +225,32 @@ def run_pipeline(
             if extra is not None:
                 outputs.report_files.append(extra)
     return outputs
+
+
+def table_results(rows: Sequence[dict[str, Any]], metric: str, stage: int = 1) -> dict[str, dict[str, float]]:
+    """{row label: {table header: mean}} of one metric version (fractions, the columns of the summary table)."""
+    return {
+        line.label: {**{header: line.means.get(column, math.nan) for header, column in TABLE_LAYOUT[metric]},
+                     "scenes_failed": float(line.num_failed)}
+        for line in summarize(rows, metric, stage=stage)
+    }
+
+
+def select_omega(rows: Sequence[dict[str, Any]], metric: str, planners: Sequence[str] = ("dipole",),
+                 stage: int = 1) -> tuple[str, float, float]:
+    """(planner, omega, mean score) of the guided variant with the best mean score; ties: the smaller omega."""
+    candidates = [line for line in summarize(rows, metric, stage=stage)
+                  if line.planner in planners and line.omega is not None and not math.isnan(line.means[SCORE])]
+    if not candidates:
+        raise EvaluationError(f"no scored omega of planner(s) {list(planners)} to select from ({metric})")
+    best = max(candidates, key=lambda line: (line.means[SCORE], -line.omega))
+    return best.planner, float(best.omega), float(best.means[SCORE])
+
+
+def write_selected_omega(path: Path, rows: Sequence[dict[str, Any]], metric: str,
+                         planners: Sequence[str] = ("dipole",)) -> str:
+    """Write the selected omega as JSON; returns the summary line."""
+    planner, omega, score = select_omega(rows, metric, planners)
+    path.write_text(json.dumps({"planner": planner, "omega": omega, "metric": metric, SCORE_NAME[metric]: score},
+                               indent=2) + "\n")
+    return f"Selected omega ({planner}, best {SCORE_NAME[metric]}): {omega:g} ({100 * score:.1f})"

@@ -113,3 +113,23 @@ def test_validate_against_a_split_yaml_whose_logs_are_not_on_disk(script, tmp_pa
     capsys.readouterr()
     assert script.main(["validate", str(bad), *args]) == 1
     assert tokens[1] in capsys.readouterr().out
+
+
+def test_commands_read_the_config_grammar_and_name_missing_keys(script, capsys):
+    from data_pipelines.configuration import ConfigError
+
+    config = script.parse_args(["write", "planner=human", "method=M", "repo_url=https://x", "authors=A",
+                                "--email", "e@x", "--institution", "I", "--country", "C", "--out", "o", "seeds=[1,2]"])
+    assert config.planner == "human" and config.seeds == (1, 2) and config.country == "C"
+    merge = script.parse_args(["merge", "a.pkl", "b.pkl", "--out", "m"])
+    assert merge.files == ("a.pkl", "b.pkl") and merge.out == "m"
+    assert script.parse_args(["validate", "s.pkl", "--format", "v2"]).file == "s.pkl"
+    with pytest.raises(ConfigError, match="missing required key.*repo_url"):
+        script.parse_args(["write", "--method", "M", "--out", "o"])
+    with pytest.raises(ConfigError, match="'planner' must be one of"):
+        script.parse_args(["write", "--planner", "oracle"])
+    with pytest.raises(SystemExit) as done:
+        script.parse_args(["write", "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "  method (str, required) = ''" in text and "  omega (float, finite) = 1.0  guidance strength" in text

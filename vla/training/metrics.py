@@ -104,3 +104,16 @@ def merge(a: Mapping[str, tuple[float, float]], b: Mapping[str, tuple[float, flo
         s0, c0 = out.get(k, (0.0, 0.0))
         out[k] = (s0 + s, c0 + c)
     return out
+
+
+def reduce_stats(accelerator, stats: Mapping[str, Mapping[str, tuple[float, float]]]) -> dict[str, dict[str, float]]:
+    """All-reduce {label: {name: (sum, count)}} over processes and return the means."""
+    out = {}
+    for label, entry in stats.items():
+        if accelerator is not None and accelerator.num_processes > 1:
+            merged: dict = {}
+            for item in accelerator.gather_for_metrics([{label: dict(entry)}], use_gather_object=True):
+                merged = merge(merged, item[label])
+            entry = merged
+        out[label] = finalize({k: entry[k] for k in entry})  # the reward's order
+    return out

@@ -76,8 +76,8 @@ def main() -> None:
             val = root / "omega_selection"
             if not (val / "selected_omega.json").is_file():  # an evaluation of the trained policy
                 run(["--checkpoint", str(root / "dipole" / "model"), "--split", args.select_split, "--data-root",
-                     args.data_root, "--omega", args.omegas, "--seeds", args.eval_seed, "--metrics", "v1",
-                     "--baselines", "", "--two-stage", "off", "--report-worst", "0", "--report-sample", "0",
+                     args.data_root, "--omegas", args.omegas, "--seeds", args.eval_seed, "--metrics", "v1",
+                     "--two-stage", "off", "--report-worst", "0", "--report-sample", "0",
                      "--output-dir", str(val), "--select-omega"], EVALUATE)
             from navsim_eval.evaluation import read_rows
             from navsim_eval.evaluation.pipeline import table_results

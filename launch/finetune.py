@@ -13,7 +13,6 @@ See docs/training.md.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from dataclasses import replace
@@ -22,7 +21,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from data_pipelines.configuration import load_config, save_config
+from data_pipelines.configuration import parse_command_line, save_config
 from data_pipelines.paths import DataPaths
 from data_pipelines.scene import SensorConfig
 from data_pipelines.scene_filter import load_split
@@ -33,12 +32,12 @@ from vla.training.errors import EmptyDataError, TrainingError
 from vla.training.stages import get_stage
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=None, help="training preset YAML (default: the CPU demo)")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. dipole.rounds=2 il.steps=50")
-    return parser.parse_args(argv)
+def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[TrainConfig, bool]:
+    """(config, resume): ``--config FILE``, ``--resume`` and key=value overrides in any order; ``--help`` lists
+    every key. Unknown keys fail here, before anything runs."""
+    cfg, cli = parse_command_line(TrainConfig, argv, prog="launch/finetune.py", description=__doc__,
+                                  switches={"--resume": "continue from the last checkpoint in output_dir"})
+    return cfg, cli.switches["resume"]
 
 
 def make_accelerator(cfg: TrainConfig):
@@ -141,8 +140,7 @@ def make_reward(cfg: TrainConfig, paths: DataPaths, items, name: str):
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(argv)
-    cfg = load_config(TrainConfig, args.config, args.overrides)  # unknown keys fail here, before anything runs
+    cfg, resume = parse_args(argv)
     accelerator = make_accelerator(cfg)
     paths = resolve_data(cfg, accelerator)
     _, train_items = load_items(cfg, paths, cfg.data.train_split, cfg.data.max_train_scenes)
@@ -150,7 +148,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     train_reward = make_reward(cfg, paths, train_items, "train") if needs_rollouts else None  # lazy: caches on use
     eval_fn = make_eval_fn(cfg, paths, accelerator) if cfg.eval.enabled else None
     trainer = Trainer(cfg, accelerator, train_items, train_reward, eval_fn)
-    if args.resume:
+    if resume:
         trainer.find_resume_point()  # incompatible / missing checkpoint: fail before caches are built
     if accelerator.is_main_process:
         save_config(cfg, cfg.output_dir / "train_config.yaml")
@@ -159,7 +157,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         flat = {k: str(v) for k, v in config_to_dict(cfg).items()}
         accelerator.init_trackers(cfg.name, config=flat)
-    trainer.run(resume=args.resume)
+    trainer.run(resume=resume)
     accelerator.end_training()
     return 0
 

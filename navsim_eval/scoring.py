@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
@@ -22,6 +21,7 @@ import numpy as np
 from data_pipelines.errors import DataError, LogFileError, UnknownTokenError
 from data_pipelines.log_reader import find_log_files, load_log, log_name_of
 from data_pipelines.maps.nuplan_map import DEFAULT_MAP_VERSION
+from data_pipelines.safe_pickle import UnsafePickleError, restricted_loads
 from navsim_eval.names import EXTENDED_COMFORT, SCORE_COLUMN
 from navsim_eval.pdm.constants import check_version
 from navsim_eval.pdm.epdms import epdms_of_table, extended_comfort_to_previous
@@ -31,6 +31,7 @@ from navsim_eval.pdm.scene_pairs import PreviousScene
 from navsim_eval.pdm.scene_pairs import previous_scenes as previous_scene_pairs
 from navsim_eval.pdm.scorer import METRICS, ScoreTable, score_trajectories
 from navsim_eval.pdm.trajectory import validate_poses
+from navsim_eval.submission.pickling import SUBMISSION_PICKLE
 from navsim_eval.worker_pool import worker_pool
 
 logger = logging.getLogger(__name__)
@@ -70,23 +71,12 @@ def _poses_of(value: Any) -> Any:
     return value.poses if hasattr(value, "poses") else value
 
 
-class _StandInUnpickler(pickle.Unpickler):
-    """Unpickler that replaces classes of modules that are not installed (navsim / nuplan) by plain holders."""
-
-    def find_class(self, module: str, name: str):
-        try:
-            return super().find_class(module, name)
-        except (ImportError, AttributeError):
-            return type(name, (), {"__module__": module, "__setstate__": lambda self, s: self.__dict__.update(
-                s if isinstance(s, dict) else (s[1] or {}) if isinstance(s, tuple) else {})})
-
-
 def load_trajectories(path: PathLike) -> dict[str, dict[str, Any]]:
     """Read {token: poses} / {token: {name: poses}} from JSON or pickle, or an official submission pickle.
 
     Submission pickles: v1 `predictions` (list of {token: Trajectory}; one entry -> name "trajectory", several
-    -> "prediction_<i>"), v2 `first_stage_predictions` (name "trajectory"). Classes of the devkit are read
-    without importing it.
+    -> "prediction_<i>"), v2 `first_stage_predictions` (name "trajectory"). Pickles are read with the
+    submission format's restricted unpickler (devkit classes map to stand-ins; any other class is refused).
     """
     path = Path(path)
     if not path.is_file():
@@ -97,12 +87,23 @@ def load_trajectories(path: PathLike) -> dict[str, dict[str, Any]]:
 
             data = json.loads(path.read_text())
         else:
-            with path.open("rb") as handle:
-                data = _StandInUnpickler(handle).load()
+            data, _ = restricted_loads(path.read_bytes(), SUBMISSION_PICKLE, path)
+    except UnsafePickleError as exc:
+        raise ScoringError(f"trajectory file {path}: {exc.reason}") from exc
     except Exception as exc:  # noqa: BLE001 - any decoding failure is reported with the file name
         raise ScoringError(f"trajectory file {path}: cannot read ({type(exc).__name__}: {exc})") from exc
     if not isinstance(data, Mapping):
         raise ScoringError(f"trajectory file {path}: expected a mapping, got {type(data).__name__}")
+    nested = _nested_trajectories(data, path)
+    if not nested:
+        raise ScoringError(f"trajectory file {path}: holds no trajectories (nothing to score)")
+    empty = [token for token, named in nested.items() if not named]
+    if empty:
+        raise ScoringError(f"trajectory file {path}: token(s) with no trajectories: {', '.join(empty[:5])}")
+    return nested
+
+
+def _nested_trajectories(data: Mapping[str, Any], path: Path) -> dict[str, dict[str, Any]]:
     for key in ("predictions", "first_stage_predictions"):
         if key in data:
             predictions = data[key]
@@ -129,14 +130,19 @@ class FrameLocation:
     timestamp: int
 
 
-def index_logs(logs_root: PathLike) -> dict[str, FrameLocation]:
-    """token -> where its frame lives, for every OpenScene log pickle below `logs_root`."""
+def index_logs(logs_root: PathLike, unreadable: Optional[dict[Path, str]] = None) -> dict[str, FrameLocation]:
+    """token -> where its frame lives, for every OpenScene log pickle below `logs_root`.
+
+    Logs that cannot be unpickled are logged and, when `unreadable` is given, recorded there (path -> reason).
+    """
     index: dict[str, FrameLocation] = {}
     for path in find_log_files(logs_root):
         try:
             frames = load_log(path, validate=False)
         except LogFileError as exc:
-            logger.warning("skipping unreadable log: %s", exc)
+            logger.warning("unreadable log: %s", exc)
+            if unreadable is not None:
+                unreadable[path] = str(exc)
             continue
         for i, frame in enumerate(frames):
             if isinstance(frame, dict) and "token" in frame:
@@ -269,11 +275,13 @@ def _chunks(items: list, size: int) -> Iterable[list]:
 
 
 def run_scoring(trajectories: Mapping[str, Any], logs_root: Optional[PathLike], config: ScoringConfig,
-                index: Optional[Mapping[str, FrameLocation]] = None) -> list[TokenResult]:
+                index: Optional[Mapping[str, FrameLocation]] = None,
+                unreadable: Optional[dict[Path, str]] = None) -> list[TokenResult]:
     """Score every (token, name) of `trajectories`; tokens are grouped by log and spread over workers."""
     nested = normalise_trajectories(trajectories)
+    unreadable = {} if unreadable is None else unreadable  # logs that could not be read (path -> reason)
     if index is None:
-        index = index_logs(logs_root) if logs_root is not None else {}
+        index = index_logs(logs_root, unreadable) if logs_root is not None else {}
     by_log: dict[Optional[Path], list] = {}
     for token, named in nested.items():
         location = index.get(token)
@@ -285,8 +293,14 @@ def run_scoring(trajectories: Mapping[str, Any], logs_root: Optional[PathLike], 
             continue
         size = max(1, math.ceil(len(items) / max(1, workers if len(by_log) < workers else 1)))
         tasks.extend((log_path, chunk, config) for chunk in _chunks(items, size))
+    def not_found(token: str) -> str:
+        if unreadable:  # the token may be in a log that could not be read
+            return (f"token {token!r} is in none of the readable logs below {logs_root}; {len(unreadable)} "
+                    "unreadable: " + "; ".join(unreadable.values()))
+        return str(UnknownTokenError(token, f"the logs below {logs_root}"))
+
     results: list[TokenResult] = [
-        TokenResult(token, "", 0, list(named), error=str(UnknownTokenError(token, f"the logs below {logs_root}")))
+        TokenResult(token, "", 0, list(named), error=not_found(token))
         for token, _, named in by_log.get(None, [])
     ] if not config.require_cache else []
     if workers <= 1 or len(tasks) <= 1:
@@ -405,15 +419,17 @@ class ScoringService:
         self.logs_root = Path(logs_root) if logs_root is not None else None
         self.config = config
         self._index: Optional[dict[str, FrameLocation]] = None
+        self.unreadable_logs: dict[Path, str] = {}
 
     @property
     def index(self) -> dict[str, FrameLocation]:
         if self._index is None:
-            self._index = index_logs(self.logs_root) if self.logs_root is not None else {}
+            self._index = index_logs(self.logs_root, self.unreadable_logs) if self.logs_root is not None else {}
         return self._index
 
     def score(self, trajectories: Mapping[str, Any]) -> list[dict[str, Any]]:
-        results = run_scoring(trajectories, self.logs_root, self.config, index=self.index)
+        results = run_scoring(trajectories, self.logs_root, self.config, index=self.index,
+                              unreadable=self.unreadable_logs)
         return results_to_rows(results, self.config.version)
 
 

@@ -18,6 +18,7 @@ import shapely
 from data_pipelines.errors import DataError, MapError
 from data_pipelines.maps import DEFAULT_MAP_VERSION, NuPlanMap, load_map
 from data_pipelines.maps.locations import map_file_path, resolve_location
+from data_pipelines.safe_pickle import NUMPY_GLOBALS, PLAIN_GLOBALS, PickleFormat, restricted_loads
 from navsim_eval.pdm.cache_fingerprint import changed_parts, describe_changes, source_fingerprint
 from navsim_eval.pdm.centerline import CenterlineError, build_centerline, starting_lane
 from navsim_eval.pdm.constants import STATE_DIM, StateIndex, check_version, is_synthetic_token
@@ -36,6 +37,8 @@ FORMAT_VERSION = 3
 CACHE_FILE_SUFFIX = ".mcache"
 # Number of logged future poses of the human trajectory (v2, spec §3.7) and their spacing.
 HUMAN_TRAJECTORY_POSES = 8
+METRIC_CACHE_PICKLE = PickleFormat("metric cache", NUMPY_GLOBALS | PLAIN_GLOBALS)
+"""Cache entries hold plain values only (see :func:`metric_cache_to_plain`)."""
 # Ego velocities/accelerations pass through float32 in the devkit's scene dataclasses (golden fixtures).
 EGO_DYNAMICS_DTYPE = np.float32
 
@@ -292,7 +295,7 @@ class MetricCacheStore:
         if not path.is_file():
             raise MetricCacheError(token, "no cache entry (build the metric cache first)", path)
         try:
-            data = pickle.loads(zlib.decompress(path.read_bytes()))
+            data, _ = restricted_loads(zlib.decompress(path.read_bytes()), METRIC_CACHE_PICKLE, path)
         except Exception as exc:
             raise UnreadableMetricCacheError(token, f"unreadable cache entry ({exc})", path) from exc
         if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:

@@ -74,17 +74,6 @@ def enable_activation_checkpointing(policy: torch.nn.Module) -> None:
         backbone.enable_gradient_checkpointing()
 
 
-def dotted_overrides(overrides: dict, prefix: str = "") -> list[str]:
-    """``{"head": {"depth": 1}}`` -> ``["head.depth=1"]`` (the model presets' override grammar)."""
-    out = []
-    for key, value in overrides.items():
-        if isinstance(value, dict):
-            out += dotted_overrides(value, f"{prefix}{key}.")
-        else:
-            out.append(f"{prefix}{key}={json.dumps(value)}")
-    return out
-
-
 @dataclass
 class StageContext:
     """The live objects of one stage."""
@@ -194,7 +183,7 @@ class Trainer:
             from vla import DipoleVLA
             from vla.presets import build_config
 
-            config = build_config(self.cfg.model.preset, dotted_overrides(self.cfg.model.overrides))
+            config = build_config(self.cfg.model.preset, self.cfg.model.overrides)
             with distributed.full_parameter_construction(self.acc):
                 if self.cfg.model.load_backbone_weights:
                     policy = DipoleVLA.from_backbone_pretrained(config)
@@ -322,10 +311,8 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ checkpoints
     def checkpoint(self, ctx: StageContext, buffer: Optional[RolloutBuffer] = None) -> None:
         self.state.fingerprint = self.fingerprint()
-        path = self.writer.save(self.state, buffer=buffer)
-        if self.is_main:
-            torch.save(ctx.scheduler.state_dict(), path / SCHEDULER_FILENAME)
-        self.acc.wait_for_everyone()
+        self.writer.save(self.state, buffer=buffer, extra_files={
+            SCHEDULER_FILENAME: lambda path: torch.save(ctx.scheduler.state_dict(), path)})
 
     def restore(self, ctx: StageContext, ckpt: Path) -> None:
         self.acc.load_state(str(ckpt / ACCELERATE_DIRNAME))

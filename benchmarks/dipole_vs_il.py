@@ -77,7 +77,7 @@ def main() -> None:
             if not (val / "selected_omega.json").is_file():  # an evaluation of the trained policy
                 run(["--checkpoint", str(root / "dipole" / "model"), "--split", args.select_split, "--data-root",
                      args.data_root, "--omegas", args.omegas, "--seeds", args.eval_seed, "--metrics", "v1",
-                     "--baselines", "", "--two-stage", "off", "--report-worst", "0", "--report-sample", "0",
+                     "--two-stage", "off", "--report-worst", "0", "--report-sample", "0",
                      "--output-dir", str(val), "--select-omega"], EVALUATE)
             from navsim_eval.evaluation import read_rows
             from navsim_eval.evaluation.pipeline import table_results

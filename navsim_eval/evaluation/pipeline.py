@@ -67,7 +67,7 @@ class EvaluationConfig:
     report_worst: NonNegativeInt = 3  # BEV plots of the N worst-scored scenes
     report_sample: NonNegativeInt = 3  # BEV plots of N random scenes
     progress: bool = True  # progress bar
-    select_omega: bool = False  # pick the model planner's best omega (stage 1, first metric); write selected_omega.json
+    select_omega: bool = False  # write the model planner's best omega (stage 1, first metric) to selected_omega.json
 
     def __post_init__(self) -> None:
         unknown = set(self.baselines) - set(BASELINES)

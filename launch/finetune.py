@@ -96,6 +96,7 @@ def make_eval_fn(cfg: TrainConfig, paths: DataPaths, accelerator):
 
     from navsim_eval.evaluation import EvaluationConfig, ModelPlanner, from_accelerate, run_pipeline
     from navsim_eval.evaluation.pipeline import build_sources, table_results
+    from navsim_eval.evaluation.scorers import NativeScorer
     from vla.sampling import PolicySampler
     from vla.training.eval_contract import EvalReport
 
@@ -111,6 +112,8 @@ def make_eval_fn(cfg: TrainConfig, paths: DataPaths, accelerator):
             report_worst=0, report_sample=0, progress=cfg.progress_bars)
 
     dist = from_accelerate(accelerator)
+    # One scorer for every evaluation of the run: each eval scene's metric cache is built once and stored.
+    scorer = NativeScorer((data.metric_cache_dir or cfg.output_dir / "metric_cache") / "eval", build_missing=True)
     sources = build_sources(config("check"))  # a missing or empty split fails here, before training
     if not sources[0].tokens:
         raise EmptyDataError(f"evaluation split {data.eval_split!r} has no scenes")
@@ -123,7 +126,7 @@ def make_eval_fn(cfg: TrainConfig, paths: DataPaths, accelerator):
         planners = [ModelPlanner(PolicySampler(p.policy), name=p.name, omegas=p.omegas or run.omegas,
                                  seeds=run.seeds, num_samples=run.num_samples, num_steps=run.num_steps,
                                  mode=p.mode) for p in policies]
-        outputs = run_pipeline(run, planners, sources=sources, distributed=dist)
+        outputs = run_pipeline(run, planners, sources=sources, scorer=scorer, distributed=dist)
         return EvalReport(table_results(outputs.rows, cfg.reward.version), outputs.summary_text)
 
     return eval_fn

@@ -124,7 +124,10 @@ def measure(args) -> dict:
                             else s.get_future_trajectory(8).poses[None].astype(np.float64)) for s in scenes}
     locations = {m.location: m for m in maps.values()}
     lanes = {loc: len(m.get_ids(MapLayer.LANE)) + len(m.get_ids(MapLayer.LANE_CONNECTOR)) for loc, m in locations.items()}
-    figures: dict = {"data_root": str(data_root), "scenes": len(scenes), "lanes_per_map": lanes,
+    import navsim_eval
+
+    figures: dict = {"package": str(Path(navsim_eval.__file__).parent), "data_root": str(data_root),
+                     "scenes": len(scenes), "lanes_per_map": lanes,
                      "load_before": load_average(), "versions": {}}
     rng = np.random.default_rng(0)
     for version in VERSIONS:
@@ -206,6 +209,7 @@ def report(data_root: Path, current: list[dict], baseline: list[dict], official:
     first = current[0]
     print(f"\n## {data_root}: {first['scenes']} scenes; lanes + lane connectors per map: {first['lanes_per_map']}")
     print(f"   {len(current)} round(s); {first['load_before']} (start) / {current[-1]['load_after']} (end)")
+    print(f"   packages measured: {first['package']}" + (f" vs baseline {baseline[0]['package']}" if baseline else ""))
     header = f"{'version':8}{'row':>14}{'ours':>16}{'x official':>16}"
     if baseline:
         header += f"{'baseline':>16}{'x baseline':>16}"

@@ -194,3 +194,19 @@ def test_help_and_print_config(tmp_path, capsys):
     assert "steps: 3  # int, >= 0; optimizer steps" in printed
     (tmp_path / "printed.yaml").write_text(printed)
     assert load_config(Command, tmp_path / "printed.yaml") == Command(name="y", ranged=Ranged(offsets=(1.0, -1.0)))
+
+
+def test_text_keys_keep_the_value_as_typed():
+    @dataclass(frozen=True)
+    class Texts:
+        split: str = "x"
+        note: Optional[str] = "n"
+        kind: Literal["auto", "on", "off"] = "auto"
+        anything: dict[str, object] = field(default_factory=dict)
+        ratio: float = 0.5
+
+    cfg = load_config(Texts, overrides=["split=1.10", "note=#1 team", "kind=off", "anything.head.depth=1",
+                                        "ratio=1e-3"])
+    assert cfg.split == "1.10" and cfg.note == "#1 team" and cfg.kind == "off"
+    assert cfg.anything == {"head": {"depth": 1}} and cfg.ratio == 0.001
+    assert load_config(Texts, overrides=["note=null"]).note is None

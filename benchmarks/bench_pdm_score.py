@@ -1,7 +1,7 @@
 """PDM scoring and metric-cache speed versus the official pipeline, with a same-run baseline.
 
 Usage:
-    python benchmarks/bench_pdm_score.py [--data-root DIR ...] [--split NAME] [--stride N] [--max-scenes N]
+    python benchmarks/bench_pdm_score.py [--data-root DIR ...] [--split NAME ...] [--stride N] [--max-scenes N]
         [--ks 1 8 32 128] [--workers 1 2] [--worker-k 32] [--repeats 2] [--baseline GIT_REF] [--rounds 2]
 
 For every data root (default: the golden fixtures; any OpenScene-layout root with `maps/` and
@@ -116,7 +116,7 @@ def measure(args) -> dict:
         batch_scoring = None
 
     data_root = args.data_root[0]
-    scenes, maps = load_scenes(data_root, args.split, args.stride, args.max_scenes)
+    scenes, maps = load_scenes(data_root, (args.split or [None])[0], args.stride, args.max_scenes)
     tokens = [s.token for s in scenes]
     trajectories_file = data_root / "trajectories.json"
     named = json.loads(trajectories_file.read_text()) if trajectories_file.is_file() else {}
@@ -124,7 +124,10 @@ def measure(args) -> dict:
                             else s.get_future_trajectory(8).poses[None].astype(np.float64)) for s in scenes}
     locations = {m.location: m for m in maps.values()}
     lanes = {loc: len(m.get_ids(MapLayer.LANE)) + len(m.get_ids(MapLayer.LANE_CONNECTOR)) for loc, m in locations.items()}
-    figures: dict = {"data_root": str(data_root), "scenes": len(scenes), "lanes_per_map": lanes,
+    import navsim_eval
+
+    figures: dict = {"package": str(Path(navsim_eval.__file__).parent), "data_root": str(data_root),
+                     "scenes": len(scenes), "lanes_per_map": lanes,
                      "load_before": load_average(), "versions": {}}
     rng = np.random.default_rng(0)
     for version in VERSIONS:
@@ -206,6 +209,7 @@ def report(data_root: Path, current: list[dict], baseline: list[dict], official:
     first = current[0]
     print(f"\n## {data_root}: {first['scenes']} scenes; lanes + lane connectors per map: {first['lanes_per_map']}")
     print(f"   {len(current)} round(s); {first['load_before']} (start) / {current[-1]['load_after']} (end)")
+    print(f"   packages measured: {first['package']}" + (f" vs baseline {baseline[0]['package']}" if baseline else ""))
     header = f"{'version':8}{'row':>14}{'ours':>16}{'x official':>16}"
     if baseline:
         header += f"{'baseline':>16}{'x baseline':>16}"
@@ -248,7 +252,8 @@ def report(data_root: Path, current: list[dict], baseline: list[dict], official:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, action="append", help="repeatable; default: the golden fixtures")
-    parser.add_argument("--split", default=None, help="navsim_logs sub-folder (needed when there are several)")
+    parser.add_argument("--split", action="append", default=None,
+                        help="navsim_logs sub-folder per data root, in --data-root order (needed when there are several)")
     parser.add_argument("--golden", type=Path, default=DEFAULT_GOLDEN, help="holds the official timing_v*.json")
     parser.add_argument("--stride", type=int, default=5, help="use every n-th scene window")
     parser.add_argument("--max-scenes", type=int, default=40)
@@ -275,8 +280,9 @@ def main() -> None:
           f"are wall-clock through PDMReward at K={args.worker_k}.")
     script = Path(__file__).resolve()
     per_root = []
-    for data_root in args.data_root:
-        arguments = [a for a in _forwarded(args, data_root)]
+    splits = args.split or []
+    for index, data_root in enumerate(args.data_root):
+        arguments = _forwarded(args, data_root, splits[index] if index < len(splits) else None)
         current, baseline = interleaved_rounds(script, arguments, args.baseline, args.rounds)
         per_root.append((data_root, report(data_root, current, baseline, official, args)))
     if len(per_root) > 1:
@@ -290,14 +296,14 @@ def main() -> None:
                       f"per cache {_span(growth_cache, '.2f')}x (target <= 1.5x)")
 
 
-def _forwarded(args, data_root: Path) -> list[str]:
+def _forwarded(args, data_root: Path, split: Optional[str]) -> list[str]:
     """Arguments of one measurement process."""
     out = ["--data-root", str(data_root), "--golden", str(args.golden), "--stride", str(args.stride),
            "--max-scenes", str(args.max_scenes), "--worker-k", str(args.worker_k), "--repeats", str(args.repeats),
            "--batch-k", str(args.batch_k), "--batch-scenes", str(args.batch_scenes),
            "--ks", *map(str, args.ks), "--workers", *map(str, args.workers)]
-    if args.split:
-        out += ["--split", args.split]
+    if split:
+        out += ["--split", split]
     return out
 
 

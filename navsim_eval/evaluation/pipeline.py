@@ -123,15 +123,24 @@ def build_sources(config: EvaluationConfig, sensor_config: Optional[SensorConfig
     loader = SceneLoader.from_split(split, data_paths, sensor_config, map_provider=maps,
                                     record_unreadable_logs=True)
     first: Any = LoaderSource(loader, maps)
-    root = Path(config.two_stage_root) if config.two_stage_root else (
-        data_paths.require_data_root() / f"{split.name}{TWO_STAGE_SUFFIX}")
+    # A two-stage split's stage-2 data is the folder named like the split (navhard_two_stage/); a one-stage split
+    # may have its stage-2 scenes beside it in <split>_two_stage/.
+    root = Path(config.two_stage_root) if config.two_stage_root else data_paths.require_data_root() / (
+        split.name if split.is_two_stage else f"{split.name}{TWO_STAGE_SUFFIX}")
     two_stage_data = None
-    if config.two_stage == "on" or (config.two_stage == "auto" and root.is_dir()):
-        from data_pipelines.two_stage import load_two_stage
+    if config.two_stage == "on" or (config.two_stage == "auto" and (split.is_two_stage or root.is_dir())):
+        from data_pipelines.two_stage import load_two_stage, missing_first_stage_tokens
 
         if not root.is_dir():
-            raise EvaluationError(f"two-stage evaluation asked for, but {root} does not exist")
-        two_stage_data = load_two_stage(root)
+            raise EvaluationError(
+                f"split {split.name!r} needs stage-2 data (two_stage={config.two_stage}"
+                f"{', include_synthetic_scenes' if split.is_two_stage else ''}), but {root} does not exist; pass "
+                f"two_stage_root, or two_stage=off to score stage 1 only")
+        two_stage_data = load_two_stage(root, split)
+        missing = missing_first_stage_tokens(two_stage_data, loader.tokens)
+        if missing:
+            logger.warning("%d stage-1 scene(s) linked to stage-2 scenes are not in split %s, e.g. %s; their groups "
+                           "are reported without a stage-1 result", len(missing), split.name, missing[:3])
     if config.max_scenes is not None:  # with two-stage data, scenes that have stage-2 scenes come first
         firsts = set(two_stage_data.first_stage_tokens) if two_stage_data is not None else set()
         ranked = [t for t in first.tokens if t in firsts] + [t for t in first.tokens if t not in firsts]
@@ -139,7 +148,8 @@ def build_sources(config: EvaluationConfig, sensor_config: Optional[SensorConfig
         first = TokenSubset(first, [t for t in first.tokens if t in keep])
     sources = [first]
     if two_stage_data is not None:
-        sources.append(TwoStageSource(two_stage_data, sensor_config, maps, first.tokens))
+        linked = first.tokens if config.max_scenes is not None else None  # None: every linked stage-1 scene
+        sources.append(TwoStageSource(two_stage_data, sensor_config, maps, linked))
     return sources
 
 

@@ -61,11 +61,9 @@ def rollout_statistics(
     stats: dict[str, tuple[float, float]] = {}
     for name, values in sub_metrics.items():
         _add(stats, f"rollout/{name}", values, valid)
-    for name, target in (("NC", 0.0), ("DAC", 0.0)):
-        if name in sub_metrics:
-            _add(stats, f"rollout/frac_{name}_eq_0", sub_metrics[name] == target, valid)
-    if "NC" in sub_metrics:
-        _add(stats, "rollout/frac_NC_eq_half", sub_metrics["NC"] == 0.5, valid)
+    for name, values in sub_metrics.items():  # multiplier sub-metrics gate the score at 0 (and NC at 0.5)
+        _add(stats, f"rollout/frac_{name}_eq_0", np.asarray(values) == 0.0, valid)
+        _add(stats, f"rollout/frac_{name}_eq_half", np.asarray(values) == 0.5, valid)
     groups = valid.any(axis=1)
     r = np.where(valid, rewards, np.nan)
     if groups.any():

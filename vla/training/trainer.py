@@ -24,7 +24,7 @@ from data_pipelines.configuration import config_to_dict
 from vla.training import distributed
 from vla.training.checkpoint import (
     ACCELERATE_DIRNAME, CheckpointWriter, TrainerState, buffer_path, check_compatible, latest_checkpoint,
-    read_state,
+    read_state, restore_rng_states,
 )
 from vla.training.config import TrainConfig
 from vla.training.data import SceneBatcher, item_targets, item_tokens
@@ -343,6 +343,8 @@ class Trainer:
             if name in self.state.completed_stages:
                 continue
             resume_here = ckpt if (ckpt is not None and self.state.stage == name) else None
+            if resume_here is None and ckpt is not None:  # the checkpoint ended the previous stage
+                restore_rng_states(ckpt, self.acc.process_index)
             if resume_here is None:
                 self.state = replace(self.state, stage=name, stage_index=index, round_index=0, step_in_stage=0,
                                      step_in_round=0, round_has_buffer=False)

@@ -129,7 +129,7 @@ class RolloutStage(Stage):
         )
         stats = rollout_statistics(buffer.rewards, buffer.valid, buffer.sub_metrics, buffer.poses)
         if human is not None:
-            stats["rollout/human_PDMS"] = (float(np.nansum(np.where(human_v, human_r, 0.0))), float(human_v.sum()))
+            stats["rollout/human_score"] = (float(np.nansum(np.where(human_v, human_r, 0.0))), float(human_v.sum()))
         if sec.human_anchor:  # the logged trajectory joins the group as one more scored sample (§8 option (a))
             buffer = buffer.with_extra_candidate(human.astype(np.float32), human_r, human_v)
         buffer.compute_advantages(sec.advantage)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import difflib
 import enum
 import inspect
 import io
@@ -397,8 +398,10 @@ def _merge_into(instance: T, mapping: Mapping[str, Any], prefix: str, source: st
         key = f"{prefix}.{name}" if prefix else str(name)
         if name not in hints:
             valid = ", ".join(sorted(hints))
+            close = difflib.get_close_matches(str(name), list(hints), n=1)
+            hint = f" (did you mean {prefix + '.' if prefix else ''}{close[0]}?)" if close else ""
             raise ConfigError(
-                f"{source}: unknown key {key!r}; valid keys{' under ' + prefix if prefix else ''}: {valid}", key)
+                f"{source}: unknown key {key!r}{hint}; valid keys{' under ' + prefix if prefix else ''}: {valid}", key)
         tp = hints[name]
         inner, _ = _strip_optional(tp)
         current = getattr(instance, name)
@@ -726,8 +729,11 @@ def parse_command_line(
                     overrides.append(f"{key}=true")
                 elif tp is None:
                     known = [*HELP_FLAGS[1:], PRINT_CONFIG_FLAG, CONFIG_FLAGS[0], *switches, *options]
+                    top_keys = [f.name for f in dataclasses.fields(cls)]
+                    close = difflib.get_close_matches(key, top_keys, n=1)
+                    hint = f"; did you mean --{close[0].replace('_', '-')}?" if close else ""
                     raise ConfigError(f"command line: {flag!r} is neither a flag ({', '.join(known)}) nor a config "
-                                      f"key (run {prog} --help for the keys)", key)
+                                      f"key{hint} (run {prog} --help for the keys)", key)
                 else:
                     overrides.append(f"{key}={value_after(flag)}")
         elif "=" in token and not token.startswith("-"):
@@ -784,3 +790,12 @@ def command_line_help(cls: type, prog: str, description: str, switches: Mapping[
     parts.append("keys (key=value, or --key value; --flag / --no-flag for booleans; lists as a,b or [a,b]):\n"
                  + describe_keys(cls))
     return "\n\n".join(parts)
+
+
+def run_entry_point(main: Callable[[], int]) -> int:
+    """``main()``'s exit status; a ConfigError is printed as one ``error:`` line with status 2 (no traceback)."""
+    try:
+        return main()
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

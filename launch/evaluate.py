@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from data_pipelines.configuration import parse_command_line
+from data_pipelines.configuration import parse_command_line, run_entry_point
 from navsim_eval.evaluation import EvaluationConfig, ModelPlanner, from_accelerate, run_pipeline
 from navsim_eval.evaluation.pipeline import build_sources, default_planners
 from vla.sampling import PolicySampler
@@ -61,4 +61,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_entry_point(main))

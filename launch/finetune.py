@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from data_pipelines.configuration import parse_command_line, save_config
+from data_pipelines.configuration import parse_command_line, run_entry_point, save_config
 from data_pipelines.paths import DataPaths
 from data_pipelines.scene import SensorConfig
 from data_pipelines.scene_filter import load_split
@@ -166,4 +166,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_entry_point(main))

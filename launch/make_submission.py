@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Union
 
-from data_pipelines.configuration import first_doc_line, parse_command_line
+from data_pipelines.configuration import first_doc_line, parse_command_line, run_entry_point
 from data_pipelines.errors import DataError
 from data_pipelines.paths import DataPaths
 from data_pipelines.scene import SensorConfig
@@ -146,4 +146,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_entry_point(main))

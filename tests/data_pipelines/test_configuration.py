@@ -210,3 +210,14 @@ def test_text_keys_keep_the_value_as_typed():
     assert cfg.split == "1.10" and cfg.note == "#1 team" and cfg.kind == "off"
     assert cfg.anything == {"head": {"depth": 1}} and cfg.ratio == 0.001
     assert load_config(Texts, overrides=["note=null"]).note is None
+
+
+def test_unknown_keys_suggest_the_close_one_and_entry_points_exit_2(capsys):
+    from data_pipelines.configuration import run_entry_point
+
+    with pytest.raises(ConfigError, match="did you mean inner.lr"):
+        load_config(Outer, overrides=["inner.lrr=1"])
+    with pytest.raises(ConfigError, match="did you mean --dry-run"):
+        parse_command_line(Command, ["name=x", "--dry-rum"])
+    assert run_entry_point(lambda: parse_command_line(Command, ["--dry-run"])[0] and 0) == 2
+    assert "error: command line: missing required key(s) name" in capsys.readouterr().err

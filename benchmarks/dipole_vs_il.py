@@ -160,6 +160,7 @@ def evaluate(runs: dict[str, Path], split: str, data_root: Path, out_dir: Path, 
     from navsim_eval.evaluation.runner import RunSettings, run_evaluation
     from navsim_eval.evaluation.scorers import NativeScorer
     from vla import DipoleVLA
+    from vla.sampling import PolicySampler
 
     torch.set_num_threads(1)
     config = EvaluationConfig(split=split, data_root=str(data_root), two_stage="off", metrics=(METRIC_VERSION,),
@@ -167,18 +168,18 @@ def evaluate(runs: dict[str, Path], split: str, data_root: Path, out_dir: Path, 
     common = dict(seeds=(eval_seed,), num_samples=SAMPLES_PER_SCENE)
     planners = [StandingStillPlanner(), ConstantVelocityPlanner(), HumanPlanner()]
     il = DipoleVLA.from_pretrained(str(runs["il"] / "il_model")).eval()
-    planners.append(ModelPlanner(il, name=IL_LABEL, mode="base", **common))
+    planners.append(ModelPlanner(PolicySampler(il), name=IL_LABEL, mode="base", **common))
     if ablations:
-        planners += [ModelPlanner(il, AblatedProcessor(il.processor, a), name=f"{IL_LABEL} {a}", mode="base",
-                                  **common) for a in ABLATIONS]
+        planners += [ModelPlanner(PolicySampler(il, AblatedProcessor(il.processor, a)), name=f"{IL_LABEL} {a}",
+                                  mode="base", **common) for a in ABLATIONS]
     for name, run_dir in runs.items():
         if name == "il":
             continue
         model = DipoleVLA.from_pretrained(str(run_dir / "model")).eval()
         if name.startswith("ewr"):
-            planners.append(ModelPlanner(model, name=name, mode="base", **common))
+            planners.append(ModelPlanner(PolicySampler(model), name=name, mode="base", **common))
         else:
-            planners.append(ModelPlanner(model, name=name, mode="guided", omegas=omegas, **common))
+            planners.append(ModelPlanner(PolicySampler(model), name=name, mode="guided", omegas=omegas, **common))
     out_dir.mkdir(parents=True, exist_ok=True)
     return run_evaluation(build_sources(config), planners, NativeScorer(), out_dir / "results.csv",
                           RunSettings(metrics=(METRIC_VERSION,), batch_size=16, show_progress=False))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import difflib
 import enum
 import inspect
 import io
@@ -279,6 +280,10 @@ def _own_field_help(cls: type) -> dict[str, str]:
 def convert_value(value: Any, tp: Any, key: str, source: str) -> Any:
     """Convert ``value`` (YAML-parsed) to the annotated type ``tp``; ConfigError names ``key`` on failure."""
     inner, optional = _strip_optional(tp)
+    if inner is object:
+        inner = Any
+    if isinstance(value, OverrideText):
+        value = _resolve_text(value, inner, optional)
     if isinstance(value, str) and not value.strip() and (
             typing.get_origin(inner) in (list, tuple, Sequence) or inner in (list, tuple)):
         value = []  # "baselines=" (or --baselines '') is the empty list
@@ -291,7 +296,7 @@ def convert_value(value: Any, tp: Any, key: str, source: str) -> Any:
             return value
         raise ConfigError(f"{source}: key {key!r} must be {_type_name(inner)}, got null", key)
     if inner is Any:
-        return value
+        return _parsed_texts(value)
     origin = typing.get_origin(inner)
     try:
         if origin in (Union, types.UnionType):
@@ -393,8 +398,10 @@ def _merge_into(instance: T, mapping: Mapping[str, Any], prefix: str, source: st
         key = f"{prefix}.{name}" if prefix else str(name)
         if name not in hints:
             valid = ", ".join(sorted(hints))
+            close = difflib.get_close_matches(str(name), list(hints), n=1)
+            hint = f" (did you mean {prefix + '.' if prefix else ''}{close[0]}?)" if close else ""
             raise ConfigError(
-                f"{source}: unknown key {key!r}; valid keys{' under ' + prefix if prefix else ''}: {valid}", key)
+                f"{source}: unknown key {key!r}{hint}; valid keys{' under ' + prefix if prefix else ''}: {valid}", key)
         tp = hints[name]
         inner, _ = _strip_optional(tp)
         current = getattr(instance, name)
@@ -416,8 +423,46 @@ def _merge_into(instance: T, mapping: Mapping[str, Any], prefix: str, source: st
         raise ConfigError(f"{source}: invalid value under {prefix or cls.__name__}: {exc}") from exc
 
 
-def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
-    """``["a.b=1", "c=x"]`` -> ``{"a": {"b": 1}, "c": "x"}``; values are parsed as YAML scalars/flow lists."""
+class OverrideText(str):
+    """The text of a command-line value, parsed only once its target type is known: a ``str``/``Path``/``Literal``
+    key keeps the text as typed (``split=1.10``, ``authors="#1 team"``), any other key reads it as YAML."""
+
+    def parsed(self) -> Any:
+        if not self.strip():
+            return ""
+        try:
+            return load_yaml(self)
+        except yaml.YAMLError:
+            return str(self)
+
+
+_NULL_TEXTS = {"null", "Null", "NULL", "~", ""}
+
+
+def _parsed_texts(value: Any) -> Any:
+    """``value`` with every OverrideText inside (nested mappings and lists) read as YAML (untyped keys)."""
+    if isinstance(value, OverrideText):
+        return value.parsed()
+    if isinstance(value, Mapping):
+        return {k: _parsed_texts(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_parsed_texts(v) for v in value]
+    return value
+
+
+def _resolve_text(value: OverrideText, inner: Any, optional: bool) -> Any:
+    keeps_text = inner is str or inner is Path or (isinstance(inner, type) and issubclass(inner, (Path, enum.Enum))) \
+        or (typing.get_origin(inner) is typing.Literal and all(isinstance(a, str) for a in typing.get_args(inner)))
+    if not keeps_text:
+        return value.parsed()
+    if optional and value.strip() in _NULL_TEXTS:
+        return None
+    return str(value)
+
+
+def parse_overrides(overrides: Iterable[str], keep_text: bool = False) -> dict[str, Any]:
+    """``["a.b=1", "c=x"]`` -> ``{"a": {"b": 1}, "c": "x"}``; values are parsed as YAML scalars/flow lists
+    (``keep_text``: left as :class:`OverrideText` for :func:`convert_value` to read by the key's type)."""
     nested: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
@@ -426,10 +471,7 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
         key = key.strip().lstrip("-")
         if not key or any(not part for part in key.split(".")):
             raise ConfigError(f"override {item!r} has an empty key")
-        try:
-            value = load_yaml(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
+        value = OverrideText(raw) if keep_text else OverrideText(raw).parsed()
         node = nested
         parts = key.split(".")
         for part in parts[:-1]:
@@ -501,7 +543,7 @@ def apply_overrides(config: T, overrides: Union[Iterable[str], Mapping[str, Any]
     """A copy of ``config`` with ``key=value`` overrides (or a nested mapping of values) applied."""
     if isinstance(overrides, Mapping):
         return _merge_into(config, overrides, "", "overrides")
-    return _merge_into(config, parse_overrides(overrides), "", "command-line overrides")
+    return _merge_into(config, parse_overrides(overrides, keep_text=True), "", "command-line overrides")
 
 
 def config_from_dict(cls: type[T], mapping: Mapping[str, Any], source: str = "mapping") -> T:
@@ -687,8 +729,11 @@ def parse_command_line(
                     overrides.append(f"{key}=true")
                 elif tp is None:
                     known = [*HELP_FLAGS[1:], PRINT_CONFIG_FLAG, CONFIG_FLAGS[0], *switches, *options]
+                    top_keys = [f.name for f in dataclasses.fields(cls)]
+                    close = difflib.get_close_matches(key, top_keys, n=1)
+                    hint = f"; did you mean --{close[0].replace('_', '-')}?" if close else ""
                     raise ConfigError(f"command line: {flag!r} is neither a flag ({', '.join(known)}) nor a config "
-                                      f"key (run {prog} --help for the keys)", key)
+                                      f"key{hint} (run {prog} --help for the keys)", key)
                 else:
                     overrides.append(f"{key}={value_after(flag)}")
         elif "=" in token and not token.startswith("-"):
@@ -745,3 +790,12 @@ def command_line_help(cls: type, prog: str, description: str, switches: Mapping[
     parts.append("keys (key=value, or --key value; --flag / --no-flag for booleans; lists as a,b or [a,b]):\n"
                  + describe_keys(cls))
     return "\n\n".join(parts)
+
+
+def run_entry_point(main: Callable[[], int]) -> int:
+    """``main()``'s exit status; a ConfigError is printed as one ``error:`` line with status 2 (no traceback)."""
+    try:
+        return main()
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

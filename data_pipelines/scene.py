@@ -149,7 +149,10 @@ def build_cameras(
     root = _require_blobs(sensor_blobs_path, frame_dict["token"])
     for field_name in camera_fields:
         key = field_name.upper()
-        entry = frame_dict["cams"][key]
+        entry = frame_dict["cams"].get(key)
+        if not entry or "data_path" not in entry:
+            raise DataError(f"frame {frame_dict['token']}: the sensor config asks for camera {key}, which this frame "
+                            f"does not carry (cameras present: {sorted(frame_dict['cams']) or 'none'})")
         setattr(
             cameras,
             field_name,

@@ -13,7 +13,7 @@ inline ``scene_filter:`` mapping in the split YAML is accepted as well.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
@@ -26,19 +26,51 @@ PathLike = Union[str, Path]
 SCENE_FILTER_TARGET = "navsim.common.dataclasses.SceneFilter"  # spec §6
 SCENE_FILTER_DIRNAME = "scene_filter"  # the devkit's config group folder beside the split YAMLs
 HYDRA_KEYS = ("_target_", "_convert_")
-# v2 (two-stage) scene-filter fields: parsed and kept so v2 split files load, not used for v1 windows (spec §4).
-V2_FIELDS = (
-    "include_synthetic_scenes",
+TOKEN_LIST_FIELDS = (
+    "log_names",
+    "tokens",
     "synthetic_scene_tokens",
-    "all_mapping",
     "reactive_synthetic_initial_tokens",
     "non_reactive_synthetic_initial_tokens",
 )
+"""SceneFilter fields holding a list of strings (or null), navsim@main ``navsim/common/dataclasses.py``."""
+REACTIVE_ALL_MAPPING = "reactive_all_mapping"
+"""Split-level list of ``[stage-1 token, previous-frame token, [[stage-2 token, previous stage-2 token], ...]]``
+(navhard_two_stage, warmup_two_stage, private_test_hard_two_stage; read by the devkit's ``run_pdm_score``)."""
+TWO_STAGE_MAPPING = "two_stage_mapping"
+"""Split-level ``{stage-1 token: [stage-2 tokens]}`` (navsafe_two_stage)."""
+
+
+@dataclass(frozen=True)
+class TwoStageLink:
+    """A stage-1 scene, the scene of its previous frame (t = -0.5 s) and their stage-2 scenes.
+
+    ``second_stage_pairs`` holds one entry per perturbation: (stage-2 token of the stage-1 scene, stage-2 token
+    of the previous frame's scene); either may be absent (a pair of length 1 or 0, as the devkit tolerates).
+    """
+
+    first_stage_token: str
+    previous_token: Optional[str]
+    second_stage_pairs: tuple[tuple[str, ...], ...]
+
+    @property
+    def second_stage_tokens(self) -> list[str]:
+        return [pair[0] for pair in self.second_stage_pairs if len(pair) > 0]
+
+    @property
+    def previous_second_stage_tokens(self) -> list[str]:
+        return [pair[1] for pair in self.second_stage_pairs if len(pair) > 1]
 
 
 @dataclass
 class SceneFilter:
-    """Which windows of which logs become scenes. `frame_interval` None = non-overlapping windows."""
+    """Which windows of which logs become scenes. `frame_interval` None = non-overlapping windows.
+
+    Fields and defaults are the devkit's (navsim@main). The v2 fields select stage-2 (synthetic) scenes:
+    `include_synthetic_scenes`, `synthetic_scene_tokens` (explicit stage-2 tokens), `all_mapping`
+    ({(stage-1 token, previous token): [(stage-2 token, previous stage-2 token), ...]}) and the reactive /
+    non-reactive stage-2 token lists. Stage-1 windows ignore them.
+    """
 
     num_history_frames: int = 4
     num_future_frames: int = 10
@@ -47,7 +79,11 @@ class SceneFilter:
     max_scenes: Optional[int] = None
     log_names: Optional[list[str]] = None
     tokens: Optional[list[str]] = None
-    v2_fields: dict[str, Any] = field(default_factory=dict)
+    include_synthetic_scenes: bool = False
+    all_mapping: Optional[dict[tuple[str, str], list[tuple[str, ...]]]] = None
+    synthetic_scene_tokens: Optional[list[str]] = None
+    reactive_synthetic_initial_tokens: Optional[list[str]] = None
+    non_reactive_synthetic_initial_tokens: Optional[list[str]] = None
 
     def __post_init__(self) -> None:
         for name in ("num_history_frames", "num_future_frames"):
@@ -61,20 +97,15 @@ class SceneFilter:
             raise SplitError(f"must be null or an integer >= 1, got {self.frame_interval!r}", field="frame_interval")
         if self.max_scenes is not None and (not _is_int(self.max_scenes) or self.max_scenes < 1):
             raise SplitError(f"must be null or an integer >= 1, got {self.max_scenes!r}", field="max_scenes")
-        if not isinstance(self.has_route, bool):
-            raise SplitError(f"expected true or false, got {self.has_route!r}", field="has_route")
-        for name in ("log_names", "tokens"):
+        for name in ("has_route", "include_synthetic_scenes"):
+            if not isinstance(getattr(self, name), bool):
+                raise SplitError(f"expected true or false, got {getattr(self, name)!r}", field=name)
+        for name in TOKEN_LIST_FIELDS:
             value = getattr(self, name)
-            if value is None:
-                continue
-            if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-                raise SplitError(f"expected a list of strings, got {type(value).__name__}", field=name)
-            for index, item in enumerate(value):
-                if not isinstance(item, str):
-                    raise SplitError(
-                        f"entry {index} is {item!r} ({type(item).__name__}), expected a string", field=name
-                    )
-            setattr(self, name, list(value))
+            if value is not None:
+                setattr(self, name, _string_list(value, name))
+        if self.all_mapping is not None:
+            self.all_mapping = _all_mapping(self.all_mapping)
 
     @property
     def num_frames(self) -> int:
@@ -85,18 +116,105 @@ class SceneFilter:
         return self.num_frames if self.frame_interval is None else int(self.frame_interval)
 
 
+def _string_list(value: Any, name: str) -> list[str]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise SplitError(f"expected a list of strings, got {type(value).__name__}", field=name)
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise SplitError(f"entry {index} is {item!r} ({type(item).__name__}), expected a string", field=name)
+    return list(value)
+
+
+def _token_tuple(value: Any, name: str, where: str) -> tuple[str, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise SplitError(f"{where}: expected a list of tokens, got {value!r}", field=name)
+    if len(value) > 2 or not all(isinstance(t, str) for t in value):
+        raise SplitError(f"{where}: expected at most two token strings, got {value!r}", field=name)
+    return tuple(value)
+
+
+def parse_reactive_all_mapping(value: Any, name: str = REACTIVE_ALL_MAPPING) -> Optional[list[TwoStageLink]]:
+    """``[[stage-1 token, previous token, [[stage-2, previous stage-2], ...]], ...]`` -> links (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise SplitError(f"expected a list of [token, previous token, pairs], got {type(value).__name__}", field=name)
+    links = []
+    for index, entry in enumerate(value):
+        where = f"entry {index}"
+        if not isinstance(entry, (list, tuple)) or len(entry) != 3:
+            raise SplitError(f"{where}: expected [token, previous token, pairs], got {entry!r}", field=name)
+        first, previous, pairs = entry
+        if not isinstance(first, str) or not (previous is None or isinstance(previous, str)):
+            raise SplitError(f"{where}: tokens must be strings, got {first!r}, {previous!r}", field=name)
+        if not isinstance(pairs, (list, tuple)):
+            raise SplitError(f"{where}: expected a list of stage-2 token pairs, got {pairs!r}", field=name)
+        links.append(TwoStageLink(first, previous, tuple(_token_tuple(p, name, where) for p in pairs)))
+    return links
+
+
+def parse_two_stage_mapping(value: Any, name: str = TWO_STAGE_MAPPING) -> Optional[dict[str, list[str]]]:
+    """``{stage-1 token: [stage-2 tokens]}`` (None stays None)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise SplitError(f"expected a mapping of stage-1 token -> stage-2 tokens, got {type(value).__name__}",
+                         field=name)
+    out = {}
+    for key, tokens in value.items():
+        if not isinstance(key, str):
+            raise SplitError(f"key {key!r} is not a token string", field=name)
+        out[key] = _string_list(tokens, name)
+    return out
+
+
+def _all_mapping(value: Any) -> dict[tuple[str, str], list[tuple[str, ...]]]:
+    """The devkit's ``all_mapping`` dict; a reactive_all_mapping-style list is accepted too (YAML has no tuple keys)."""
+    if isinstance(value, dict):
+        out = {}
+        for key, pairs in value.items():
+            key_tuple = _token_tuple(key, "all_mapping", f"key {key!r}")
+            if not isinstance(pairs, (list, tuple)):
+                raise SplitError(f"key {key!r}: expected a list of token pairs, got {pairs!r}", field="all_mapping")
+            out[key_tuple] = [_token_tuple(p, "all_mapping", f"key {key!r}") for p in pairs]
+        return out
+    links = parse_reactive_all_mapping(value, "all_mapping")
+    return {(link.first_stage_token, link.previous_token): list(link.second_stage_pairs) for link in links}
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass
 class Split:
-    """A named split: the data folder (`data_split`) and the scene filter selecting its scenes."""
+    """A named split: the data folder (`data_split`), the scene filter selecting its scenes and, for two-stage
+    splits, the links from stage-1 scenes to their stage-2 scenes (split-level keys of the devkit's YAMLs)."""
 
     name: str
     data_split: str
     scene_filter: SceneFilter
     path: Optional[Path] = None
+    reactive_all_mapping: Optional[list[TwoStageLink]] = None
+    two_stage_mapping: Optional[dict[str, list[str]]] = None
+
+    @property
+    def is_two_stage(self) -> bool:
+        """True when the split asks for stage-2 (synthetic) scenes."""
+        return bool(self.scene_filter.include_synthetic_scenes)
+
+    def stage_two_links(self) -> Optional[list[TwoStageLink]]:
+        """Stage-1 -> stage-2 links from `reactive_all_mapping`, `two_stage_mapping` or the filter's `all_mapping`
+        (first one given), or None when the split names none."""
+        if self.reactive_all_mapping is not None:
+            return list(self.reactive_all_mapping)
+        if self.two_stage_mapping is not None:
+            return [TwoStageLink(first, None, tuple((t,) for t in seconds))
+                    for first, seconds in self.two_stage_mapping.items()]
+        if self.scene_filter.all_mapping is not None:
+            return [TwoStageLink(first, previous, tuple(pairs))
+                    for (first, previous), pairs in self.scene_filter.all_mapping.items()]
+        return None
 
 
 # ------------------------------------------------------------------------------------------ windows
@@ -151,20 +269,16 @@ def scene_filter_from_dict(data: Any, path: Optional[PathLike] = None) -> SceneF
     target = data.get("_target_")
     if target is not None and not str(target).endswith("SceneFilter"):
         raise SplitError(f"expected {SCENE_FILTER_TARGET}, got {target!r}", path=path, field="_target_")
-    known = {f.name for f in fields(SceneFilter)} - {"v2_fields"}
+    known = {f.name for f in fields(SceneFilter)}
     kwargs: dict[str, Any] = {}
-    v2: dict[str, Any] = {}
     for key, value in data.items():
         if key in HYDRA_KEYS:
             continue
-        if key in V2_FIELDS:
-            v2[key] = value
-        elif key in known:
-            kwargs[key] = value
-        else:
+        if key not in known:
             raise SplitError("unknown scene-filter field", path=path, field=str(key))
+        kwargs[key] = value
     try:
-        return SceneFilter(**kwargs, v2_fields=v2)
+        return SceneFilter(**kwargs)
     except SplitError as exc:
         raise SplitError(exc.reason, path=path, field=exc.field) from exc
 
@@ -200,9 +314,14 @@ def load_split(path: PathLike) -> Split:
     data_split = data.get("data_split")
     if not isinstance(data_split, str) or not data_split:
         raise SplitError(f"expected the name of a data folder, got {data_split!r}", path=path, field="data_split")
-    unknown = set(data) - {"defaults", "data_split", SCENE_FILTER_DIRNAME}
+    unknown = set(data) - {"defaults", "data_split", SCENE_FILTER_DIRNAME, REACTIVE_ALL_MAPPING, TWO_STAGE_MAPPING}
     if unknown:
         raise SplitError("unknown split field", path=path, field=sorted(unknown)[0])
+    try:
+        reactive = parse_reactive_all_mapping(data.get(REACTIVE_ALL_MAPPING))
+        two_stage = parse_two_stage_mapping(data.get(TWO_STAGE_MAPPING))
+    except SplitError as exc:
+        raise SplitError(exc.reason, path=path, field=exc.field) from exc
     filter_name = _scene_filter_name(data.get("defaults"), path)
     inline = data.get(SCENE_FILTER_DIRNAME)
     if filter_name is not None and inline is not None:
@@ -217,7 +336,8 @@ def load_split(path: PathLike) -> Split:
         raise SplitError(
             "no scene filter named (defaults: [scene_filter: NAME])", path=path, field=SCENE_FILTER_DIRNAME
         )
-    return Split(name=path.stem, data_split=data_split, scene_filter=scene_filter, path=path)
+    return Split(name=path.stem, data_split=data_split, scene_filter=scene_filter, path=path,
+                 reactive_all_mapping=reactive, two_stage_mapping=two_stage)
 
 
 def _yaml_scalar(value: Any) -> str:
@@ -232,12 +352,34 @@ def _quoted_list(values: Optional[Sequence[str]]) -> str:
     return "\n" + "".join(f'  - "{v}"\n' for v in values)
 
 
-def scene_filter_to_yaml(scene_filter: SceneFilter) -> str:
-    """Serialise a SceneFilter in the devkit's layout (strings quoted so hex tokens stay strings)."""
-    for name in ("log_names", "tokens"):
+def _check_writable(scene_filter: SceneFilter) -> None:
+    for name in TOKEN_LIST_FIELDS:
         for value in getattr(scene_filter, name) or []:
             if '"' in value or "\\" in value or "\n" in value:
                 raise SplitError(f"cannot write entry {value!r}", field=name)
+
+
+def _links_as_lists(links: Sequence[TwoStageLink]) -> list[list[Any]]:
+    return [[link.first_stage_token, link.previous_token, [list(p) for p in link.second_stage_pairs]] for link in links]
+
+
+class _QuotedStringDumper(yaml.SafeDumper):
+    """Quotes every string: hex tokens such as ``1e10000000000000`` must stay strings under Hydra's YAML loader."""
+
+
+_QuotedStringDumper.add_representer(
+    str, lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", value, style="'")
+)
+
+
+def _dump_block(key: str, value: Any) -> str:
+    return yaml.dump({key: value}, Dumper=_QuotedStringDumper, sort_keys=False, default_flow_style=False,
+                     width=10**9)
+
+
+def scene_filter_to_yaml(scene_filter: SceneFilter) -> str:
+    """Serialise a SceneFilter in the devkit's layout (strings quoted so hex tokens stay strings)."""
+    _check_writable(scene_filter)
     lines = [
         f"_target_: {SCENE_FILTER_TARGET}",
         "_convert_: 'all'",
@@ -252,13 +394,26 @@ def scene_filter_to_yaml(scene_filter: SceneFilter) -> str:
     text = "\n".join(lines) + "\n"
     text += "log_names:" + _quoted_list(scene_filter.log_names)
     text += "\ntokens:" + _quoted_list(scene_filter.tokens)
-    if scene_filter.v2_fields:
-        text += "\n" + yaml.safe_dump(scene_filter.v2_fields, sort_keys=False)
+    default = SceneFilter()
+    if scene_filter.include_synthetic_scenes != default.include_synthetic_scenes:
+        text += f"\ninclude_synthetic_scenes: {_yaml_scalar(scene_filter.include_synthetic_scenes)}\n"
+    for name in TOKEN_LIST_FIELDS[2:]:
+        if getattr(scene_filter, name) is not None:
+            text += f"{name}:" + _quoted_list(getattr(scene_filter, name))
+    if scene_filter.all_mapping is not None:
+        links = [TwoStageLink(k[0], k[1], tuple(v)) for k, v in scene_filter.all_mapping.items()]
+        text += _dump_block("all_mapping", _links_as_lists(links))
     return text
 
 
 def write_split_yaml(
-    splits_dir: PathLike, name: str, scene_filter: SceneFilter, data_split: str
+    splits_dir: PathLike,
+    name: str,
+    scene_filter: SceneFilter,
+    data_split: str,
+    *,
+    reactive_all_mapping: Optional[Sequence[TwoStageLink]] = None,
+    two_stage_mapping: Optional[dict[str, list[str]]] = None,
 ) -> Path:
     """Write ``<splits_dir>/<name>.yaml`` and ``<splits_dir>/scene_filter/<name>.yaml``; returns the split path."""
     if not name or "/" in name or "\\" in name:
@@ -270,7 +425,10 @@ def write_split_yaml(
     filter_path.parent.mkdir(parents=True, exist_ok=True)
     filter_path.write_text(scene_filter_to_yaml(scene_filter), encoding="utf-8")
     split_path = splits_dir / f"{name}.yaml"
-    split_path.write_text(
-        f"defaults:\n  - {SCENE_FILTER_DIRNAME}: {name}\n\ndata_split: {_yaml_scalar(data_split)}\n", encoding="utf-8"
-    )
+    text = f"defaults:\n  - {SCENE_FILTER_DIRNAME}: {name}\n\ndata_split: {_yaml_scalar(data_split)}\n"
+    if reactive_all_mapping is not None:
+        text += _dump_block(REACTIVE_ALL_MAPPING, _links_as_lists(reactive_all_mapping))
+    if two_stage_mapping is not None:
+        text += _dump_block(TWO_STAGE_MAPPING, {k: list(v) for k, v in two_stage_mapping.items()})
+    split_path.write_text(text, encoding="utf-8")
     return split_path

@@ -28,6 +28,10 @@ class SceneLoader:
     lists but the folder lacks are logged and kept in `missing_log_names` / `missing_tokens` (or raise with
     ``strict=True``); a selection without any scene raises :class:`SplitError`.
 
+    ``shard=(index, count)`` keeps every `count`-th selected log starting at `index` (logs in name order), so each
+    of `count` ranks reads only its own logs; `max_scenes` then applies per shard and `missing_tokens` is not
+    computed (the other shards hold the rest of the filter's tokens).
+
     A log that cannot be read or fails validation raises :class:`LogFileError`, unless
     ``record_unreadable_logs`` (batch evaluation): then the rest is loaded, the log is kept in `unreadable_logs`
     and its scene tokens (read without validation where the pickle loads, else the filter's tokens that no
@@ -43,6 +47,7 @@ class SceneLoader:
         *,
         map_provider: Optional[MapProvider] = None,
         strict: bool = False,
+        shard: Optional[tuple[int, int]] = None,
         record_unreadable_logs: bool = False,
     ):
         self.navsim_log_path = Path(navsim_log_path)
@@ -54,6 +59,11 @@ class SceneLoader:
         self._log_of_token: dict[str, str] = {}
         self.missing_log_names: list[str] = []
         self.missing_tokens: list[str] = []
+        if shard is not None:
+            index, count = shard
+            if not (isinstance(count, int) and isinstance(index, int) and count >= 1 and 0 <= index < count):
+                raise SplitError(f"shard must be (index, count) with 0 <= index < count, got {shard!r}", field="shard")
+        self.shard = shard
         self.unreadable_logs: dict[str, LogFileError] = {}
         self._unreadable_tokens: dict[str, tuple[str, LogFileError]] = {}
         self._record_unreadable_logs = record_unreadable_logs
@@ -86,6 +96,8 @@ class SceneLoader:
         selected = select_log_names(files, scene_filter)
         if scene_filter.log_names is not None:
             self.missing_log_names = sorted(set(scene_filter.log_names) - set(files))
+        if self.shard is not None:
+            selected = sorted(selected)[self.shard[0] :: self.shard[1]]
         limit_reached = False
         for log_name in selected:
             try:
@@ -105,7 +117,7 @@ class SceneLoader:
                     break
             if limit_reached:
                 break
-        if scene_filter.tokens is not None and not limit_reached:
+        if scene_filter.tokens is not None and not limit_reached and self.shard is None:
             self.missing_tokens = sorted(set(scene_filter.tokens) - set(self._windows) - set(self._unreadable_tokens))
             if self.missing_tokens and self.unreadable_logs:  # they may live in a log that could not be read
                 for token in self.missing_tokens:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -18,7 +18,8 @@ class SceneDataset(Dataset):
     `agent_input` carries the cameras of the loader's SensorConfig (float32 ego statuses, as the devkit's
     loader). `target_poses` are the next `num_target_poses` poses in the current rear-axle frame. With
     ``cache_agent_inputs=True`` decoded inputs are kept in memory per worker process (off by default: images
-    of a real split do not fit in memory).
+    of a real split do not fit in memory). `transform` (item -> item, picklable) runs inside ``__getitem__``, so
+    with a ``DataLoader(num_workers > 0)`` image decoding and any resize it does happen in the worker processes.
     """
 
     def __init__(
@@ -27,6 +28,7 @@ class SceneDataset(Dataset):
         num_target_poses: int = DEFAULT_SAMPLING.num_poses,
         tokens: Optional[Sequence[str]] = None,
         cache_agent_inputs: bool = False,
+        transform: Optional[Callable[[dict[str, Any]], dict[str, Any]]] = None,
     ):
         self.loader = loader
         self.num_target_poses = int(num_target_poses)
@@ -35,6 +37,7 @@ class SceneDataset(Dataset):
             loader.get_scene_frame_dicts(token)  # UnknownTokenError for tokens the loader lacks
         self.cache_agent_inputs = cache_agent_inputs
         self._cache: dict[str, AgentInput] = {}
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -57,7 +60,8 @@ class SceneDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         token = self.tokens[index]
-        return {"token": token, "agent_input": self.agent_input(token), "target_poses": self.target_poses(token)}
+        item = {"token": token, "agent_input": self.agent_input(token), "target_poses": self.target_poses(token)}
+        return self.transform(item) if self.transform is not None else item
 
 
 def collate_scenes(items: Sequence[dict[str, Any]]) -> dict[str, Any]:

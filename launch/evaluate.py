@@ -7,6 +7,7 @@
 
 Writes <output_dir>/results.csv (per token, every sub-metric), summary.md (paper-layout tables, also
 printed), two_stage.csv for two-stage splits, and report/ PNGs. A rerun resumes from results.csv.
+With --select-omega (e.g. on a validation split) the best omega is also written to selected_omega.json.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from __future__ import annotations
 import logging
 import sys
 
-from data_pipelines.configuration import parse_command_line
+from data_pipelines.configuration import parse_command_line, run_entry_point
 from navsim_eval.evaluation import EvaluationConfig, ModelPlanner, from_accelerate, run_pipeline
 from navsim_eval.evaluation.pipeline import build_sources, default_planners
+from vla.sampling import PolicySampler
 
 
 def parse_args(argv=None) -> EvaluationConfig:
@@ -37,14 +39,14 @@ def main(argv=None) -> int:
     planners, model = [], None
     if config.checkpoint:
         model = load_model(config.checkpoint, dist.device)
-        planners.append(ModelPlanner(model, name="dipole", omegas=config.omegas, seeds=config.seeds,
+        planners.append(ModelPlanner(PolicySampler(model), name="dipole", omegas=config.omegas, seeds=config.seeds,
                                      num_samples=config.num_samples, num_steps=config.num_steps))
     if "il" in config.baselines:
         if not (config.il_checkpoint or model is not None):
             raise SystemExit("the 'il' baseline needs il_checkpoint or checkpoint")
         il_model = load_model(config.il_checkpoint, dist.device) if config.il_checkpoint else model
-        planners.append(ModelPlanner(il_model, name="il", seeds=config.seeds, num_samples=config.num_samples,
-                                     num_steps=config.num_steps, mode="base"))
+        planners.append(ModelPlanner(PolicySampler(il_model), name="il", seeds=config.seeds,
+                                     num_samples=config.num_samples, num_steps=config.num_steps, mode="base"))
     planners += default_planners(config)
     if not planners:
         raise SystemExit("nothing to evaluate: set checkpoint and/or baselines")
@@ -59,4 +61,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_entry_point(main))

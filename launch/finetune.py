@@ -5,8 +5,10 @@
         --config configs/train/navsim_florence2_large.yaml dipole.rounds=5
     accelerate launch launch/finetune.py --resume              # continue from the last checkpoint
 
-Only wiring: the config, the scenes of the train/eval splits, the PDM reward and the trainer are library
-objects (vla.training, data_pipelines, navsim_eval). See docs/training.md.
+Only wiring: the config, the scenes of the train split, the PDM reward, the evaluation harness (the one
+launch/evaluate.py runs) and the trainer are library objects (vla.training, data_pipelines, navsim_eval).
+Choosing omega on a validation split is an evaluation: launch/evaluate.py --split VAL --select-omega.
+See docs/training.md.
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ from typing import Optional, Sequence
 
 import torch
 
-from data_pipelines.configuration import parse_command_line, save_config
+from data_pipelines.configuration import parse_command_line, run_entry_point, save_config
 from data_pipelines.paths import DataPaths
 from data_pipelines.scene import SensorConfig
 from data_pipelines.scene_filter import load_split
 from data_pipelines.scene_loader import SceneLoader
 from data_pipelines.torch_dataset import SceneDataset
 from vla.training import TrainConfig, Trainer
-from vla.training.errors import TrainingError
+from vla.training.errors import EmptyDataError, TrainingError
+from vla.training.stages import get_stage
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[TrainConfig, bool]:
@@ -86,6 +89,49 @@ def load_items(cfg: TrainConfig, paths: DataPaths, split_name: str, max_scenes: 
     return split, SceneDataset(loader, cache_agent_inputs=cfg.data.cache_agent_inputs)
 
 
+def make_eval_fn(cfg: TrainConfig, paths: DataPaths, accelerator):
+    """The evaluation harness of ``launch/evaluate.py`` as the trainer's ``eval_fn``: same split, omegas,
+    seed and sampler, so training's results table equals an evaluation run's summary of the same model."""
+    import shutil
+
+    from navsim_eval.evaluation import EvaluationConfig, ModelPlanner, from_accelerate, run_pipeline
+    from navsim_eval.evaluation.pipeline import build_sources, table_results
+    from navsim_eval.evaluation.scorers import NativeScorer
+    from vla.sampling import PolicySampler
+    from vla.training.eval_contract import EvalReport
+
+    ev, data = cfg.eval, cfg.data
+    split = str(split_path(cfg, paths, data.eval_split)) if data.splits_dir is not None else data.eval_split
+
+    def config(run_name: str) -> EvaluationConfig:
+        return EvaluationConfig(
+            split=split, data_root=str(paths.require_data_root()), maps_root=str(paths.require_maps_root()),
+            omegas=tuple(ev.omegas), num_steps=ev.num_steps, num_samples=ev.num_samples, seeds=(ev.seed,),
+            metrics=(cfg.reward.version,), baselines=(), batch_size=ev.batch_size,
+            output_dir=str(cfg.output_dir / "eval" / run_name), two_stage="off", max_scenes=data.max_eval_scenes,
+            report_worst=0, report_sample=0, progress=cfg.progress_bars)
+
+    dist = from_accelerate(accelerator)
+    # One scorer for every evaluation of the run: each eval scene's metric cache is built once and stored.
+    scorer = NativeScorer((data.metric_cache_dir or cfg.output_dir / "metric_cache") / "eval", build_missing=True)
+    sources = build_sources(config("check"))  # a missing or empty split fails here, before training
+    if not sources[0].tokens:
+        raise EmptyDataError(f"evaluation split {data.eval_split!r} has no scenes")
+
+    def eval_fn(policies, run_name: str) -> EvalReport:
+        run = config(run_name)
+        if dist.is_main and Path(run.output_dir).exists():  # a fresh evaluation, never rows of an earlier run
+            shutil.rmtree(run.output_dir)
+        dist.barrier()
+        planners = [ModelPlanner(PolicySampler(p.policy), name=p.name, omegas=p.omegas or run.omegas,
+                                 seeds=run.seeds, num_samples=run.num_samples, num_steps=run.num_steps,
+                                 mode=p.mode) for p in policies]
+        outputs = run_pipeline(run, planners, sources=sources, scorer=scorer, distributed=dist)
+        return EvalReport(table_results(outputs.rows, cfg.reward.version), outputs.summary_text)
+
+    return eval_fn
+
+
 def make_reward(cfg: TrainConfig, paths: DataPaths, items, name: str):
     """The PDM scorer as a reward callable over the scenes already loaded in `items` (logs are not read again);
     metric caches are built on first use under the cache folder."""
@@ -101,11 +147,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     accelerator = make_accelerator(cfg)
     paths = resolve_data(cfg, accelerator)
     _, train_items = load_items(cfg, paths, cfg.data.train_split, cfg.data.max_train_scenes)
-    _, eval_items = load_items(cfg, paths, cfg.data.eval_split, cfg.data.max_eval_scenes)
-    needs_rollouts = any(stage in ("dipole", "ewr") for stage in cfg.stages)
+    needs_rollouts = any(get_stage(stage).needs_reward for stage in cfg.stages)
     train_reward = make_reward(cfg, paths, train_items, "train") if needs_rollouts else None  # lazy: caches on use
-    eval_reward = make_reward(cfg, paths, eval_items, "eval") if cfg.eval.enabled else None
-    trainer = Trainer(cfg, accelerator, train_items, eval_items, train_reward, eval_reward)
+    eval_fn = make_eval_fn(cfg, paths, accelerator) if cfg.eval.enabled else None
+    trainer = Trainer(cfg, accelerator, train_items, train_reward, eval_fn)
     if resume:
         trainer.find_resume_point()  # incompatible / missing checkpoint: fail before caches are built
     if accelerator.is_main_process:
@@ -121,4 +166,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_entry_point(main))

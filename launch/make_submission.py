@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Union
 
-from data_pipelines.configuration import first_doc_line, parse_command_line
+from data_pipelines.configuration import first_doc_line, parse_command_line, run_entry_point
 from data_pipelines.errors import DataError
 from data_pipelines.paths import DataPaths
 from data_pipelines.scene import SensorConfig
@@ -67,10 +67,12 @@ def _planner(args: WriteConfig):
     import torch
 
     from vla import DipoleVLA
+    from vla.sampling import PolicySampler
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = DipoleVLA.from_pretrained(args.checkpoint).to(device).eval()
-    return ModelPlanner(model, name="dipole", omegas=[args.omega], seeds=args.seeds, num_steps=args.num_steps)
+    return ModelPlanner(PolicySampler(model), name="dipole", omegas=[args.omega], seeds=args.seeds,
+                        num_steps=args.num_steps)
 
 
 def _predictions(args, source, planner_name: str, seed: int):
@@ -144,4 +146,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_entry_point(main))

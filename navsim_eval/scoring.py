@@ -434,7 +434,7 @@ class ScoringService:
 
 
 __all__ = [
-    "COLUMNS", "FrameLocation", "ScoringConfig", "ScoringService", "TokenResult", "cache_provider", "index_logs", "load_trajectories",
-    "metric_cache_for", "normalise_trajectories", "previous_scenes", "results_to_rows", "run_scoring",
+    "COLUMNS", "FrameLocation", "ScoringConfig", "ScoringService", "TokenResult", "cache_provider", "index_logs",
+    "load_trajectories", "metric_cache_for", "normalise_trajectories", "previous_scenes", "results_to_rows", "run_scoring",
     "scene_window", "score_token", "score_trajectory_file_rows", "summarize", "write_csv",
 ]

@@ -31,6 +31,7 @@ from vla.guidance import (
     guided_combination,
     weighted_mean,
 )
+from vla.hub import resolve_pretrained
 from vla.lora import (
     BACKBONE_ADAPTER,
     add_backbone_adapter,
@@ -513,7 +514,9 @@ class DipoleVLA(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """Load a directory written by :meth:`save_pretrained`; strict: any missing, unexpected or mismatched
-        weight raises :class:`CheckpointError` naming it."""
+        weight raises :class:`CheckpointError` naming it. A path-like argument that does not exist is a local
+        "not found" error (:func:`vla.hub.resolve_pretrained`), not a hub download."""
+        pretrained_model_name_or_path = resolve_pretrained(pretrained_model_name_or_path)
         path = Path(str(pretrained_model_name_or_path))
         want_info = kwargs.pop("output_loading_info", False)
         if path.is_dir():

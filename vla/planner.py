@@ -17,6 +17,7 @@ from data_pipelines.types import AgentInput
 from vla.errors import VLAInputError
 from vla.modeling_dipole import DipoleVLA
 from vla.processing_dipole import DipoleProcessor
+from vla.sampling import prepare_inputs, sample_scenes
 
 CURRENT_FRAME_INDEX = 3  # the current frame in NAVSIM's 4-frame history window (specs/navsim_data.md §5)
 
@@ -47,20 +48,23 @@ class DipolePlanner:
         cameras = {name.lower(): [CURRENT_FRAME_INDEX] for name in self.processor.settings.cameras}
         return SensorConfig(**cameras)
 
-    def _generator(self) -> Optional[torch.Generator]:
-        if self.seed is None:
-            return None
-        device = next(self.model.parameters()).device
-        return torch.Generator(device=device).manual_seed(self.seed)
-
     @torch.no_grad()
-    def plan(self, agent_inputs: Sequence[AgentInput]) -> np.ndarray:
-        """(B, 8, 3) float32 poses (x, y, heading) for a batch of scenes."""
-        device = next(self.model.parameters()).device
-        batch = {k: v.to(device) for k, v in self.processor(list(agent_inputs)).items()}
-        poses = self.model.sample(batch, omega=self.omega, num_steps=self.num_steps, num_samples=self.num_samples,
-                                  generator=self._generator(), mode=self.mode)
-        return poses[:, 0].float().cpu().numpy().astype(np.float32)
+    def plan(self, agent_inputs: Sequence[AgentInput], tokens: Optional[Sequence[str]] = None) -> np.ndarray:
+        """(B, 8, 3) float32 poses (x, y, heading) for a batch of scenes.
+
+        With a ``seed``, each scene's noise comes from (seed, token) (``vla.sampling``); without ``tokens`` a
+        scene is keyed by its position in the call. Without a seed the noise is fresh on every call.
+        """
+        agent_inputs = list(agent_inputs)
+        if tokens is None:
+            tokens = [str(i) for i in range(len(agent_inputs))]
+        if len(tokens) != len(agent_inputs):
+            raise VLAInputError("tokens", f"{len(tokens)} tokens for {len(agent_inputs)} scenes")
+        seed = self.seed if self.seed is not None else int(torch.randint(0, 2**62, ()).item())
+        batch = prepare_inputs(self.model, agent_inputs, self.processor)
+        poses = sample_scenes(self.model, batch, tokens, seed=seed, omega=self.omega, mode=self.mode,
+                              num_samples=self.num_samples, num_steps=self.num_steps)
+        return poses[:, 0]
 
     def compute_trajectory(self, agent_input: Union[AgentInput, Sequence[AgentInput]]) -> np.ndarray:
         """(8, 3) float32 poses for one scene."""

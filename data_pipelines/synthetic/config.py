@@ -12,7 +12,7 @@ from data_pipelines.configuration import (
     check_ranges, load_config,
 )
 
-LAYOUT_KINDS = ("straight", "junction", "curve", "obstacles")
+LAYOUT_KINDS = ("straight", "junction", "curve", "obstacles", "grid")
 """Road layouts the generator can place (see docs/synthetic_world.md)."""
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
@@ -55,6 +55,8 @@ class SyntheticWorldConfig:
     jpeg_quality: Annotated[int, Range(low=1, high=MAX_JPEG_QUALITY)] = 90  # JPEG quality of the images
     rendered_cameras: tuple[str, ...] = ("CAM_L0", "CAM_F0", "CAM_R0")  # cameras with images (others: no file)
     texture_resolution_m: PositiveFloat = 0.15  # metres per pixel of the BEV ground texture
+    lidar: bool = False  # write a merged lidar sweep (binary PCD) for every logged and stage-2 history frame
+    log_locations: tuple[str, ...] = ()  # map locations that get logs (empty: all four; every map is written)
     # Splits and scenes (devkit scene filter: 4 history + 10 future frames).
     num_history_frames: PositiveInt = 4  # scene window: frames up to and including the current one
     num_future_frames: NonNegativeInt = 10  # scene window: frames after the current one
@@ -78,17 +80,22 @@ class SyntheticWorldConfig:
 def _validate(cfg: SyntheticWorldConfig) -> None:
     """The declared ranges, then the rules that tie several keys together."""
     check_ranges(cfg, source="synthetic world config")
-    if cfg.frames_per_log < max(20, cfg.frames_per_window + 8):
+    # A stage-2 scene starts 8 frames (the 4 s plan) after its stage-1 scene, whose previous frame gets one too.
+    minimum = max(20, cfg.frames_per_window + 9)
+    if cfg.frames_per_log < minimum:
         raise SyntheticConfigError(
-            "frames_per_log",
-            f"must be >= max(20, history + future + 8) = {max(20, cfg.frames_per_window + 8)}, got {cfg.frames_per_log}",
-        )
+            "frames_per_log", f"must be >= max(20, history + future + 9) = {minimum}, got {cfg.frames_per_log}")
     if not cfg.layout_kinds or any(k not in LAYOUT_KINDS for k in cfg.layout_kinds):
         raise SyntheticConfigError("layout_kinds", f"must be a non-empty subset of {LAYOUT_KINDS}, got {cfg.layout_kinds}")
     from data_pipelines.types import CAMERA_NAMES
 
     if not cfg.rendered_cameras or any(c not in CAMERA_NAMES for c in cfg.rendered_cameras):
         raise SyntheticConfigError("rendered_cameras", f"must be a non-empty subset of {CAMERA_NAMES}")
+    from data_pipelines.maps.locations import MAP_LOCATIONS
+
+    unknown = [loc for loc in cfg.log_locations if loc not in MAP_LOCATIONS]
+    if unknown:
+        raise SyntheticConfigError("log_locations", f"unknown location(s) {unknown}; choose from {MAP_LOCATIONS}")
     if cfg.held_out_test_instances and cfg.instances_per_location < 2:
         raise SyntheticConfigError("instances_per_location", "must be >= 2 when held_out_test_instances is true")
     if cfg.train_logs_per_instance + cfg.val_logs_per_instance + cfg.test_logs_per_instance == 0:
@@ -100,7 +107,7 @@ def list_presets() -> list[str]:
 
 
 def preset_path(name: str) -> Path:
-    """The YAML file of preset ``name`` (``tiny``, ``default``)."""
+    """The YAML file of preset ``name`` (``tiny``, ``default``, ``realistic``)."""
     path = PRESET_DIR / f"{name}.yaml"
     if not path.is_file():
         raise SyntheticConfigError("preset", f"unknown preset {name!r}; choose one of {list_presets()}")

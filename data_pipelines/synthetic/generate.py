@@ -21,6 +21,7 @@ import numpy as np
 from data_pipelines.configuration import ConfigError, config_to_dict, parse_command_line
 from data_pipelines.synthetic.config import SyntheticWorldConfig, preset_path
 from data_pipelines.synthetic.layouts import IdAllocator, LayoutInstance, build_instance
+from data_pipelines.synthetic.lidar import sweep, write_pcd
 from data_pipelines.synthetic.log_writer import (
     FRAME_INTERVAL_US, FrameRenderer, annotations, dump_pickle, ego_frame_state, frame_command, frame_dict, lights,
     make_token,
@@ -28,12 +29,15 @@ from data_pipelines.synthetic.log_writer import (
 )
 from data_pipelines.synthetic.map_writer import LOCATIONS, write_maps
 from data_pipelines.synthetic.simulation import SIM_DT, required_route_length_m, simulate_log
-from data_pipelines.synthetic.splits import SPLIT_FOLDERS, TEST_FOLDER, TRAINVAL_FOLDER, write_splits
-from data_pipelines.synthetic.two_stage import (
-    ATTRIBUTES_CSV, CSV_COLUMNS, StageTwoRecord, stage_one_frames, write_stage_two,
+from data_pipelines.synthetic.splits import (
+    SPLIT_FOLDERS, TEST_FOLDER, TRAINVAL_FOLDER, TWO_STAGE_SPLIT, write_splits, write_two_stage_split,
 )
+from data_pipelines.synthetic.two_stage import (
+    PLAN_HORIZON_FRAMES, StageTwoRecord, stage_one_frames, write_stage_two,
+)
+from data_pipelines.two_stage import ATTRIBUTES_CSV, CSV_COLUMNS
 
-TWO_STAGE_DIRNAME = "synthetic_test_two_stage"
+TWO_STAGE_DIRNAME = TWO_STAGE_SPLIT  # the devkit's convention: <data root>/<two-stage split name>/
 INFO_FILENAME = "dataset_info.json"
 LOCATION_ID_STRIDE = 10_000_000  # map ids of location j start at (j + 1) * stride
 BASE_YEAR = 2021
@@ -92,6 +96,8 @@ def build_instances(cfg: SyntheticWorldConfig) -> dict[str, list[LayoutInstance]
 def plan_logs(cfg: SyntheticWorldConfig) -> list[LogJob]:
     jobs = []
     for j, location in enumerate(LOCATIONS):
+        if cfg.log_locations and location not in cfg.log_locations:
+            continue
         for i in range(cfg.instances_per_location):
             test_only = cfg.held_out_test_instances and i == cfg.instances_per_location - 1
             train_too = not (cfg.held_out_test_instances and test_only)
@@ -153,18 +159,22 @@ def run_log_job(job: LogJob) -> dict:
             prev_token=tokens[j - 1] if j > 0 else None, next_token=tokens[j + 1] if j + 1 < n else None,
             anns=annotations(ego, snap, cfg.annotation_radius_m, tokens[j]),
         ))
+    if cfg.lidar:
+        for frame in frames:
+            write_pcd(sensor_root / frame["lidar_path"], sweep(frame["anns"]["gt_boxes"]))
     log_dir = out / "navsim_logs" / folder
     log_dir.mkdir(parents=True, exist_ok=True)
     dump_pickle(frames, log_dir / f"{log_name}.pkl")
     h, fut = cfg.num_history_frames, cfg.num_future_frames
     scene_tokens = [tokens[c] for c in range(h - 1, n - fut)]
     records: list[StageTwoRecord] = []
+    links = []
     if job.role == "test" and cfg.two_stage:
         chosen = stage_one_frames(cfg, n, rng)
-        records = write_stage_two(cfg, res, log_name, {c: tokens[c] for c in chosen}, timestamps,
-                                  out / TWO_STAGE_DIRNAME, renderer, rng)
+        records, links = write_stage_two(cfg, res, log_name, chosen, tokens, timestamps, out / TWO_STAGE_DIRNAME,
+                                         renderer)
     return {"job": job.index, "role": job.role, "log_name": log_name, "scene_tokens": scene_tokens,
-            "records": [asdict(r) for r in records], "layout": inst.kind}
+            "records": [asdict(r) for r in records], "links": links, "layout": inst.kind}
 
 
 def _init_worker() -> None:
@@ -209,6 +219,9 @@ def generate_dataset(config: SyntheticWorldConfig, out_root: str | Path, *, over
     records = [rec for r in results for rec in r["records"]]
     if config.two_stage and records:
         two_stage_root = out / TWO_STAGE_DIRNAME
+        splits[TWO_STAGE_SPLIT] = write_two_stage_split(
+            out / "splits", {r["log_name"]: r["links"] for r in results}, config.num_history_frames,
+            PLAN_HORIZON_FRAMES)
         with open(two_stage_root / ATTRIBUTES_CSV, "w", newline="") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(CSV_COLUMNS)

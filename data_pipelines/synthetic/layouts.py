@@ -139,7 +139,13 @@ class LayoutInstance:
     def successors(self, lane_or_connector: int) -> list[int]:
         if lane_or_connector in self.connectors:
             return [self.connectors[lane_or_connector].to_lane]
-        return [c.id for c in self.connectors.values() if c.from_lane == lane_or_connector]
+        index = self.__dict__.get("_connectors_from")
+        if index is None or len(self.__dict__.get("_indexed", ())) != len(self.connectors):
+            index = {}
+            for c in self.connectors.values():
+                index.setdefault(c.from_lane, []).append(c.id)
+            self.__dict__["_connectors_from"], self.__dict__["_indexed"] = index, tuple(self.connectors)
+        return list(index.get(lane_or_connector, []))
 
     def centerline_of(self, element: int) -> np.ndarray:
         if element in self.lanes:
@@ -347,24 +353,43 @@ def build_junction(inst: LayoutInstance, ids: IdAllocator, rng: np.random.Genera
     inst.params = dict(n_lanes=n, width=width, speed_limit=speed, arm_length=arm_length, rotation=rotation)
     inbound, outbound = {}, {}
     for a in range(4):
-        theta = rotation + a * np.pi / 2.0
-        u = np.array([np.cos(theta), np.sin(theta)])
+        u = _arm_direction(rotation, a)
         ref = np.array([u * (half + arm_length), u * half])  # driving inwards; inbound lanes on the right
-        fwd, back = _add_two_way_road(inst, ids, ref, n, n, width, speed)
-        inbound[a], outbound[a] = fwd, back
-        # Crosswalk across the arm and stop polygons of the inbound lanes, upstream of the intersection box.
+        inbound[a], outbound[a] = _add_two_way_road(inst, ids, ref, n, n, width, speed)
+    for connector_id, _, _ in _signalised_intersection(inst, ids, np.zeros(2), rotation, n, width, speed, inbound,
+                                                        outbound):
+        lc = inst.connectors[connector_id]
+        rbc = inst.roadblock_connectors[lc.roadblock_connector_id]
+        inst.routes.append(EgoRoute(roadblock_ids=[rbc.from_roadblock, rbc.id, rbc.to_roadblock],
+                                    lane_ids=[lc.from_lane, lc.id, lc.to_lane]))
+    inst.signal_groups = 4
+
+
+def _arm_direction(rotation: float, arm: int) -> np.ndarray:
+    """Unit vector of arm `arm` (arms ordered counter-clockwise, arm 0 at `rotation`)."""
+    theta = rotation + arm * np.pi / 2.0
+    return np.array([np.cos(theta), np.sin(theta)])
+
+
+def _signalised_intersection(inst: LayoutInstance, ids: IdAllocator, center: np.ndarray, rotation: float, n: int,
+                             width: float, speed: float, inbound: dict, outbound: dict) -> list[tuple[int, int, int]]:
+    """Crosswalks, stop polygons, the intersection box and the lane connectors of a four-way intersection at
+    `center` whose arm a has roadblocks inbound[a] / outbound[a] (None for a missing arm). Signal group = arm
+    index (split phasing). Returns (connector id, from arm, to arm) of every connector."""
+    half = n * width + INTERSECTION_MARGIN_M
+    stop_of_lane = {}
+    for a in range(4):
+        if inbound.get(a) is None:
+            continue
+        u = _arm_direction(rotation, a)
         normal = np.array([-u[1], u[0]])
         d0, d1 = half + 0.5, half + 0.5 + CROSSWALK_WIDTH_M
         road_half = n * width
-        cw = Polygon([u * d0 + normal * road_half, u * d1 + normal * road_half, u * d1 - normal * road_half,
-                      u * d0 - normal * road_half])
+        cw = Polygon([center + u * d0 + normal * road_half, center + u * d1 + normal * road_half,
+                      center + u * d1 - normal * road_half, center + u * d0 - normal * road_half])
         inst.crosswalks.append((ids(), cw))
-        inst.crossing_lines.append(np.array([u * (d0 + d1) / 2 + normal * (road_half + SIDEWALK_WIDTH_M / 2),
-                                             u * (d0 + d1) / 2 - normal * (road_half + SIDEWALK_WIDTH_M / 2)]))
-    stop_of_lane = {}
-    for a in range(4):
-        theta = rotation + a * np.pi / 2.0
-        u = np.array([np.cos(theta), np.sin(theta)])
+        inst.crossing_lines.append(np.array([center + u * (d0 + d1) / 2 + normal * (road_half + SIDEWALK_WIDTH_M / 2),
+                                             center + u * (d0 + d1) / 2 - normal * (road_half + SIDEWALK_WIDTH_M / 2)]))
         s0, s1 = half + 0.5 + CROSSWALK_WIDTH_M, half + 0.5 + CROSSWALK_WIDTH_M + STOP_LINE_DEPTH_M
         for lane_id in inbound[a].lane_ids:
             lane = inst.lanes[lane_id]
@@ -376,14 +401,17 @@ def build_junction(inst: LayoutInstance, ids: IdAllocator, rng: np.random.Genera
             poly = Polygon([left_pt, right_pt, right_pt - direction * (s1 - s0), left_pt - direction * (s1 - s0)])
             inst.stop_polygons.append((sid, poly))
             stop_of_lane[lane_id] = sid
-    box = Polygon(np.array([[-half, -half], [half, -half], [half, half], [-half, half]]) @ np.array(
-        [[np.cos(rotation), np.sin(rotation)], [-np.sin(rotation), np.cos(rotation)]]))
+    corners = np.array([[-half, -half], [half, -half], [half, half], [-half, half]]) @ np.array(
+        [[np.cos(rotation), np.sin(rotation)], [-np.sin(rotation), np.cos(rotation)]])
     intersection_id = ids()
-    inst.intersections.append((intersection_id, box))
+    inst.intersections.append((intersection_id, Polygon(corners + center)))
     movements = {"straight": 2, "left": 3, "right": 1}  # target arm offset (arms ordered counter-clockwise)
+    made = []
     for a in range(4):
         for turn, da in movements.items():
             b = (a + da) % 4
+            if inbound.get(a) is None or outbound.get(b) is None:
+                continue
             if turn == "straight":
                 pairs = [(k, k) for k in range(n)]
             elif turn == "left":
@@ -395,26 +423,89 @@ def build_junction(inst: LayoutInstance, ids: IdAllocator, rng: np.random.Genera
             inst.roadblock_connectors[rbc.id] = rbc
             for i, j in pairs:
                 src, dst = inst.lanes[inbound[a].lane_ids[i]], inst.lanes[outbound[b].lane_ids[j]]
-                center = bezier(src.centerline[-1], heading_at_end(src.centerline), dst.centerline[0],
-                                heading_at_start(dst.centerline))
+                center_line = bezier(src.centerline[-1], heading_at_end(src.centerline), dst.centerline[0],
+                                     heading_at_start(dst.centerline))
                 lc = LaneConnector(
-                    id=ids(), roadblock_connector_id=rbc.id, from_lane=src.id, to_lane=dst.id, centerline=center,
-                    left=offset(center, width / 2.0), right=offset(center, -width / 2.0), left_boundary_id=ids(),
-                    right_boundary_id=ids(), polygon_id=ids(), speed_limit=speed if turn == "straight" else np.nan,
+                    id=ids(), roadblock_connector_id=rbc.id, from_lane=src.id, to_lane=dst.id,
+                    centerline=center_line, left=offset(center_line, width / 2.0),
+                    right=offset(center_line, -width / 2.0), left_boundary_id=ids(), right_boundary_id=ids(),
+                    polygon_id=ids(), speed_limit=speed if turn == "straight" else np.nan,
                     stop_polygon_id=stop_of_lane[src.id], signal_group=a, turn=turn,
                 )
                 inst.boundaries[lc.left_boundary_id] = lc.left
                 inst.boundaries[lc.right_boundary_id] = lc.right
                 inst.connectors[lc.id] = lc
                 rbc.lane_connector_ids.append(lc.id)
-                inst.routes.append(EgoRoute(roadblock_ids=[inbound[a].id, rbc.id, outbound[b].id],
-                                            lane_ids=[src.id, lc.id, dst.id]))
+                made.append((lc.id, a, b))
             union = shapely.union_all([inst.connectors[c].polygon for c in rbc.lane_connector_ids])
             rbc.polygon = union if union.geom_type == "Polygon" else union.convex_hull
+    return made
+
+
+GRID_BLOCKS = 10
+"""Intersections per side of the grid town: 10 x 10 signalised intersections, 2 lanes each way give 880 lanes
+and 1,600 lane connectors (a city-scale map for the realistic preset)."""
+GRID_LANES_PER_DIRECTION = 2
+GRID_BLOCK_LENGTH_M = 110.0  # road between two intersection boxes (a short urban block)
+GRID_EDGE_ROAD_M = 120.0  # road leaving the grid at its border
+
+
+def build_grid_town(inst: LayoutInstance, ids: IdAllocator, rng: np.random.Generator, min_route_m: float) -> None:
+    """A city grid of GRID_BLOCKS x GRID_BLOCKS signalised four-way intersections joined by two-way roads.
+
+    Every intersection is one of the four-way junctions above (crosswalks, stop lines, straight / left / right
+    connectors, split phasing with one signal group per arm direction, in phase across the town). Routes start
+    on each inbound lane, take one movement and continue straight until they are `min_route_m` long or leave
+    the grid."""
+    n = GRID_LANES_PER_DIRECTION
+    width = float(np.round(rng.uniform(LANE_WIDTH_RANGE_M[0], LANE_WIDTH_RANGE_M[1]), 2))
+    speed = float(rng.choice([11.2, 13.4]))
+    half = n * width + INTERSECTION_MARGIN_M
+    spacing = GRID_BLOCK_LENGTH_M + 2.0 * half
+    k = GRID_BLOCKS
+    inst.params = dict(blocks=k, n_lanes=n, width=width, speed_limit=speed, block_length=GRID_BLOCK_LENGTH_M)
+    centers = {(i, j): np.array([i * spacing, j * spacing]) for i in range(k) for j in range(k)}
+    step = {0: (1, 0), 1: (0, 1), 2: (-1, 0), 3: (0, -1)}  # arm a of (i, j) leads to (i, j) + step[a]
+    inbound: dict = {key: {} for key in centers}
+    outbound: dict = {key: {} for key in centers}
+    for (i, j), c in centers.items():
+        for a in range(4):
+            u = _arm_direction(0.0, a)
+            neighbour = (i + step[a][0], j + step[a][1])
+            if neighbour in centers:
+                if a in (0, 1):  # one road per neighbouring pair, from this box edge to the neighbour's
+                    ref = np.array([c + u * half, centers[neighbour] - u * half])
+                    forward, backward = _add_two_way_road(inst, ids, ref, n, n, width, speed)
+                    outbound[(i, j)][a], inbound[neighbour][(a + 2) % 4] = forward, forward
+                    inbound[(i, j)][a], outbound[neighbour][(a + 2) % 4] = backward, backward
+            else:  # road leaving the town
+                ref = np.array([c + u * (half + GRID_EDGE_ROAD_M), c + u * half])
+                inbound[(i, j)][a], outbound[(i, j)][a] = _add_two_way_road(inst, ids, ref, n, n, width, speed)
+    for key, c in centers.items():
+        _signalised_intersection(inst, ids, c, 0.0, n, width, speed, inbound[key], outbound[key])
+    _grid_routes(inst, min_route_m)
     inst.signal_groups = 4
 
 
-BUILDERS = {"straight": build_straight, "junction": build_junction, "curve": build_curve, "obstacles": build_obstacles}
+def _grid_routes(inst: LayoutInstance, min_route_m: float) -> None:
+    straight_after: dict[int, dict[int, int]] = {}  # lane -> {lane index: straight connector}
+    for lc in inst.connectors.values():
+        if lc.turn == "straight":
+            straight_after.setdefault(lc.from_lane, {})[inst.lanes[lc.from_lane].index] = lc.id
+    length = {lane_id: float(np.sum(np.linalg.norm(np.diff(lane.centerline, axis=0), axis=1)))
+              for lane_id, lane in inst.lanes.items()}
+    for lc in inst.connectors.values():
+        lanes = [lc.from_lane, lc.id, lc.to_lane]
+        total = length[lc.from_lane] + length[lc.to_lane]
+        while total < min_route_m and lanes[-1] in straight_after:
+            nxt = inst.connectors[straight_after[lanes[-1]][inst.lanes[lanes[-1]].index]]
+            lanes += [nxt.id, nxt.to_lane]
+            total += length[nxt.to_lane]
+        inst.routes.append(EgoRoute(roadblock_ids=[inst.roadblock_of(e) for e in lanes], lane_ids=lanes))
+
+
+BUILDERS = {"straight": build_straight, "junction": build_junction, "curve": build_curve, "obstacles": build_obstacles,
+            "grid": build_grid_town}
 
 
 def build_instance(kind: str, location: str, index: int, origin: np.ndarray, ids: IdAllocator,

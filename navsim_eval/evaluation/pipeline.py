@@ -21,7 +21,7 @@ from data_pipelines.scene_filter import Split, load_split
 from data_pipelines.scene_loader import SceneLoader
 from navsim_eval.evaluation.distributed import Distributed
 from navsim_eval.evaluation.errors import EvaluationError
-from navsim_eval.evaluation.metrics import METRIC_VERSIONS
+from navsim_eval.evaluation.metrics import METRIC_VERSIONS, SCORE, SCORE_NAME, TABLE_LAYOUT
 from navsim_eval.evaluation.planners import CandidatePlanner, ConstantVelocityPlanner, HumanPlanner
 from navsim_eval.evaluation.report import plot_omega_sweep, write_visual_report
 from navsim_eval.evaluation.runner import RunSettings, run_evaluation
@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 RESULTS_FILE = "results.csv"
 SUMMARY_FILE = "summary.md"
 TWO_STAGE_FILE = "two_stage.csv"
+SELECTED_OMEGA_FILE = "selected_omega.json"
 CONFIG_FILE = "evaluation_config.json"
 REPORT_DIR = "report"
 TWO_STAGE_SUFFIX = "_two_stage"
@@ -66,6 +67,7 @@ class EvaluationConfig:
     report_worst: NonNegativeInt = 3  # BEV plots of the N worst-scored scenes
     report_sample: NonNegativeInt = 3  # BEV plots of N random scenes
     progress: bool = True  # progress bar
+    select_omega: bool = False  # write the model planner's best omega (stage 1, first metric) to selected_omega.json
 
     def __post_init__(self) -> None:
         unknown = set(self.baselines) - set(BASELINES)
@@ -121,15 +123,24 @@ def build_sources(config: EvaluationConfig, sensor_config: Optional[SensorConfig
     loader = SceneLoader.from_split(split, data_paths, sensor_config, map_provider=maps,
                                     record_unreadable_logs=True)
     first: Any = LoaderSource(loader, maps)
-    root = Path(config.two_stage_root) if config.two_stage_root else (
-        data_paths.require_data_root() / f"{split.name}{TWO_STAGE_SUFFIX}")
+    # A two-stage split's stage-2 data is the folder named like the split (navhard_two_stage/); a one-stage split
+    # may have its stage-2 scenes beside it in <split>_two_stage/.
+    root = Path(config.two_stage_root) if config.two_stage_root else data_paths.require_data_root() / (
+        split.name if split.is_two_stage else f"{split.name}{TWO_STAGE_SUFFIX}")
     two_stage_data = None
-    if config.two_stage == "on" or (config.two_stage == "auto" and root.is_dir()):
-        from data_pipelines.two_stage import load_two_stage
+    if config.two_stage == "on" or (config.two_stage == "auto" and (split.is_two_stage or root.is_dir())):
+        from data_pipelines.two_stage import load_two_stage, missing_first_stage_tokens
 
         if not root.is_dir():
-            raise EvaluationError(f"two-stage evaluation asked for, but {root} does not exist")
-        two_stage_data = load_two_stage(root)
+            raise EvaluationError(
+                f"split {split.name!r} needs stage-2 data (two_stage={config.two_stage}"
+                f"{', include_synthetic_scenes' if split.is_two_stage else ''}), but {root} does not exist; pass "
+                f"two_stage_root, or two_stage=off to score stage 1 only")
+        two_stage_data = load_two_stage(root, split)
+        missing = missing_first_stage_tokens(two_stage_data, loader.tokens)
+        if missing:
+            logger.warning("%d stage-1 scene(s) linked to stage-2 scenes are not in split %s, e.g. %s; their groups "
+                           "are reported without a stage-1 result", len(missing), split.name, missing[:3])
     if config.max_scenes is not None:  # with two-stage data, scenes that have stage-2 scenes come first
         firsts = set(two_stage_data.first_stage_tokens) if two_stage_data is not None else set()
         ranked = [t for t in first.tokens if t in firsts] + [t for t in first.tokens if t not in firsts]
@@ -137,7 +148,8 @@ def build_sources(config: EvaluationConfig, sensor_config: Optional[SensorConfig
         first = TokenSubset(first, [t for t in first.tokens if t in keep])
     sources = [first]
     if two_stage_data is not None:
-        sources.append(TwoStageSource(two_stage_data, sensor_config, maps, first.tokens))
+        linked = first.tokens if config.max_scenes is not None else None  # None: every linked stage-1 scene
+        sources.append(TwoStageSource(two_stage_data, sensor_config, maps, linked))
     return sources
 
 
@@ -201,6 +213,9 @@ def run_pipeline(
             sections += [two_stage_markdown(summaries, metric), ""]
             group_rows += [g.as_row() for s in summaries for g in s.groups]
         outputs.two_stage_csv = _write_dict_rows(out_dir / TWO_STAGE_FILE, group_rows)
+    if config.select_omega:
+        sections += [write_selected_omega(out_dir / SELECTED_OMEGA_FILE, rows, config.metrics[0], model_planner_names),
+                     ""]
     failures = sorted({(r["token"], r["error"]) for r in rows if r.get("error")})
     if failures:
         sections += [f"### Failed tokens ({len({t for t, _ in failures})})", ""]
@@ -220,3 +235,32 @@ def run_pipeline(
             if extra is not None:
                 outputs.report_files.append(extra)
     return outputs
+
+
+def table_results(rows: Sequence[dict[str, Any]], metric: str, stage: int = 1) -> dict[str, dict[str, float]]:
+    """{row label: {table header: mean}} of one metric version (fractions, the columns of the summary table)."""
+    return {
+        line.label: {**{header: line.means.get(column, math.nan) for header, column in TABLE_LAYOUT[metric]},
+                     "scenes_failed": float(line.num_failed)}
+        for line in summarize(rows, metric, stage=stage)
+    }
+
+
+def select_omega(rows: Sequence[dict[str, Any]], metric: str, planners: Sequence[str] = ("dipole",),
+                 stage: int = 1) -> tuple[str, float, float]:
+    """(planner, omega, mean score) of the guided variant with the best mean score; ties: the smaller omega."""
+    candidates = [line for line in summarize(rows, metric, stage=stage)
+                  if line.planner in planners and line.omega is not None and not math.isnan(line.means[SCORE])]
+    if not candidates:
+        raise EvaluationError(f"no scored omega of planner(s) {list(planners)} to select from ({metric})")
+    best = max(candidates, key=lambda line: (line.means[SCORE], -line.omega))
+    return best.planner, float(best.omega), float(best.means[SCORE])
+
+
+def write_selected_omega(path: Path, rows: Sequence[dict[str, Any]], metric: str,
+                         planners: Sequence[str] = ("dipole",)) -> str:
+    """Write the selected omega as JSON; returns the summary line."""
+    planner, omega, score = select_omega(rows, metric, planners)
+    path.write_text(json.dumps({"planner": planner, "omega": omega, "metric": metric, SCORE_NAME[metric]: score},
+                               indent=2) + "\n")
+    return f"Selected omega ({planner}, best {SCORE_NAME[metric]}): {omega:g} ({100 * score:.1f})"

@@ -1,13 +1,13 @@
 """Planners the harness evaluates: the guided DipoleVLA (omega sweep), the IL-only policy and baselines.
 
 Every planner maps a batch of scenes to ``{Variant: poses (B, 8, 3)}`` in the current rear-axle frame.
-The model planner encodes each batch once and samples every omega from that context
-(``model.encode`` once, ``model.sample(..., omega=[...], context=...)``; dipole.md §4).
+The model planner asks a scene sampler (``vla.sampling.PolicySampler``, built by the caller: this package
+does not import the model code) for every seed and omega; the sampler encodes each batch once and draws
+each scene's noise from its own generator seeded by (seed, token) (dipole.md §4).
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol, Sequence
@@ -30,17 +30,6 @@ class PlanningBatch:
     tokens: list[str]
     agent_inputs: list[AgentInput]
     scenes: Optional[list[Any]] = None
-
-
-def scene_noise_seed(seed: int, token: str) -> int:
-    """Seed of one scene's initial noise, derived from the sampling seed and the scene token.
-
-    One generator per scene keeps a scene's samples independent of batching, sharding and resumption, and
-    gives every scene fresh noise (re-seeding each batch with the bare seed would evaluate a whole split on
-    `batch_size` noise draws).
-    """
-    digest = hashlib.sha256(f"{int(seed)}:{token}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
 class CandidatePlanner(Protocol):
@@ -92,8 +81,19 @@ class HumanPlanner(_SingleTrajectoryPlanner):
         return {self.variants()[0]: poses}
 
 
+class SceneSampler(Protocol):
+    """Samples a model for a batch of scenes (``vla.sampling.PolicySampler``): processor, one encode, sample."""
+
+    def sample_agent_inputs(self, agent_inputs: Sequence[AgentInput], tokens: Sequence[str], *,
+                            seeds: Sequence[int], omegas: Optional[Sequence[float]], mode: str, num_samples: int,
+                            num_steps: Optional[int] = None) -> list[np.ndarray]:
+        """Per seed, poses (B, W, S, 8, 3); each scene's noise from its own generator seeded by (seed, token)."""
+        ...
+
+
 class ModelPlanner:
-    """DipoleVLA sampling: guided (every omega from one encoded context) or the base head (IL, adapters off).
+    """A model through its scene sampler: guided (every omega from one encoded context) or the base policy
+    (IL, adapters off).
 
     ``mode="base"`` ignores omega (the IL-only baseline). Variants: omega x seed x sample.
     """
@@ -102,8 +102,7 @@ class ModelPlanner:
 
     def __init__(
         self,
-        model: Any,
-        processor: Any = None,
+        sampler: SceneSampler,
         *,
         name: str = "dipole",
         omegas: Sequence[float] = (1.0,),
@@ -116,10 +115,10 @@ class ModelPlanner:
             raise ValueError(f"unknown sampling mode {mode!r}; expected 'guided' or 'base'")
         if not omegas and mode == "guided":
             raise ValueError("the guided sampling mode needs at least one omega")
-        self.model = model
-        self.processor = processor if processor is not None else getattr(model, "processor", None)
-        if self.processor is None:
-            raise ValueError("no processor: pass one or use a model that carries model.processor")
+        if not callable(getattr(sampler, "sample_agent_inputs", None)):
+            raise TypeError(f"ModelPlanner needs a scene sampler (e.g. vla.sampling.PolicySampler(model)), "
+                            f"got {type(sampler).__name__}")
+        self.sampler = sampler
         self.name = name
         self.mode = mode
         self.omegas = [float(w) for w in omegas] if mode == "guided" else []
@@ -132,39 +131,15 @@ class ModelPlanner:
         grid = itertools.product(omegas, self.seeds, range(self.num_samples))
         return [Variant(self.name, w, s, k) for w, s, k in grid]
 
-    def _device(self):
-        import torch
-
-        device = getattr(self.model, "device", None)
-        if device is None:
-            device = next(self.model.parameters()).device
-        return torch.device(device)
-
     def plan(self, batch: PlanningBatch) -> dict[Variant, np.ndarray]:
-        import torch
-
-        device = self._device()
-        inputs = self.processor(list(batch.agent_inputs))
-        inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+        per_seed = self.sampler.sample_agent_inputs(
+            batch.agent_inputs, batch.tokens, seeds=self.seeds,
+            omegas=self.omegas if self.mode == "guided" else None, mode=self.mode,
+            num_samples=self.num_samples, num_steps=self.num_steps)
+        omegas: list[Optional[float]] = self.omegas if self.mode == "guided" else [None]
         out: dict[Variant, np.ndarray] = {}
-        with torch.inference_mode():
-            context = self.model.encode(inputs)
-            for seed in self.seeds:
-                generator = [torch.Generator(device=device).manual_seed(scene_noise_seed(seed, token))
-                             for token in batch.tokens]
-                kwargs = dict(num_samples=self.num_samples, context=context, generator=generator, mode=self.mode)
-                if self.num_steps is not None:
-                    kwargs["num_steps"] = self.num_steps
-                if self.mode == "guided":
-                    poses = self.model.sample(inputs, omega=list(self.omegas), **kwargs)
-                    poses = poses.float().cpu().numpy()  # (B, W, S, 8, 3) for a list of omegas
-                    if poses.ndim == 4:  # tolerate a single omega returned without the omega axis
-                        poses = poses[:, None]
-                    per_omega = [(w, poses[:, i]) for i, w in enumerate(self.omegas)]
-                else:
-                    poses = self.model.sample(inputs, **kwargs).float().cpu().numpy()
-                    per_omega = [(None, poses)]
-                for omega, samples in per_omega:  # samples (B, S, 8, 3)
-                    for k in range(self.num_samples):
-                        out[Variant(self.name, omega, seed, k)] = samples[:, k].astype(np.float32)
+        for seed, poses in zip(self.seeds, per_seed):  # poses (B, W, S, 8, 3)
+            for i, omega in enumerate(omegas):
+                for k in range(self.num_samples):
+                    out[Variant(self.name, omega, seed, k)] = np.asarray(poses[:, i, k], dtype=np.float32)
         return out

@@ -51,10 +51,13 @@ class NativeScorer:
     folder per version (``<dir>/<version>``) to read caches from (a missing token raises); an entry built from
     other data than the scene's frames / map file is rebuilt from the scene (and replaced) when the scene
     carries its map, else raises ``StaleMetricCacheError``. None builds each cache from the scene and its map.
+    ``build_missing``: build a token the store lacks from its scene and keep it there (training's repeated
+    evaluations build each cache once).
     """
 
-    def __init__(self, metric_cache_dir: Optional[PathLike] = None):
+    def __init__(self, metric_cache_dir: Optional[PathLike] = None, build_missing: bool = False):
         self.metric_cache_dir = Path(metric_cache_dir) if metric_cache_dir is not None else None
+        self.build_missing = build_missing
         self._providers: dict[str, Any] = {}
 
     def provider(self, version: str) -> Any:
@@ -62,7 +65,7 @@ class NativeScorer:
 
         if version not in self._providers:
             store = self.metric_cache_dir / version if self.metric_cache_dir is not None else None
-            self._providers[version] = MetricCacheProvider(version, store=store, build_missing=False)
+            self._providers[version] = MetricCacheProvider(version, store=store, build_missing=self.build_missing)
         return self._providers[version]
 
     def _cache(self, scene: Any, version: str) -> Any:

@@ -30,6 +30,8 @@ class DrivableMap:
     types: list[str]
     polygons: np.ndarray  # object array of shapely Polygons
     _tree: Optional[STRtree] = field(default=None, init=False, repr=False, compare=False)
+    _bounds: Optional[np.ndarray] = field(default=None, init=False, repr=False, compare=False)
+    _prepared: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.tokens = [str(t) for t in self.tokens]
@@ -49,6 +51,7 @@ class DrivableMap:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_tree"] = None
+        state["_prepared"] = False  # preparation does not survive pickling
         return state
 
     @property
@@ -70,20 +73,58 @@ class DrivableMap:
         """Tokens of the entries intersecting a geometry, in the tree's query order."""
         return [self.tokens[i] for i in self.tree.query(geometry, predicate="intersects")]
 
+    def containing_pairs(self, points: np.ndarray, entries: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+        """(point index, entry index) of every point strictly within an entry (default: all entries).
+
+        Point-in-polygon tests run only for points strictly inside the entry's bounding box, found by a binary
+        search on the points sorted by x; the surviving pairs go through one vectorised, prepared
+        `contains_xy` call (strict containment: a point on the boundary is outside, as `within`).
+        """
+        xy = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        entries = np.arange(len(self)) if entries is None else np.asarray(entries, dtype=np.int64).reshape(-1)
+        empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        if len(entries) == 0 or len(xy) == 0:
+            return empty
+        bounds = self.bounds[entries]
+        order = np.argsort(xy[:, 0], kind="stable")
+        sorted_x = xy[order, 0]
+        first = np.searchsorted(sorted_x, bounds[:, 0], side="right")  # x > x_min
+        counts = np.maximum(np.searchsorted(sorted_x, bounds[:, 2], side="left") - first, 0)  # x < x_max
+        total = int(counts.sum())
+        if total == 0:
+            return empty
+        column = np.repeat(np.arange(len(entries)), counts)
+        point = order[np.arange(total) + np.repeat(first - (np.cumsum(counts) - counts), counts)]
+        y = xy[point, 1]
+        in_box = (y > bounds[column, 1]) & (y < bounds[column, 3])
+        point, entry = point[in_box], entries[column[in_box]]
+        inside = shapely.contains_xy(self.prepared_polygons[entry], xy[point, 0], xy[point, 1])
+        return point[inside], entry[inside]
+
+    @property
+    def bounds(self) -> np.ndarray:
+        """(K, 4) bounding boxes x_min, y_min, x_max, y_max (computed once)."""
+        if self._bounds is None:
+            self._bounds = shapely.bounds(self.polygons).reshape(-1, 4)
+        return self._bounds
+
+    @property
+    def prepared_polygons(self) -> np.ndarray:
+        """The polygons, prepared for repeated point tests (once per map object)."""
+        if not self._prepared:
+            shapely.prepare(self.polygons)
+            self._prepared = True
+        return self.polygons
+
     def contains_points(self, points: np.ndarray, types: Optional[Sequence[str]] = None) -> np.ndarray:
         """(N, K') bool: point n lies strictly within entry k (entries restricted to `types`, in map order)."""
         xy = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         index = np.arange(len(self)) if types is None else self.indices_of(types)
         result = np.zeros((len(xy), len(index)), dtype=bool)
-        if len(index) == 0 or len(xy) == 0:
-            return result
-        pts = shapely.points(xy)
-        pt_idx, poly_idx = self.tree.query(pts, predicate="within")
         column_of = -np.ones(len(self), dtype=np.int64)
         column_of[index] = np.arange(len(index))
-        columns = column_of[poly_idx]
-        keep = columns >= 0
-        result[pt_idx[keep], columns[keep]] = True
+        point, entry = self.containing_pairs(xy, index)
+        result[point, column_of[entry]] = True
         return result
 
     def is_in_types(self, points: np.ndarray, types: Sequence[str]) -> np.ndarray:

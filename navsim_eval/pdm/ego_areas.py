@@ -1,6 +1,7 @@
 """Where the ego is at each simulated step, against the drivable-area map (spec pdm_score.md §6).
 
-Point tests use strict containment (a point on a polygon boundary is outside), as the devkit does.
+Point tests use strict containment (a point on a polygon boundary is outside), as the devkit does
+(`DrivableMap.containing_pairs`).
 """
 
 from __future__ import annotations
@@ -46,54 +47,51 @@ class EgoAreas:
     rear_axle_in_intersection: np.ndarray
 
 
-def points_in_map(points: np.ndarray, drivable_map) -> np.ndarray:
-    """(N, K) bool: point n strictly inside drivable-map polygon k.
-
-    Each polygon is prepared once and tested only against the points strictly inside its bounding box
-    (map polygons have many vertices; unprepared point-in-polygon tests dominate otherwise).
-    """
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    polygons = np.asarray(drivable_map.polygons, dtype=object).reshape(-1)
-    result = np.zeros((len(points), len(polygons)), dtype=bool)
-    if len(points) == 0 or len(polygons) == 0:
-        return result
-    x, y = points[:, 0], points[:, 1]
-    bounds = shapely.bounds(polygons)
-    for index, polygon in enumerate(polygons):
-        x_min, y_min, x_max, y_max = bounds[index]
-        candidates = np.flatnonzero((x > x_min) & (x < x_max) & (y > y_min) & (y < y_max))
-        if len(candidates):
-            if not shapely.is_prepared(polygon):
-                shapely.prepare(polygon)
-            result[candidates, index] = shapely.contains_xy(polygon, x[candidates], y[candidates])
-    return result
-
-
 def compute_ego_areas(geometry: EgoGeometry, drivable_map, route_lane_ids: Collection[str]) -> EgoAreas:
-    """Multiple lanes, non-drivable, oncoming (§6) and intersection membership for every (row, step)."""
-    batch, steps = geometry.centers.shape[:2]
-    points = np.concatenate(
-        [geometry.corners, geometry.centers[:, :, None], geometry.rear_axles[:, :, None]], axis=2
-    )  # (B, T, 6, 2)
-    inside = points_in_map(points, drivable_map).reshape(batch, steps, NUM_CORNERS + 2, -1)
-    types = np.asarray(drivable_map.types)
-    lane_mask = np.isin(types, LANE_TYPES)
-    drivable_mask = np.isin(types, DRIVABLE_AREA_TYPES)
-    intersection_mask = types == INTERSECTION_TYPE
-    route = {str(t) for t in route_lane_ids}
-    on_route_mask = lane_mask & np.array([str(t) in route for t in drivable_map.tokens], dtype=bool)
+    """Multiple lanes, non-drivable, oncoming (§6) and intersection membership for every (row, step).
 
-    corners_in_lanes = inside[:, :, :NUM_CORNERS][..., lane_mask].sum(axis=2)  # (B, T, lanes): corners inside
-    multiple_lanes = ((corners_in_lanes > 0).sum(axis=-1) > 1) & np.all(corners_in_lanes != NUM_CORNERS, axis=-1)
-    corner_drivable = inside[:, :, :NUM_CORNERS][..., drivable_mask].any(axis=-1)  # (B, T, 4)
-    non_drivable = corner_drivable.sum(axis=-1) < NUM_CORNERS
-    center = inside[:, :, NUM_CORNERS]
-    rear = inside[:, :, NUM_CORNERS + 1]
-    oncoming = ~center[..., on_route_mask].any(axis=-1)
+    Each point kind is tested only against the entry types it is judged by: corners against lanes, lane
+    connectors and drivable areas; centres against on-route lanes and intersections; rear axles against
+    intersections. The work is on (point, entry) containment pairs, never on a dense point x entry matrix.
+    """
+    batch, steps = geometry.centers.shape[:2]
+    num_states = batch * steps
+    types = np.asarray(drivable_map.types)
+    is_lane = np.isin(types, LANE_TYPES)
+    is_drivable = np.isin(types, DRIVABLE_AREA_TYPES)
+    is_intersection = types == INTERSECTION_TYPE
+    route = {str(t) for t in route_lane_ids}
+    on_route = is_lane & np.array([t in route for t in drivable_map.tokens], dtype=bool)
+
+    point, entry = drivable_map.containing_pairs(geometry.corners.reshape(-1, 2), np.flatnonzero(is_lane | is_drivable))
+    state = point // NUM_CORNERS
+    # Multiple lanes: corners in more than one lane and no lane holding all four corners.
+    lane_pairs = is_lane[entry]
+    lane_keys, corner_counts = np.unique(state[lane_pairs] * len(types) + entry[lane_pairs], return_counts=True)
+    lane_states = lane_keys // len(types)
+    lanes_touched = np.bincount(lane_states, minlength=num_states)
+    full_lane = np.zeros(num_states, dtype=bool)
+    full_lane[lane_states[corner_counts == NUM_CORNERS]] = True
+    multiple_lanes = (lanes_touched > 1) & ~full_lane
+    # Non-drivable: some corner in no drivable-area polygon.
+    corner_drivable = np.zeros(num_states * NUM_CORNERS, dtype=bool)
+    corner_drivable[point[is_drivable[entry]]] = True
+    non_drivable = corner_drivable.reshape(num_states, NUM_CORNERS).sum(axis=-1) < NUM_CORNERS
+
+    center_point, center_entry = drivable_map.containing_pairs(geometry.centers.reshape(-1, 2),
+                                                               np.flatnonzero(on_route | is_intersection))
+    center_on_route = np.zeros(num_states, dtype=bool)
+    center_on_route[center_point[on_route[center_entry]]] = True
+    center_in_intersection = np.zeros(num_states, dtype=bool)
+    center_in_intersection[center_point[is_intersection[center_entry]]] = True
+    rear_point, _ = drivable_map.containing_pairs(geometry.rear_axles.reshape(-1, 2), np.flatnonzero(is_intersection))
+    rear_in_intersection = np.zeros(num_states, dtype=bool)
+    rear_in_intersection[rear_point] = True
+    shape = (batch, steps)
     return EgoAreas(
-        multiple_lanes=multiple_lanes,
-        non_drivable=non_drivable,
-        oncoming=oncoming,
-        center_in_intersection=center[..., intersection_mask].any(axis=-1),
-        rear_axle_in_intersection=rear[..., intersection_mask].any(axis=-1),
+        multiple_lanes=multiple_lanes.reshape(shape),
+        non_drivable=non_drivable.reshape(shape),
+        oncoming=~center_on_route.reshape(shape),
+        center_in_intersection=center_in_intersection.reshape(shape),
+        rear_axle_in_intersection=rear_in_intersection.reshape(shape),
     )

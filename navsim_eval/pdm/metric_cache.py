@@ -422,25 +422,52 @@ class MetricCacheProvider:
         return cache
 
 
+@dataclass
+class CacheBuildReport:
+    """What a batch build did: tokens whose cache was built, kept (up to date) or failed (token -> reason)."""
+
+    version: str
+    tokens: list[str] = field(default_factory=list)
+    built: list[str] = field(default_factory=list)
+    up_to_date: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def covered(self) -> int:
+        """Tokens that have an up-to-date cache after the build."""
+        return len(self.built) + len(self.up_to_date)
+
+
+def build_caches(provider: MetricCacheProvider, tokens: Iterable[str], scenes: Optional[Mapping[str, Any]] = None,
+                 overwrite: bool = False) -> CacheBuildReport:
+    """Build and store the caches of many tokens through `provider` (scenes from `scenes` or the provider's
+    loader); entries that are up to date are kept (all rebuilt with `overwrite`). Failures are recorded per
+    token and the rest is built."""
+    report = CacheBuildReport(provider.version)
+    for token in tokens:
+        report.tokens.append(token)
+        try:
+            scene = scenes[token] if scenes is not None else provider.scene(token)
+            if overwrite:
+                provider.store.save(provider.build(scene))
+                report.built.append(token)
+                continue
+            before = provider.num_built
+            provider.get(token, scene)
+            (report.built if provider.num_built > before else report.up_to_date).append(token)
+        except (DataError, ValueError) as exc:
+            report.failures[token] = f"{type(exc).__name__}: {exc}"
+    return report
+
+
 def build_metric_caches(
     scenes: Iterable, maps_root: Union[str, Path], version: str, store: MetricCacheStore,
     map_version: Optional[str] = None, overwrite: bool = False,
 ) -> dict[str, str]:
-    """Build and store the caches of many scenes; failures are recorded ({token: error}) and skipped over.
-
-    `scenes` yields `Scene` objects (e.g. `SceneLoader.get_scene_from_token` over its tokens).
-    """
-    failures: dict[str, str] = {}
+    """Build and store the caches of many `Scene` objects; returns the failures ({token: error})."""
+    by_token = {scene.token: scene for scene in scenes}
     provider = MetricCacheProvider(version, maps_root=maps_root, map_version=map_version, store=store)
-    for scene in scenes:
-        try:
-            if overwrite:
-                store.save(provider.build(scene))
-            else:
-                provider.get(scene.token, scene)  # kept when up to date, else (re)built and stored
-        except (DataError, ValueError) as exc:
-            failures[scene.token] = f"{type(exc).__name__}: {exc}"
-    return failures
+    return build_caches(provider, by_token, by_token, overwrite).failures
 
 
 def expected_source_fingerprint(scene, maps_root: Optional[Union[str, Path]], version: str,
@@ -469,6 +496,7 @@ def build_metric_cache_for_scene(scene, maps_root: Union[str, Path], version: st
 
 __all__ = [
     "FORMAT_VERSION", "MetricCache", "MetricCacheError", "MetricCacheProvider", "MetricCacheStore",
-    "StaleMetricCacheError", "UnreadableMetricCacheError", "build_metric_cache", "build_metric_cache_for_scene", "build_metric_caches", "ego_state_of_frame",
-    "expected_source_fingerprint", "metric_cache_from_plain", "metric_cache_to_plain", "red_light_connectors",
+    "CacheBuildReport", "StaleMetricCacheError", "UnreadableMetricCacheError", "build_caches", "build_metric_cache",
+    "build_metric_cache_for_scene", "build_metric_caches", "ego_state_of_frame", "expected_source_fingerprint",
+    "metric_cache_from_plain", "metric_cache_to_plain", "red_light_connectors",
 ]

@@ -185,48 +185,76 @@ class Observation:
         return query[hit], entry[hit]
 
     def _bbox_candidates(self, bounds: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(query, entry) pairs of the same step whose closed bounding boxes overlap (vectorised)."""
+        """(query, entry) pairs of the same step whose closed bounding boxes overlap (vectorised).
+
+        Entries are first tested against the union box of the queries of their step, so obstacles away from
+        every query (most of them: the queries are one scene's ego footprints) never enter the pair expansion.
+        """
         flat = self.flat()
         steps = np.asarray(steps, dtype=np.int64).reshape(-1)
+        empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         valid = (steps >= 0) & (steps < self.num_steps)
+        if len(flat.step) == 0 or not valid.any():
+            return empty
+        # Union box of each step's queries (segment reductions over the queries sorted by step).
+        order = np.flatnonzero(valid)
+        order = order[np.argsort(steps[order], kind="stable")]
+        sorted_steps = steps[order]
+        segment_starts = np.flatnonzero(np.concatenate([[True], sorted_steps[1:] != sorted_steps[:-1]]))
+        union = np.empty((self.num_steps, 4))
+        union[:, :2] = np.inf
+        union[:, 2:] = -np.inf
+        query_steps = sorted_steps[segment_starts]
+        union[query_steps, :2] = np.minimum.reduceat(bounds[order, :2], segment_starts, axis=0)
+        union[query_steps, 2:] = np.maximum.reduceat(bounds[order, 2:], segment_starts, axis=0)
+        entry_union = union[flat.step]
+        near = np.flatnonzero(_boxes_overlap(entry_union, flat.bounds))
+        if len(near) == 0:
+            return empty
+        near_offsets = np.searchsorted(flat.step[near], np.arange(self.num_steps + 1))
         clipped = np.where(valid, steps, 0)
-        starts = flat.offsets[clipped]
-        counts = np.where(valid, flat.offsets[clipped + 1] - starts, 0)
+        starts = near_offsets[clipped]
+        counts = np.where(valid, near_offsets[clipped + 1] - starts, 0)
         total = int(counts.sum())
         if total == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+            return empty
         if total > self.MAX_DENSE_PAIRS:
-            return self._bbox_candidates_per_step(bounds, steps)
+            return self._bbox_candidates_per_step(bounds, steps, near, near_offsets)
         query = np.repeat(np.arange(len(steps)), counts)
-        entry = np.arange(total) + np.repeat(starts - (np.cumsum(counts) - counts), counts)
-        qb, eb = bounds[query], flat.bounds[entry]
-        overlap = (qb[:, 0] <= eb[:, 2]) & (qb[:, 2] >= eb[:, 0]) & (qb[:, 1] <= eb[:, 3]) & (qb[:, 3] >= eb[:, 1])
+        entry = near[np.arange(total) + np.repeat(starts - (np.cumsum(counts) - counts), counts)]
+        overlap = _boxes_overlap(bounds[query], flat.bounds[entry])
         return query[overlap], entry[overlap]
 
     MAX_DENSE_PAIRS = 400_000  # above this many (query, same-step entry) pairs, test step by step
 
-    def _bbox_candidates_per_step(self, bounds: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _bbox_candidates_per_step(self, bounds: np.ndarray, steps: np.ndarray, near: np.ndarray,
+                                  near_offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As the dense expansion, one step at a time; `near` are the candidate entries (step-major) and
+        `near_offsets` the start of each step's candidates."""
         flat = self.flat()
         order = np.argsort(steps, kind="stable")
         boundaries = np.searchsorted(steps[order], np.arange(self.num_steps + 1))
         queries, entries = [], []
         for step in range(self.num_steps):
             lo, hi = boundaries[step], boundaries[step + 1]
-            first, last = flat.offsets[step], flat.offsets[step + 1]
-            if lo == hi or first == last:
+            step_entries = near[near_offsets[step]:near_offsets[step + 1]]
+            if lo == hi or len(step_entries) == 0:
                 continue
             members = order[lo:hi]
-            qb = bounds[members]
-            eb = flat.bounds[first:last]
-            overlap = ((qb[:, None, 0] <= eb[None, :, 2]) & (qb[:, None, 2] >= eb[None, :, 0])
-                       & (qb[:, None, 1] <= eb[None, :, 3]) & (qb[:, None, 3] >= eb[None, :, 1]))
+            overlap = _boxes_overlap(bounds[members][:, None], flat.bounds[step_entries][None])
             local_query, local_entry = np.nonzero(overlap)
             if len(local_query):
                 queries.append(members[local_query])
-                entries.append(local_entry + first)
+                entries.append(step_entries[local_entry])
         if not queries:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         return np.concatenate(queries), np.concatenate(entries)
+
+
+def _boxes_overlap(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Closed axis-aligned boxes (..., 4) = (x_min, y_min, x_max, y_max) overlap (touching counts)."""
+    return ((first[..., 0] <= second[..., 2]) & (first[..., 2] >= second[..., 0])
+            & (first[..., 1] <= second[..., 3]) & (first[..., 3] >= second[..., 1]))
 
 
 # --------------------------------------------------------------------------------------- ground truth (§3.5)

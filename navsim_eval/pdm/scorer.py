@@ -10,7 +10,7 @@ only, as in the devkit's [reference, candidate] batches.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Collection, Optional
+from typing import Any, Collection, Optional, Sequence
 
 import numpy as np
 import shapely
@@ -219,12 +219,40 @@ def _cache_reference(cache) -> np.ndarray:
 
 def score_trajectories(cache, poses: np.ndarray, version: Optional[str] = None) -> ScoreTable:
     """Score K submitted trajectories (K, 8, 3) (or one (8, 3)) of the scene of a metric cache (§4-§8.3)."""
+    version, references, has_human = _tracker_references(cache, poses, version)
+    states = simulate(references, np.asarray(cache.ego_state, dtype=np.float64))
+    return _score_scene_states(cache, states, version, has_human)
+
+
+def score_trajectories_batch(caches: Sequence[Any], poses: Sequence[np.ndarray],
+                             version: Optional[str] = None) -> list[ScoreTable]:
+    """:func:`score_trajectories` of several scenes (caches[i], poses[i] (K_i, 8, 3)) with one tracker simulation.
+
+    The LQR/bicycle simulation is a sequential loop over 40 steps whose cost is per call, not per row, so all
+    scenes' rows (each from its own initial state) go through one call; the geometric scoring stays per scene.
+    Results equal per-scene calls up to floating-point summation order in the reference fits (< 1e-12).
+    """
+    if len(caches) != len(poses):
+        raise ScoringError(f"{len(caches)} metric caches but {len(poses)} pose sets")
+    prepared = [_tracker_references(cache, scene_poses, version) for cache, scene_poses in zip(caches, poses)]
+    if not prepared:
+        return []
+    counts = [len(references) for _, references, _ in prepared]
+    initial = np.repeat(np.stack([np.asarray(c.ego_state, dtype=np.float64) for c in caches]), counts, axis=0)
+    states = simulate(np.concatenate([references for _, references, _ in prepared]), initial)
+    bounds = np.cumsum([0] + counts)
+    return [_score_scene_states(cache, states[bounds[i]:bounds[i + 1]], scene_version, has_human)
+            for i, (cache, (scene_version, _, has_human)) in enumerate(zip(caches, prepared))]
+
+
+def _tracker_references(cache, poses: np.ndarray, version: Optional[str]) -> tuple[str, np.ndarray, bool]:
+    """(version, tracker references (1 + K [+ 1], 41, 3): PDM-Closed reference, candidates [, logged human],
+    whether the human filter applies)."""
     version = version or cache.version
     check_version(version)
     if getattr(cache, "version", version) != version:
         raise ScoringError(f"metric cache of token {cache.token} is {cache.version}, asked to score {version}")
     poses = validate_poses(poses, token=getattr(cache, "token", None))
-    num = len(poses)
     initial_state = np.asarray(cache.ego_state, dtype=np.float64)
     references = [_cache_reference(cache)[None], submitted_poses_to_reference(initial_state, cache.timepoint_us, poses)]
     # The human filter applies to original log scenes only; synthetic scenes have no logged future (§8.3).
@@ -232,8 +260,12 @@ def score_trajectories(cache, poses: np.ndarray, version: Optional[str] = None) 
                  and not is_synthetic_token(getattr(cache, "token", "")))
     if has_human:
         references.append(submitted_poses_to_reference(initial_state, cache.timepoint_us, cache.human_trajectory))
-    states = simulate(np.concatenate(references), initial_state)
+    return version, np.concatenate(references), has_human
 
+
+def _score_scene_states(cache, states: np.ndarray, version: str, has_human: bool) -> ScoreTable:
+    """The score table of one scene from its simulated rows [reference, candidates..., (human)]."""
+    num = len(states) - 1 - int(has_human)
     # Normalisation groups: candidates with the reference (pairwise), the human alone (§8.3).
     if has_human:
         history_mask = np.ones(len(states), dtype=bool)

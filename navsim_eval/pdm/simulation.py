@@ -131,31 +131,48 @@ class _HorizonSums:
 _SUMS = _HorizonSums(TRACKING_HORIZON, SIM_DT, WHEEL_BASE)
 
 
-def _lateral_steering_rate(lateral_error, heading_error, steering, v, accel, kappa_sums, dt, sums):
-    """One-shot lateral LQR over the horizon (§5) in closed form.
+def _horizon_polynomials(v_ref: np.ndarray, kappa_sums: np.ndarray, accel_per_speed: float,
+                         sums: _HorizonSums) -> np.ndarray:
+    """Per-step coefficients (3, steps, 7, B) of the horizon sums as quadratics in the current speed v.
 
-    The horizon step matrices are unipotent, so the composed free response Φz + g and input response Γ are
-    polynomials in the current speed v and the longitudinal command a (velocities v_i = v + i·dt·a).
-    `kappa_sums` (5, B) are the curvature window sums of `_HorizonSums.kappa_weights`. The steering-angle
-    weight of Q is 0, so only the lateral and heading components enter the gain.
+    The longitudinal command is a = lon_factor·(v_ref − v), so with dt·a = α (v_ref − v) every horizon sum of
+    the lateral LQR (linear forms in (v, dt·a), quadratic forms in (v², v·dt·a, (dt·a)²)) is c0 + c1 v + c2 v²
+    with c depending only on the step's v_ref and curvature window: the loop evaluates all seven sums with one
+    Horner scheme. Rows of the 7 axis: Σa, Σb, ψ_input, Σ a Σb, e_input, Σc, Σ a Σc.
+    v_ref (steps, B); kappa_sums (steps, 5, B); α = dt·lon_factor.
     """
-    accel_dt = accel * dt
-    linear = np.stack([v, accel_dt])  # (2, B)
-    quadratic = np.stack([v * v, v * accel_dt, accel_dt * accel_dt])  # (3, B)
-    sum_a, sum_b, psi_input = sums.linear @ linear
-    sum_ab, e_input = sums.quadratic @ quadratic
-    sum_c = np.einsum("kb,kb->b", kappa_sums[:2], linear)
-    sum_ac = np.einsum("kb,kb->b", kappa_sums[2:], quadratic)
-    psi_free = wrap_angle(heading_error + steering * sum_b + sum_c)
-    e_free = lateral_error + heading_error * sum_a + steering * sum_ab + sum_ac
-    q_e, q_psi = LAT_Q[0], LAT_Q[1]
-    return -(q_e * e_input * e_free + q_psi * psi_input * psi_free) / (
-        q_e * e_input * e_input + q_psi * psi_input * psi_input + LAT_R
-    )
+    alpha = accel_per_speed
+    steps, batch = v_ref.shape
+    coefficients = np.zeros((3, steps, 7, batch))
+
+    def linear(row, l_speed, l_accel):  # l_speed v + l_accel α (v_ref - v)
+        coefficients[0, :, row] = l_accel * alpha * v_ref
+        coefficients[1, :, row] = l_speed - l_accel * alpha
+
+    def quadratic(row, m_vv, m_va, m_aa):  # m_vv v² + m_va v α (v_ref - v) + m_aa α² (v_ref - v)²
+        coefficients[0, :, row] = m_aa * alpha * alpha * v_ref * v_ref
+        coefficients[1, :, row] = m_va * alpha * v_ref - 2.0 * m_aa * alpha * alpha * v_ref
+        coefficients[2, :, row] = m_vv - m_va * alpha + m_aa * alpha * alpha
+
+    for row, (l_speed, l_accel) in enumerate(sums.linear):
+        linear(row, l_speed, l_accel)
+    for row, (m_vv, m_va, m_aa) in enumerate(sums.quadratic):
+        quadratic(3 + row, m_vv, m_va, m_aa)
+    linear(5, kappa_sums[:, 0], kappa_sums[:, 1])
+    quadratic(6, kappa_sums[:, 2], kappa_sums[:, 3], kappa_sums[:, 4])
+    return coefficients
 
 
 def simulate(reference_xyh: np.ndarray, initial_state: np.ndarray, dt: float = SIM_DT) -> np.ndarray:
-    """Track reference poses (B, 41, 3) from the initial ego state (11,); return states (B, 41, 11)."""
+    """Track reference poses (B, 41, 3) from the initial ego state (11,) or one per row (B, 11); return states
+    (B, 41, 11). Rows are independent, so several scenes can share one call.
+
+    Per step: one-shot lateral LQR over the horizon in closed form (§5). The horizon step matrices are
+    unipotent, so the composed free response Φz + g and input response Γ are polynomials in the current speed
+    v and the longitudinal command a (velocities v_i = v + i·dt·a); their coefficients are precomputed for all
+    steps (`_horizon_polynomials`) so the sequential loop only runs a handful of element-wise operations on
+    (B,) arrays. The steering-angle weight of Q is 0, so only the lateral and heading components enter the gain.
+    """
     reference_xyh = np.asarray(reference_xyh, dtype=np.float64)
     batch, num_states, _ = reference_xyh.shape
     num_steps = num_states - 1
@@ -168,36 +185,48 @@ def simulate(reference_xyh: np.ndarray, initial_state: np.ndarray, dt: float = S
     windows = np.lib.stride_tricks.sliding_window_view(padded_curvature, TRACKING_HORIZON, axis=1)[:, :num_steps]
     # Per-step quantities as contiguous (steps, B) rows.
     sums = _SUMS if dt == SIM_DT else _HorizonSums(TRACKING_HORIZON, dt, WHEEL_BASE)
-    kappa_sums = np.ascontiguousarray((windows @ sums.kappa_weights).transpose(1, 2, 0))  # (steps, 5, B)
+    kappa_sums = (windows @ sums.kappa_weights).transpose(1, 2, 0)  # (steps, 5, B)
     v_ref_all = np.ascontiguousarray(v_ref_all.T)
     ref_x, ref_y, ref_h = (np.ascontiguousarray(reference_xyh[:, :num_steps, i].T) for i in range(3))
     sin_ref, cos_ref = np.sin(ref_h), np.cos(ref_h)
     lon_gain = TRACKING_HORIZON * dt
     lon_factor = lon_gain * LON_Q / (lon_gain * LON_Q * lon_gain + LON_R)
+    coefficient_0, coefficient_1, coefficient_2 = _horizon_polynomials(v_ref_all, kappa_sums, dt * lon_factor, sums)
+    reference_stopping = v_ref_all <= STOPPING_VELOCITY
+    any_reference_stopping = reference_stopping.any(axis=1)
     accel_lag = dt / (dt + ACCEL_TIME_CONSTANT)
     steering_lag = dt / (dt + STEERING_TIME_CONSTANT)
+    q_e, q_psi = LAT_Q[0], LAT_Q[1]
 
-    initial = np.asarray(initial_state, dtype=np.float64)
-    x = np.full(batch, initial[StateIndex.X])
-    y = np.full(batch, initial[StateIndex.Y])
-    h = np.full(batch, initial[StateIndex.HEADING])
-    v = np.full(batch, initial[StateIndex.VELOCITY_X])
-    accel = np.full(batch, initial[StateIndex.ACCELERATION_X])
-    steering = np.full(batch, initial[StateIndex.STEERING_ANGLE])
-    yaw_rate = np.full(batch, initial[StateIndex.ANGULAR_VELOCITY])
+    initial = np.broadcast_to(np.asarray(initial_state, dtype=np.float64), (batch, STATE_DIM))
+    x = initial[:, StateIndex.X].copy()
+    y = initial[:, StateIndex.Y].copy()
+    h = initial[:, StateIndex.HEADING].copy()
+    v = initial[:, StateIndex.VELOCITY_X].copy()
+    accel = initial[:, StateIndex.ACCELERATION_X].copy()
+    steering = initial[:, StateIndex.STEERING_ANGLE].copy()
+    tan_steering = np.tan(steering)
+    yaw_rate = initial[:, StateIndex.ANGULAR_VELOCITY].copy()
     history = []
     for k in range(num_steps):
         lateral_error = (y - ref_y[k]) * cos_ref[k] - (x - ref_x[k]) * sin_ref[k]
         heading_error = wrap_angle(h - ref_h[k])
-        v_ref = v_ref_all[k]
-        accel_cmd = lon_factor * (v_ref - v)
-        steering_rate_cmd = _lateral_steering_rate(
-            lateral_error, heading_error, steering, v, accel_cmd, kappa_sums[k], dt, sums
+        accel_cmd = lon_factor * (v_ref_all[k] - v)
+        horizon = coefficient_2[k] * v
+        horizon += coefficient_1[k]
+        horizon *= v
+        horizon += coefficient_0[k]
+        sum_a, sum_b, psi_input, sum_ab, e_input, sum_c, sum_ac = horizon
+        psi_free = wrap_angle(heading_error + steering * sum_b + sum_c)
+        e_free = lateral_error + heading_error * sum_a + steering * sum_ab + sum_ac
+        steering_rate_cmd = -(q_e * e_input * e_free + q_psi * psi_input * psi_free) / (
+            q_e * e_input * e_input + q_psi * psi_input * psi_input + LAT_R
         )
-        stopping = (v_ref <= STOPPING_VELOCITY) & (v <= STOPPING_VELOCITY)
-        if stopping.any():
-            accel_cmd = np.where(stopping, -STOPPING_PROPORTIONAL_GAIN * (v - v_ref), accel_cmd)
-            steering_rate_cmd = np.where(stopping, 0.0, steering_rate_cmd)
+        if any_reference_stopping[k]:
+            stopping = reference_stopping[k] & (v <= STOPPING_VELOCITY)
+            if stopping.any():
+                accel_cmd = np.where(stopping, -STOPPING_PROPORTIONAL_GAIN * (v - v_ref_all[k]), accel_cmd)
+                steering_rate_cmd = np.where(stopping, 0.0, steering_rate_cmd)
 
         # Kinematic bicycle with first-order actuator lags; explicit Euler using the old steering angle.
         new_accel = accel + accel_lag * (accel_cmd - accel)
@@ -205,10 +234,11 @@ def simulate(reference_xyh: np.ndarray, initial_state: np.ndarray, dt: float = S
         distance = dt * v
         x = x + distance * np.cos(h)
         y = y + distance * np.sin(h)
-        h = wrap_angle(h + distance * np.tan(steering) / WHEEL_BASE)
+        h = wrap_angle(h + distance * tan_steering / WHEEL_BASE)
         v = v + dt * new_accel
         steering = np.minimum(np.maximum(steering + dt * new_steering_rate, -MAX_STEERING_ANGLE), MAX_STEERING_ANGLE)
-        new_yaw_rate = v * np.tan(steering) / WHEEL_BASE
+        tan_steering = np.tan(steering)
+        new_yaw_rate = v * tan_steering / WHEEL_BASE
         history.append((x, y, h, v, new_accel, steering, new_steering_rate, new_yaw_rate,
                         (new_yaw_rate - yaw_rate) / dt))
         accel, yaw_rate = new_accel, new_yaw_rate

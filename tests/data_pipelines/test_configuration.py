@@ -194,3 +194,30 @@ def test_help_and_print_config(tmp_path, capsys):
     assert "steps: 3  # int, >= 0; optimizer steps" in printed
     (tmp_path / "printed.yaml").write_text(printed)
     assert load_config(Command, tmp_path / "printed.yaml") == Command(name="y", ranged=Ranged(offsets=(1.0, -1.0)))
+
+
+def test_text_keys_keep_the_value_as_typed():
+    @dataclass(frozen=True)
+    class Texts:
+        split: str = "x"
+        note: Optional[str] = "n"
+        kind: Literal["auto", "on", "off"] = "auto"
+        anything: dict[str, object] = field(default_factory=dict)
+        ratio: float = 0.5
+
+    cfg = load_config(Texts, overrides=["split=1.10", "note=#1 team", "kind=off", "anything.head.depth=1",
+                                        "ratio=1e-3"])
+    assert cfg.split == "1.10" and cfg.note == "#1 team" and cfg.kind == "off"
+    assert cfg.anything == {"head": {"depth": 1}} and cfg.ratio == 0.001
+    assert load_config(Texts, overrides=["note=null"]).note is None
+
+
+def test_unknown_keys_suggest_the_close_one_and_entry_points_exit_2(capsys):
+    from data_pipelines.configuration import run_entry_point
+
+    with pytest.raises(ConfigError, match="did you mean inner.lr"):
+        load_config(Outer, overrides=["inner.lrr=1"])
+    with pytest.raises(ConfigError, match="did you mean --dry-run"):
+        parse_command_line(Command, ["name=x", "--dry-rum"])
+    assert run_entry_point(lambda: parse_command_line(Command, ["--dry-run"])[0] and 0) == 2
+    assert "error: command line: missing required key(s) name" in capsys.readouterr().err

@@ -157,7 +157,7 @@ def test_reads_a_devkit_split(tmp_path):
     assert load_scene_filter(tmp_path / "scene_filter" / "navfoo.yaml") == split.scene_filter
 
 
-def test_inline_scene_filter_and_v2_fields(tmp_path):
+def test_inline_scene_filter_with_v2_fields(tmp_path):
     path = tmp_path / "inline.yaml"
     path.write_text(
         "data_split: synthetic_test\nscene_filter:\n  num_future_frames: 8\n  tokens: ['aa', 'bb']\n"
@@ -165,8 +165,133 @@ def test_inline_scene_filter_and_v2_fields(tmp_path):
     )
     split = load_split(path)
     assert split.scene_filter.num_future_frames == 8 and split.scene_filter.tokens == ["aa", "bb"]
-    assert split.scene_filter.v2_fields == {"include_synthetic_scenes": True}
+    assert split.scene_filter.include_synthetic_scenes is True and split.is_two_stage
     assert "include_synthetic_scenes: true" in scene_filter_to_yaml(split.scene_filter)
+
+
+# Built from the layout of navsim@main's train_test_split/{navhard,warmup}_two_stage.yaml: the split file adds
+# a split-level reactive_all_mapping; its scene filter adds include_synthetic_scenes and the stage-2 token list.
+DEVKIT_TWO_STAGE_SPLIT = """defaults:
+- scene_filter: warm
+data_split: test
+reactive_all_mapping:
+- - '4cac9f6cd85a5b47'
+  - '2382542e05f253df'
+  - - - '5b733b329372ed8c8'
+      - 'cc716ed59dd6f0250'
+    - - '10933ac8239bd6fbb'
+      - 'dedf2ffe66804a16a'
+- - 'c054f473288d5515'
+  - '68097b10029d5fe1'
+  - - - '4d115c250e5dc02b1'
+      - '45d88e7f92a4a9e74'
+"""
+DEVKIT_TWO_STAGE_FILTER = """_target_: navsim.common.dataclasses.SceneFilter
+_convert_: all
+num_history_frames: 4
+num_future_frames: 8
+frame_interval: 1
+has_route: true
+max_scenes: null
+include_synthetic_scenes: true
+log_names:
+- '2021.08.16.14.23.37_veh-45_00015_00132'
+tokens:
+- '4cac9f6cd85a5b47'
+- '2382542e05f253df'
+'reactive_synthetic_initial_tokens':
+- '5b733b329372ed8c8'
+- 'cc716ed59dd6f0250'
+"""
+# navsafe_two_stage.yaml: a split-level {stage-1 token: [stage-2 tokens]} and explicit synthetic_scene_tokens.
+DEVKIT_NAVSAFE_SPLIT = """defaults:
+  - scene_filter: safe
+
+data_split: test
+
+two_stage_mapping:
+  "01fea9c4f9f45634":
+  - "23f7036e1626247d5"
+  - "454a297fcfa216471"
+"""
+DEVKIT_NAVSAFE_FILTER = """
+_target_: navsim.common.dataclasses.SceneFilter
+_convert_: 'all'
+
+num_history_frames: 4
+num_future_frames: 16
+frame_interval: 1
+has_route: true
+
+max_scenes: null
+log_names:
+  - "2021.06.08.12.54.54_veh-26_04262_04732"
+
+tokens:
+  - "01fea9c4f9f45634"
+
+include_synthetic_scenes: true
+synthetic_scene_tokens:
+  - "23f7036e1626247d5"
+  - "454a297fcfa216471"
+"""
+# competition_private_tokens.yaml spells booleans and nulls with capitals and has no frame_interval.
+DEVKIT_PRIVATE_FILTER = """_target_: navsim.common.dataclasses.SceneFilter
+_convert_: 'all'
+
+num_history_frames: 4
+num_future_frames: 10
+has_route: False
+
+max_scenes: Null
+log_names: Null
+
+tokens:
+  - "0a1b2c3d4e5f6a7b"
+"""
+
+
+def _write_devkit_split(root, name, split_text, filter_text):
+    (root / "scene_filter").mkdir(exist_ok=True)
+    (root / "scene_filter" / f"{name}.yaml").write_text(filter_text)
+    (root / f"{name}.yaml").write_text(split_text)
+    return root / f"{name}.yaml"
+
+
+def test_reads_devkit_two_stage_splits(tmp_path):
+    split = load_split(_write_devkit_split(tmp_path, "warm", DEVKIT_TWO_STAGE_SPLIT, DEVKIT_TWO_STAGE_FILTER))
+    assert split.is_two_stage and split.scene_filter.num_future_frames == 8
+    assert split.scene_filter.reactive_synthetic_initial_tokens == ["5b733b329372ed8c8", "cc716ed59dd6f0250"]
+    links = split.stage_two_links()
+    assert [link.first_stage_token for link in links] == ["4cac9f6cd85a5b47", "c054f473288d5515"]
+    assert links[0].previous_token == "2382542e05f253df"
+    assert links[0].second_stage_tokens == ["5b733b329372ed8c8", "10933ac8239bd6fbb"]
+    assert links[0].previous_second_stage_tokens == ["cc716ed59dd6f0250", "dedf2ffe66804a16a"]
+
+    safe = load_split(_write_devkit_split(tmp_path, "safe", DEVKIT_NAVSAFE_SPLIT, DEVKIT_NAVSAFE_FILTER))
+    assert safe.two_stage_mapping == {"01fea9c4f9f45634": ["23f7036e1626247d5", "454a297fcfa216471"]}
+    (link,) = safe.stage_two_links()
+    assert link.previous_token is None and link.second_stage_tokens == ["23f7036e1626247d5", "454a297fcfa216471"]
+    assert safe.scene_filter.synthetic_scene_tokens == link.second_stage_tokens
+
+    (tmp_path / "scene_filter" / "private.yaml").write_text(DEVKIT_PRIVATE_FILTER)
+    private = load_scene_filter(tmp_path / "scene_filter" / "private.yaml")
+    assert private.has_route is False and private.log_names is None and private.frame_interval is None
+
+
+def test_two_stage_split_round_trip(tmp_path):
+    source = load_split(_write_devkit_split(tmp_path, "warm", DEVKIT_TWO_STAGE_SPLIT, DEVKIT_TWO_STAGE_FILTER))
+    out = write_split_yaml(tmp_path / "out", "warm", source.scene_filter, "test",
+                           reactive_all_mapping=source.reactive_all_mapping)
+    again = load_split(out)
+    assert again.scene_filter == source.scene_filter
+    assert again.reactive_all_mapping == source.reactive_all_mapping
+    with_all_mapping = SceneFilter(include_synthetic_scenes=True, all_mapping={("1e10000000000000", "b"): [("c", "d")]})
+    path = write_split_yaml(tmp_path / "out", "am", with_all_mapping, "test", two_stage_mapping={"a": ["x", "y"]})
+    read = load_split(path)
+    assert read.scene_filter.all_mapping == {("1e10000000000000", "b"): [("c", "d")]}
+    assert read.two_stage_mapping == {"a": ["x", "y"]}
+    assert "'1e10000000000000'" in (tmp_path / "out" / "scene_filter" / "am.yaml").read_text()  # stays a string
 
 
 @pytest.mark.parametrize(
@@ -184,9 +309,18 @@ def test_inline_scene_filter_and_v2_fields(tmp_path):
          "frame_interval"),
         ("defaults:\n  - scene_filter: f\ndata_split: test\n", "_target_: some.Other\n", "SceneFilter", "_target_"),
         ("data_split: test\nextra: 1\n", None, "unknown split field", "extra"),
+        ("defaults:\n  - scene_filter: f\ndata_split: test\nreactive_all_mapping:\n- ['a', 'b']\n", "tokens: []\n",
+         "entry 0", "reactive_all_mapping"),
+        ("defaults:\n  - scene_filter: f\ndata_split: test\ntwo_stage_mapping: [a]\n", "tokens: []\n",
+         "expected a mapping", "two_stage_mapping"),
+        ("defaults:\n  - scene_filter: f\ndata_split: test\n", "include_synthetic_scenes: 1\n", "true or false",
+         "include_synthetic_scenes"),
+        ("defaults:\n  - scene_filter: f\ndata_split: test\n", "synthetic_scene_tokens: [12]\n", "entry 0",
+         "synthetic_scene_tokens"),
     ],
     ids=["bad-yaml", "not-mapping", "no-data-split", "no-filter", "filter-file-missing", "unknown-field",
-         "non-string-token", "bad-interval", "wrong-target", "unknown-split-field"],
+         "non-string-token", "bad-interval", "wrong-target", "unknown-split-field", "bad-reactive-mapping",
+         "bad-two-stage-mapping", "bad-include-synthetic", "bad-synthetic-tokens"],
 )
 def test_split_yaml_errors(tmp_path, split_text, filter_text, match, field):
     (tmp_path / "s.yaml").write_text(split_text)

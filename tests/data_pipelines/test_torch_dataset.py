@@ -54,3 +54,34 @@ def test_cameras_and_optional_cache(golden_logs_dir, tmp_path):
     first = cached[1]["agent_input"]
     assert cached[1]["agent_input"] is first
     assert first.cameras[3].cam_f0.image.dtype == np.uint8 and first.cameras[3].cam_b0.image is None
+
+
+def _front_camera_mean(item):
+    """A picklable transform standing in for decode-side preprocessing (runs in the DataLoader worker)."""
+    image = item["agent_input"].cameras[3].cam_f0.image
+    return {**item, "front_mean": float(image.mean()), "worker": torch.utils.data.get_worker_info() is not None}
+
+
+def test_dataloader_workers_decode_and_transform(golden_logs_dir, tmp_path):
+    loader = SceneLoader(golden_logs_dir, tmp_path, SceneFilter(max_scenes=4), SensorConfig.front_three_current())
+    for token in loader.tokens:
+        write_camera_images(tmp_path, [loader.get_scene_frame_dicts(token)[3]], ["CAM_F0", "CAM_L0", "CAM_R0"])
+    dataset = SceneDataset(loader, transform=_front_camera_mean)
+    in_process = [dataset[i] for i in range(len(dataset))]
+    assert not any(item["worker"] for item in in_process)
+    batches = list(DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=list))
+    from_workers = [item for batch in batches for item in batch]
+    assert all(item["worker"] for item in from_workers)
+    assert [i["token"] for i in from_workers] == [i["token"] for i in in_process]
+    assert [i["front_mean"] for i in from_workers] == [i["front_mean"] for i in in_process]
+
+
+def test_shards_partition_the_logs(golden_logs_dir):
+    full = SceneLoader(golden_logs_dir, None, SceneFilter(frame_interval=1))
+    shards = [SceneLoader(golden_logs_dir, None, SceneFilter(frame_interval=1), shard=(i, 3)) for i in range(3)]
+    logs = [set(s.get_tokens_list_per_log()) for s in shards]
+    assert all(logs) and set.union(*logs) == set(full.get_tokens_list_per_log())
+    assert sum(len(s) for s in shards) == len(full) and len(set().union(*(s.tokens for s in shards))) == len(full)
+    assert not logs[0] & logs[1] and not logs[1] & logs[2]
+    with pytest.raises(Exception, match="shard"):
+        SceneLoader(golden_logs_dir, None, SceneFilter(), shard=(3, 3))

@@ -80,3 +80,13 @@ def test_flags_and_key_value_are_one_grammar_and_help_lists_every_key(capsys):
     for f in dataclasses.fields(EvaluationConfig):
         line = next(line for line in text.splitlines() if line.startswith(f"  {f.name} ("))
         assert ") = " in line and len(line.split(") = ", 1)[1].split("  ", 1)) == 2, line  # default and help
+
+
+def test_missing_checkpoint_folder_is_a_local_error(tmp_path, monkeypatch):
+    from vla.errors import CheckpointError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    evaluate = load_launch_script("evaluate")
+    with pytest.raises(CheckpointError, match="not found"):
+        evaluate.main(["--checkpoint", "outputs/no_such_run/model", "--baselines", "", "--no-progress"])

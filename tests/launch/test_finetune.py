@@ -142,3 +142,30 @@ def test_out_of_range_values_fail_when_the_config_loads(override, key):
     with pytest.raises(ConfigError) as err:
         _finetune_module().main([override])
     assert err.value.key == key and repr(key) in str(err.value)
+
+
+def test_training_results_table_equals_evaluate_py_table(world, tmp_path):
+    """Same checkpoint, split, omegas and seed: training's results.md is evaluate.py's summary.md."""
+    finetune = _finetune_module()
+    out = tmp_path / "run"
+    torch.set_num_threads(1)
+    finetune.main([
+        f"data.data_root={world}", f"output_dir={out}", "stages=[il,dipole]", "il.steps=2", "il.batch_size=2",
+        "dipole.rounds=1", "dipole.steps_per_round=1", "dipole.batch_size=2", "dipole.rollout.num_candidates=2",
+        "dipole.rollout.num_steps=2", "dipole.optim.warmup_steps=0", "data.max_train_scenes=2",
+        "data.max_eval_scenes=3", "eval.omegas=[0.0,1.0]", "eval.num_steps=2", "eval.batch_size=2", "eval.seed=7",
+    ] + QUIET)
+    training_table = (out / "results.md").read_text()
+    assert "| dipole (w=1) |" in training_table and "| il |" in training_table
+    rows = [line for line in training_table.splitlines() if line.startswith(("| dipole", "| il"))]
+    assert len(rows) == 3 and all(line.endswith("| 3 | 0 |") for line in rows)  # 3 scenes scored, none failed
+    spec = importlib.util.spec_from_file_location("evaluate_script", REPO_ROOT / "launch" / "evaluate.py")
+    evaluate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(evaluate)
+    evaluate.main([
+        "--checkpoint", str(out / "model"), "--split", "synthetic_test", "--data-root", str(world),
+        "--omegas", "0,1", "--num-steps", "2", "--seeds", "7", "--metrics", "v1", "--baselines", "il",
+        "--batch-size", "2", "--max-scenes", "3", "--two-stage", "off", "--report-worst", "0",
+        "--report-sample", "0", "--output-dir", str(tmp_path / "evaluation"), "--no-progress",
+    ])
+    assert (tmp_path / "evaluation" / "summary.md").read_text() == training_table

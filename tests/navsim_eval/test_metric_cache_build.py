@@ -76,6 +76,18 @@ def test_scoring_refuses_tokens_without_a_cache_and_scores_the_rest(golden_dir, 
     assert all(token in printed for token in set(tokens) - built)  # listed among the failures
 
 
-def test_bad_shard_is_a_usage_error(golden_dir, split_yaml, tmp_path, capsys):
+def test_bad_shard_is_a_usage_error_and_an_empty_one_says_so(golden_dir, split_yaml, tmp_path, capsys):
     assert build.main(_args(golden_dir, split_yaml, tmp_path, "shard=2/2")) == build.EXIT_USAGE
     assert "shard" in capsys.readouterr().err
+    assert build.main(_args(golden_dir, split_yaml, tmp_path, f"shard={NUM_LOGS}/{NUM_LOGS + 1}")) == build.EXIT_OK
+    assert "selects no scene of four_logs" in capsys.readouterr().out
+    assert not MetricCacheStore(tmp_path / "v1").tokens()
+
+
+def test_shard_comes_from_the_launcher(monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert build.process_shard() == build.Shard(1, 3)
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert build.process_shard() == build.Shard(0, 1)

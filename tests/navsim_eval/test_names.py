@@ -25,7 +25,8 @@ def test_names_are_unique_and_round_trip():
 
 
 def test_roles_and_weights_follow_the_spec():
-    """pdm_score.md §8: v1 NC·DAC·(5 EP + 5 TTC + 2 C)/12; v2 NC·DAC·DDC·TLC·(5 EP + 5 TTC + 2 LK + 2 HC [+ 2 EC])."""
+    """pdm_score.md §8: v1 NC·DAC·(5 EP + 5 TTC + 2 C)/12;
+    v2 NC·DAC·DDC·TLC·(5 EP + 5 TTC + 2 LK + 2 HC [+ 2 EC]) / (14 or 16)."""
     assert MULTIPLICATIVE["v1"] == ("no_at_fault_collisions", "drivable_area_compliance")
     assert MULTIPLICATIVE["v2"] == ("no_at_fault_collisions", "drivable_area_compliance",
                                     "driving_direction_compliance", "traffic_light_compliance")

@@ -9,7 +9,7 @@ backbone preset is one new YAML file here. ``build_config(name, overrides)`` app
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Sequence, Union
 
 import yaml
 

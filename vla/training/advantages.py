@@ -6,7 +6,8 @@ scores are masked out of every group statistic and get G = 0 (they carry no loss
 
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 
@@ -59,33 +60,68 @@ def baseline_difference(r: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor
     return r - baseline.reshape(-1, 1)
 
 
+@dataclass(frozen=True)
+class Advantage:
+    """A goodness signal: ``fn(r, valid, baseline)`` -> G (B, K); ``needs_baseline``: a per-scene baseline reward
+    (e.g. the logged trajectory's score) defines usability instead of the group size."""
+
+    name: str
+    fn: Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
+    needs_baseline: bool = False
+
+
+ADVANTAGES: dict[str, Advantage] = {}
+ALIASES = {"G1": "group_normalized", "G2": "group_centered", "G3": "rank", "G4": "human_baseline"}
+"""The spec's names (specs/dipole.md §5.2 table rows) for the registered advantages."""
+
+
+def register_advantage(name: str, needs_baseline: bool = False):
+    """Decorator adding ``fn(r, valid, baseline) -> G`` to the registry under ``name``."""
+    def add(fn):
+        ADVANTAGES[name] = Advantage(name, fn, needs_baseline)
+        return fn
+    return add
+
+
+register_advantage("group_normalized")(lambda r, valid, baseline: group_normalised(r, valid.to(r.dtype)))
+register_advantage("group_centered")(lambda r, valid, baseline: group_centred(r, valid.to(r.dtype)))
+register_advantage("rank")(lambda r, valid, baseline: centred_rank(r, valid))
+register_advantage("human_baseline", needs_baseline=True)(lambda r, valid, baseline: baseline_difference(r, baseline))
+
+
+def advantage_names() -> list[str]:
+    """Registered names followed by their aliases (what a config may name)."""
+    return list(ADVANTAGES) + [a for a, target in ALIASES.items() if target in ADVANTAGES]
+
+
+def get_advantage(kind: str) -> Advantage:
+    entry = ADVANTAGES.get(ALIASES.get(kind, kind))
+    if entry is None:
+        raise ValueError(f"unknown advantage {kind!r}; valid: {', '.join(advantage_names())}")
+    return entry
+
+
 def compute_advantage(
     kind: str, rewards: torch.Tensor, valid: torch.Tensor, baseline: Optional[torch.Tensor] = None,
     baseline_valid: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(G (B, K), usable mask (B, K)). Groups with fewer than 2 valid entries (G1-G3) are unusable.
+    """(G (B, K), usable mask (B, K)). Groups with fewer than 2 valid entries are unusable (group advantages);
+    with a baseline advantage, scenes whose baseline failed are.
 
-    G carries no gradient (specs/dipole.md §3.3).
+    ``kind`` is a registered name or an alias (G1..G4). G carries no gradient (specs/dipole.md §3.3).
     """
+    advantage = get_advantage(kind)
     rewards = rewards.detach().to(torch.float64)
     valid = valid.to(torch.bool)
     rewards = torch.where(valid, rewards, torch.zeros_like(rewards))
-    v = valid.to(rewards.dtype)
-    if kind == "G4":
+    if advantage.needs_baseline:
         if baseline is None:
-            raise ValueError("advantage G4 needs a per-scene baseline reward (rollout.score_human=true)")
+            raise ValueError(f"advantage {kind} needs a per-scene baseline reward (rollout.score_human=true)")
         usable = valid & (baseline_valid.to(torch.bool).reshape(-1, 1) if baseline_valid is not None else True)
-        g = baseline_difference(rewards, baseline.to(rewards.dtype))
+        baseline = baseline.to(rewards.dtype)
     else:
         usable = valid & (valid.sum(dim=1, keepdim=True) >= 2)
-        if kind == "G1":
-            g = group_normalised(rewards, v)
-        elif kind == "G2":
-            g = group_centred(rewards, v)
-        elif kind == "G3":
-            g = centred_rank(rewards, valid)
-        else:
-            raise ValueError(f"unknown advantage {kind!r}; valid: G1, G2, G3, G4")
+    g = advantage.fn(rewards, valid, baseline)
     g = torch.where(usable, g, torch.zeros_like(g))
     return g.to(torch.float32), usable
 

@@ -183,6 +183,31 @@ def latest_checkpoint(output_dir: Path) -> Path:
                             + reasons)
 
 
+def restore_rng_states(ckpt: Path, process_index: int) -> None:
+    """Set the global random states (Python, NumPy, torch, CUDA) to those ``accelerator.save_state`` stored.
+
+    Used when the checkpoint ends a stage: the next stage starts from the states the uninterrupted run had
+    (its adapters are initialised from them). Checkpoints are trusted files of this run (docs/security.md).
+    """
+    import random
+
+    import numpy as np
+    import torch
+
+    path = Path(ckpt) / ACCELERATE_DIRNAME / f"random_states_{process_index}.pkl"
+    if not path.is_file():
+        raise CorruptCheckpointError(ckpt, path, "missing")
+    try:
+        states = torch.load(path, weights_only=False)
+        random.setstate(states["random_state"])
+        np.random.set_state(states["numpy_random_seed"])
+        torch.set_rng_state(states["torch_manual_seed"])
+        if torch.cuda.is_available() and "torch_cuda_manual_seed" in states:
+            torch.cuda.set_rng_state_all(states["torch_cuda_manual_seed"])
+    except Exception as error:  # noqa: BLE001 - any damage is named with the file
+        raise CorruptCheckpointError(ckpt, path, f"unreadable ({type(error).__name__}: {error})") from error
+
+
 def read_state(ckpt: Path) -> TrainerState:
     path = Path(ckpt) / STATE_FILENAME
     if not path.is_file():

@@ -17,8 +17,6 @@ from data_pipelines.configuration import (
     FiniteFloat, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitInterval,
 )
 
-STAGES = ("il", "dipole", "ewr")
-ADVANTAGES = ("G1", "G2", "G3", "G4")
 EVAL_OMEGAS = (0.0, 0.5, 1.0, 2.0, 4.0)  # specs/dipole.md §6 step 6
 
 
@@ -94,7 +92,7 @@ class DipoleSection:
     rounds: NonNegativeInt = 3  # rollout + update rounds
     steps_per_round: PositiveInt = 40  # optimizer steps per round
     batch_size: PositiveInt = 16  # scenes per process per micro-step (each with K candidates)
-    advantage: Literal["G1", "G2", "G3", "G4"] = "G1"  # group advantage G of specs/dipole.md §5.2
+    advantage: str = "group_normalized"  # a vla.training.advantages registry name (or alias G1..G4, §5.2)
     beta: PositiveFloat = 2.0  # project choice ([rl-code] uses 1.0; the NAVSIM value is unknown, §6)
     weight_offset: FiniteFloat = 0.0  # k in sigmoid(beta G + k); paper formula has none (§3.7)
     normalize_weights: bool = False  # divide by the weight sum instead of the plain mean (§3.2)
@@ -104,11 +102,14 @@ class DipoleSection:
     rollout: RolloutSection = RolloutSection()  # how candidates are drawn
     ewr_max_weight: PositiveFloat = 20.0  # EWR baseline: exp(beta G) clipped here (the instability §2.1 describes)
     eval_every_round: bool = False  # evaluate on the eval split after each round, every eval omega (§6 step 6)
+    reuse_context: bool = True  # DIPOLE: keep the rollout's backbone context (frozen backbone) for the update
+    context_cache_max_mb: NonNegativeFloat = 4096.0  # per process, on CPU; a larger round re-encodes each micro-batch
 
 
 @dataclass(frozen=True)
 class EvalSection:
-    """Closed-form evaluation on the eval split: one trajectory per scene per omega, PDM-scored."""
+    """Evaluation on the eval split through the evaluation harness (navsim_eval.evaluation, wired in by the
+    launch script): per scene and omega ``num_samples`` trajectories, each scene's noise seeded by (seed, token)."""
 
     enabled: bool = True  # evaluate the IL and final policies at the end of the run
     omegas: tuple[FiniteFloat, ...] = EVAL_OMEGAS  # guidance strengths to evaluate
@@ -152,9 +153,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         from data_pipelines.configuration import ConfigError
 
-        unknown = [s for s in self.stages if s not in STAGES]
+        from vla.training.advantages import advantage_names
+        from vla.training.stages import stage_names
+
+        unknown = [s for s in self.stages if s not in stage_names()]
         if unknown:
-            raise ConfigError(f"stages: unknown stage(s) {unknown}; valid stages: {list(STAGES)}")
+            raise ConfigError(f"stages: unknown stage(s) {unknown}; valid stages: {stage_names()}")
         if not self.stages:
             raise ConfigError("stages: at least one stage is needed")
         if self.gradient_accumulation_steps < 1:
@@ -165,5 +169,8 @@ class TrainConfig:
                 raise ConfigError(f"{section_name}.rollout.num_candidates must be >= 2 (a group needs 2 samples)")
             if section.beta <= 0:
                 raise ConfigError(f"{section_name}.beta must be > 0")
+            if section.advantage not in advantage_names():
+                raise ConfigError(f"{section_name}.advantage: unknown {section.advantage!r}; valid: "
+                                  f"{advantage_names()}")
         if "ewr" in self.stages and "dipole" in self.stages:
             raise ConfigError("stages: run 'dipole' and 'ewr' in separate runs (both start from the IL policy)")

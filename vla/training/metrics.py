@@ -61,11 +61,9 @@ def rollout_statistics(
     stats: dict[str, tuple[float, float]] = {}
     for name, values in sub_metrics.items():
         _add(stats, f"rollout/{name}", values, valid)
-    for name, target in (("NC", 0.0), ("DAC", 0.0)):
-        if name in sub_metrics:
-            _add(stats, f"rollout/frac_{name}_eq_0", sub_metrics[name] == target, valid)
-    if "NC" in sub_metrics:
-        _add(stats, "rollout/frac_NC_eq_half", sub_metrics["NC"] == 0.5, valid)
+    for name, values in sub_metrics.items():  # multiplier sub-metrics gate the score at 0 (and NC at 0.5)
+        _add(stats, f"rollout/frac_{name}_eq_0", np.asarray(values) == 0.0, valid)
+        _add(stats, f"rollout/frac_{name}_eq_half", np.asarray(values) == 0.5, valid)
     groups = valid.any(axis=1)
     r = np.where(valid, rewards, np.nan)
     if groups.any():
@@ -103,4 +101,17 @@ def merge(a: Mapping[str, tuple[float, float]], b: Mapping[str, tuple[float, flo
     for k, (s, c) in b.items():
         s0, c0 = out.get(k, (0.0, 0.0))
         out[k] = (s0 + s, c0 + c)
+    return out
+
+
+def reduce_stats(accelerator, stats: Mapping[str, Mapping[str, tuple[float, float]]]) -> dict[str, dict[str, float]]:
+    """All-reduce {label: {name: (sum, count)}} over processes and return the means."""
+    out = {}
+    for label, entry in stats.items():
+        if accelerator is not None and accelerator.num_processes > 1:
+            merged: dict = {}
+            for item in accelerator.gather_for_metrics([{label: dict(entry)}], use_gather_object=True):
+                merged = merge(merged, item[label])
+            entry = merged
+        out[label] = finalize({k: entry[k] for k in entry})  # the reward's order
     return out

@@ -2,9 +2,9 @@
 
 The trainer never imports a scorer: any callable ``reward(tokens, poses) -> result`` works, where ``poses`` is
 (B, K, 8, 3) in each scene's current rear-axle frame and ``result`` has ``scores`` (B, K), ``sub_metrics``
-{name: (B, K)} (logged and tabulated under the names and in the order the reward gives them, its score
-included), ``valid`` (B, K) bool and ``errors`` {token: message}. Failed scores are ``valid = False``; the
-trainer masks them and never treats them as reward 0 (specs/dipole.md §8).
+{name: (B, K)} (logged under the names the reward gives them, its score included if it is to be logged),
+``valid`` (B, K) bool and ``errors`` {token: message}. Failed scores are ``valid = False``; the trainer masks
+them and never treats them as reward 0 (specs/dipole.md §8).
 """
 
 from __future__ import annotations

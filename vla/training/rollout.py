@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -109,32 +109,6 @@ class RolloutBuffer:
                 usable=get("usable"),
                 errors=dict(zip((str(t) for t in data["error_tokens"]), (str(m) for m in data["error_messages"]))),
             )
-
-
-def sample_candidates(
-    model,
-    batches: Sequence[tuple[list[int], dict]],
-    *,
-    num_candidates: int,
-    omega: float,
-    num_steps: int,
-    init_noise_scale: Optional[float],
-    generator: torch.Generator,
-    progress: Optional[Callable] = None,
-) -> np.ndarray:
-    """(N, K, 8, 3) candidates from the guided policy; the backbone runs once per scene."""
-    out = []
-    iterator = progress(batches) if progress is not None else batches
-    with torch.no_grad():
-        for _, batch in iterator:
-            context = model.encode(batch)
-            kwargs = {} if init_noise_scale is None else {"init_noise_scale": init_noise_scale}
-            poses = model.sample(
-                batch, omega=omega, num_steps=num_steps, num_samples=num_candidates, context=context,
-                generator=generator, **kwargs,
-            )
-            out.append(poses.detach().float().cpu().numpy())
-    return np.concatenate(out, axis=0) if out else np.zeros((0, num_candidates, 8, 3), np.float32)
 
 
 def score_candidates(

@@ -70,6 +70,9 @@ class ProposalGenerator:
         self.state.velocity[:, 0] = initial_velocity
         self._targets = self.target_velocities[self.policy_of]
         self._group_cache: dict = {}
+        self._collided_masks: dict[int, np.ndarray] = {}
+        self._corridor_array = np.array(self.corridors, dtype=object)
+        self._linestrings = np.array([path.linestring for path in self.paths], dtype=object)
         self._interpolate = PathSetInterpolator(self.paths)
 
     @property
@@ -90,8 +93,7 @@ class ProposalGenerator:
         """Advance the given proposals (default all) from step k-1 to k."""
         s = self.state
         index, groups = self._groups(proposals)
-        for path_index, rows in groups:
-            self._update_leading(k, rows, path_index)
+        self._update_leading_groups(k, groups)
         leading = s.leading[index, k]
         progress, velocity = idm_step(
             s.progress[index, k - 1], s.velocity[index, k - 1], leading[:, LEAD_PROGRESS],
@@ -106,49 +108,117 @@ class ProposalGenerator:
             self.step(k, proposals)
 
     def _update_leading(self, k: int, rows: np.ndarray, path_index: int) -> None:
+        """Leading-agent vectors at step k of the given proposals of one path."""
+        self._update_leading_groups(k, [(path_index, np.asarray(rows, dtype=np.int64))])
+
+    def _leading_pairs(self, k: int, groups: Sequence[tuple[int, np.ndarray]]) -> tuple:
+        """Candidate leaders at step k: (rows, per (row, corridor obstacle) pair: row position, query order,
+        polygon, centroid progress along the row's path, obstacle index; per group: has obstacles).
+
+        A path's candidates are the obstacles of step k's occupancy map intersecting its corridor, in the tree's
+        query order, without already-collided objects; all paths' centroids are projected in one call.
+        """
+        occupancy = self.observation.at_step(k)
+        paths = np.array([path_index for path_index, _ in groups], dtype=np.int64)
+        rows_per_group = np.array([len(rows) for _, rows in groups], dtype=np.int64)
+        all_rows = np.concatenate([rows for _, rows in groups])
+        if len(occupancy.tokens):
+            # One bulk query: per corridor the same hits, in the same order, as a query of that corridor alone.
+            group, obstacle = occupancy.tree.query(self._corridor_array[paths], predicate="intersects")
+            order = np.argsort(group, kind="stable")
+            group, obstacle = group[order], obstacle[order]
+            keep = ~self._collided_mask(k)[obstacle]
+            group, obstacle = group[keep], obstacle[keep]
+        else:
+            group, obstacle = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        counts = np.bincount(group, minlength=len(groups))
+        polygons = occupancy.polygons[obstacle]
+        if len(obstacle):
+            progress = shapely.line_locate_point(self._linestrings[paths[group]], shapely.centroid(polygons))
+        else:
+            progress = np.zeros(0)
+        group_of_row = np.repeat(np.arange(len(groups)), rows_per_group)
+        per_row = counts[group_of_row]
+        pair_row = np.repeat(np.arange(len(all_rows)), per_row)
+        pair_order = np.arange(int(per_row.sum())) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+        pair_candidate = (np.cumsum(counts) - counts)[group_of_row][pair_row] + pair_order
+        return (all_rows, pair_row, pair_order, polygons[pair_candidate], progress[pair_candidate],
+                obstacle[pair_candidate], counts > 0)
+
+    def _collided_mask(self, k: int) -> np.ndarray:
+        """(obstacles,) bool of step k's occupancy map: already collided at the start (ignored as leaders)."""
+        map_index = k // self.observation.sample_interval
+        mask = self._collided_masks.get(map_index)
+        if mask is None:
+            collided = self.observation.collided_tokens
+            mask = np.array([t in collided for t in self.observation.at_step(k).tokens], dtype=bool)
+            self._collided_masks[map_index] = mask
+        return mask
+
+    def _update_leading_groups(self, k: int, groups: Sequence[tuple[int, np.ndarray]]) -> None:
+        """Leading-agent vectors at step k for [(path index, its proposal rows)], all paths in one pass.
+
+        Per row: the nearest (footprint distance) obstacle of the path's corridor whose centroid lies ahead on
+        the path; ties go to the first in the corridor query order. One vector is shared by the rows of a path
+        within a step (spec §3.8 quirk): each row overwrites only some of its components.
+        """
         s = self.state
         if k % self.config.leading_agent_update_interval != 0:
-            s.leading[rows, k] = s.leading[rows, k - 1]
+            for _, rows in groups:
+                s.leading[rows, k] = s.leading[rows, k - 1]
             return
         occupancy = self.observation.at_step(k)
-        candidates = [int(i) for i in occupancy.intersecting(self.corridors[path_index])
-                      if occupancy.tokens[i] not in self.observation.collided_tokens]
-        # One vector shared by the policies of a path within a step (spec §3.8 quirk): partly overwritten.
-        shared = np.zeros(3, dtype=np.float64)
-        if not candidates:
-            for row in rows:
-                shared[LEAD_PROGRESS] = self.path_lengths[path_index]
-                shared[LEAD_REAR_LENGTH] = EGO_LENGTH / 2.0
-                s.leading[row, k] = shared
-            return
-        polygons = occupancy.polygons[candidates]
-        path = self.paths[path_index]
-        object_progress = shapely.line_locate_point(path.linestring, shapely.centroid(polygons))
-        ego_progress = s.progress[rows, k - 1]
-        ahead = object_progress[None, :] > ego_progress[:, None]  # (P, A)
-        need = ahead.any(axis=1)
-        distances = np.full(ahead.shape, np.inf)
-        if need.any():
-            footprints = shapely.polygons(ego_corners(s.poses[rows[need], k - 1]))
-            distances[need] = shapely.distance(footprints[:, None], polygons[None, :])
-            distances[~ahead] = np.inf
-        nearest = np.argmin(distances, axis=1)
-        for j, row in enumerate(rows):
-            if need[j]:
-                shared[LEAD_PROGRESS] = ego_progress[j] + distances[j, nearest[j]]
-                token = occupancy.tokens[candidates[nearest[j]]]
-                if not token.startswith(RED_LIGHT_PREFIX):
-                    shared[LEAD_VELOCITY] = self._projected_velocity(s.poses[row, k - 1, 2], token)
-            else:
-                shared[LEAD_PROGRESS] = self.path_lengths[path_index]
-                shared[LEAD_REAR_LENGTH] = EGO_LENGTH / 2.0
-            s.leading[row, k] = shared
+        all_rows, pair_row, pair_order, pair_polygon, pair_progress, pair_obstacle, has_obstacles = (
+            self._leading_pairs(k, groups))
+        ego_progress = s.progress[all_rows, k - 1]
+        ahead = pair_progress > ego_progress[pair_row]
+        nearest_distance = np.full(len(all_rows), np.inf)
+        nearest_obstacle = np.full(len(all_rows), -1, dtype=np.int64)
+        if ahead.any():
+            row, order, obstacle = pair_row[ahead], pair_order[ahead], pair_obstacle[ahead]
+            footprints = shapely.polygons(ego_corners(s.poses[all_rows, k - 1]))
+            distance = shapely.distance(footprints[row], pair_polygon[ahead])
+            ranked = np.lexsort((order, distance, row))  # per row: smallest distance, then first in query order
+            first_of_row = ranked[np.concatenate([[True], row[ranked][1:] != row[ranked][:-1]])]
+            nearest_distance[row[first_of_row]] = distance[first_of_row]
+            nearest_obstacle[row[first_of_row]] = obstacle[first_of_row]
+        need = nearest_obstacle >= 0
+        velocity = self._projected_velocities(s.poses[all_rows, k - 1, 2],
+                                              [occupancy.tokens[i] if i >= 0 else None for i in nearest_obstacle])
+        values = np.zeros((len(all_rows), 3))
+        position = 0
+        for group, (path_index, rows) in enumerate(groups):
+            shared = [0.0, 0.0, 0.0]
+            if not has_obstacles[group]:
+                values[position:position + len(rows)] = (self.path_lengths[path_index], 0.0, EGO_LENGTH / 2.0)
+                position += len(rows)
+                continue
+            for j in range(position, position + len(rows)):
+                if need[j]:
+                    shared[LEAD_PROGRESS] = ego_progress[j] + nearest_distance[j]
+                    if not np.isnan(velocity[j]):  # red lights keep the vector's velocity
+                        shared[LEAD_VELOCITY] = velocity[j]
+                else:
+                    shared[LEAD_PROGRESS] = self.path_lengths[path_index]
+                    shared[LEAD_REAR_LENGTH] = EGO_LENGTH / 2.0
+                values[j] = shared
+            position += len(rows)
+        s.leading[all_rows, k] = values
 
-    def _projected_velocity(self, ego_heading: float, token: str) -> float:
-        """Speed of an agent projected on the ego heading; 0 for static objects."""
-        if not self.observation.is_agent(token):
-            return 0.0
-        speed = float(np.hypot(*self.observation.velocities[token]))
-        heading = self.observation.headings[token]
-        relative = np.arctan2(np.sin(heading - ego_heading), np.cos(heading - ego_heading))
-        return speed * float(np.cos(relative))
+    def _projected_velocities(self, ego_headings: np.ndarray, tokens: Sequence[Optional[str]]) -> np.ndarray:
+        """Per row: the leader's speed projected on the ego heading (0 for static objects, NaN for red lights
+        and rows without a leader)."""
+        result = np.full(len(tokens), np.nan)
+        agents = [j for j, t in enumerate(tokens) if t is not None and not t.startswith(RED_LIGHT_PREFIX)
+                  and self.observation.is_agent(t)]
+        statics = [j for j, t in enumerate(tokens) if t is not None and not t.startswith(RED_LIGHT_PREFIX)
+                   and not self.observation.is_agent(t)]
+        result[statics] = 0.0
+        if agents:
+            velocity = np.array([self.observation.velocities[tokens[j]] for j in agents], dtype=np.float64)
+            heading = np.array([self.observation.headings[tokens[j]] for j in agents], dtype=np.float64)
+            speed = np.hypot(velocity[:, 0], velocity[:, 1])
+            difference = heading - ego_headings[agents]
+            relative = np.arctan2(np.sin(difference), np.cos(difference))
+            result[agents] = speed * np.cos(relative)
+        return result

@@ -100,7 +100,7 @@ def test_cli_reports_bad_key(tmp_path, capsys):
 
 
 def test_presets_are_yaml_files_and_direct_construction_checks_ranges():
-    assert sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) == ["default", "tiny"]
+    assert sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) == ["default", "realistic", "tiny"]
     assert build_config("default") == SyntheticWorldConfig()
     assert build_config(str(PRESET_DIR / "tiny.yaml")) == build_config("tiny")
     with pytest.raises(ConfigError, match="'jpeg_quality' must be in \\[1, 95\\]"):

@@ -17,16 +17,23 @@ def splits(tiny_dataset):
 
 
 def test_splits_are_disjoint_and_non_empty(splits):
-    assert {"synthetic_train", "synthetic_test"} <= set(splits)
-    logs = {name: set(s.scene_filter.log_names) for name, s in splits.items()}
+    assert {"synthetic_train", "synthetic_test", "synthetic_test_two_stage"} <= set(splits)
+    one_stage = {name: s for name, s in splits.items() if not s.is_two_stage}
+    logs = {name: set(s.scene_filter.log_names) for name, s in one_stage.items()}
     for name in logs:
         assert logs[name], name
         for other in logs:
             if other != name:
                 assert logs[name].isdisjoint(logs[other]), (name, other)
-    for s in splits.values():
+    for s in one_stage.values():
         f = s.scene_filter
         assert (f.num_history_frames, f.num_future_frames, f.frame_interval) == (4, 10, 1)
+    # The two-stage split (as navhard_two_stage): test logs only, 4 + 8 frames, its stage-1 tokens are test scenes.
+    two_stage = splits["synthetic_test_two_stage"]
+    assert two_stage.data_split == splits["synthetic_test"].data_split
+    assert set(two_stage.scene_filter.log_names) <= logs["synthetic_test"]
+    assert set(two_stage.scene_filter.tokens) <= set(splits["synthetic_test"].scene_filter.tokens)
+    assert (two_stage.scene_filter.num_history_frames, two_stage.scene_filter.num_future_frames) == (4, 8)
 
 
 def test_scene_loader_loads_every_split_token(tiny_dataset, splits):

@@ -10,9 +10,9 @@ from navsim_eval.evaluation.planners import (
     HumanPlanner,
     ModelPlanner,
     PlanningBatch,
-    scene_noise_seed,
 )
 from navsim_eval.evaluation.results import Variant
+from vla.sampling import PolicySampler, scene_noise_seed
 
 from .fakes import FakeModel, FakeScene, agent_input
 
@@ -34,7 +34,7 @@ def test_human_returns_the_logged_future():
 
 def test_model_planner_sweeps_omegas_from_one_context():
     model = FakeModel()
-    planner = ModelPlanner(model, omegas=[0.0, 0.5, 2.0], seeds=[0, 1], num_samples=2, num_steps=3)
+    planner = ModelPlanner(PolicySampler(model), omegas=[0.0, 0.5, 2.0], seeds=[0, 1], num_samples=2, num_steps=3)
     assert len(planner.variants()) == 3 * 2 * 2
     out = planner.plan(PlanningBatch(["a", "b", "c"], [agent_input(1.0)] * 3))
     assert model.encode_calls == 1
@@ -43,13 +43,13 @@ def test_model_planner_sweeps_omegas_from_one_context():
     np.testing.assert_allclose(out[Variant("dipole", 2.0, 1, 1)][:, -1, 0], 24.0, atol=0.02)
     assert out[Variant("dipole", 0.5, 0, 0)].shape == (3, 8, 3)
     # seeds change the noise, a repeated seed reproduces it
-    again = ModelPlanner(FakeModel(), omegas=[0.0], seeds=[1]).plan(PlanningBatch(["a"], [agent_input(1.0)]))
+    again = ModelPlanner(PolicySampler(FakeModel()), omegas=[0.0], seeds=[1]).plan(PlanningBatch(["a"], [agent_input(1.0)]))
     np.testing.assert_array_equal(again[Variant("dipole", 0.0, 1, 0)][0], out[Variant("dipole", 0.0, 1, 0)][0])
 
 
 def test_il_baseline_uses_the_base_policy_and_ignores_omega():
     model = FakeModel()
-    planner = ModelPlanner(model, name="il", omegas=[3.0], mode="base")
+    planner = ModelPlanner(PolicySampler(model), name="il", omegas=[3.0], mode="base")
     assert planner.variants() == [Variant("il", None, 0, 0)]
     out = planner.plan(PlanningBatch(["a"], [agent_input(1.0)]))
     assert model.sample_calls[0][1] == "base"
@@ -63,3 +63,8 @@ def test_scene_noise_seeds_are_reproducible_and_distinct():
     assert first != scene_noise_seed(0, "b")
     assert first != scene_noise_seed(1, "a")
     assert 0 <= first < 2**63
+
+
+def test_model_planner_needs_a_sampler():
+    with pytest.raises(TypeError, match="scene sampler"):
+        ModelPlanner(FakeModel())

@@ -12,6 +12,7 @@ from data_pipelines.scene_filter import SceneFilter
 from data_pipelines.scene_loader import SceneLoader
 
 from navsim_eval.evaluation.distributed import Distributed
+from vla.sampling import PolicySampler
 from navsim_eval.evaluation.planners import ConstantVelocityPlanner, HumanPlanner, ModelPlanner
 from navsim_eval.evaluation.errors import ResultsFileError
 from navsim_eval.evaluation.results import read_rows, results_lock
@@ -26,7 +27,7 @@ SETTINGS = RunSettings(metrics=("v1", "v2"), batch_size=2, show_progress=False)
 
 
 def _planners():
-    return [ModelPlanner(FakeModel(), omegas=[0.0, 1.0]), ConstantVelocityPlanner(), HumanPlanner()]
+    return [ModelPlanner(PolicySampler(FakeModel()), omegas=[0.0, 1.0]), ConstantVelocityPlanner(), HumanPlanner()]
 
 
 def test_every_token_variant_and_metric_gets_a_row_and_failures_are_recorded(tmp_path):
@@ -58,7 +59,7 @@ def test_rerun_skips_scored_tokens_and_retries_failures(tmp_path):
     assert source.loaded == [TOKENS[2]]
     assert not any(r["error"] for r in rows) and len(rows) == len(TOKENS) * 4 * 2
     # a new omega: only the model planner reruns, on every token
-    planners = [ModelPlanner(FakeModel(), omegas=[0.0, 1.0, 2.0]), ConstantVelocityPlanner(), HumanPlanner()]
+    planners = [ModelPlanner(PolicySampler(FakeModel()), omegas=[0.0, 1.0, 2.0]), ConstantVelocityPlanner(), HumanPlanner()]
     scorer = FakeScorer()
     rows = run_evaluation([FakeSource(TOKENS)], planners, scorer, out, SETTINGS)
     assert {n for _, n, _ in scorer.calls} == {3}  # 3 omegas scored together, baselines not rerun

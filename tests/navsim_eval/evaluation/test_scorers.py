@@ -42,3 +42,19 @@ def test_stale_cache_is_rebuilt_when_the_scene_has_its_map(golden_dir, tmp_path)
     expected = score_trajectories(golden_cache(golden_dir, token, "v1"), poses, "v1").score
     np.testing.assert_allclose([row["score"] for row in rows], expected)
     assert store.load(token).source_fingerprint["map"] != "an older map file"
+
+
+def test_build_missing_builds_each_cache_once_into_the_store(golden_dir, tmp_path):
+    token = representative_tokens(golden_dir)[4]
+    scene, map_api = golden_scene(golden_dir, token)
+    scene = copy.copy(scene)
+    scene.map_api = map_api
+    poses = candidate_poses(golden_dir, token, NAMES)
+    scorer = NativeScorer(tmp_path, build_missing=True)
+    first = scorer.score(scene, poses, "v1")
+    assert scorer.provider("v1").num_built == 1 and token in MetricCacheStore(tmp_path / "v1")
+    again = scorer.score(scene, poses, "v1")
+    assert scorer.provider("v1").num_built == 1  # read back from the store, not rebuilt
+    assert [row["score"] for row in again] == [row["score"] for row in first]
+    with pytest.raises(MetricCacheError, match="no cache entry"):
+        NativeScorer(tmp_path).score(scene, poses, "v2")  # without build_missing a missing entry is an error

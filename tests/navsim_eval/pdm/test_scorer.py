@@ -12,7 +12,7 @@ import pytest
 
 from navsim_eval.pdm.comfort import extended_comfort
 from navsim_eval.pdm.epdms import epdms_of_table
-from navsim_eval.pdm.scorer import score_simulated_states, score_trajectories
+from navsim_eval.pdm.scorer import score_simulated_states, score_trajectories, score_trajectories_batch
 from navsim_eval.pdm.simulation import simulate
 from navsim_eval.pdm.trajectory import submitted_poses_to_reference
 from tests.navsim_eval.pdm.scorer_golden import (
@@ -161,3 +161,26 @@ def test_random_trajectories_never_crash_and_stay_in_unit_interval(golden_dir, v
             assert np.all((values >= 0) & (values <= 1)), name
         total += num
     assert total >= 1000
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_batch_of_scenes_equals_per_scene_scoring(golden_dir, version):
+    """One shared simulation for several scenes (different initial states, K per scene) changes no result."""
+    logs = list(scenes_info(golden_dir)["logs"].values())
+    tokens = [log["tokens"][1] for log in logs[::5]]  # one scene per layout family, with a logged past
+    caches = [golden_cache(golden_dir, token, version) for token in tokens]
+    poses = []
+    for k, token in enumerate(tokens):
+        names = list(intermediates(golden_dir, token)["trajectory_names"])
+        poses.append(candidate_poses(golden_dir, token, names)[: 3 + 4 * k])
+    batch = score_trajectories_batch(caches, poses, version)
+    assert [t.token for t in batch] == tokens
+    for cache, scene_poses, table in zip(caches, poses, batch):
+        single = score_trajectories(cache, scene_poses, version)
+        assert len(table) == len(scene_poses)
+        np.testing.assert_allclose(table.simulated_states, single.simulated_states, atol=1e-9)
+        np.testing.assert_allclose(table.score, single.score, atol=1e-9)
+        for name in DISCRETE[version]:
+            if name in single.metrics:
+                np.testing.assert_array_equal(table.metrics[name], single.metrics[name])
+        assert table.human_metrics == pytest.approx(single.human_metrics, abs=1e-9)

@@ -1,0 +1,39 @@
+"""Two-stage splits in the evaluation sources: the devkit-shaped synthetic split finds its stage-2 folder by name,
+and a two-stage split without its stage-2 data is an error, never a silent one-stage run."""
+
+from __future__ import annotations
+
+import pytest
+
+from data_pipelines.scene import SensorConfig
+from data_pipelines.scene_filter import load_split
+from navsim_eval.evaluation.errors import EvaluationError
+from navsim_eval.evaluation.pipeline import EvaluationConfig, build_sources
+
+SPLIT = "synthetic_test_two_stage"
+
+
+def _config(world, **kwargs):
+    return EvaluationConfig(split=SPLIT, data_root=str(world), baselines=(), **kwargs)
+
+
+def test_two_stage_split_loads_both_stages(world):
+    split = load_split(world / "splits" / f"{SPLIT}.yaml")
+    first, second = build_sources(_config(world), SensorConfig.build_no_sensors())
+    assert set(first.tokens) == set(split.scene_filter.tokens)
+    assert set(second.tokens) == set(split.scene_filter.reactive_synthetic_initial_tokens)
+    assert set(second.first_stage_tokens) == set(first.tokens)
+    assert second.scene(second.tokens[0]).token == second.tokens[0]
+
+
+@pytest.mark.parametrize("mode", ["auto", "on"])
+def test_two_stage_split_without_stage_two_data_is_an_error(world, tmp_path, mode):
+    with pytest.raises(EvaluationError, match="does not exist"):
+        build_sources(_config(world, two_stage=mode, two_stage_root=str(tmp_path / "absent")),
+                      SensorConfig.build_no_sensors())
+
+
+def test_stage_one_only_when_asked(world, tmp_path):
+    sources = build_sources(_config(world, two_stage="off", two_stage_root=str(tmp_path / "absent")),
+                            SensorConfig.build_no_sensors())
+    assert len(sources) == 1 and sources[0].stage == 1

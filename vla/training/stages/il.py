@@ -1,0 +1,46 @@
+"""Imitation warm start: denoising regression of the base head on the logged trajectories (mu_0)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+from vla.training.stages.base import Stage, register_stage
+
+IL_DATA_SALT = 0  # sample-stream salt of the IL scene order
+
+
+@register_stage
+class ImitationStage(Stage):
+    name = "il"
+    trainable = "base"
+    builds_policy = True
+
+    def total_steps(self) -> int:
+        return int(self.section.steps)
+
+    def run(self, ckpt: Optional[Path]) -> None:
+        t, sec = self.trainer, self.section
+        policy = t.build_initial_policy()
+        ctx = t.prepare_stage(self, policy)
+        if ckpt is not None:
+            t.restore(ctx, ckpt)
+        batcher = t.batcher(t.train_items, policy, "train split")
+        accum = self.cfg.gradient_accumulation_steps
+        t0, first_step = time.perf_counter(), t.state.step_in_stage
+
+        def micro(m: int):
+            idx = batcher.stream_indices(t.state.step_in_stage * accum + m, sec.batch_size, salt=IL_DATA_SALT)
+            return "il", batcher.batch(idx, with_targets=True), {}
+
+        def report(terms: dict) -> None:
+            done = t.state.step_in_stage - first_step
+            terms["samples_per_s"] = done * sec.batch_size * accum * t.acc.num_processes / max(
+                1e-9, time.perf_counter() - t0)
+            t.log(terms, prefix="il/")
+            t.print(f"[il] step {t.state.step_in_stage}/{sec.steps} loss {terms['loss']:.4f} lr {terms['lr']:.2e}")
+
+        t.train_steps(ctx, micro, counter="step_in_stage", total=sec.steps, desc="IL", report=report)
+        t.save_policy(ctx, t.il_model_dir)
+        t.finish_stage(ctx)

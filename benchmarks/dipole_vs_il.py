@@ -1,124 +1,343 @@
-"""Does DIPOLE improve on the IL policy it starts from? IL vs DIPOLE (omega sweep) vs EWR, over seeds.
+"""Does the reward make DIPOLE better than its imitation start? IL vs DIPOLE vs a reward-free control vs EWR.
 
-    python benchmarks/dipole_vs_il.py [--seeds 0 1 2] [--out outputs/dipole_vs_il] [key=value ...]
+    python benchmarks/dipole_vs_il.py [--seeds 0 1 2] [--out outputs/dipole_vs_il] [--ewr-betas 1 2 4] [key=value ...]
 
-For every seed: one imitation run (``stages=[il]``), then from its ``il_model`` a DIPOLE run and an EWR run
-with the same rollout/update budget (``configs/train/demo.yaml`` values unless overridden). Every run is
-evaluated on the synthetic test split (logs disjoint from training; the IL row uses the same scenes and
-initial noise). omega is chosen on a held-out split by ``launch/evaluate.py --select-omega`` on the DIPOLE
-model (an evaluation, not a training run). Prints per-seed and mean tables (PDMS, NC, DAC, EP) and the
-DIPOLE - IL gain; writes ``summary.json``. Extra ``key=value`` arguments go to every training run.
+For every training seed: one imitation run (``stages=[il]``); from its ``il_model`` a DIPOLE run, the same
+DIPOLE run with the reward removed (``dipole.beta`` = ``NO_REWARD_BETA``: every weight is 0.5, so both
+branches learn the same thing and only the reward can make them differ) and one EWR run per temperature, all
+with the demo recipe (``configs/train/demo.yaml``) unless overridden. Extra ``key=value`` arguments go to every
+run.
+
+Every policy is then evaluated by ``navsim_eval.evaluation`` on the validation split (choice of omega and of the
+EWR temperature, mean over seeds) and on the test split (unseen maps): ``SAMPLES_PER_SCENE`` samples per scene
+with the training seed's own evaluation seed, the same initial noise for every row (noise per scene token).
+Rows: standing still, constant velocity, the logged human, IL, DIPOLE and the control at every omega, EWR;
+and for IL the input ablations (cameras zeroed, cameras shuffled across scenes, driving command forced to
+"forward" on the scenes whose command turns). Each row's PDMS gain over IL has a paired 95 % confidence
+interval over scenes (per-scene means over samples; the mean table averages each scene over seeds first).
+The per-round training-rollout PDMS and weight statistics come from each run's tensorboard log. Writes
+``summary.json`` and ``summary.md`` under ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
+from navsim_eval import names
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "launch" / "finetune.py"
-EVALUATE = REPO_ROOT / "launch" / "evaluate.py"
-METRICS = ("PDMS", "NC", "DAC", "EP", "C", "TTC")
+
+NO_REWARD_BETA = 1e-6
+"""Reward-free control: sigma(1e-6 G) = 0.5 to within 1e-6 for the group-normalised G (|G| < 3 for K + 1 = 9)."""
+SAMPLES_PER_SCENE = 4
+EVAL_SEED_OFFSET = 1000
+"""Evaluation seed of training seed s: s + EVAL_SEED_OFFSET (own noise per training seed)."""
+Z_95 = 1.959964
+"""Two-sided 95 % normal quantile (paired differences over >= 100 scenes)."""
+METRIC_VERSION = "v1"
+TABLE = ((names.SCORE_SHORT_NAME[METRIC_VERSION], names.SCORE_COLUMN),) + tuple(
+    (short, names.BY_SHORT[short].column) for short in ("NC", "DAC", "EP", "TTC", "C"))
+"""(short name, result column) of the table, PDMS first."""
+COMMAND_LEFT, COMMAND_FORWARD, COMMAND_RIGHT = 0, 1, 2
+"""Indices in the one-hot driving command (left, forward, right, unknown)."""
+ROLLOUT_TAGS = ("rollout/PDMS", "rollout/mean_sigmoid_beta_G", "rollout/mean_abs_G", "rollout/zero_variance_group_frac",
+                "drift/l2_to_mu0_m")
+IL_LABEL = "IL"
 
 
-def run(args: list[str], script: Path = SCRIPT) -> None:
-    cmd = [sys.executable, str(script)] + args + (["progress_bars=false"] if script == SCRIPT else ["--no-progress"])
+# ------------------------------------------------------------------------------------------------- training
+def train(args: list[str]) -> None:
+    cmd = [sys.executable, str(SCRIPT)] + args + ["progress_bars=false", "eval.enabled=false"]
     print("$", " ".join(cmd), flush=True)
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    # this checkout's packages, not whatever copy is installed (a script's own folder heads sys.path, not the cwd)
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
+               PYTHONPATH=os.pathsep.join([str(REPO_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     subprocess.run(cmd, cwd=REPO_ROOT, env=env, check=True)
 
 
-def results(out: Path) -> dict:
-    return json.loads((out / "results.json").read_text())["results"]
+def train_seed(root: Path, seed: int, ewr_betas: list[float], overrides: list[str]) -> dict[str, Path]:
+    """Train (or reuse) every policy of one seed; returns {run name: output dir}."""
+    common = [f"seed={seed}", f"data.metric_cache_dir={root.parent / 'metric_cache'}"] + overrides
+    runs = {"il": root / "il"}
+    if not (runs["il"] / "il_model").is_dir():
+        train(common + ["stages=[il]", f"output_dir={runs['il']}"])
+    init = f"model.init_checkpoint={runs['il'] / 'il_model'}"
+    jobs = {"dipole": ["stages=[dipole]"], "control": ["stages=[dipole]", f"dipole.beta={NO_REWARD_BETA}"]}
+    jobs.update({f"ewr_beta{b:g}": ["stages=[ewr]", f"ewr.beta={b}"] for b in ewr_betas})
+    for name, extra in jobs.items():
+        runs[name] = root / name
+        if not (runs[name] / "model").is_dir():
+            train(common + extra + [init, f"output_dir={runs[name]}"])
+    return runs
 
 
-def rollout_curve(out: Path, stage: str) -> list[float]:
-    """Mean PDMS of each round's training rollouts (round 0 = mu_0's own samples), in percent."""
-    history = json.loads((out / "results.json").read_text()).get("history", [])
-    return [100.0 * row[f"{stage}/rollout/PDMS"] for row in history if f"{stage}/rollout/PDMS" in row]
+def rollout_rounds(run_dir: Path) -> list[dict[str, float]]:
+    """Per-round training-rollout statistics from the run's tensorboard events (percent for PDMS)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = sorted(run_dir.glob("logs/**/events.out.tfevents.*"))
+    if not files:
+        return []
+    acc = EventAccumulator(str(files[-1].parent))
+    acc.Reload()
+    tags = acc.Tags().get("scalars", [])
+    rounds: dict[int, dict[str, float]] = {}
+    for tag in tags:
+        stage, _, name = tag.partition("/")
+        if name in ROLLOUT_TAGS:
+            for index, event in enumerate(acc.Scalars(tag)):
+                value = 100.0 * event.value if name == "rollout/PDMS" else event.value
+                rounds.setdefault(index, {})[name] = value
+    return [rounds[i] for i in sorted(rounds)]
 
 
+# ------------------------------------------------------------------------------------------------- evaluation
+class StandingStillPlanner:
+    """Stays at the current pose for the whole horizon (the floor every driving policy must beat)."""
+
+    name = "standing still"
+    needs_scene = False
+
+    def variants(self):
+        from navsim_eval.evaluation.results import Variant
+
+        return [Variant(self.name)]
+
+    def plan(self, batch):
+        return {self.variants()[0]: np.zeros((len(batch.tokens), 8, 3), dtype=np.float32)}
+
+
+class AblatedProcessor:
+    """The model's processor with one input removed: ``cameras_zeroed``, ``cameras_shuffled`` (each scene gets
+    the images of the next scene in the batch) or ``command_forward``."""
+
+    def __init__(self, processor, ablation: str):
+        self.processor = processor
+        self.ablation = ablation
+
+    def __call__(self, agent_inputs):
+        import torch
+
+        if self.ablation == "command_forward":
+            agent_inputs = [self._forward_command(a) for a in agent_inputs]
+        batch = self.processor(agent_inputs)
+        if self.ablation == "cameras_zeroed":
+            batch["pixel_values"] = torch.zeros_like(batch["pixel_values"])
+        elif self.ablation == "cameras_shuffled":
+            batch["pixel_values"] = torch.roll(batch["pixel_values"], shifts=1, dims=0)
+        return batch
+
+    @staticmethod
+    def _forward_command(agent_input):
+        statuses = list(agent_input.ego_statuses)
+        command = np.zeros_like(np.asarray(statuses[-1].driving_command))
+        command[COMMAND_FORWARD] = 1
+        statuses[-1] = replace(statuses[-1], driving_command=command)
+        return replace(agent_input, ego_statuses=statuses)
+
+
+ABLATIONS = ("cameras_zeroed", "cameras_shuffled", "command_forward")
+
+
+def evaluate(runs: dict[str, Path], split: str, data_root: Path, out_dir: Path, eval_seed: int,
+             omegas: list[float], ablations: bool, max_scenes: Optional[int] = None) -> list[dict]:
+    """Per-(token, variant) result rows of every policy of one seed on one split (resumable CSV)."""
+    import torch
+
+    from navsim_eval.evaluation import ConstantVelocityPlanner, HumanPlanner, ModelPlanner
+    from navsim_eval.evaluation.pipeline import EvaluationConfig, build_sources
+    from navsim_eval.evaluation.runner import RunSettings, run_evaluation
+    from navsim_eval.evaluation.scorers import NativeScorer
+    from vla import DipoleVLA
+    from vla.sampling import PolicySampler
+
+    torch.set_num_threads(1)
+    config = EvaluationConfig(split=split, data_root=str(data_root), two_stage="off", metrics=(METRIC_VERSION,),
+                              max_scenes=max_scenes)
+    common = dict(seeds=(eval_seed,), num_samples=SAMPLES_PER_SCENE)
+    planners = [StandingStillPlanner(), ConstantVelocityPlanner(), HumanPlanner()]
+    il = DipoleVLA.from_pretrained(str(runs["il"] / "il_model")).eval()
+    planners.append(ModelPlanner(PolicySampler(il), name=IL_LABEL, mode="base", **common))
+    if ablations:
+        planners += [ModelPlanner(PolicySampler(il, AblatedProcessor(il.processor, a)), name=f"{IL_LABEL} {a}",
+                                  mode="base", **common) for a in ABLATIONS]
+    for name, run_dir in runs.items():
+        if name == "il":
+            continue
+        model = DipoleVLA.from_pretrained(str(run_dir / "model")).eval()
+        if name.startswith("ewr"):
+            planners.append(ModelPlanner(PolicySampler(model), name=name, mode="base", **common))
+        else:
+            planners.append(ModelPlanner(PolicySampler(model), name=name, mode="guided", omegas=omegas, **common))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return run_evaluation(build_sources(config), planners, NativeScorer(), out_dir / "results.csv",
+                          RunSettings(metrics=(METRIC_VERSION,), batch_size=16, show_progress=False))
+
+
+def row_label(row: dict) -> str:
+    omega = row.get("omega")
+    if omega is None or (isinstance(omega, float) and math.isnan(omega)):
+        return row["planner"]
+    return f"{row['planner']} omega={float(omega):g}"
+
+
+def per_scene(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """{row label: {metric: {token: mean over samples}}} (failed rows are left out and counted)."""
+    acc: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for row in rows:
+        if row["metric"] != METRIC_VERSION or int(row["stage"]) != 1 or row.get("error"):
+            continue
+        label = row_label(row)
+        for short, column in TABLE:
+            value = float(row[column])
+            if np.isfinite(value):
+                acc.setdefault(label, {}).setdefault(short, {}).setdefault(row["token"], []).append(100.0 * value)
+    return {label: {m: {t: float(np.mean(v)) for t, v in tokens.items()} for m, tokens in metrics.items()}
+            for label, metrics in acc.items()}
+
+
+def paired(a: dict[str, float], b: dict[str, float], tokens: Optional[set] = None) -> tuple[float, float, float, int]:
+    """Mean of a - b over common scenes and its 95 % CI (normal approximation)."""
+    common = sorted(set(a) & set(b) & (tokens if tokens is not None else set(a)))
+    diff = np.array([a[t] - b[t] for t in common])
+    if len(diff) < 2:
+        return math.nan, math.nan, math.nan, len(diff)
+    half = Z_95 * diff.std(ddof=1) / math.sqrt(len(diff))
+    return float(diff.mean()), float(diff.mean() - half), float(diff.mean() + half), len(diff)
+
+
+def average_seeds(tables: list[dict]) -> dict:
+    """Per-scene values averaged over seeds (scenes present in every seed)."""
+    out: dict = {}
+    for label in set.intersection(*(set(t) for t in tables)):
+        for metric in tables[0][label]:
+            tokens = set.intersection(*(set(t[label][metric]) for t in tables))
+            out.setdefault(label, {})[metric] = {tok: float(np.mean([t[label][metric][tok] for t in tables]))
+                                                 for tok in tokens}
+    return out
+
+
+def fmt_ci(d: tuple) -> str:
+    return "-" if not np.isfinite(d[0]) else f"{d[0]:+.1f} [{d[1]:+.1f}, {d[2]:+.1f}]"
+
+
+def markdown(table: dict, order: list[str]) -> str:
+    lines = ["| policy | " + " | ".join(m for m, _ in TABLE) + " | PDMS - IL [95% CI] | NC - IL | DAC - IL |",
+             "|---|" + "---|" * (len(TABLE) + 3)]
+    il = table[IL_LABEL]
+    for label in order:
+        if label not in table:
+            continue
+        entry = table[label]
+        cells = [f"{np.mean(list(entry[m].values())):.1f}" if entry.get(m) else "-" for m, _ in TABLE]
+        gains = [fmt_ci(paired(entry[m], il[m])) if label != IL_LABEL else "-" for m in ("PDMS", "NC", "DAC")]
+        lines.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(gains) + " |")
+    return "\n".join(lines)
+
+
+def mean_pdms(table: dict, label: str) -> float:
+    return float(np.mean(list(table[label]["PDMS"].values())))
+
+
+# ------------------------------------------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("outputs/dipole_vs_il"))
-    parser.add_argument("--skip-ewr", action="store_true")
+    parser.add_argument("--ewr-betas", type=float, nargs="*", default=[1.0, 2.0, 4.0],
+                        help="EWR temperatures; the one with the best validation PDMS is reported")
+    parser.add_argument("--omegas", type=float, nargs="*", default=[0.0, 0.5, 1.0, 2.0, 4.0])
+    parser.add_argument("--data-root", type=Path, default=Path("data/synthetic"))
     parser.add_argument("--select-split", default="synthetic_val",
-                        help="held-out split (logs disjoint from training) on which omega is chosen; '' to skip")
-    parser.add_argument("--data-root", default="data/synthetic", help="the runs' data.data_root")
-    parser.add_argument("--omegas", default="0,0.5,1,2,4", help="omegas tried on the selection split")
-    parser.add_argument("--eval-seed", default="1234", help="sampling seed of the selection (eval.seed)")
+                        help="held-out split (logs disjoint from training) on which omega and the EWR temperature "
+                             "are chosen")
+    parser.add_argument("--test-split", default="synthetic_test")
+    parser.add_argument("--max-scenes", type=int, default=None, help="evaluate the first N scenes of each split")
+    parser.add_argument("--train-only", action="store_true", help="train every run, evaluate nothing")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    table: dict[str, dict[str, list[float]]] = {}
-    per_seed = {}
-    for seed in args.seeds:
-        root = args.out / f"seed{seed}"
-        common = [f"seed={seed}", f"data.data_root={args.data_root}",
-                  f"data.metric_cache_dir={args.out / 'metric_cache'}"] + list(args.overrides)
-        if not (root / "il" / "il_model").is_dir():
-            run(common + ["stages=[il]", f"output_dir={root / 'il'}"])
-        init = f"model.init_checkpoint={root / 'il' / 'il_model'}"
-        if not (root / "dipole" / "results.json").is_file():
-            run(common + ["stages=[dipole]", init, f"output_dir={root / 'dipole'}"])
-        rows = dict(results(root / "dipole"))
-        if not args.skip_ewr:
-            if not (root / "ewr" / "results.json").is_file():
-                run(common + ["stages=[ewr]", init, f"output_dir={root / 'ewr'}"])
-            rows["ewr"] = results(root / "ewr")["ewr"]
-        if args.select_split:
-            val = root / "omega_selection"
-            if not (val / "selected_omega.json").is_file():  # an evaluation of the trained policy
-                run(["--checkpoint", str(root / "dipole" / "model"), "--split", args.select_split, "--data-root",
-                     args.data_root, "--omegas", args.omegas, "--seeds", args.eval_seed, "--metrics", "v1",
-                     "--two-stage", "off", "--report-worst", "0", "--report-sample", "0",
-                     "--output-dir", str(val), "--select-omega"], EVALUATE)
-            from navsim_eval.evaluation import read_rows
-            from navsim_eval.evaluation.pipeline import table_results
 
-            rows["_selection"] = table_results(read_rows(val / "results.csv"), "v1")
-        per_seed[seed] = rows
-        curves = {"dipole": rollout_curve(root / "dipole", "dipole")}
-        if not args.skip_ewr:
-            curves["ewr"] = rollout_curve(root / "ewr", "ewr")
-        for stage, curve in curves.items():
-            print(f"seed {seed} {stage}: train-rollout PDMS per round {np.round(curve, 1).tolist()}")
-        rows["_rollout_curves"] = curves
-        for label, entry in rows.items():
-            if label.startswith("_"):
-                continue
-            for m in METRICS:
-                table.setdefault(label, {}).setdefault(m, []).append(100.0 * entry.get(m, float("nan")))
-    print("\nMean over seeds", args.seeds, "(percent; +- std over seeds)")
-    print("| policy | " + " | ".join(METRICS) + " |")
-    print("|---|" + "---|" * len(METRICS))
-    for label, entry in table.items():
-        cells = [f"{np.mean(v):.1f} +- {np.std(v):.1f}" for v in (entry[m] for m in METRICS)]
-        print(f"| {label} | " + " | ".join(cells) + " |")
-    il = np.array(table["il"]["PDMS"])
-    for label, entry in table.items():
-        if label.startswith("dipole") or label == "ewr":
-            gain = np.array(entry["PDMS"]) - il
-            print(f"{label}: PDMS gain over IL {gain.mean():+.2f} (per seed {np.round(gain, 2).tolist()})")
-    if args.select_split:
-        omegas = [k for k in table if k.startswith("dipole")]
-        val_mean = {k: np.mean([100.0 * per_seed[s]["_selection"][k]["PDMS"] for s in args.seeds]) for k in omegas}
-        best = max(val_mean, key=val_mean.get)
-        print(f"\nomega chosen on {args.select_split} (mean PDMS over seeds): "
-              + ", ".join(f"{k.split()[-1]}: {v:.1f}" for k, v in val_mean.items()) + f" -> {best}")
-        gain = np.array(table[best]["PDMS"]) - il
-        for m in ("NC", "DAC"):
-            delta = np.mean(table[best][m]) - np.mean(table["il"][m])
-            print(f"  {best} vs IL on the test split: {m} {delta:+.2f}")
-        print(f"  {best} vs IL on the test split: PDMS {gain.mean():+.2f} (per seed {np.round(gain, 2).tolist()})")
+    runs_of = {s: train_seed(args.out / f"seed{s}", s, args.ewr_betas, list(args.overrides)) for s in args.seeds}
+    if args.train_only:
+        return
+    val, test, report = {}, {}, {"per_seed": {}}
+    for seed, runs in runs_of.items():
+        root, eval_seed = args.out / f"seed{seed}", seed + EVAL_SEED_OFFSET
+        val[seed] = per_scene(evaluate(runs, args.select_split, args.data_root, root / "eval_val", eval_seed,
+                                       args.omegas, ablations=False, max_scenes=args.max_scenes))
+        test[seed] = per_scene(evaluate(runs, args.test_split, args.data_root, root / "eval_test", eval_seed,
+                                        args.omegas, ablations=True, max_scenes=args.max_scenes))
+
+    val_mean = average_seeds(list(val.values()))
+    dipole_labels = [f"dipole omega={w:g}" for w in args.omegas]
+    control_labels = [f"control omega={w:g}" for w in args.omegas]
+    ewr_labels = [f"ewr_beta{b:g}" for b in args.ewr_betas]
+    best_dipole = max(dipole_labels, key=lambda k: mean_pdms(val_mean, k))
+    best_control = max(control_labels, key=lambda k: mean_pdms(val_mean, k))
+    best_ewr = max(ewr_labels, key=lambda k: mean_pdms(val_mean, k)) if ewr_labels else None
+    same_omega_control = best_dipole.replace("dipole", "control")
+    order = (["standing still", "constant_velocity", "human", IL_LABEL] + [f"{IL_LABEL} {a}" for a in ABLATIONS]
+             + dipole_labels + control_labels + ewr_labels)
+    out_lines = [f"Selection on {args.select_split} (mean PDMS over seeds {args.seeds}): "
+                 + ", ".join(f"{k}: {mean_pdms(val_mean, k):.1f}" for k in dipole_labels + control_labels + ewr_labels)
+                 + f"\n-> DIPOLE {best_dipole}, control {best_control}"
+                 + (f", EWR {best_ewr}" if best_ewr else "")]
+
+    def headline(table: dict, name: str) -> list[str]:
+        turning = {t for t in table[IL_LABEL]["PDMS"] if t in turning_tokens}
+        lines = [f"\n### {name}: {args.test_split}, {SAMPLES_PER_SCENE} samples per scene, percent\n",
+                 markdown(table, order), ""]
+        pairs = ((best_dipole, IL_LABEL), (best_dipole, same_omega_control), (best_dipole, best_control),
+                 (same_omega_control, IL_LABEL)) + (((best_ewr, IL_LABEL),) if best_ewr else ())
+        for label, ref in dict.fromkeys(pairs):  # distinct pairs, in order
+            if label in table and ref in table:
+                lines.append(f"- {label} - {ref}: PDMS {fmt_ci(paired(table[label]['PDMS'], table[ref]['PDMS']))}")
+        ablated = f"{IL_LABEL} command_forward"
+        if ablated in table and turning:
+            lines.append(f"- {ablated} - {IL_LABEL} on the {len(turning)} scenes whose command turns: PDMS "
+                         + fmt_ci(paired(table[ablated]["PDMS"], table[IL_LABEL]["PDMS"], turning)))
+        return lines
+
+    turning_tokens = command_turning_tokens(args.data_root, args.test_split)
+    for seed in args.seeds:
+        out_lines += headline(test[seed], f"seed {seed} (evaluation seed {seed + EVAL_SEED_OFFSET})")
+        for name, run_dir in runs_of[seed].items():
+            rounds = rollout_rounds(run_dir)
+            if rounds:
+                out_lines.append(f"- {name} training rollouts per round: " + "; ".join(
+                    f"r{i} " + " ".join(f"{k.split('/')[-1]}={v:.3g}" for k, v in r.items())
+                    for i, r in enumerate(rounds)))
+                report["per_seed"].setdefault(str(seed), {})[f"{name}_rounds"] = rounds
+    mean = average_seeds(list(test.values()))
+    out_lines += headline(mean, f"mean over seeds {args.seeds} (per-scene values averaged over seeds first)")
+    text = "\n".join(out_lines)
+    print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "summary.json").write_text(json.dumps({"per_seed": per_seed, "table": table}, indent=2))
+    (args.out / "summary.md").write_text(text + "\n")
+    report.update({"selection": {"dipole": best_dipole, "control": best_control, "ewr": best_ewr},
+                   "test_mean_pdms": {k: mean_pdms(mean, k) for k in mean},
+                   "val_mean_pdms": {k: mean_pdms(val_mean, k) for k in val_mean}})
+    (args.out / "summary.json").write_text(json.dumps(report, indent=2))
+
+
+def command_turning_tokens(data_root: Path, split: str) -> set:
+    """Tokens of the split whose current driving command is left or right."""
+    from navsim_eval.evaluation.pipeline import EvaluationConfig, build_sources
+
+    source = build_sources(EvaluationConfig(split=split, data_root=str(data_root), two_stage="off"))[0]
+    return {t for t in source.tokens if int(np.argmax(source.agent_input(t).ego_statuses[-1].driving_command))
+            in (COMMAND_LEFT, COMMAND_RIGHT)}
 
 
 if __name__ == "__main__":

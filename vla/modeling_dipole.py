@@ -343,8 +343,10 @@ class DipoleVLA(PreTrainedModel):
         Per-sample loss = mean squared eps error over 8 x 4; weights :func:`vla.guidance.dichotomous_weights`
         sigmoid(beta g + offset) for `positive` and 1 - sigmoid(...) for `negative`; plain mean over kept
         samples (or divided by the weight sum with ``normalize_weights``). ``bc_weight`` > 0 adds
-        bc_weight * ||eps - eps+||^2 on ``anchor_poses`` (B, 8, 3) raw, one anchor trajectory per scene (e.g.
-        the human one). Gradients reach what :meth:`set_trainable` enabled (``"adapters"`` for DIPOLE).
+        bc_weight * (||eps - eps+||^2 + ||eps - eps-||^2) on ``anchor_poses`` (B, 8, 3) raw, one anchor
+        trajectory per scene (e.g. the human one), the same noised sample for both branches: the anchor is
+        common to both, so omega does not amplify it. Gradients reach what :meth:`set_trainable` enabled
+        (``"adapters"`` for DIPOLE).
         """
         if (bc_weight > 0) != (anchor_poses is not None):
             raise VLAInputError("anchor_poses", "pass anchor_poses together with bc_weight > 0 (one without the "
@@ -377,9 +379,12 @@ class DipoleVLA(PreTrainedModel):
             if bc.shape[:2] != (b, 1):
                 raise VLAInputError("anchor_poses", f"expected one anchor trajectory per scene ({b}, 8, 3), "
                                                     f"got {tuple(anchor_poses.shape)}")
+            # Both branches regress the same noised anchor: the pull is common to eps+ and eps-, so the guided
+            # combination (1 + omega) eps+ - omega eps- passes it with weight 1 and never amplifies it.
             bc_t, bc_eps, bc_time = self._noised(bc[:, 0], generator)
-            bc_hat = self.head(bc_t, bc_time, proprio, kv.select(0, b), uniform_rows(POSITIVE, b))
-            loss_bc = ((bc_hat - bc_eps) ** 2).mean()
+            bc_hat = self.head(torch.cat([bc_t, bc_t]), torch.cat([bc_time, bc_time]), torch.cat([proprio, proprio]),
+                               kv, uniform_rows(POSITIVE, b) + uniform_rows(NEGATIVE, b))
+            loss_bc = ((bc_hat - torch.cat([bc_eps, bc_eps])) ** 2).mean(dim=(-2, -1)).reshape(2, b).mean(1).sum()
         total = loss_pos + loss_neg + bc_weight * loss_bc
         valid = torch.ones_like(w_pos) if mask is None else mask.float()
         return DipoleLossOutput(total, loss_pos.detach(), loss_neg.detach(), loss_bc.detach(),

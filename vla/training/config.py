@@ -67,7 +67,7 @@ class OptimSection:
 class ILSection:
     """Imitation warm start: denoising regression on the logged (human) trajectories (reference policy mu_0)."""
 
-    steps: NonNegativeInt = 300  # optimizer steps of the warm start
+    steps: NonNegativeInt = 1200  # optimizer steps of the warm start (300 under-fits the demo world)
     batch_size: PositiveInt = 32  # per process, per micro-step
     optim: OptimSection = OptimSection(lr=1e-3, warmup_steps=20)  # optimizer of the IL stage
 
@@ -96,7 +96,7 @@ class DipoleSection:
     beta: PositiveFloat = 2.0  # project choice ([rl-code] uses 1.0; the NAVSIM value is unknown, §6)
     weight_offset: FiniteFloat = 0.0  # k in sigmoid(beta G + k); paper formula has none (§3.7)
     normalize_weights: bool = False  # divide by the weight sum instead of the plain mean (§3.2)
-    bc_weight: NonNegativeFloat = 0.5  # BC anchor lambda on human trajectories for pi+ (§8 option (b)); project choice
+    bc_weight: NonNegativeFloat = 0.5  # BC anchor on human trajectories, both branches alike (§8 (b)); project choice
     human_anchor: bool = True  # add the logged trajectory as candidate K+1 with its own score and G (§8 (a))
     optim: OptimSection = OptimSection(lr=1e-4, warmup_steps=5)  # optimizer of the round updates
     rollout: RolloutSection = RolloutSection()  # how candidates are drawn

@@ -27,7 +27,7 @@ from vla.training.checkpoint import (
     read_state, restore_rng_states,
 )
 from vla.training.config import TrainConfig
-from vla.training.data import SceneBatcher, item_targets, item_tokens
+from vla.training.data import SceneBatcher, item_proprio, item_targets, item_tokens
 from vla.training.errors import EmptyDataError, TrainingError
 from vla.training.eval_contract import EvalFn, EvalPolicy
 from vla.training.optim import build_optimizer, build_scheduler
@@ -192,7 +192,9 @@ class Trainer:
         if getattr(policy.config, "normalization", None) in (None, {}):
             from vla import compute_normalization_stats
 
-            policy.set_normalization_stats(compute_normalization_stats(item_targets(self.train_items)))
+            targets = item_targets(self.train_items)  # every input is normalised: trajectories and ego state
+            proprio = item_proprio(self.train_items, policy.processor)
+            policy.set_normalization_stats(compute_normalization_stats(targets, proprio))
         return policy
 
     def load_policy(self, path: Path) -> torch.nn.Module:

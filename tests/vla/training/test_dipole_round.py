@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
@@ -50,3 +51,8 @@ def test_dipole_round_updates_both_adapters_only(world, tmp_path):
     assert any(".positive." in n for n in changed) and any(".negative." in n for n in changed)
     reloaded = DipoleVLA.from_pretrained(tmp_path / "run" / "model")
     assert reloaded.config.normalization is not None
+    # every input is normalised: the ego-state statistics are those of the train split's proprio inputs
+    proprio = reloaded.processor.proprio_array([item["agent_input"] for item in items])
+    stats = reloaded.normalization_stats()
+    assert stats.proprio_mean is not None and stats.proprio_mean.shape == (reloaded.config.proprio_dim,)
+    assert np.allclose(stats.proprio_mean, proprio.mean(0), atol=1e-4)

@@ -57,7 +57,8 @@ def bench_preset(preset: str, args) -> dict:
     inputs, targets = fake_inputs(args.scenes)
     items = [{"token": f"scene{i}", "agent_input": a, "target_poses": t}
              for i, (a, t) in enumerate(zip(inputs, targets))]
-    policy = DipoleVLA(build_config(preset))
+    # Random weights and no download: the local word-level tokenizer stands in for a real preset's hub tokenizer.
+    policy = DipoleVLA(build_config(preset, ["backbone.tokenizer=null"]))
     policy.set_normalization_stats(compute_normalization_stats(targets))
     with tempfile.TemporaryDirectory() as out:
         cfg = load_config(TrainConfig, None, [

@@ -33,6 +33,8 @@ def parse_args(argv=None) -> EvaluationConfig:
     defaults = EvaluationConfig()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", help="DipoleVLA.from_pretrained path or id (omit to run baselines only)")
+    p.add_argument("--dtype", default=defaults.dtype,
+                   help="model weights dtype: auto (as stored in the checkpoint), float32, bfloat16, float16")
     p.add_argument("--split", default=defaults.split, help="split name under <data-root>/splits or a split YAML")
     p.add_argument("--data-root", help="dataset root (default $OPENSCENE_DATA_ROOT)")
     p.add_argument("--maps-root", help="map root (default $NUPLAN_MAPS_ROOT or <data-root>/maps)")
@@ -56,7 +58,7 @@ def parse_args(argv=None) -> EvaluationConfig:
     a = p.parse_args(argv)
     return EvaluationConfig(
         split=a.split, data_root=a.data_root, maps_root=a.maps_root, checkpoint=a.checkpoint,
-        il_checkpoint=a.il_checkpoint, omegas=a.omega, num_steps=a.num_steps, num_samples=a.num_samples,
+        il_checkpoint=a.il_checkpoint, dtype=a.dtype, omegas=a.omega, num_steps=a.num_steps, num_samples=a.num_samples,
         seeds=a.seeds, metrics=a.metrics, baselines=a.baselines, batch_size=a.batch_size, output_dir=a.output_dir,
         metric_cache_dir=a.metric_cache_dir, two_stage=a.two_stage, two_stage_root=a.two_stage_root,
         max_scenes=a.max_scenes, report_worst=a.report_worst, report_sample=a.report_sample,
@@ -64,10 +66,10 @@ def parse_args(argv=None) -> EvaluationConfig:
     )
 
 
-def load_model(path: str, device):
+def load_model(path: str, device, dtype: str):
     from vla import DipoleVLA
 
-    return DipoleVLA.from_pretrained(path).to(device).eval()
+    return DipoleVLA.from_pretrained(path, dtype=dtype).to(device).eval()
 
 
 def main(argv=None) -> int:
@@ -76,13 +78,13 @@ def main(argv=None) -> int:
     dist = from_accelerate()
     planners, model = [], None
     if config.checkpoint:
-        model = load_model(config.checkpoint, dist.device)
+        model = load_model(config.checkpoint, dist.device, config.dtype)
         planners.append(ModelPlanner(model, name="dipole", omegas=config.omegas, seeds=config.seeds,
                                      num_samples=config.num_samples, num_steps=config.num_steps))
     if "il" in config.baselines:
         if not (config.il_checkpoint or model is not None):
             raise SystemExit("the 'il' baseline needs --il-checkpoint or --checkpoint")
-        il_model = load_model(config.il_checkpoint, dist.device) if config.il_checkpoint else model
+        il_model = load_model(config.il_checkpoint, dist.device, config.dtype) if config.il_checkpoint else model
         planners.append(ModelPlanner(il_model, name="il", seeds=config.seeds, num_samples=config.num_samples,
                                      num_steps=config.num_steps, mode="base"))
     planners += default_planners(config)

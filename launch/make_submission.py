@@ -48,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     _data_args(w)
     w.add_argument("--planner", default="dipole", choices=("dipole", "constant_velocity", "human"))
     w.add_argument("--checkpoint", help="DipoleVLA.from_pretrained path or id (planner dipole)")
+    w.add_argument("--dtype", default="auto",
+                   help="model weights dtype: auto (as stored in the checkpoint), float32, bfloat16, float16")
     w.add_argument("--omega", type=float, default=1.0)
     w.add_argument("--num-steps", type=int)
     w.add_argument("--seeds", type=_ints, default=(0,), help="one prediction set per seed (v1)")
@@ -88,7 +90,7 @@ def _planner(args: argparse.Namespace):
     from vla import DipoleVLA
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = DipoleVLA.from_pretrained(args.checkpoint).to(device).eval()
+    model = DipoleVLA.from_pretrained(args.checkpoint, dtype=args.dtype).to(device).eval()
     return ModelPlanner(model, name="dipole", omegas=[args.omega], seeds=args.seeds, num_steps=args.num_steps)
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import torch
+import transformers
+from packaging.version import Version
 from safetensors import safe_open
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 
@@ -52,6 +54,10 @@ TRAINABLE_SCOPES = ("base", "adapters", "none")
 WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")
 SAMPLING_MODES = ("guided", "base")
 """``sample(mode=...)``: the guided two-branch combination, or the base head with the adapters off."""
+CHECKPOINT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+"""Parameter dtypes a checkpoint may be stored in or loaded as (docs/model.md, "Dtype policy")."""
+DTYPE_KWARG = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+"""transformers renamed from_pretrained's ``torch_dtype`` to ``dtype`` in 4.56."""
 TARGET_KEY = "target_poses"
 """The one batch key of the training target: raw poses (B, 8, 3) or (B, K, 8, 3) in the rear-axle frame."""
 
@@ -65,6 +71,17 @@ class DipoleLossOutput:
     loss_negative: torch.Tensor
     loss_bc: torch.Tensor
     weight_positive_mean: torch.Tensor
+
+
+def resolve_dtype(value, field: str = "dtype") -> Optional[torch.dtype]:
+    """None / "auto" -> None (the stored dtype); a name of :data:`CHECKPOINT_DTYPES` or a torch dtype -> it."""
+    if value is None or value == "auto":
+        return None
+    if isinstance(value, str):
+        value = CHECKPOINT_DTYPES.get(value.removeprefix("torch."), value)
+    if value not in CHECKPOINT_DTYPES.values():
+        raise ModelConfigError(field, f"unsupported dtype {value!r}; expected auto or one of {list(CHECKPOINT_DTYPES)}")
+    return value
 
 
 def initial_noise(shape: tuple[int, int], generator, device) -> torch.Tensor:
@@ -463,6 +480,26 @@ class DipoleVLA(PreTrainedModel):
         return run_sampler(sampler, eps_fn, x_init, self.schedule, num_steps, diffusion.t_min,
                            diffusion.time_spacing, diffusion.denoise_to_zero)
 
+    # Dtype -------------------------------------------------------------------------------------------------
+    def apply_dtype(self, dtype: Union[str, torch.dtype]) -> "DipoleVLA":
+        """The dtype policy: every floating parameter and stored (persistent) buffer in ``dtype``; buffers that
+        are never stored (rotary frequency tables) stay float32. Sampling noise, the sampler state, the
+        normalisation and the returned poses are float32 whatever the weights."""
+        target = resolve_dtype(dtype)
+        if target is None:
+            raise ModelConfigError("dtype", "apply_dtype needs a concrete dtype")
+        for module in self.modules():
+            for name, param in module.named_parameters(recurse=False):
+                if param.is_floating_point() and param.dtype != target:
+                    param.data = param.data.to(target)
+            for name, buffer in module.named_buffers(recurse=False):
+                if buffer is not None and buffer.is_floating_point():
+                    wanted = torch.float32 if name in module._non_persistent_buffers_set else target
+                    if buffer.dtype != wanted:
+                        module._buffers[name] = buffer.to(wanted)
+        self.config.dtype = target
+        return self
+
     # Persistence -------------------------------------------------------------------------------------------------
     def save_pretrained(self, save_directory, *args, **kwargs):
         """config.json + model.safetensors (backbone, head, both LoRA adapters) + tokenizer files, one directory."""
@@ -508,9 +545,21 @@ class DipoleVLA(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """Load a directory written by :meth:`save_pretrained`; strict: any missing, unexpected or mismatched
-        weight raises :class:`CheckpointError` naming it."""
+        weight raises :class:`CheckpointError` naming it.
+
+        ``dtype`` (alias ``torch_dtype``): None / "auto" loads the stored dtype (``config.json``'s), a name of
+        :data:`CHECKPOINT_DTYPES` or a torch dtype casts to it; either way :meth:`apply_dtype` leaves one
+        parameter dtype.
+        """
         path = Path(str(pretrained_model_name_or_path))
         want_info = kwargs.pop("output_loading_info", False)
+        try:
+            requested = [resolve_dtype(kwargs.pop(key, None), key) for key in ("dtype", "torch_dtype")]
+        except ModelConfigError as err:
+            raise CheckpointError(path, str(err)) from err
+        if None not in requested and requested[0] != requested[1]:
+            raise CheckpointError(path, f"dtype {requested[0]} and torch_dtype {requested[1]} disagree")
+        dtype = requested[0] or requested[1]
         if path.is_dir():
             if not (path / "config.json").is_file():
                 raise CheckpointError(path, "missing file config.json")
@@ -520,6 +569,17 @@ class DipoleVLA(PreTrainedModel):
                 raise CheckpointError(path, f"missing tokenizer file {TOKENIZER_FILE}")
         if path.is_dir():
             cls._check_weights_against_config(path)
+        if dtype is None:
+            try:
+                stored = DipoleVLAConfig.from_pretrained(pretrained_model_name_or_path)
+            except ModelConfigError as err:
+                raise CheckpointError(path, f"config.json: {err}") from err
+            stored = getattr(stored, "dtype", None) or getattr(stored, "torch_dtype", None)
+            try:
+                dtype = resolve_dtype(stored, "config.json dtype") or torch.float32
+            except ModelConfigError as err:
+                raise CheckpointError(path, str(err)) from err
+        kwargs[DTYPE_KWARG] = dtype
         try:
             model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True,
                                                   **kwargs)
@@ -539,6 +599,7 @@ class DipoleVLA(PreTrainedModel):
                                         "backbone.model_config fields): " + "; ".join(problems))
         if path.is_dir():
             model._processor = DipoleProcessor.from_pretrained(path, config=model.config)
+        model.apply_dtype(dtype)
         model.set_trainable("base", force=True)
         return (model, info) if want_info else model
 

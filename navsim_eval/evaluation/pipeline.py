@@ -50,6 +50,7 @@ class EvaluationConfig:
     maps_root: Optional[str] = None
     checkpoint: Optional[str] = None
     il_checkpoint: Optional[str] = None
+    dtype: str = "auto"  # model weights: auto (as stored) | float32 | bfloat16 | float16 (docs/model.md)
     omegas: tuple[float, ...] = (1.0,)  # dipole.md §4: the released DP-VLA default guidance is omega = 1
     num_steps: Optional[int] = None  # None: the checkpoint's sampler default
     num_samples: int = 1

@@ -136,3 +136,31 @@ def test_unknown_config_field_is_named(saved_dir):
     edit_config(saved_dir, lambda v: v["lora"].update(rnak=8))
     with pytest.raises(CheckpointError, match="lora.rnak"):
         DipoleVLA.from_pretrained(saved_dir)
+
+
+def _floating_parameter_dtypes(model):
+    return {p.dtype for p in model.parameters() if p.is_floating_point()}
+
+
+@pytest.mark.parametrize("preset", TINY_PRESETS)
+def test_bfloat16_checkpoint_reloads_in_one_dtype_and_samples(preset, agent_inputs, tmp_path):
+    """Stored dtype = the saved model's; from_pretrained gives one parameter dtype (stored or requested)."""
+    torch.set_num_threads(1)
+    model = tiny_model(preset)
+    perturb(model.head, seed=5)
+    model.to(torch.bfloat16).save_pretrained(tmp_path)
+    batch = model.processor(agent_inputs)
+    for kwargs, expected in (({}, torch.bfloat16), ({"dtype": "bfloat16"}, torch.bfloat16),
+                             ({"torch_dtype": torch.float32}, torch.float32), ({"dtype": "float32"}, torch.float32)):
+        loaded = DipoleVLA.from_pretrained(tmp_path, **kwargs)
+        assert _floating_parameter_dtypes(loaded) == {expected}, kwargs
+        assert loaded.dtype == expected
+        for module in loaded.modules():  # never-stored buffers (rotary frequencies) keep float32 precision
+            for name, buffer in module.named_buffers(recurse=False):
+                if buffer.is_floating_point() and name in module._non_persistent_buffers_set:
+                    assert buffer.dtype == torch.float32, name
+        poses = sample_twice(loaded, batch, omega=0.5)
+        assert poses.dtype == torch.float32 and torch.isfinite(poses).all(), kwargs
+        assert torch.isfinite(loaded.loss_il({**batch, "target_poses": torch.zeros(2, 8, 3)}))
+    with pytest.raises(CheckpointError, match="dtype"):
+        DipoleVLA.from_pretrained(tmp_path, dtype="int8")

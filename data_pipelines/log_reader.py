@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from data_pipelines.errors import LogFileError, SensorFileError
+from data_pipelines.safe_pickle import LOG_PICKLE, UnsafePickleError, restricted_load
 from data_pipelines.types import CAMERA_NAMES
 
 PathLike = Union[str, Path]
@@ -38,6 +39,8 @@ REQUIRED_FRAME_KEYS: dict[str, Optional[int]] = {
     "driving_command": 4,  # one-hot (left, forward, right, unknown)
     "cams": None,
 }
+FINITE_KEYS = ("ego2global_translation", "ego2global_rotation", "ego_dynamic_state")
+"""Ego pose and motion: NaN or inf here would surface later as geometry or training errors without a token."""
 STRING_KEYS = ("token", "log_name", "scene_token", "map_location")
 CAMERA_KEYS = ("data_path", "sensor2lidar_rotation", "sensor2lidar_translation", "cam_intrinsic", "distortion")
 ANNOTATION_KEYS = ("gt_boxes", "gt_names", "gt_velocity_3d", "instance_tokens", "track_tokens")
@@ -73,15 +76,17 @@ def log_name_of(path: PathLike) -> str:
 def load_log(path: PathLike, validate: bool = True) -> list[dict[str, Any]]:
     """Unpickle one log and check every frame; raises :class:`LogFileError` naming file, frame and key.
 
-    Pickles can run code while loading: read logs from trusted sources only (as with the devkit).
+    The log is read with the restricted unpickler (numbers, strings, numpy arrays only): a log that references
+    any other global is refused before anything in it runs.
     """
     path = Path(path)
     if not path.is_file():
         raise LogFileError(path, "file does not exist")
     try:
-        with path.open("rb") as handle:
-            frames = pickle.load(handle)
-    except _UNPICKLING_ERRORS as exc:
+        frames = restricted_load(path, LOG_PICKLE)
+    except UnsafePickleError as exc:
+        raise LogFileError(path, exc.reason) from exc
+    except (OSError, *_UNPICKLING_ERRORS) as exc:
         raise LogFileError(path, f"cannot unpickle ({type(exc).__name__}: {exc})") from exc
     if not isinstance(frames, list):
         raise LogFileError(path, f"expected a list of frame dicts, got {type(frames).__name__}")
@@ -121,6 +126,14 @@ def validate_frame(frame: Any, path: PathLike, index: int) -> None:
     for key in STRING_KEYS:
         if not isinstance(frame[key], str):
             raise LogFileError(path, f"expected a string, got {type(frame[key]).__name__}", key=key, frame_index=index)
+    for key in FINITE_KEYS:
+        if not np.all(np.isfinite(np.asarray(frame[key], dtype=np.float64))):
+            raise LogFileError(
+                path, f"contains NaN or inf: {frame[key]!r} (frame token {frame['token']})", key=key, frame_index=index
+            )
+    if not np.any(np.asarray(frame["ego2global_rotation"], dtype=np.float64)):
+        raise LogFileError(path, f"quaternion is all zeros (frame token {frame['token']})",
+                           key="ego2global_rotation", frame_index=index)
     if isinstance(frame["timestamp"], bool) or not isinstance(frame["timestamp"], (int, np.integer)):
         raise LogFileError(path, "expected an integer timestamp in microseconds", key="timestamp", frame_index=index)
     for key in ("roadblock_ids", "traffic_lights"):
@@ -128,7 +141,7 @@ def validate_frame(frame: Any, path: PathLike, index: int) -> None:
             raise LogFileError(path, "expected a list", key=key, frame_index=index)
     _validate_cameras(frame["cams"], path, index)
     if frame.get("anns") is not None:
-        _validate_annotations(frame["anns"], path, index)
+        _validate_annotations(frame["anns"], path, index, frame["token"])
 
 
 def _validate_cameras(cams: Any, path: PathLike, index: int) -> None:
@@ -145,7 +158,7 @@ def _validate_cameras(cams: Any, path: PathLike, index: int) -> None:
                 raise LogFileError(path, "required key is missing", key=f"cams.{name}.{key}", frame_index=index)
 
 
-def _validate_annotations(anns: Any, path: PathLike, index: int) -> None:
+def _validate_annotations(anns: Any, path: PathLike, index: int, token: str) -> None:
     if not isinstance(anns, Mapping):
         raise LogFileError(path, "expected a dict", key="anns", frame_index=index)
     for key in ANNOTATION_KEYS:
@@ -168,6 +181,13 @@ def _validate_annotations(anns: Any, path: PathLike, index: int) -> None:
     for key in ("instance_tokens", "track_tokens"):
         if _length(anns[key]) != num:
             raise LogFileError(path, f"expected {num} entries", key=f"anns.{key}", frame_index=index)
+    bad_rows = np.flatnonzero(~np.all(np.isfinite(boxes), axis=1))
+    if len(bad_rows):
+        row = int(bad_rows[0])
+        raise LogFileError(
+            path, f"box {row} (track token {anns['track_tokens'][row]!r}) contains NaN or inf: {boxes[row].tolist()} "
+            f"({len(bad_rows)} such boxes; frame token {token})", key="anns.gt_boxes", frame_index=index,
+        )
 
 
 def load_logs(paths: Sequence[PathLike]) -> dict[str, list[dict[str, Any]]]:

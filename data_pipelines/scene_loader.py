@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
 
-from data_pipelines.errors import SplitError, UnknownTokenError
+from data_pipelines.errors import LogFileError, SplitError, UnknownTokenError
 from data_pipelines.log_reader import find_log_files, load_log, log_name_of
 from data_pipelines.paths import DataPaths
 from data_pipelines.scene import Scene, SensorConfig, build_agent_input
@@ -27,6 +27,11 @@ class SceneLoader:
     decoded on demand from `sensor_blobs_path` according to `sensor_config`. Log names or tokens that the filter
     lists but the folder lacks are logged and kept in `missing_log_names` / `missing_tokens` (or raise with
     ``strict=True``); a selection without any scene raises :class:`SplitError`.
+
+    A log that cannot be read or fails validation raises :class:`LogFileError`, unless
+    ``record_unreadable_logs`` (batch evaluation): then the rest is loaded, the log is kept in `unreadable_logs`
+    and its scene tokens (read without validation where the pickle loads, else the filter's tokens that no
+    readable log holds) in `unreadable_tokens`; querying such a token raises the log's error.
     """
 
     def __init__(
@@ -38,6 +43,7 @@ class SceneLoader:
         *,
         map_provider: Optional[MapProvider] = None,
         strict: bool = False,
+        record_unreadable_logs: bool = False,
     ):
         self.navsim_log_path = Path(navsim_log_path)
         self.sensor_blobs_path = Path(sensor_blobs_path) if sensor_blobs_path is not None else None
@@ -48,6 +54,9 @@ class SceneLoader:
         self._log_of_token: dict[str, str] = {}
         self.missing_log_names: list[str] = []
         self.missing_tokens: list[str] = []
+        self.unreadable_logs: dict[str, LogFileError] = {}
+        self._unreadable_tokens: dict[str, tuple[str, LogFileError]] = {}
+        self._record_unreadable_logs = record_unreadable_logs
         self._load(strict)
 
     @classmethod
@@ -79,7 +88,14 @@ class SceneLoader:
             self.missing_log_names = sorted(set(scene_filter.log_names) - set(files))
         limit_reached = False
         for log_name in selected:
-            for token, window in iter_scene_windows(load_log(files[log_name]), scene_filter):
+            try:
+                frames = load_log(files[log_name])
+            except LogFileError as error:
+                if not self._record_unreadable_logs:
+                    raise
+                self._record_unreadable(log_name, files[log_name], error)
+                continue
+            for token, window in iter_scene_windows(frames, scene_filter):
                 if token in self._windows:
                     logger.warning("token %s occurs twice (log %s); keeping the later window", token, log_name)
                 self._windows[token] = window
@@ -90,14 +106,31 @@ class SceneLoader:
             if limit_reached:
                 break
         if scene_filter.tokens is not None and not limit_reached:
-            self.missing_tokens = sorted(set(scene_filter.tokens) - set(self._windows))
+            self.missing_tokens = sorted(set(scene_filter.tokens) - set(self._windows) - set(self._unreadable_tokens))
+            if self.missing_tokens and self.unreadable_logs:  # they may live in a log that could not be read
+                for token in self.missing_tokens:
+                    self._unreadable_tokens[token] = ("", LogFileError(
+                        self.navsim_log_path, f"scene {token} is in none of the readable logs; unreadable: "
+                        + "; ".join(str(e) for e in self.unreadable_logs.values())))
+                self.missing_tokens = []
         self._report_missing(strict)
-        if not self._windows:
+        if not self._windows and not self._unreadable_tokens:
             raise SplitError(
                 f"no scenes selected from {self.navsim_log_path} ({len(files)} log files, "
                 f"{len(selected)} selected by log_names)",
                 field="tokens" if scene_filter.tokens is not None else None,
             )
+
+    def _record_unreadable(self, log_name: str, path: Path, error: LogFileError) -> None:
+        self.unreadable_logs[log_name] = error
+        tokens: list[str] = []
+        try:  # which scenes the log holds, read without validation (fails for a corrupt pickle)
+            tokens = [token for token, _ in iter_scene_windows(load_log(path, validate=False), self.scene_filter)]
+        except Exception:  # noqa: BLE001 - the tokens then come from the filter (see _load)
+            tokens = []
+        for token in tokens:
+            self._unreadable_tokens[str(token)] = (log_name, error)
+        logger.warning("unreadable log, its %d scene(s) become errors: %s", len(tokens), error)
 
     def _report_missing(self, strict: bool) -> None:
         for kind, missing in (("log_names", self.missing_log_names), ("tokens", self.missing_tokens)):
@@ -129,7 +162,14 @@ class SceneLoader:
             per_log.setdefault(log_name, []).append(token)
         return per_log
 
+    @property
+    def unreadable_tokens(self) -> list[str]:
+        """Scene tokens of logs that could not be read (``record_unreadable_logs``)."""
+        return list(self._unreadable_tokens)
+
     def get_log_name(self, token: str) -> str:
+        if token in self._unreadable_tokens:
+            return self._unreadable_tokens[token][0]
         self._check(token)
         return self._log_of_token[token]
 
@@ -165,5 +205,7 @@ class SceneLoader:
         )
 
     def _check(self, token: str) -> None:
+        if token in self._unreadable_tokens:
+            raise self._unreadable_tokens[token][1].with_traceback(None)
         if token not in self._windows:
             raise UnknownTokenError(token, f"the {len(self._windows)} scenes loaded from {self.navsim_log_path}")

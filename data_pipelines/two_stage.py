@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from data_pipelines.errors import DataError, PathLike, UnknownTokenError
+from data_pipelines.safe_pickle import LOG_PICKLE, UnsafePickleError, restricted_load
 
 ATTRIBUTES_CSV = "synthetic_scenes_attributes.csv"
 SCENE_PICKLE_DIR = "synthetic_scene_pickles"
@@ -90,9 +91,10 @@ class TwoStageData:
             if not path.is_file():
                 raise TwoStageDataError(path, "scene pickle is missing", token=token)
             try:
-                with open(path, "rb") as f:
-                    data = pickle.load(f)
-            except (OSError, pickle.UnpicklingError, EOFError) as err:
+                data = restricted_load(path, LOG_PICKLE)
+            except UnsafePickleError as err:
+                raise TwoStageDataError(path, err.reason, token=token) from err
+            except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
                 raise TwoStageDataError(path, f"cannot unpickle: {err}", token=token) from err
             if not isinstance(data, dict) or "frames" not in data or "scene_metadata" not in data:
                 raise TwoStageDataError(path, "expected a dict with 'scene_metadata' and 'frames'", token=token)

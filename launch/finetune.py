@@ -11,7 +11,6 @@ objects (vla.training, data_pipelines, navsim_eval). See docs/training.md.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from dataclasses import replace
@@ -20,7 +19,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from data_pipelines.configuration import load_config, save_config
+from data_pipelines.configuration import parse_command_line, save_config
 from data_pipelines.paths import DataPaths
 from data_pipelines.scene import SensorConfig
 from data_pipelines.scene_filter import load_split
@@ -30,12 +29,12 @@ from vla.training import TrainConfig, Trainer
 from vla.training.errors import TrainingError
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=None, help="training preset YAML (default: the CPU demo)")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. dipole.rounds=2 il.steps=50")
-    return parser.parse_args(argv)
+def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[TrainConfig, bool]:
+    """(config, resume): ``--config FILE``, ``--resume`` and key=value overrides in any order; ``--help`` lists
+    every key. Unknown keys fail here, before anything runs."""
+    cfg, cli = parse_command_line(TrainConfig, argv, prog="launch/finetune.py", description=__doc__,
+                                  switches={"--resume": "continue from the last checkpoint in output_dir"})
+    return cfg, cli.switches["resume"]
 
 
 def make_accelerator(cfg: TrainConfig):
@@ -87,27 +86,27 @@ def load_items(cfg: TrainConfig, paths: DataPaths, split_name: str, max_scenes: 
     return split, SceneDataset(loader, cache_agent_inputs=cfg.data.cache_agent_inputs)
 
 
-def make_reward(cfg: TrainConfig, paths: DataPaths, split, name: str):
-    """The PDM scorer as a reward callable; metric caches are built on first use under the cache folder."""
+def make_reward(cfg: TrainConfig, paths: DataPaths, items, name: str):
+    """The PDM scorer as a reward callable over the scenes already loaded in `items` (logs are not read again);
+    metric caches are built on first use under the cache folder."""
     from navsim_eval.reward import PDMReward
 
     cache_dir = (cfg.data.metric_cache_dir or cfg.output_dir / "metric_cache") / name
-    return PDMReward.from_split(paths, split, cache_dir, version=cfg.reward.version,
-                                num_workers=cfg.reward.num_workers)
+    return PDMReward.from_loader(items.loader, paths, cache_dir, version=cfg.reward.version,
+                                 num_workers=cfg.reward.num_workers)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(argv)
-    cfg = load_config(TrainConfig, args.config, args.overrides)  # unknown keys fail here, before anything runs
+    cfg, resume = parse_args(argv)
     accelerator = make_accelerator(cfg)
     paths = resolve_data(cfg, accelerator)
-    train_split, train_items = load_items(cfg, paths, cfg.data.train_split, cfg.data.max_train_scenes)
-    eval_split, eval_items = load_items(cfg, paths, cfg.data.eval_split, cfg.data.max_eval_scenes)
+    _, train_items = load_items(cfg, paths, cfg.data.train_split, cfg.data.max_train_scenes)
+    _, eval_items = load_items(cfg, paths, cfg.data.eval_split, cfg.data.max_eval_scenes)
     needs_rollouts = any(stage in ("dipole", "ewr") for stage in cfg.stages)
-    train_reward = make_reward(cfg, paths, train_split, "train") if needs_rollouts else None  # lazy: caches on use
-    eval_reward = make_reward(cfg, paths, eval_split, "eval") if cfg.eval.enabled else None
+    train_reward = make_reward(cfg, paths, train_items, "train") if needs_rollouts else None  # lazy: caches on use
+    eval_reward = make_reward(cfg, paths, eval_items, "eval") if cfg.eval.enabled else None
     trainer = Trainer(cfg, accelerator, train_items, eval_items, train_reward, eval_reward)
-    if args.resume:
+    if resume:
         trainer.find_resume_point()  # incompatible / missing checkpoint: fail before caches are built
     if accelerator.is_main_process:
         save_config(cfg, cfg.output_dir / "train_config.yaml")
@@ -116,7 +115,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         flat = {k: str(v) for k, v in config_to_dict(cfg).items()}
         accelerator.init_trackers(cfg.name, config=flat)
-    trainer.run(resume=args.resume)
+    trainer.run(resume=resume)
     accelerator.end_training()
     return 0
 

@@ -5,18 +5,21 @@
     python launch/make_submission.py write ... --from-results outputs/evaluation/results.csv   # no re-inference
     python launch/make_submission.py merge seed0/submission.pkl seed1/submission.pkl --out merged/
     python launch/make_submission.py validate DIR/submission.pkl --split navtest [--format v1|v2]
+    python launch/make_submission.py write --help      # every key of a command with type, default and help
 
+Every command reads its keys in the project's config grammar (``key=value``, or ``--key value``).
 The pickle loads where the official devkit runs (navsim Trajectory / nuplan TrajectorySampling classes,
 NumPy 1.x) without needing the devkit to write it. `validate` exits non-zero on any error.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Union
 
+from data_pipelines.configuration import first_doc_line, parse_command_line
 from data_pipelines.errors import DataError
 from data_pipelines.paths import DataPaths
 from data_pipelines.scene import SensorConfig
@@ -27,64 +30,40 @@ from navsim_eval.submission import (
     SubmissionMetadata, build_v1_submission, build_v2_submission, merge_submission_files, validate_submission,
     write_submission,
 )
+from navsim_eval.submission.config import MergeConfig, SplitConfig, ValidateConfig, WriteConfig
+
+COMMANDS = {"write": (WriteConfig, None), "merge": (MergeConfig, "files"), "validate": (ValidateConfig, "file")}
+AnyConfig = Union[WriteConfig, MergeConfig, ValidateConfig]
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(",") if v.strip())
+def parse_args(argv=None) -> AnyConfig:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        commands = "\n".join(f"  {name:<9} {first_doc_line(cls)}" for name, (cls, _) in COMMANDS.items())
+        print(f"usage: launch/make_submission.py {{{','.join(COMMANDS)}}} ...\n\n{__doc__}\ncommands:\n{commands}")
+        raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
+    cls, positional = COMMANDS[argv[0]]
+    config, _ = parse_command_line(cls, argv[1:], prog=f"launch/make_submission.py {argv[0]}",
+                                   description=first_doc_line(cls), positional=positional)
+    return config
 
 
-def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--split", default="synthetic_test", help="split name under <data-root>/splits or a YAML path")
-    p.add_argument("--data-root", help="dataset root (default $OPENSCENE_DATA_ROOT)")
-    p.add_argument("--maps-root")
-    p.add_argument("--format", choices=("v1", "v2"), help="v1: navtest board; v2: two-stage boards")
-    p.add_argument("--two-stage-root", help="two-stage data (default <data-root>/<split>_two_stage)")
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    w = sub.add_parser("write", help="run a planner on the split and write submission.pkl")
-    _data_args(w)
-    w.add_argument("--planner", default="dipole", choices=("dipole", "constant_velocity", "human"))
-    w.add_argument("--checkpoint", help="DipoleVLA.from_pretrained path or id (planner dipole)")
-    w.add_argument("--dtype", default="auto",
-                   help="model weights dtype: auto (as stored in the checkpoint), float32, bfloat16, float16")
-    w.add_argument("--omega", type=float, default=1.0)
-    w.add_argument("--num-steps", type=int)
-    w.add_argument("--seeds", type=_ints, default=(0,), help="one prediction set per seed (v1)")
-    w.add_argument("--batch-size", type=int, default=4)
-    w.add_argument("--from-results", help="take the trajectories from an evaluation results.csv")
-    w.add_argument("--method", required=True, help="method name (team_name = <a href=REPO>METHOD</a>)")
-    w.add_argument("--repo-url", required=True, help="public code link (v1 board rule)")
-    for name in ("authors", "email", "institution", "country"):
-        w.add_argument(f"--{name}", required=True)
-    w.add_argument("--out", required=True, help="output folder or .pkl path")
-    m = sub.add_parser("merge", help="merge v1 submissions of several seeds")
-    m.add_argument("files", nargs="+")
-    m.add_argument("--out", required=True)
-    v = sub.add_parser("validate", help="check a submission against a split")
-    v.add_argument("file")
-    _data_args(v)
-    return p.parse_args(argv)
-
-
-def _sources(args: argparse.Namespace, fmt: str):
+def _sources(args: SplitConfig, fmt: str):
     config = EvaluationConfig(split=args.split, data_root=args.data_root, maps_root=args.maps_root,
                               two_stage="on" if fmt == "v2" else "off", two_stage_root=args.two_stage_root,
                               baselines=())
-    sensors = SensorConfig.front_three_current() if getattr(args, "command", "") == "write" else None
+    sensors = SensorConfig.front_three_current() if isinstance(args, WriteConfig) else None
     sources = build_sources(config, sensors or SensorConfig.build_no_sensors())
     return sources[0], (sources[1] if len(sources) > 1 else None)
 
 
-def _planner(args: argparse.Namespace):
+def _planner(args: WriteConfig):
     if args.planner == "constant_velocity":
         return ConstantVelocityPlanner()
     if args.planner == "human":
         return HumanPlanner()
     if not args.checkpoint:
-        raise SystemExit("--checkpoint is required for the dipole planner")
+        raise SystemExit("checkpoint is required for the dipole planner")
     import torch
 
     from vla import DipoleVLA
@@ -106,7 +85,7 @@ def _predictions(args, source, planner_name: str, seed: int):
     return None
 
 
-def write(args: argparse.Namespace) -> int:
+def write(args: WriteConfig) -> int:
     fmt = args.format or "v1"
     metadata = SubmissionMetadata.linked(args.method, args.repo_url, authors=args.authors, email=args.email,
                                          institution=args.institution, country_region=args.country)
@@ -130,7 +109,7 @@ def write(args: argparse.Namespace) -> int:
     return 0
 
 
-def _expected_tokens(args: argparse.Namespace, fmt: str) -> tuple[list[str], list[str] | None]:
+def _expected_tokens(args: SplitConfig, fmt: str) -> tuple[list[str], list[str] | None]:
     """Stage-1 (and for v2 stage-2) tokens of the split; the YAML's token list when the logs are not on disk."""
     try:
         first, second = _sources(args, fmt)
@@ -143,7 +122,7 @@ def _expected_tokens(args: argparse.Namespace, fmt: str) -> tuple[list[str], lis
     return first.tokens, (second.tokens if second is not None else None)
 
 
-def validate(args: argparse.Namespace) -> int:
+def validate(args: ValidateConfig) -> int:
     fmt = args.format
     if fmt is None:  # infer the format from the file
         fmt = validate_submission(args.file).format or "v1"
@@ -155,13 +134,13 @@ def validate(args: argparse.Namespace) -> int:
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
-    if args.command == "write":
-        return write(args)
-    if args.command == "merge":
-        print(f"wrote {merge_submission_files([Path(f) for f in args.files], args.out)}")
+    config = parse_args(argv)
+    if isinstance(config, WriteConfig):
+        return write(config)
+    if isinstance(config, MergeConfig):
+        print(f"wrote {merge_submission_files([Path(f) for f in config.files], config.out)}")
         return 0
-    return validate(args)
+    return validate(config)
 
 
 if __name__ == "__main__":

@@ -27,11 +27,12 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from navsim_eval.pdm.comfort import extended_comfort
+from navsim_eval.names import EXTENDED_COMFORT, SCORE_COLUMN, multiplier_columns
 from navsim_eval.pdm.constants import NUM_SIM_STEPS, SIM_DT, SUBMISSION_INTERVAL, SUBMISSION_NUM_POSES, check_version
 from navsim_eval.pdm.errors import ScoringError, TrajectoryError
 from navsim_eval.pdm.scene_pairs import previous_scenes
-from navsim_eval.pdm.scorer import METRICS, aggregate, epdms
+from navsim_eval.pdm.epdms import epdms, extended_comfort_to_previous
+from navsim_eval.pdm.scorer import METRICS, aggregate
 from navsim_eval.pdm.trajectory import validate_poses
 
 # Packages the official backend needs: import name -> distribution name shown in errors.
@@ -163,8 +164,8 @@ class OfficialScorer:
         values = _row_to_dict(row)
         metrics = {metric: float(values[metric]) for metric in METRICS[self.version]}
         if self.version == "v1":
-            score = float(values["score"])
-            multiplicative = metrics["no_at_fault_collisions"] * metrics["drivable_area_compliance"]
+            score = float(values[SCORE_COLUMN])
+            multiplicative = float(np.prod([metrics[name] for name in multiplier_columns("v1")]))
         else:
             multiplicative, score = (float(value) for value in aggregate("v2", metrics))
         timepoint = getattr(cache, "timepoint", None)
@@ -193,18 +194,19 @@ class OfficialScorer:
             if result is None:
                 continue
             row.update(log_name=result.log_name, **result.metrics)
-            row["score"] = result.score
+            row[SCORE_COLUMN] = result.score
             if self.version == "v2":
                 pair = previous.get(result.token)
                 prev = by_key.get((pair.token, result.name)) if pair else None
                 ec = np.nan
-                if prev is not None and result.simulated_states is not None and prev.simulated_states is not None:
-                    ec = float(extended_comfort(result.simulated_states[None], prev.simulated_states[None],
-                                                pair.overlap_offset)[0])
+                if result.simulated_states is not None:
+                    previous_states = prev.simulated_states if prev is not None else None
+                    ec = float(extended_comfort_to_previous(result.simulated_states[None], [previous_states],
+                                                            pair)[0])
                 row["previous_token"] = pair.token if pair else ""
-                row["two_frame_extended_comfort"] = ec
+                row[EXTENDED_COMFORT] = ec
                 if not np.isnan(ec):
-                    row["score"] = float(epdms(result.multiplicative, result.metrics, ec))
+                    row[SCORE_COLUMN] = float(epdms(result.multiplicative, result.metrics, ec))
         return rows
 
 

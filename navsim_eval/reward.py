@@ -1,7 +1,9 @@
 """PDM score as a reward G(s, a) for RL fine-tuning: `PDMReward(tokens, poses (B, K, 8, 3)) -> RewardResult`.
 
 Each scene's K candidates are scored in one vectorised call against its metric cache (PDM-Closed reference
-included once). v2 rewards have no previous-scene trajectory, so EC is undefined and the EPDMS denominator is
+included once); caches come from a ``MetricCacheProvider`` over the caller's scene loader (logs read once).
+Sub-metrics are returned under their short names (NC, DAC, ..., PDMS / EPDMS; ``navsim_eval.names``), which is
+what the trainer logs. v2 rewards have no previous-scene trajectory, so EC is undefined and the EPDMS denominator is
 14 (spec §8.4). Invalid candidates (NaN, wrong shape) and scenes without a metric cache are reported in
 `valid` / `errors` and get NaN, never 0.
 """
@@ -9,7 +11,6 @@ included once). v2 rewards have no previous-scene trajectory, so EC is undefined
 from __future__ import annotations
 
 import logging
-import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,24 +18,28 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from navsim_eval.names import SCORE_SHORT_NAME, short_name
 from navsim_eval.pdm.constants import SUBMISSION_NUM_POSES, check_version
 from navsim_eval.pdm.errors import ScoringError
+from navsim_eval.pdm.metric_cache import MetricCacheProvider
 from navsim_eval.pdm.scorer import METRICS, score_trajectories
 from navsim_eval.pdm.trajectory import MAX_ABS_POSITION_M
+from navsim_eval.worker_pool import worker_pool
 
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 CacheProvider = Callable[[str], Any]  # token -> MetricCache (raises DataError when unavailable)
+MEMO_SIZE = 4096  # metric caches a reward process keeps in memory (rounds score the same scenes again)
 
 
 @dataclass
 class RewardResult:
     """Scores of B scenes x K candidates.
 
-    `scores` (B, K): PDMS (v1) / EPDMS without EC (v2), NaN where invalid; `sub_metrics` name -> (B, K) with the
-    official column names (v2 after the human filter); `valid` (B, K) bool; `errors` token -> reason (scene-level
-    failures and the first invalid candidate of a scene).
+    `scores` (B, K): PDMS (v1) / EPDMS without EC (v2), NaN where invalid; `sub_metrics` short name -> (B, K)
+    (``navsim_eval.names``; v2 after the human filter; the score as PDMS / EPDMS); `valid` (B, K) bool;
+    `errors` token -> reason (scene-level failures and the first invalid candidate of a scene).
     """
 
     scores: np.ndarray
@@ -78,73 +83,13 @@ def _init_worker(provider: Optional[CacheProvider]) -> None:
     _WORKER_PROVIDER = provider
 
 
-class _StoreProvider:
-    """Picklable token -> cache loader over a MetricCacheStore folder, with a small per-process memo.
-
-    With a `builder`, missing entries are built and stale ones (other scene data, map file or format, checked
-    once per process and token) are rebuilt; without one, entries are read as they are.
-    """
-
-    def __init__(self, root: PathLike, builder: Optional["_SplitBuilder"] = None, memo_size: int = 4096):
-        self.root = Path(root)
-        self.builder = builder
-        self.memo_size = memo_size
-        self._memo: dict[str, Any] = {}
-
-    def __call__(self, token: str):
-        cache = self._memo.get(token)
-        if cache is None:
-            from navsim_eval.pdm.metric_cache import MetricCacheStore
-
-            store = MetricCacheStore(self.root)
-            if self.builder is None:
-                cache = store.load(token)
-            else:
-                scene = self.builder.scene(token)
-                cache = store.load_or_build(token, self.builder.fingerprint(scene), lambda: self.builder.build(scene))
-            if len(self._memo) >= self.memo_size:
-                self._memo.pop(next(iter(self._memo)))
-            self._memo[token] = cache
-        return cache
-
-
-class _SplitBuilder:
-    """Picklable token -> MetricCache builder from a scene loader's frame windows and the maps."""
-
-    def __init__(self, loader, maps_root: PathLike, map_version: str, version: str):
-        self.loader = loader
-        self.maps_root = maps_root
-        self.map_version = map_version
-        self.version = version
-
-    def scene(self, token: str):
-        """The token's scene without sensors (the metric cache reads none)."""
-        from data_pipelines.scene import SensorConfig
-
-        return self.loader.get_scene_from_token(token, sensor_config=SensorConfig.build_no_sensors())
-
-    def fingerprint(self, scene) -> dict[str, str]:
-        from navsim_eval.pdm.metric_cache import expected_source_fingerprint
-
-        return expected_source_fingerprint(scene, self.maps_root, self.version, self.map_version)
-
-    def build(self, scene):
-        from data_pipelines.maps import load_map
-        from navsim_eval.pdm.metric_cache import build_metric_cache
-
-        map_api = load_map(self.maps_root, scene.scene_metadata.map_name, self.map_version)
-        return build_metric_cache(scene, map_api, self.version)
-
-    def __call__(self, token: str):
-        return self.build(self.scene(token))
-
-
 class PDMReward:
     """Callable reward: `reward(tokens, poses (B, K, 8, 3)) -> RewardResult`.
 
-    Metric caches come from a mapping {token: MetricCache}, a MetricCacheStore folder, or any callable
-    token -> MetricCache. `num_workers` > 0 scores scenes in a process pool (caches are loaded inside the
-    workers when they come from a folder or callable; mappings are sent with each task).
+    Metric caches come from a mapping {token: MetricCache}, a MetricCacheStore folder (read as it is), or any
+    callable token -> MetricCache (a ``MetricCacheProvider``: see :meth:`from_loader`). `num_workers` > 0 scores
+    scenes in a process pool (caches are loaded inside the workers when they come from a folder or callable;
+    mappings are sent with each task).
     """
 
     def __init__(self, caches: Union[Mapping[str, Any], PathLike, CacheProvider], version: str = "v1",
@@ -157,7 +102,7 @@ class PDMReward:
         if isinstance(caches, Mapping):
             self._mapping = caches
         elif isinstance(caches, (str, Path)):
-            self._provider = _StoreProvider(caches)
+            self._provider = MetricCacheProvider(version, store=caches, build_missing=False, memo_size=MEMO_SIZE)
         elif callable(caches):
             self._provider = caches
         else:
@@ -165,14 +110,22 @@ class PDMReward:
         self._pool: Optional[ProcessPoolExecutor] = None
 
     @classmethod
+    def from_loader(cls, loader, data_paths, cache_dir: PathLike, version: str = "v1",
+                    num_workers: int = 0) -> "PDMReward":
+        """Reward over the scenes of the caller's `SceneLoader`: metric caches are built on first use from its
+        scenes (and the maps of `data_paths`) into `cache_dir/<version>`, and rebuilt when stale."""
+        provider = MetricCacheProvider(version, loader, maps_root=data_paths.require_maps_root(),
+                                       map_version=data_paths.map_version, store=Path(cache_dir) / version,
+                                       memo_size=MEMO_SIZE)
+        return cls(provider, version=version, num_workers=num_workers)
+
+    @classmethod
     def from_split(cls, data_paths, split, cache_dir: PathLike, version: str = "v1",
                    num_workers: int = 0) -> "PDMReward":
-        """Reward over the scenes of a split; metric caches are built on first use into `cache_dir/<version>`."""
+        """Convenience for callers without a loader: reads the split's logs into a new `SceneLoader`."""
         from data_pipelines.scene_loader import SceneLoader
 
-        loader = SceneLoader.from_split(split, data_paths)
-        builder = _SplitBuilder(loader, data_paths.require_maps_root(), data_paths.map_version, version)
-        return cls(_StoreProvider(Path(cache_dir) / version, builder), version=version, num_workers=num_workers)
+        return cls.from_loader(SceneLoader.from_split(split, data_paths), data_paths, cache_dir, version, num_workers)
 
     def _cache_of(self, token: str):
         if self._mapping is not None:
@@ -183,10 +136,7 @@ class PDMReward:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("fork" if "fork" in methods else None)
-            self._pool = ProcessPoolExecutor(self.num_workers, mp_context=context, initializer=_init_worker,
-                                             initargs=(self._provider,))
+            self._pool = worker_pool(self.num_workers, initializer=_init_worker, initargs=(self._provider,))
         return self._pool
 
     def close(self) -> None:
@@ -241,8 +191,9 @@ class PDMReward:
                     store(index, (token,) + _score_scene(self._cache_of(token), scene_poses, version))
                 except Exception as exc:  # noqa: BLE001 - reported per token, the batch goes on
                     store(index, (token, None, None, None, f"{type(exc).__name__}: {exc}"))
-        return RewardResult(scores=scores, sub_metrics={**metrics, "score": scores.copy()}, valid=valid,
-                            errors=errors)
+        sub_metrics = {short_name(name, self.version): values for name, values in metrics.items()}
+        sub_metrics[SCORE_SHORT_NAME[self.version]] = scores.copy()
+        return RewardResult(scores=scores, sub_metrics=sub_metrics, valid=valid, errors=errors)
 
 
 __all__ = ["PDMReward", "RewardResult"]

@@ -12,9 +12,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import multiprocessing
-import pickle
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
@@ -24,13 +21,18 @@ import numpy as np
 from data_pipelines.errors import DataError, LogFileError, UnknownTokenError
 from data_pipelines.log_reader import find_log_files, load_log, log_name_of
 from data_pipelines.maps.nuplan_map import DEFAULT_MAP_VERSION
-from navsim_eval.pdm.comfort import extended_comfort
+from data_pipelines.safe_pickle import UnsafePickleError, restricted_loads
+from navsim_eval.names import EXTENDED_COMFORT, SCORE_COLUMN
 from navsim_eval.pdm.constants import check_version
+from navsim_eval.pdm.epdms import epdms_of_table, extended_comfort_to_previous
 from navsim_eval.pdm.errors import ScoringError, TrajectoryError
-from navsim_eval.pdm.scorer import V1_METRICS, V2_METRICS, ScoreTable, final_v2_score, score_trajectories
+from navsim_eval.pdm.metric_cache import MetricCacheProvider
 from navsim_eval.pdm.scene_pairs import PreviousScene
 from navsim_eval.pdm.scene_pairs import previous_scenes as previous_scene_pairs
+from navsim_eval.pdm.scorer import METRICS, ScoreTable, score_trajectories
 from navsim_eval.pdm.trajectory import validate_poses
+from navsim_eval.submission.pickling import SUBMISSION_PICKLE
+from navsim_eval.worker_pool import worker_pool
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +42,10 @@ NUM_FUTURE_FRAMES = 10  # navtest windows (v1 needs 10 for its observation)
 MIN_FUTURE_FRAMES = {"v1": 10, "v2": 8}  # future frames each version's metric cache needs (spec §3.5, §3.7)
 DEFAULT_TRAJECTORY_NAME = "trajectory"
 
-V2_EC = "two_frame_extended_comfort"
 COLUMNS = {
-    "v1": ["token", "log_name", "trajectory", *V1_METRICS, "score", "error"],
-    "v2": ["token", "log_name", "trajectory", "previous_token", *V2_METRICS[:-1], V2_METRICS[-1], V2_EC, "score",
-           *[f"raw_{m}" for m in V2_METRICS], *[f"human_{m}" for m in V2_METRICS], "error"],
+    "v1": ["token", "log_name", "trajectory", *METRICS["v1"], SCORE_COLUMN, "error"],
+    "v2": ["token", "log_name", "trajectory", "previous_token", *METRICS["v2"], EXTENDED_COMFORT, SCORE_COLUMN,
+           *[f"raw_{m}" for m in METRICS["v2"]], *[f"human_{m}" for m in METRICS["v2"]], "error"],
 }
 """CSV columns per version: the official per-token columns (golden scores_v*.csv order) + diagnostics + error."""
 
@@ -70,23 +71,12 @@ def _poses_of(value: Any) -> Any:
     return value.poses if hasattr(value, "poses") else value
 
 
-class _StandInUnpickler(pickle.Unpickler):
-    """Unpickler that replaces classes of modules that are not installed (navsim / nuplan) by plain holders."""
-
-    def find_class(self, module: str, name: str):
-        try:
-            return super().find_class(module, name)
-        except (ImportError, AttributeError):
-            return type(name, (), {"__module__": module, "__setstate__": lambda self, s: self.__dict__.update(
-                s if isinstance(s, dict) else (s[1] or {}) if isinstance(s, tuple) else {})})
-
-
 def load_trajectories(path: PathLike) -> dict[str, dict[str, Any]]:
     """Read {token: poses} / {token: {name: poses}} from JSON or pickle, or an official submission pickle.
 
     Submission pickles: v1 `predictions` (list of {token: Trajectory}; one entry -> name "trajectory", several
-    -> "prediction_<i>"), v2 `first_stage_predictions` (name "trajectory"). Classes of the devkit are read
-    without importing it.
+    -> "prediction_<i>"), v2 `first_stage_predictions` (name "trajectory"). Pickles are read with the
+    submission format's restricted unpickler (devkit classes map to stand-ins; any other class is refused).
     """
     path = Path(path)
     if not path.is_file():
@@ -97,12 +87,23 @@ def load_trajectories(path: PathLike) -> dict[str, dict[str, Any]]:
 
             data = json.loads(path.read_text())
         else:
-            with path.open("rb") as handle:
-                data = _StandInUnpickler(handle).load()
+            data, _ = restricted_loads(path.read_bytes(), SUBMISSION_PICKLE, path)
+    except UnsafePickleError as exc:
+        raise ScoringError(f"trajectory file {path}: {exc.reason}") from exc
     except Exception as exc:  # noqa: BLE001 - any decoding failure is reported with the file name
         raise ScoringError(f"trajectory file {path}: cannot read ({type(exc).__name__}: {exc})") from exc
     if not isinstance(data, Mapping):
         raise ScoringError(f"trajectory file {path}: expected a mapping, got {type(data).__name__}")
+    nested = _nested_trajectories(data, path)
+    if not nested:
+        raise ScoringError(f"trajectory file {path}: holds no trajectories (nothing to score)")
+    empty = [token for token, named in nested.items() if not named]
+    if empty:
+        raise ScoringError(f"trajectory file {path}: token(s) with no trajectories: {', '.join(empty[:5])}")
+    return nested
+
+
+def _nested_trajectories(data: Mapping[str, Any], path: Path) -> dict[str, dict[str, Any]]:
     for key in ("predictions", "first_stage_predictions"):
         if key in data:
             predictions = data[key]
@@ -129,14 +130,19 @@ class FrameLocation:
     timestamp: int
 
 
-def index_logs(logs_root: PathLike) -> dict[str, FrameLocation]:
-    """token -> where its frame lives, for every OpenScene log pickle below `logs_root`."""
+def index_logs(logs_root: PathLike, unreadable: Optional[dict[Path, str]] = None) -> dict[str, FrameLocation]:
+    """token -> where its frame lives, for every OpenScene log pickle below `logs_root`.
+
+    Logs that cannot be unpickled are logged and, when `unreadable` is given, recorded there (path -> reason).
+    """
     index: dict[str, FrameLocation] = {}
     for path in find_log_files(logs_root):
         try:
             frames = load_log(path, validate=False)
         except LogFileError as exc:
-            logger.warning("skipping unreadable log: %s", exc)
+            logger.warning("unreadable log: %s", exc)
+            if unreadable is not None:
+                unreadable[path] = str(exc)
             continue
         for i, frame in enumerate(frames):
             if isinstance(frame, dict) and "token" in frame:
@@ -186,59 +192,34 @@ class TokenResult:
     error: Optional[str] = None  # the whole token failed
 
 
-def _cache_store(config: ScoringConfig):
-    if config.cache_dir is None:
-        return None
-    from navsim_eval.pdm.metric_cache import MetricCacheStore
-
-    return MetricCacheStore(Path(config.cache_dir) / config.version)
+def cache_provider(config: ScoringConfig) -> MetricCacheProvider:
+    """The metric-cache provider of a scoring run: caches stored under `cache_dir/<version>` (when given), built
+    from each token's scene window with the maps below `maps_root`; `require_cache` only reads them."""
+    store = Path(config.cache_dir) / config.version if config.cache_dir is not None else None
+    return MetricCacheProvider(config.version, maps_root=config.maps_root, map_version=config.map_version,
+                               store=store, build_missing=not config.require_cache,
+                               rebuild_stale=not config.require_cache)
 
 
 def metric_cache_for(token: str, frames: Optional[list[dict]], location: Optional[FrameLocation],
-                     config: ScoringConfig):
-    """Load the token's metric cache from the store or build it from its scene (and store it).
+                     config: ScoringConfig, provider: Optional[MetricCacheProvider] = None):
+    """The token's metric cache from the run's provider, built from its scene window when the log was read.
 
     A stored entry is checked against the scene's frames and map file (when the logs hold the token): a stale
     one is rebuilt, or raises StaleMetricCacheError naming what changed with `require_cache`.
     """
     from data_pipelines.scene import Scene
-    from navsim_eval.pdm.metric_cache import expected_source_fingerprint
 
-    store = _cache_store(config)
     scene = None
     if frames is not None and location is not None:
         window = scene_window(frames, location.frame_index, config.version, token)
         scene = Scene.from_frame_dicts(window, num_history_frames=NUM_HISTORY_FRAMES)
-    if store is not None and (config.require_cache or token in store):
-        expected = (expected_source_fingerprint(scene, config.maps_root, config.version, config.map_version)
-                    if scene is not None else None)
-        if config.require_cache or scene is None or config.maps_root is None:
-            cache = store.load(token, expected)
-        else:
-            cache = store.load_or_build(token, expected, lambda: _build(scene, config))
-        if cache.version != config.version:
-            raise ScoringError(f"token {token}: cached metric cache is {cache.version}, expected {config.version}")
-        return cache
-    if scene is None:
-        raise UnknownTokenError(token, "the logs")
-    if config.maps_root is None:
-        raise ScoringError(f"token {token}: no maps root given")
-    cache = _build(scene, config)
-    if store is not None:
-        store.save(cache)
-    return cache
-
-
-def _build(scene, config: ScoringConfig):
-    from data_pipelines.maps import load_map
-    from navsim_eval.pdm.metric_cache import build_metric_cache
-
-    map_api = load_map(config.maps_root, scene.scene_metadata.map_name, config.map_version)
-    return build_metric_cache(scene, map_api, config.version)
+    return (provider or cache_provider(config)).get(token, scene)
 
 
 def score_token(token: str, named_poses: Mapping[str, Any], frames: Optional[list[dict]],
-                location: Optional[FrameLocation], config: ScoringConfig) -> TokenResult:
+                location: Optional[FrameLocation], config: ScoringConfig,
+                provider: Optional[MetricCacheProvider] = None) -> TokenResult:
     """Score every named trajectory of one token in one vectorised call (bad poses -> per-name errors)."""
     names = list(named_poses)
     log_name = location.log_name if location else ""
@@ -251,7 +232,7 @@ def score_token(token: str, named_poses: Mapping[str, Any], frames: Optional[lis
         except TrajectoryError as exc:
             result.row_errors[name] = str(exc)
     try:
-        cache = metric_cache_for(token, frames, location, config)
+        cache = metric_cache_for(token, frames, location, config, provider)
         result.log_name = result.log_name or cache.log_name
         result.timestamp = result.timestamp or int(cache.timepoint_us)
         if valid_names:
@@ -273,13 +254,14 @@ def _score_log(task: tuple) -> list[TokenResult]:
         except LogFileError as exc:
             read_error = str(exc)
     results = []
+    provider = cache_provider(config)
     for token, location, named_poses in items:
         if read_error is not None and not config.require_cache:
             results.append(TokenResult(token, location.log_name if location else "", 0, list(named_poses),
                                        error=read_error))
             continue
         try:
-            results.append(score_token(token, named_poses, frames, location, config))
+            results.append(score_token(token, named_poses, frames, location, config, provider))
         except Exception as exc:  # noqa: BLE001 - one token's failure must not stop the batch
             logger.exception("unexpected failure scoring %s", token)
             results.append(TokenResult(token, location.log_name if location else "", 0, list(named_poses),
@@ -293,11 +275,13 @@ def _chunks(items: list, size: int) -> Iterable[list]:
 
 
 def run_scoring(trajectories: Mapping[str, Any], logs_root: Optional[PathLike], config: ScoringConfig,
-                index: Optional[Mapping[str, FrameLocation]] = None) -> list[TokenResult]:
+                index: Optional[Mapping[str, FrameLocation]] = None,
+                unreadable: Optional[dict[Path, str]] = None) -> list[TokenResult]:
     """Score every (token, name) of `trajectories`; tokens are grouped by log and spread over workers."""
     nested = normalise_trajectories(trajectories)
+    unreadable = {} if unreadable is None else unreadable  # logs that could not be read (path -> reason)
     if index is None:
-        index = index_logs(logs_root) if logs_root is not None else {}
+        index = index_logs(logs_root, unreadable) if logs_root is not None else {}
     by_log: dict[Optional[Path], list] = {}
     for token, named in nested.items():
         location = index.get(token)
@@ -309,16 +293,21 @@ def run_scoring(trajectories: Mapping[str, Any], logs_root: Optional[PathLike], 
             continue
         size = max(1, math.ceil(len(items) / max(1, workers if len(by_log) < workers else 1)))
         tasks.extend((log_path, chunk, config) for chunk in _chunks(items, size))
+    def not_found(token: str) -> str:
+        if unreadable:  # the token may be in a log that could not be read
+            return (f"token {token!r} is in none of the readable logs below {logs_root}; {len(unreadable)} "
+                    "unreadable: " + "; ".join(unreadable.values()))
+        return str(UnknownTokenError(token, f"the logs below {logs_root}"))
+
     results: list[TokenResult] = [
-        TokenResult(token, "", 0, list(named), error=str(UnknownTokenError(token, f"the logs below {logs_root}")))
+        TokenResult(token, "", 0, list(named), error=not_found(token))
         for token, _, named in by_log.get(None, [])
     ] if not config.require_cache else []
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
             results.extend(_score_log(task))
     else:
-        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context) as pool:
+        with worker_pool(min(workers, len(tasks))) as pool:
             for chunk in pool.map(_score_log, tasks):
                 results.extend(chunk)
     order = {token: i for i, token in enumerate(nested)}
@@ -345,16 +334,12 @@ def _extended_comfort_values(result: TokenResult, previous: Optional[TokenResult
                              pair: Optional[PreviousScene]) -> np.ndarray:
     """EC per scored name of `result` (NaN where the previous scene lacks that name)."""
     names = result.names[: len(result.table)]
-    values = np.full(len(names), np.nan)
-    if previous is None or previous.table is None or pair is None:
-        return values
+    if previous is None or previous.table is None:
+        return np.full(len(names), np.nan)
     previous_row = {name: i for i, name in enumerate(previous.names[: len(previous.table)])}
-    current_idx = [i for i, n in enumerate(names) if n in previous_row]
-    if current_idx:
-        previous_idx = [previous_row[names[i]] for i in current_idx]
-        values[current_idx] = extended_comfort(result.table.simulated_states[current_idx],
-                                               previous.table.simulated_states[previous_idx], pair.overlap_offset)
-    return values
+    previous_states = [previous.table.simulated_states[previous_row[name]] if name in previous_row else None
+                       for name in names]
+    return extended_comfort_to_previous(result.table.simulated_states[: len(names)], previous_states, pair)
 
 
 def results_to_rows(results: Sequence[TokenResult], version: str) -> list[dict[str, Any]]:
@@ -369,7 +354,7 @@ def results_to_rows(results: Sequence[TokenResult], version: str) -> list[dict[s
         if version == "v2" and result.table is not None:
             pair = previous.get(result.token)
             ec = _extended_comfort_values(result, by_token.get(pair.token) if pair else None, pair)
-            final = final_v2_score(result.table, ec)
+            final = epdms_of_table(result.table, ec)
         elif result.table is not None:
             final = result.table.score
         for i, name in enumerate(result.names):
@@ -385,9 +370,9 @@ def results_to_rows(results: Sequence[TokenResult], version: str) -> list[dict[s
                 table = result.table
                 for metric, values in table.metrics.items():
                     row[metric] = float(values[i])
-                row["score"] = float(final[i])
+                row[SCORE_COLUMN] = float(final[i])
                 if version == "v2":
-                    row[V2_EC] = float(ec[i])
+                    row[EXTENDED_COMFORT] = float(ec[i])
                     for metric, values in table.raw_metrics.items():
                         row[f"raw_{metric}"] = float(values[i])
                     for metric, value in table.human_metrics.items():
@@ -434,20 +419,22 @@ class ScoringService:
         self.logs_root = Path(logs_root) if logs_root is not None else None
         self.config = config
         self._index: Optional[dict[str, FrameLocation]] = None
+        self.unreadable_logs: dict[Path, str] = {}
 
     @property
     def index(self) -> dict[str, FrameLocation]:
         if self._index is None:
-            self._index = index_logs(self.logs_root) if self.logs_root is not None else {}
+            self._index = index_logs(self.logs_root, self.unreadable_logs) if self.logs_root is not None else {}
         return self._index
 
     def score(self, trajectories: Mapping[str, Any]) -> list[dict[str, Any]]:
-        results = run_scoring(trajectories, self.logs_root, self.config, index=self.index)
+        results = run_scoring(trajectories, self.logs_root, self.config, index=self.index,
+                              unreadable=self.unreadable_logs)
         return results_to_rows(results, self.config.version)
 
 
 __all__ = [
-    "COLUMNS", "FrameLocation", "ScoringConfig", "ScoringService", "TokenResult", "index_logs", "load_trajectories",
+    "COLUMNS", "FrameLocation", "ScoringConfig", "ScoringService", "TokenResult", "cache_provider", "index_logs", "load_trajectories",
     "metric_cache_for", "normalise_trajectories", "previous_scenes", "results_to_rows", "run_scoring",
     "scene_window", "score_token", "score_trajectory_file_rows", "summarize", "write_csv",
 ]

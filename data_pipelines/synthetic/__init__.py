@@ -10,7 +10,7 @@ Names are imported lazily so that `python -m data_pipelines.synthetic.generate` 
 from importlib import import_module
 
 _EXPORTS = {
-    "PRESETS": "config", "SyntheticConfigError": "config", "SyntheticWorldConfig": "config", "build_config": "config",
+    "list_presets": "config", "SyntheticConfigError": "config", "SyntheticWorldConfig": "config", "build_config": "config",
     "DatasetInfo": "generate", "generate_dataset": "generate",
 }
 __all__ = sorted(_EXPORTS)

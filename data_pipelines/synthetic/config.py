@@ -1,64 +1,71 @@
-"""Typed configuration of the synthetic world generator, its presets and ``key=value`` overrides."""
+"""Typed configuration of the synthetic world generator; presets are the YAML files in ``presets/``."""
 
 from __future__ import annotations
 
-import dataclasses
 import typing
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
 
-from data_pipelines.errors import DataError
+from data_pipelines.configuration import (
+    ConfigError, FiniteFloat, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range, UnitInterval,
+    check_ranges, load_config,
+)
 
 LAYOUT_KINDS = ("straight", "junction", "curve", "obstacles")
 """Road layouts the generator can place (see docs/synthetic_world.md)."""
 
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+MIN_INSTANCE_SPACING_M = 1000.0  # layout instances farther apart than any route, so their maps never overlap
+MAX_JPEG_QUALITY = 95  # Pillow's documented useful maximum
 
-class SyntheticConfigError(DataError):
+
+class SyntheticConfigError(ConfigError):
     """A generator configuration key is unknown or its value is invalid."""
 
     def __init__(self, key: str, reason: str):
-        self.key = key
-        super().__init__(f"synthetic world config, key {key!r}: {reason}")
+        super().__init__(f"synthetic world config, key {key!r}: {reason}", key)
 
 
 @dataclass(frozen=True)
 class SyntheticWorldConfig:
     """Everything that decides the generated dataset; same config and seed -> byte-identical output."""
 
-    seed: int = 0
+    seed: NonNegativeInt = 0  # seed of every random choice (layouts, drives, agents)
     # Map: layout instances per location folder, laid out far apart (instance_spacing_m) in one GPKG.
-    instances_per_location: int = 3
+    instances_per_location: PositiveInt = 3  # layout instances per map location
     held_out_test_instances: bool = True  # the last instance of every location is used by test logs only
     # Kind of instance i at location j: layout_kinds[(i + j) % len]; junctions twice for more turns.
-    layout_kinds: tuple[str, ...] = ("junction", "straight", "junction", "curve", "obstacles")
-    instance_spacing_m: float = 3000.0
+    layout_kinds: tuple[str, ...] = ("junction", "straight", "junction", "curve", "obstacles")  # cycled over instances
+    instance_spacing_m: Annotated[float, Range(low=MIN_INSTANCE_SPACING_M)] = 3000.0  # distance between instances
     # Logs: per layout instance; each log is one simulated drive.
-    train_logs_per_instance: int = 3
-    val_logs_per_instance: int = 1
-    test_logs_per_instance: int = 2
-    frames_per_log: int = 30  # at 2 Hz (one frame every 0.5 s)
-    agent_density: float = 1.0  # multiplies the number of vehicles, pedestrians, cyclists, static objects
-    annotation_radius_m: float = 80.0
+    train_logs_per_instance: NonNegativeInt = 3  # drives per instance in the train split
+    val_logs_per_instance: NonNegativeInt = 1  # drives per instance in the val split
+    test_logs_per_instance: NonNegativeInt = 2  # drives per held-out instance in the test split
+    frames_per_log: PositiveInt = 30  # at 2 Hz (one frame every 0.5 s)
+    agent_density: NonNegativeFloat = 1.0  # multiplies the number of vehicles, pedestrians, cyclists, static objects
+    annotation_radius_m: PositiveFloat = 80.0  # boxes annotated within this distance of the ego
     # Expert imperfection.
-    speed_noise: float = 0.1  # relative spread of the chosen cruise speed
-    lateral_noise_m: float = 0.25  # amplitude of the slowly varying lateral offset in the lane
-    lane_change_probability: float = 0.35  # per log, on roads with a same-direction neighbour lane
+    speed_noise: NonNegativeFloat = 0.1  # relative spread of the chosen cruise speed
+    lateral_noise_m: NonNegativeFloat = 0.25  # amplitude of the slowly varying lateral offset in the lane
+    lane_change_probability: UnitInterval = 0.35  # per log, on roads with a same-direction neighbour lane
     # Cameras.
-    image_width: int = 256
-    image_height: int = 144
-    jpeg_quality: int = 90
-    rendered_cameras: tuple[str, ...] = ("CAM_L0", "CAM_F0", "CAM_R0")
-    texture_resolution_m: float = 0.15  # metres per pixel of the BEV ground texture
+    image_width: PositiveInt = 256  # camera image width in pixels
+    image_height: PositiveInt = 144  # camera image height in pixels
+    jpeg_quality: Annotated[int, Range(low=1, high=MAX_JPEG_QUALITY)] = 90  # JPEG quality of the images
+    rendered_cameras: tuple[str, ...] = ("CAM_L0", "CAM_F0", "CAM_R0")  # cameras with images (others: no file)
+    texture_resolution_m: PositiveFloat = 0.15  # metres per pixel of the BEV ground texture
     # Splits and scenes (devkit scene filter: 4 history + 10 future frames).
-    num_history_frames: int = 4
-    num_future_frames: int = 10
+    num_history_frames: PositiveInt = 4  # scene window: frames up to and including the current one
+    num_future_frames: NonNegativeInt = 10  # scene window: frames after the current one
     # Two-stage (NAVSIM v2 pseudo closed loop) data for test logs.
-    two_stage: bool = True
-    two_stage_scenes_per_log: int = 2
-    two_stage_lateral_offsets_m: tuple[float, ...] = (-1.0, 1.0)
-    two_stage_longitudinal_offsets_m: tuple[float, ...] = (-2.0, 2.0)
-    two_stage_heading_offsets_rad: tuple[float, ...] = (0.0,)
+    two_stage: bool = True  # write stage-2 scenes for the test logs
+    two_stage_scenes_per_log: NonNegativeInt = 2  # stage-1 frames per test log that get stage-2 scenes
+    two_stage_lateral_offsets_m: tuple[FiniteFloat, ...] = (-1.0, 1.0)  # stage-2 start offsets to the left (+)
+    two_stage_longitudinal_offsets_m: tuple[FiniteFloat, ...] = (-2.0, 2.0)  # stage-2 start offsets ahead (+)
+    two_stage_heading_offsets_rad: tuple[FiniteFloat, ...] = (0.0,)  # stage-2 start heading offsets
     # Execution.
-    num_workers: int = 2
+    num_workers: PositiveInt = 2  # worker processes (output does not depend on it)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -69,29 +76,13 @@ class SyntheticWorldConfig:
 
 
 def _validate(cfg: SyntheticWorldConfig) -> None:
-    positive_ints = ("instances_per_location", "image_width", "image_height", "num_history_frames", "num_workers")
-    for key in positive_ints:
-        if getattr(cfg, key) < 1:
-            raise SyntheticConfigError(key, f"must be >= 1, got {getattr(cfg, key)}")
-    non_negative = ("train_logs_per_instance", "val_logs_per_instance", "test_logs_per_instance",
-                    "num_future_frames", "two_stage_scenes_per_log", "speed_noise", "lateral_noise_m",
-                    "agent_density")
-    for key in non_negative:
-        if getattr(cfg, key) < 0:
-            raise SyntheticConfigError(key, f"must be >= 0, got {getattr(cfg, key)}")
+    """The declared ranges, then the rules that tie several keys together."""
+    check_ranges(cfg, source="synthetic world config")
     if cfg.frames_per_log < max(20, cfg.frames_per_window + 8):
         raise SyntheticConfigError(
             "frames_per_log",
             f"must be >= max(20, history + future + 8) = {max(20, cfg.frames_per_window + 8)}, got {cfg.frames_per_log}",
         )
-    if not 1 <= cfg.jpeg_quality <= 95:
-        raise SyntheticConfigError("jpeg_quality", f"must be in [1, 95], got {cfg.jpeg_quality}")
-    if not 0.0 <= cfg.lane_change_probability <= 1.0:
-        raise SyntheticConfigError("lane_change_probability", f"must be in [0, 1], got {cfg.lane_change_probability}")
-    if cfg.texture_resolution_m <= 0 or cfg.annotation_radius_m <= 0 or cfg.instance_spacing_m < 1000.0:
-        bad = "texture_resolution_m" if cfg.texture_resolution_m <= 0 else (
-            "annotation_radius_m" if cfg.annotation_radius_m <= 0 else "instance_spacing_m")
-        raise SyntheticConfigError(bad, f"invalid value {getattr(cfg, bad)} (instance_spacing_m must be >= 1000)")
     if not cfg.layout_kinds or any(k not in LAYOUT_KINDS for k in cfg.layout_kinds):
         raise SyntheticConfigError("layout_kinds", f"must be a non-empty subset of {LAYOUT_KINDS}, got {cfg.layout_kinds}")
     from data_pipelines.types import CAMERA_NAMES
@@ -104,59 +95,23 @@ def _validate(cfg: SyntheticWorldConfig) -> None:
         raise SyntheticConfigError("train_logs_per_instance", "no logs requested")
 
 
-PRESETS: dict[str, dict[str, typing.Any]] = {
-    # Unit tests: a few seconds.
-    "tiny": dict(
-        instances_per_location=2, layout_kinds=("straight", "junction"), train_logs_per_instance=1,
-        val_logs_per_instance=0, test_logs_per_instance=1, frames_per_log=22, image_width=128, image_height=72,
-        texture_resolution_m=0.25, two_stage_scenes_per_log=1, two_stage_lateral_offsets_m=(1.0,),
-        two_stage_longitudinal_offsets_m=(0.0,), agent_density=0.7, num_workers=1,
-    ),
-    # Demo / training.
-    "default": dict(),
-}
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def _coerce(key: str, text: str, annotation: typing.Any) -> typing.Any:
-    """Parse `text` into the field type named by `annotation` (a string under postponed evaluation)."""
-    kind = str(annotation)
-    try:
-        if kind.startswith("tuple"):
-            inner = kind[len("tuple["):].split(",")[0].strip()
-            items = [s.strip() for s in text.strip("()[] ").split(",") if s.strip()]
-            return tuple(_coerce(key, s, inner) for s in items)
-        if kind == "bool":
-            lowered = text.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
-        if kind == "int":
-            return int(text)
-        if kind == "float":
-            return float(text)
-        return text.strip()
-    except ValueError:
-        raise SyntheticConfigError(key, f"cannot parse {text!r} as {kind}") from None
+def preset_path(name: str) -> Path:
+    """The YAML file of preset ``name`` (``tiny``, ``default``)."""
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise SyntheticConfigError("preset", f"unknown preset {name!r}; choose one of {list_presets()}")
+    return path
 
 
-def build_config(preset: str = "default", overrides: typing.Sequence[str] | dict[str, typing.Any] = ()) -> SyntheticWorldConfig:
-    """Preset values updated by `key=value` strings (or a dict); unknown keys raise SyntheticConfigError."""
-    if preset not in PRESETS:
-        raise SyntheticConfigError("preset", f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    values = dict(PRESETS[preset])
-    types = {f.name: f.type for f in dataclasses.fields(SyntheticWorldConfig)}
-    items = overrides.items() if isinstance(overrides, dict) else [_split_override(o) for o in overrides]
-    for key, value in items:
-        if key not in types:
-            raise SyntheticConfigError(key, f"unknown key; valid keys: {', '.join(sorted(types))}")
-        values[key] = _coerce(key, value, types[key]) if isinstance(value, str) else value
-    return SyntheticWorldConfig(**values)
-
-
-def _split_override(text: str) -> tuple[str, str]:
-    if "=" not in text:
-        raise SyntheticConfigError(text, "override must look like key=value")
-    key, value = text.split("=", 1)
-    return key.strip(), value
+def build_config(
+    preset: str = "default", overrides: typing.Sequence[str] | typing.Mapping[str, typing.Any] = ()
+) -> SyntheticWorldConfig:
+    """A preset (name or YAML path) updated by ``key=value`` strings or a mapping; errors name the key."""
+    path = Path(preset)
+    if path.suffix not in (".yaml", ".yml"):
+        path = preset_path(preset)
+    return load_config(SyntheticWorldConfig, path, overrides)

@@ -1,11 +1,11 @@
 """Generate the complete synthetic NAVSIM dataset: maps, logs, camera images, splits and two-stage data.
 
-CLI: ``python -m data_pipelines.synthetic.generate --out DIR [--preset tiny|default] [key=value ...]``
+CLI: ``python -m data_pipelines.synthetic.generate --out DIR [--config tiny|default|FILE.yaml] [key=value ...]``
+(``--help`` lists every key; ``--preset`` is accepted for ``--config``).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime
 import json
@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data_pipelines.synthetic.config import SyntheticConfigError, SyntheticWorldConfig, build_config
+from data_pipelines.configuration import ConfigError, config_to_dict, parse_command_line
+from data_pipelines.synthetic.config import SyntheticWorldConfig, preset_path
 from data_pipelines.synthetic.layouts import IdAllocator, LayoutInstance, build_instance
 from data_pipelines.synthetic.log_writer import (
     FRAME_INTERVAL_US, FrameRenderer, annotations, dump_pickle, ego_frame_state, frame_command, frame_dict, lights,
@@ -215,7 +216,7 @@ def generate_dataset(config: SyntheticWorldConfig, out_root: str | Path, *, over
                 writer.writerow(StageTwoRecord(**{**rec, "offsets": tuple(rec["offsets"]),
                                                    "initial_pose": tuple(rec["initial_pose"])}).csv_row())
     info = DatasetInfo(
-        root=out, config=_config_dict(config), maps_root=out / "maps",
+        root=out, config=config_to_dict(config), maps_root=out / "maps",
         navsim_logs={f: out / "navsim_logs" / f for f in sorted(set(SPLIT_FOLDERS.values()))},
         sensor_blobs={f: out / "sensor_blobs" / f for f in sorted(set(SPLIT_FOLDERS.values()))},
         splits=splits, two_stage_root=two_stage_root,
@@ -229,10 +230,6 @@ def generate_dataset(config: SyntheticWorldConfig, out_root: str | Path, *, over
     info.bytes_on_disk = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     (out / INFO_FILENAME).write_text(json.dumps(_info_json(info), indent=1, sort_keys=True) + "\n")
     return info
-
-
-def _config_dict(config: SyntheticWorldConfig) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
 
 
 def _info_json(info: DatasetInfo) -> dict:
@@ -249,17 +246,17 @@ def _info_json(info: DatasetInfo) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, type=Path, help="output dataset root (OPENSCENE_DATA_ROOT)")
-    parser.add_argument("--preset", default="default", help="tiny | default")
-    parser.add_argument("overrides", nargs="*", help="config overrides key=value")
-    args = parser.parse_args(argv)
     try:
-        cfg = build_config(args.preset, args.overrides)
-    except SyntheticConfigError as err:
+        cfg, cli = parse_command_line(
+            SyntheticWorldConfig, argv, prog="python -m data_pipelines.synthetic.generate",
+            description=__doc__.splitlines()[0], options={"--out": "output dataset root (OPENSCENE_DATA_ROOT)"},
+            preset_path=preset_path, default_preset="default")
+        if cli.options["out"] is None:
+            raise ConfigError("--out DIR is required (the dataset root to write)", "out")
+    except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    info = generate_dataset(cfg, args.out)
+    info = generate_dataset(cfg, Path(cli.options["out"]))
     print(f"synthetic dataset written to {info.root}")
     for split, n in info.num_scenes.items():
         print(f"  {split}: {len(info.logs_by_split[split])} logs, {n} scenes")

@@ -1,23 +1,20 @@
-"""v2 two-frame extended comfort (EC) between consecutive scenes of a log, and the final EPDMS.
+"""The harness's side of v2 two-frame extended comfort: which simulation is the previous frame's.
 
-EC compares the simulated trajectory of a scene with the one the same planner produced at the previous
-frame (0.5 s earlier), over their overlap (pdm_score.md §7.10). A scene without a previous frame within
-0.55 s has no EC, and its score keeps the denominator 14 (pdm_score.md §8.4). The previous frame's
-simulation is taken from this run, or re-simulated from its stored poses after a resume.
+EC and the final EPDMS are computed by :mod:`navsim_eval.pdm.epdms` (pdm_score.md §7.10, §8.4); this module
+pairs result rows with the same planner variant at the previous scene of the log, whose simulation is taken
+from this run, or re-simulated from its stored poses after a resume.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Optional
 
 import numpy as np
 
 from navsim_eval.evaluation.metrics import EC, SCORE
 from navsim_eval.evaluation.results import Variant, variant_of
-from navsim_eval.pdm.comfort import extended_comfort
-from navsim_eval.pdm.scene_pairs import overlap_offset, previous_scenes
-from navsim_eval.pdm.scorer import MULTIPLICATIVE, epdms
+from navsim_eval.pdm.epdms import epdms_of_row, extended_comfort_to_previous
+from navsim_eval.pdm.scene_pairs import PreviousScene, previous_scenes
 
 StatesKey = tuple[str, Variant]
 
@@ -27,12 +24,6 @@ def previous_tokens(tokens: list[str], log_name: Callable[[str], str], timestamp
     """token -> (previous original-scene token of the same log, interval [s]) for pairs at most 0.55 s apart."""
     pairs = previous_scenes((token, log_name(token), timestamp_us(token)) for token in tokens)
     return {token: (previous.token, previous.gap_s) for token, previous in pairs.items()}
-
-
-def final_v2_score(row: dict[str, Any], ec: float) -> float:
-    """M * (5 EP + 5 TTC + 2 LK + 2 HC [+ 2 EC]) / (14 or 16) from a row's (human-filtered) sub-metrics."""
-    multiplicative = math.prod(row[name] for name in MULTIPLICATIVE["v2"])
-    return float(epdms(multiplicative, row, ec))
 
 
 def apply_extended_comfort(
@@ -52,7 +43,7 @@ def apply_extended_comfort(
         if row["metric"] != "v2" or int(row["stage"]) != 1 or row.get("error"):
             continue
         variant = variant_of(row)
-        ec = math.nan
+        ec = float("nan")
         link = previous.get(row["token"])
         current = states.get((row["token"], variant))
         if link is not None and current is not None:
@@ -61,13 +52,13 @@ def apply_extended_comfort(
             if prev_states is None and resimulate is not None and (prev_token, variant) in poses_of:
                 prev_states = resimulate(prev_token, np.asarray(poses_of[(prev_token, variant)]))
                 states[(prev_token, variant)] = prev_states
-            if prev_states is not None:
-                ec = float(extended_comfort(current[None], prev_states[None], overlap_offset(interval))[0])
+            ec = float(extended_comfort_to_previous(current[None], [prev_states],
+                                                    PreviousScene(prev_token, interval))[0])
         row[EC] = ec
-        row[SCORE] = final_v2_score(row, ec)
+        row[SCORE] = epdms_of_row(row, ec)
 
 
-__all__ = ["apply_extended_comfort", "final_v2_score", "known_poses", "previous_tokens"]
+__all__ = ["apply_extended_comfort", "known_poses", "previous_tokens"]
 
 
 def known_poses(rows: list[dict[str, Any]]) -> dict[StatesKey, np.ndarray]:

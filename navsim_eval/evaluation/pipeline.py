@@ -12,8 +12,9 @@ import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence
 
+from data_pipelines.configuration import FiniteFloat, NonNegativeInt, PositiveInt
 from data_pipelines.paths import DataPaths
 from data_pipelines.scene import SensorConfig
 from data_pipelines.scene_filter import Split, load_split
@@ -45,27 +46,27 @@ BASELINES = ("constant_velocity", "human", "il")
 class EvaluationConfig:
     """Everything one ``launch/evaluate.py`` run needs (paths default to the NAVSIM environment variables)."""
 
-    split: str = "synthetic_test"
-    data_root: Optional[str] = None
-    maps_root: Optional[str] = None
-    checkpoint: Optional[str] = None
-    il_checkpoint: Optional[str] = None
-    dtype: str = "auto"  # model weights: auto (as stored) | float32 | bfloat16 | float16 (docs/model.md)
-    omegas: tuple[float, ...] = (1.0,)  # dipole.md §4: the released DP-VLA default guidance is omega = 1
-    num_steps: Optional[int] = None  # None: the checkpoint's sampler default
-    num_samples: int = 1
-    seeds: tuple[int, ...] = (0,)
-    metrics: tuple[str, ...] = ("v1", "v2")
-    baselines: tuple[str, ...] = ("constant_velocity", "human")
-    batch_size: int = 4
-    output_dir: str = "outputs/evaluation"
-    metric_cache_dir: Optional[str] = None
-    two_stage: str = "auto"  # auto | on | off
-    two_stage_root: Optional[str] = None
-    max_scenes: Optional[int] = None
-    report_worst: int = 3
-    report_sample: int = 3
-    progress: bool = True
+    split: str = "synthetic_test"  # split name under <data_root>/splits, or a split YAML path (e.g. navtest)
+    data_root: Optional[str] = None  # dataset root; None: $OPENSCENE_DATA_ROOT
+    maps_root: Optional[str] = None  # map root; None: $NUPLAN_MAPS_ROOT, else <data_root>/maps
+    checkpoint: Optional[str] = None  # DipoleVLA.from_pretrained folder or hub id; None: baselines only
+    il_checkpoint: Optional[str] = None  # IL-only checkpoint of the 'il' baseline; None: checkpoint
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # model weights; auto: as stored
+    omegas: tuple[FiniteFloat, ...] = (1.0,)  # guidance strengths (dipole.md §4: the released DP-VLA default is 1)
+    num_steps: Optional[PositiveInt] = None  # denoising steps; None: the checkpoint's sampler default
+    num_samples: PositiveInt = 1  # trajectories per scene, omega and seed
+    seeds: tuple[NonNegativeInt, ...] = (0,)  # sampling seeds (each scene's noise comes from (seed, token))
+    metrics: tuple[str, ...] = ("v1", "v2")  # v1 (PDMS) and/or v2 (EPDMS)
+    baselines: tuple[str, ...] = ("constant_velocity", "human")  # some of constant_velocity, human, il
+    batch_size: PositiveInt = 4  # scenes per model forward
+    output_dir: str = "outputs/evaluation"  # results.csv, summary.md, two_stage.csv, report/
+    metric_cache_dir: Optional[str] = None  # metric caches per version (<dir>/v1, <dir>/v2); None: build them
+    two_stage: Literal["auto", "on", "off"] = "auto"  # two-stage aggregation; auto: when the split has stage-2 data
+    two_stage_root: Optional[str] = None  # two-stage data folder; None: <data_root>/<split>_two_stage
+    max_scenes: Optional[NonNegativeInt] = None  # evaluate only the first N scenes
+    report_worst: NonNegativeInt = 3  # BEV plots of the N worst-scored scenes
+    report_sample: NonNegativeInt = 3  # BEV plots of N random scenes
+    progress: bool = True  # progress bar
 
     def __post_init__(self) -> None:
         unknown = set(self.baselines) - set(BASELINES)
@@ -118,7 +119,8 @@ def build_sources(config: EvaluationConfig, sensor_config: Optional[SensorConfig
     split = resolve_split(config, data_paths)
     sensor_config = sensor_config or SensorConfig.front_three_current(split.scene_filter.num_history_frames)
     maps = map_provider_of(data_paths)
-    loader = SceneLoader.from_split(split, data_paths, sensor_config, map_provider=maps)
+    loader = SceneLoader.from_split(split, data_paths, sensor_config, map_provider=maps,
+                                    record_unreadable_logs=True)
     first: Any = LoaderSource(loader, maps)
     root = Path(config.two_stage_root) if config.two_stage_root else (
         data_paths.require_data_root() / f"{split.name}{TWO_STAGE_SUFFIX}")

@@ -6,13 +6,19 @@ arrays) and text on disk. A rerun reads the CSV back and skips every key already
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
+import io
 import json
+import logging
 import math
 import os
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -20,6 +26,7 @@ from navsim_eval.evaluation.errors import ResultsFileError
 from navsim_eval.evaluation.metrics import ALL_METRIC_COLUMNS
 
 PathLike = Union[str, Path]
+logger = logging.getLogger(__name__)
 
 ID_COLUMNS = ("token", "stage", "log_name", "planner", "omega", "seed", "sample", "metric")
 GEOMETRY_COLUMNS = ("endpoint_x", "endpoint_y", "start_x", "start_y")
@@ -118,7 +125,7 @@ def _from_text(column: str, text: str) -> Any:
 
 
 def write_rows(path: PathLike, rows: Iterable[dict[str, Any]]) -> Path:
-    """Write all rows (atomically: temporary file, then rename), sorted by key for stable diffs."""
+    """Write all rows (atomically: synced temporary file, then rename), sorted by key for stable diffs."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -127,40 +134,130 @@ def write_rows(path: PathLike, rows: Iterable[dict[str, Any]]) -> Path:
         writer.writeheader()
         for row in sorted(rows, key=row_key):
             writer.writerow({column: _to_text(column, row.get(column)) for column in CSV_COLUMNS})
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(tmp, path)
     return path
 
 
+def _rows_text(rows: Iterable[dict[str, Any]], header: bool) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
+    if header:
+        writer.writeheader()
+    for row in rows:
+        writer.writerow({column: _to_text(column, row.get(column)) for column in CSV_COLUMNS})
+    return buffer.getvalue().encode()
+
+
 def append_rows(path: PathLike, rows: Iterable[dict[str, Any]]) -> None:
-    """Append rows to a CSV (header written when the file is new): crash-safe progress between batches."""
+    """Append rows to a CSV (header written when the file is new): crash-safe progress between batches.
+
+    The batch is written with one ``write`` and synced; a torn tail left by an earlier interrupted write (a last
+    line without its newline) is cut off first, so that new rows never continue a broken line.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists() or path.stat().st_size == 0
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        if new:
-            writer.writeheader()
-        for row in rows:
-            writer.writerow({column: _to_text(column, row.get(column)) for column in CSV_COLUMNS})
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        size = os.fstat(descriptor).st_size
+        if size:
+            size = _cut_torn_tail(descriptor, size)
+        data = _rows_text(rows, header=size == 0)
+        written = 0
+        while written < len(data):
+            written += os.write(descriptor, data[written:])
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
-def read_rows(path: PathLike) -> list[dict[str, Any]]:
-    """Typed rows of a results CSV; [] when the file does not exist."""
+def _cut_torn_tail(descriptor: int, size: int) -> int:
+    """Truncate the file after its last newline; returns the new size."""
+    tail = os.pread(descriptor, min(size, 1 << 16), max(0, size - (1 << 16)))
+    if tail.endswith(b"\n"):
+        return size
+    end = size
+    while True:  # search backwards for the last newline, in chunks
+        start = max(0, end - (1 << 16))
+        chunk = os.pread(descriptor, end - start, start)
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            keep = start + newline + 1
+            break
+        if start == 0:
+            keep = 0
+            break
+        end = start
+    os.ftruncate(descriptor, keep)
+    return keep
+
+
+def read_rows(path: PathLike, *, discard_torn_last_row: bool = False) -> list[dict[str, Any]]:
+    """Typed rows of a results CSV; [] when the file does not exist.
+
+    ``discard_torn_last_row``: a last row that an interrupted append left incomplete (no final newline, missing
+    fields, or unparsable) is dropped with a warning instead of raising, so that its key is scored again.
+    """
     path = Path(path)
     if not path.exists():
         return []
-    rows = []
     with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in ID_COLUMNS + ("error",) if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ResultsFileError(path, f"missing column(s) {missing}; not a results file of this harness")
-        for line, record in enumerate(reader, start=2):
-            try:
-                rows.append({c: _from_text(c, record.get(c) or "") for c in CSV_COLUMNS if c in record})
-            except (ValueError, json.JSONDecodeError) as error:
-                raise ResultsFileError(path, f"line {line}: {error}") from error
+        text = handle.read()
+    lines = text.splitlines(keepends=True)
+    torn_tail = bool(lines) and not lines[-1].endswith("\n")
+    rows = []
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = [c for c in ID_COLUMNS + ("error",) if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ResultsFileError(path, f"missing column(s) {missing}; not a results file of this harness")
+    records = list(reader)
+    for index, record in enumerate(records):
+        last = index == len(records) - 1
+        try:
+            if None in record.values() or None in record:
+                raise ValueError(f"{len([v for v in record.values() if v is not None])} of {len(CSV_COLUMNS)} "
+                                 "fields (incomplete row)")
+            if last and torn_tail:
+                raise ValueError("the row has no line end (an interrupted write)")
+            rows.append({c: _from_text(c, record.get(c) or "") for c in CSV_COLUMNS if c in record})
+        except (ValueError, json.JSONDecodeError) as error:
+            line = reader.line_num if last else index + 2
+            if last and discard_torn_last_row:
+                logger.warning("results file %s: last row (line %d) discarded, it will be scored again: %s",
+                               path, line, error)
+                break
+            raise ResultsFileError(path, f"row {index + 1}: {error}") from error
     return rows
+
+
+@contextlib.contextmanager
+def results_lock(results_csv: PathLike, rank: int = 0) -> Iterator[None]:
+    """Hold the write lock of a results CSV for one rank of a run; a second run writing the same file is refused.
+
+    The lock is an ``flock`` on a hidden file next to the CSV: the system releases it when the process ends,
+    however it ends, so a crashed run never leaves a stale lock behind.
+    """
+    results_csv = Path(results_csv)
+    results_csv.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = results_csv.with_name(f".{results_csv.stem}.rank{rank}.lock")
+    descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(descriptor, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(descriptor)
+        raise ResultsFileError(
+            results_csv, f"another evaluation ({holder}) is writing these results (rank {rank}); wait for it to "
+            "finish or choose another output folder") from None
+    try:
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"pid {os.getpid()} on {socket.gethostname()}, started "
+                              f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        yield
+    finally:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        os.close(descriptor)
 
 
 def merge_rows(*row_lists: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

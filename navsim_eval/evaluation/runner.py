@@ -3,8 +3,10 @@
 Per batch of tokens: agent inputs -> each planner's variants (B, 8, 3) -> per token all variants scored in
 one call per metric version -> one row per (token, stage, variant, metric). Failures (unreadable scene,
 planner or scorer error) become rows with the reason in ``error``; the run goes on. Rows are appended to a
-per-rank partial file after every batch; at the end rank 0 merges everything into the results CSV. A rerun
-skips every key already scored without error (resume after a crash or with more omegas/planners).
+per-rank partial file after every batch (one synced write per batch); at the end rank 0 merges everything into
+the results CSV. A rerun skips every key already scored without error (resume after a crash or with more
+omegas/planners); a last row that a crash left incomplete is discarded, with a warning, and scored again. Each
+rank holds a lock on its results while it runs: a second run into the same output folder is refused.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from navsim_eval.evaluation.results import (
     make_row,
     merge_rows,
     read_rows,
+    results_lock,
     row_key,
     write_rows,
 )
@@ -186,12 +189,26 @@ def _ordered_shard(source: SceneSource, dist: Distributed, want_previous: bool
     if source.stage != 1 or timestamp is None:
         return dist.shard(tokens), {}
     logs: dict[str, list[tuple[int, str]]] = {}
+    timed = []
     for token in tokens:
-        logs.setdefault(source.log_name(token), []).append((int(timestamp(token)), token))
+        try:
+            time_us = int(timestamp(token))
+        except Exception:  # noqa: BLE001 - an unreadable scene: scored last, where loading it records the error
+            time_us = None
+        if time_us is not None:
+            timed.append(token)
+        logs.setdefault(_log_name_or_empty(source, token), []).append((time_us, token))
     mine = [log for index, log in enumerate(sorted(logs)) if index % dist.world_size == dist.rank]
-    ordered = [token for log in mine for _, token in sorted(logs[log])]
-    previous = previous_tokens(tokens, source.log_name, timestamp) if want_previous else {}
+    ordered = [token for log in mine for _, token in sorted(logs[log], key=lambda item: (item[0] is None, item))]
+    previous = previous_tokens(timed, source.log_name, timestamp) if want_previous else {}
     return ordered, previous
+
+
+def _log_name_or_empty(source: SceneSource, token: str) -> str:
+    try:
+        return source.log_name(token)
+    except Exception:  # noqa: BLE001 - the error is recorded when the scene is loaded
+        return ""
 
 
 def run_evaluation(
@@ -210,9 +227,18 @@ def run_evaluation(
     if not planners:
         raise ValueError("no planner to evaluate")
     results_csv = Path(results_csv)
-    existing = merge_rows(read_rows(results_csv), *(read_rows(p) for p in _partial_files(results_csv)))
-    done = completed_keys(existing)
+    with results_lock(results_csv, dist.rank):
+        return _run_locked(sources, planners, scorer, results_csv, settings, dist)
+
+
+def _run_locked(sources: Sequence[SceneSource], planners: Sequence[CandidatePlanner], scorer: TrajectoryScorer,
+                results_csv: Path, settings: RunSettings, dist: Distributed) -> list[dict[str, Any]]:
     mine = partial_path(results_csv, dist.rank)
+    partials = {path: read_rows(path, discard_torn_last_row=True) for path in _partial_files(results_csv)}
+    if mine in partials:  # drop a row an interrupted append left incomplete before appending more
+        write_rows(mine, partials[mine])
+    existing = merge_rows(read_rows(results_csv), *partials.values())
+    done = completed_keys(existing)
     new_rows: list[dict[str, Any]] = []
     for source in sources:
         def missing(token: str, planner: CandidatePlanner, stage: int = source.stage) -> bool:

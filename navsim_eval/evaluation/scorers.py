@@ -47,36 +47,28 @@ def _table_to_dicts(table: Any, num_candidates: int) -> list[dict[str, float]]:
 class NativeScorer:
     """The project's PDM scorer: metric cache per scene (built on the fly or read from a store), then scoring.
 
-    ``metric_cache_dir``: a ``MetricCacheStore`` folder per version (``<dir>/<version>``) to read caches from
-    (a missing token raises); an entry built from other data than the scene's frames / map file is rebuilt
-    from the scene (and replaced) when the scene carries its map, else raises ``StaleMetricCacheError``.
-    None builds each cache from the scene and its map.
+    Caches come from one ``MetricCacheProvider`` per version. ``metric_cache_dir``: a ``MetricCacheStore``
+    folder per version (``<dir>/<version>``) to read caches from (a missing token raises); an entry built from
+    other data than the scene's frames / map file is rebuilt from the scene (and replaced) when the scene
+    carries its map, else raises ``StaleMetricCacheError``. None builds each cache from the scene and its map.
     """
 
     def __init__(self, metric_cache_dir: Optional[PathLike] = None):
         self.metric_cache_dir = Path(metric_cache_dir) if metric_cache_dir is not None else None
-        self._stores: dict[str, Any] = {}
+        self._providers: dict[str, Any] = {}
+
+    def provider(self, version: str) -> Any:
+        from navsim_eval.pdm.metric_cache import MetricCacheProvider
+
+        if version not in self._providers:
+            store = self.metric_cache_dir / version if self.metric_cache_dir is not None else None
+            self._providers[version] = MetricCacheProvider(version, store=store, build_missing=False)
+        return self._providers[version]
 
     def _cache(self, scene: Any, version: str) -> Any:
-        from navsim_eval.pdm import metric_cache as cache_module
-        from navsim_eval.pdm.cache_fingerprint import source_fingerprint
-
-        if self.metric_cache_dir is not None:
-            if version not in self._stores:
-                self._stores[version] = cache_module.MetricCacheStore(self.metric_cache_dir / version)
-            store = self._stores[version]
-            token = scene.scene_metadata.initial_token
-            map_api = scene.map_api
-            if map_api is None:  # only the scene's frames can be checked
-                return store.load(token, source_fingerprint(scene, version))
-            expected = source_fingerprint(scene, version, map_api.location, getattr(map_api, "path", None))
-            if token not in store:
-                return store.load(token)  # a missing entry raises (the folder is read, not filled)
-            return store.load_or_build(token, expected,
-                                       lambda: cache_module.build_metric_cache(scene, map_api, version))
-        if scene.map_api is None:
+        if self.metric_cache_dir is None and scene.map_api is None:
             raise ValueError(f"scene {scene.scene_metadata.initial_token}: no map to build the metric cache")
-        return cache_module.build_metric_cache(scene, scene.map_api, version)
+        return self.provider(version).get(scene.scene_metadata.initial_token, scene)
 
     def score_with_states(
         self, scene: Any, poses: np.ndarray, version: str

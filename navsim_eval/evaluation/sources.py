@@ -38,7 +38,8 @@ class LoaderSource:
 
     @property
     def tokens(self) -> list[str]:
-        return list(self.loader.tokens)
+        """The loaded scenes, then those of unreadable logs (each becomes an error row naming its log)."""
+        return list(self.loader.tokens) + list(getattr(self.loader, "unreadable_tokens", []))
 
     def agent_input(self, token: str) -> AgentInput:
         return self.loader.get_agent_input_from_token(token)

@@ -7,6 +7,7 @@ from enum import IntEnum
 import numpy as np
 
 from data_pipelines.types import AGENT_TYPES, STATIC_OBJECT_TYPES  # noqa: F401  (re-exported, spec §1.3)
+from navsim_eval import names as metric_names
 
 
 class StateIndex(IntEnum):
@@ -86,12 +87,10 @@ FRAMES_PER_STEP = 5  # 2 Hz frames vs 10 Hz steps (§3.6)
 # (§3.5: the devkit's relative times are index * resolution step, not timestamp differences).
 OBSERVATION_FRAME_INTERVAL_S = 0.5
 
-# --- Aggregation weights (§8) -------------------------------------------------------------------------------------
-V1_WEIGHTS = {"ego_progress": 5.0, "time_to_collision_within_bound": 5.0, "comfort": 2.0,
-              "driving_direction_compliance": 0.0}
-V2_WEIGHTS = {"ego_progress": 5.0, "time_to_collision_within_bound": 5.0, "lane_keeping": 2.0,
-              "history_comfort": 2.0}
-V2_EC_WEIGHT = 2.0
+# --- Aggregation weights (§8): from the metric table (navsim_eval/names.py) -------------------------------------
+V1_WEIGHTS = metric_names.weights("v1")
+V2_WEIGHTS = metric_names.weights("v2")
+V2_EC_WEIGHT = metric_names.paired_weight("v2")
 
 # --- Extended comfort (§7.10) -----------------------------------------------------------------------------------
 EC_MAX_PREVIOUS_GAP_S = 0.55
@@ -100,7 +99,7 @@ EC_OVERLAP_STEPS = 5
 RED_LIGHT_TYPE = "red_light"
 RED_LIGHT_PREFIX = "red_light_"
 
-VERSIONS = ("v1", "v2")
+VERSIONS = metric_names.VERSIONS
 
 
 def check_version(version: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import tempfile
@@ -17,6 +18,7 @@ import shapely
 from data_pipelines.errors import DataError, MapError
 from data_pipelines.maps import DEFAULT_MAP_VERSION, NuPlanMap, load_map
 from data_pipelines.maps.locations import map_file_path, resolve_location
+from data_pipelines.safe_pickle import NUMPY_GLOBALS, PLAIN_GLOBALS, PickleFormat, restricted_loads
 from navsim_eval.pdm.cache_fingerprint import changed_parts, describe_changes, source_fingerprint
 from navsim_eval.pdm.centerline import CenterlineError, build_centerline, starting_lane
 from navsim_eval.pdm.constants import STATE_DIM, StateIndex, check_version, is_synthetic_token
@@ -26,6 +28,8 @@ from navsim_eval.pdm.path import PDMPath
 from navsim_eval.pdm.planner import PDMClosedConfig, build_forecast_observation, frame_objects, plan_pdm_closed
 from navsim_eval.pdm.route import Route, build_route
 
+logger = logging.getLogger(__name__)
+
 # Version of the on-disk format written by MetricCacheStore; bump on any change of the stored fields or of
 # how they are computed (2: observation timed by frame index, see docs/pdm_scorer.md "Audit notes";
 # 3: source fingerprint stored and checked on load).
@@ -33,6 +37,8 @@ FORMAT_VERSION = 3
 CACHE_FILE_SUFFIX = ".mcache"
 # Number of logged future poses of the human trajectory (v2, spec §3.7) and their spacing.
 HUMAN_TRAJECTORY_POSES = 8
+METRIC_CACHE_PICKLE = PickleFormat("metric cache", NUMPY_GLOBALS | PLAIN_GLOBALS)
+"""Cache entries hold plain values only (see :func:`metric_cache_to_plain`)."""
 # Ego velocities/accelerations pass through float32 in the devkit's scene dataclasses (golden fixtures).
 EGO_DYNAMICS_DTYPE = np.float32
 
@@ -45,6 +51,10 @@ class MetricCacheError(DataError):
         self.path = path
         where = f"metric cache of token {token!r}" + (f" ({path})" if path is not None else "")
         super().__init__(f"{where}: {reason}")
+
+
+class UnreadableMetricCacheError(MetricCacheError):
+    """A metric cache file cannot be decoded (truncated, damaged) or holds another token's cache."""
 
 
 class StaleMetricCacheError(MetricCacheError):
@@ -285,15 +295,15 @@ class MetricCacheStore:
         if not path.is_file():
             raise MetricCacheError(token, "no cache entry (build the metric cache first)", path)
         try:
-            data = pickle.loads(zlib.decompress(path.read_bytes()))
+            data, _ = restricted_loads(zlib.decompress(path.read_bytes()), METRIC_CACHE_PICKLE, path)
         except Exception as exc:
-            raise MetricCacheError(token, f"unreadable cache entry ({exc})", path) from exc
+            raise UnreadableMetricCacheError(token, f"unreadable cache entry ({exc})", path) from exc
         if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
             found = data.get("format_version") if isinstance(data, dict) else None
             raise StaleMetricCacheError(
                 token, ["format"], f"format version {found!r}, expected {FORMAT_VERSION}", path)
         if data.get("token") != token:
-            raise MetricCacheError(token, f"entry holds token {data.get('token')!r}", path)
+            raise UnreadableMetricCacheError(token, f"entry holds token {data.get('token')!r}", path)
         changed = changed_parts(data.get("source_fingerprint") or {}, expected or {})
         if changed:
             raise StaleMetricCacheError(token, changed, describe_changes(changed) + " since it was built", path)
@@ -301,14 +311,114 @@ class MetricCacheStore:
 
     def load_or_build(self, token: str, expected: Optional[Mapping[str, str]],
                       build: Callable[[], MetricCache]) -> MetricCache:
-        """The stored cache if it matches `expected`, else `build()` (stored, replacing a stale entry)."""
+        """The stored cache if it matches `expected`, else `build()` (stored, replacing a stale or unreadable
+        entry; an unreadable one is logged, as it points at damaged storage)."""
         if token in self:
             try:
                 return self.load(token, expected)
             except StaleMetricCacheError:
                 pass
+            except UnreadableMetricCacheError as exc:
+                logger.warning("rebuilding it: %s", exc)
         cache = build()
         self.save(cache)
+        return cache
+
+
+class MetricCacheProvider:
+    """token -> MetricCache of one metric version: the one way every caller (scoring CLI, reward, evaluation
+    harness) gets its metric caches.
+
+    Caches are built from the scenes of the loader the caller already has (``scenes``: a ``SceneLoader``, or
+    any object with ``get_scene_from_token``; or the scene passed to :meth:`get`), with the maps below
+    ``maps_root`` (else the scene's own ``map_api``), and kept in ``store`` (a ``MetricCacheStore`` or its
+    folder; None keeps nothing on disk). A stored entry is checked against the source fingerprint of the
+    scene at hand (frames, map file, version; ``cache_fingerprint.py``) and rebuilt when stale.
+
+    ``build_missing``: build entries the store lacks (False: a missing entry is a MetricCacheError naming the
+    token). ``rebuild_stale``: rebuild stale and unreadable entries when the scene is at hand (False, or without
+    the scene: StaleMetricCacheError naming what changed / UnreadableMetricCacheError naming the file).
+    ``memo_size``: caches kept in memory per process for repeated :meth:`__call__` (reward rounds).
+    Picklable, so that worker processes can load caches themselves.
+    """
+
+    def __init__(self, version: str, scenes: Any = None, *, maps_root: Optional[Union[str, Path]] = None,
+                 map_version: Optional[str] = None, store: Union[MetricCacheStore, str, Path, None] = None,
+                 build_missing: bool = True, rebuild_stale: bool = True, memo_size: int = 0):
+        self.version = check_version(version)
+        self.scenes = scenes
+        self.maps_root = Path(maps_root) if maps_root is not None else None
+        self.map_version = map_version or DEFAULT_MAP_VERSION
+        self.store = store if isinstance(store, MetricCacheStore) or store is None else MetricCacheStore(store)
+        self.build_missing = build_missing
+        self.rebuild_stale = rebuild_stale
+        self.memo_size = int(memo_size)
+        self._memo: dict[str, MetricCache] = {}
+        self.num_built = 0  # caches this provider built (not read from the store)
+
+    def __call__(self, token: str) -> MetricCache:
+        """The token's cache (its scene from ``scenes``), memoised."""
+        cache = self._memo.get(token)
+        if cache is None:
+            cache = self.get(token)
+            if self.memo_size > 0:
+                if len(self._memo) >= self.memo_size:
+                    self._memo.pop(next(iter(self._memo)))
+                self._memo[token] = cache
+        return cache
+
+    def scene(self, token: str):
+        """The token's scene without sensors (the metric cache reads none), None without ``scenes``."""
+        if self.scenes is None:
+            return None
+        from data_pipelines.scene import SensorConfig
+
+        return self.scenes.get_scene_from_token(token, sensor_config=SensorConfig.build_no_sensors())
+
+    def can_build(self, scene) -> bool:
+        return scene is not None and (self.maps_root is not None or getattr(scene, "map_api", None) is not None)
+
+    def expected_fingerprint(self, scene) -> dict[str, str]:
+        """Source fingerprint a cache of `scene` must carry (the map part when the map is known)."""
+        if self.maps_root is not None:
+            return expected_source_fingerprint(scene, self.maps_root, self.version, self.map_version)
+        map_api = getattr(scene, "map_api", None)
+        if map_api is not None:
+            return source_fingerprint(scene, self.version, map_api.location, getattr(map_api, "path", None))
+        return source_fingerprint(scene, self.version)
+
+    def build(self, scene) -> MetricCache:
+        """Build (not store) the cache of a scene."""
+        if self.maps_root is not None:
+            return build_metric_cache_for_scene(scene, self.maps_root, self.version, self.map_version)
+        if getattr(scene, "map_api", None) is None:
+            raise MetricCacheError(scene.token, "no maps root and no map on the scene to build the cache with")
+        return build_metric_cache(scene, scene.map_api, self.version)
+
+    def _build_counted(self, scene) -> MetricCache:
+        cache = self.build(scene)
+        self.num_built += 1
+        return cache
+
+    def get(self, token: str, scene=None) -> MetricCache:
+        """The token's cache: stored if up to date, else built from `scene` (or the loader's) and stored."""
+        if scene is None:
+            scene = self.scene(token)
+        store = self.store
+        if store is not None and (token in store or not self.build_missing):
+            expected = self.expected_fingerprint(scene) if scene is not None else None
+            if self.rebuild_stale and self.can_build(scene) and token in store:
+                cache = store.load_or_build(token, expected, lambda: self._build_counted(scene))
+            else:
+                cache = store.load(token, expected)
+        else:
+            if scene is None:
+                raise MetricCacheError(token, "no cache entry and no scene to build it from")
+            cache = self._build_counted(scene)
+            if store is not None:
+                store.save(cache)
+        if cache.version != self.version:
+            raise MetricCacheError(token, f"cached metric cache is {cache.version}, expected {self.version}")
         return cache
 
 
@@ -321,18 +431,15 @@ def build_metric_caches(
     `scenes` yields `Scene` objects (e.g. `SceneLoader.get_scene_from_token` over its tokens).
     """
     failures: dict[str, str] = {}
+    provider = MetricCacheProvider(version, maps_root=maps_root, map_version=map_version, store=store)
     for scene in scenes:
-        token = scene.token
         try:
-            if not overwrite and token in store:
-                try:
-                    store.load(token, expected_source_fingerprint(scene, maps_root, version, map_version))
-                    continue  # up to date
-                except StaleMetricCacheError:
-                    pass
-            store.save(build_metric_cache_for_scene(scene, maps_root, version, map_version))
+            if overwrite:
+                store.save(provider.build(scene))
+            else:
+                provider.get(scene.token, scene)  # kept when up to date, else (re)built and stored
         except (DataError, ValueError) as exc:
-            failures[token] = f"{type(exc).__name__}: {exc}"
+            failures[scene.token] = f"{type(exc).__name__}: {exc}"
     return failures
 
 
@@ -361,7 +468,7 @@ def build_metric_cache_for_scene(scene, maps_root: Union[str, Path], version: st
 
 
 __all__ = [
-    "FORMAT_VERSION", "MetricCache", "MetricCacheError", "MetricCacheStore", "StaleMetricCacheError",
-    "build_metric_cache", "build_metric_cache_for_scene", "build_metric_caches", "ego_state_of_frame",
+    "FORMAT_VERSION", "MetricCache", "MetricCacheError", "MetricCacheProvider", "MetricCacheStore",
+    "StaleMetricCacheError", "UnreadableMetricCacheError", "build_metric_cache", "build_metric_cache_for_scene", "build_metric_caches", "ego_state_of_frame",
     "expected_source_fingerprint", "metric_cache_from_plain", "metric_cache_to_plain", "red_light_connectors",
 ]

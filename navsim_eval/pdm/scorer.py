@@ -15,6 +15,7 @@ from typing import Any, Collection, Optional
 import numpy as np
 import shapely
 
+from navsim_eval import names as metric_names
 from navsim_eval.pdm.comfort import comfort, history_comfort
 from navsim_eval.pdm.constants import (
     NUM_SIM_STATES,
@@ -22,7 +23,6 @@ from navsim_eval.pdm.constants import (
     STATE_DIM,
     V1_TTC_STEPS,
     V1_WEIGHTS,
-    V2_EC_WEIGHT,
     V2_TTC_STEPS,
     V2_WEIGHTS,
     check_version,
@@ -48,17 +48,8 @@ from navsim_eval.pdm.trajectory import (
     validate_poses,
 )
 
-MULTIPLICATIVE = {
-    "v1": ("no_at_fault_collisions", "drivable_area_compliance"),
-    "v2": ("no_at_fault_collisions", "drivable_area_compliance", "driving_direction_compliance",
-           "traffic_light_compliance"),
-}
-V1_METRICS = ("no_at_fault_collisions", "drivable_area_compliance", "driving_direction_compliance",
-              "ego_progress", "time_to_collision_within_bound", "comfort")
-V2_METRICS = ("no_at_fault_collisions", "drivable_area_compliance", "driving_direction_compliance",
-              "traffic_light_compliance", "ego_progress", "time_to_collision_within_bound", "lane_keeping",
-              "history_comfort")
-METRICS = {"v1": V1_METRICS, "v2": V2_METRICS}
+MULTIPLICATIVE = {version: metric_names.multiplier_columns(version) for version in metric_names.VERSIONS}
+METRICS = {version: metric_names.scored_columns(version) for version in metric_names.VERSIONS}
 
 
 def as_linestring(centerline: Any) -> shapely.LineString:
@@ -206,7 +197,7 @@ class ScoreTable:
 
     v1: `metrics` are the PDMS sub-scores and `score` the PDMS. v2: `metrics` are after the human filter,
     `raw_metrics` before it, `human_metrics` the logged trajectory's (scalars); `score` excludes EC
-    (denominator 14); :func:`final_v2_score` adds EC.
+    (denominator 14); :func:`navsim_eval.pdm.epdms.epdms_of_table` adds EC.
     """
 
     token: str
@@ -280,24 +271,3 @@ def score_trajectories(cache, poses: np.ndarray, version: Optional[str] = None) 
     multiplicative, score = aggregate(version, filtered)
     return ScoreTable(cache.token, version, filtered, score, multiplicative, states[candidates],
                       raw_metrics=raw, human_metrics=human)
-
-
-def epdms(multiplicative, metrics, extended_comfort=None):
-    """v2 final score (§8.4): M·(5 EP + 5 TTC + 2 LK + 2 HC [+ 2 EC]) / (14 or 16).
-
-    Works on scalars or (K,) arrays: `metrics` maps the v2 metric names to values (after the human filter),
-    `extended_comfort` None or NaN means EC is undefined for that entry (denominator 14).
-    """
-    weighted = sum(weight * metrics[name] for name, weight in V2_WEIGHTS.items())
-    total = np.full(np.shape(weighted), sum(V2_WEIGHTS.values()))
-    if extended_comfort is not None:
-        ec = np.asarray(extended_comfort, dtype=np.float64)
-        defined = ~np.isnan(ec)
-        weighted = weighted + np.where(defined, V2_EC_WEIGHT * np.nan_to_num(ec), 0.0)
-        total = total + np.where(defined, V2_EC_WEIGHT, 0.0)
-    return multiplicative * weighted / total
-
-
-def final_v2_score(table: ScoreTable, extended_comfort: Optional[np.ndarray]) -> np.ndarray:
-    """v2 final score (§8.4) of a score table's K candidates; EC None/NaN = undefined (see :func:`epdms`)."""
-    return epdms(table.multiplicative, table.metrics, extended_comfort)

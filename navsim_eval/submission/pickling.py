@@ -9,14 +9,14 @@ Two problems are solved here (navsim_data.md §9):
   visible to pickle with the stand-in classes (only for names not already imported); when the real devkit
   modules are already imported, instances are written as calls of the real classes' constructors.
 
-Reading uses a restricted unpickler: it resolves only the globals a submission may contain, maps the devkit
-paths to the stand-ins, and reports every global it saw (the validator checks them).
+Reading uses the project's restricted unpickler (``data_pipelines.safe_pickle``) with the submission format:
+it resolves only the globals a submission may contain, maps the devkit paths to the stand-ins, and reports
+every global it saw (the validator checks them).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import os
 import pickle
@@ -28,6 +28,8 @@ from typing import Any, Iterator, Union
 
 import numpy as np
 
+from data_pipelines.safe_pickle import NUMPY_GLOBALS, PickleFormat, restricted_loads
+from data_pipelines.safe_pickle import UnsafePickleError as RestrictedGlobalError
 from navsim_eval.submission.devkit_types import STANDIN_CLASSES, Trajectory
 from navsim_eval.submission.errors import SubmissionError, UnsafePickleError
 
@@ -41,9 +43,6 @@ NUMPY_CORE_MARKER = b"numpy._core"
 
 SUPPORTED_ARRAY_KINDS = "biuf"
 """dtype kinds written as nested lists: bool, signed/unsigned int, float."""
-
-_NUMPY_RECONSTRUCT_GLOBALS = {"_reconstruct", "scalar"}
-"""Globals that pickles written by plain ``pickle.dump`` of ndarrays use (NumPy 1.x and 2.x paths)."""
 
 _MODULE_LOCK = threading.Lock()
 
@@ -131,49 +130,23 @@ def dump_submission(obj: Any, path: PathLike) -> Path:
     return path
 
 
-def _numpy_multiarray() -> types.ModuleType:
-    for name in ("numpy._core.multiarray", "numpy.core.multiarray"):
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    raise ImportError("numpy multiarray module not found")
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only submission globals; records every global it was asked for."""
-
-    def __init__(self, file: io.BufferedIOBase, path: Path | None):
-        super().__init__(file)
-        self.globals_seen: set[tuple[str, str]] = set()
-        self._path = path
-
-    def find_class(self, module: str, name: str) -> Any:
-        self.globals_seen.add((module, name))
-        if (module, name) in STANDIN_CLASSES:
-            return STANDIN_CLASSES[(module, name)]
-        if module == "numpy" and name in ("array", "ndarray", "dtype"):
-            return getattr(np, name)
-        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name in _NUMPY_RECONSTRUCT_GLOBALS:
-            return getattr(_numpy_multiarray(), name)
-        if module == "builtins" and name in ("int", "float", "bool", "str"):
-            return getattr(__import__("builtins"), name)
-        raise UnsafePickleError(
-            f"references {module}.{name}, which a submission never contains (refusing to load it)", path=self._path
-        )
+SUBMISSION_PICKLE = PickleFormat(
+    "submission",
+    NUMPY_GLOBALS | frozenset(("builtins", name) for name in ("int", "float", "bool", "str")),
+    substitutes=STANDIN_CLASSES,
+)
+"""Globals a submission (or a trajectory file of the same shape) may reference; devkit classes map to stand-ins."""
 
 
 def loads_submission(data: bytes, path: PathLike | None = None) -> tuple[Any, set[tuple[str, str]]]:
     """Load submission bytes without the devkit. Returns (object, set of (module, name) globals used)."""
     source = Path(path) if path is not None else None
-    unpickler = _RestrictedUnpickler(io.BytesIO(data), source)
     try:
-        obj = unpickler.load()
-    except UnsafePickleError:
-        raise
+        return restricted_loads(data, SUBMISSION_PICKLE, source)
+    except RestrictedGlobalError as error:
+        raise UnsafePickleError(error.reason, path=source) from error
     except Exception as error:  # any corruption: truncated stream, bad opcode, failed reconstruction
         raise SubmissionError(f"not a readable pickle ({type(error).__name__}: {error})", path=source) from error
-    return obj, unpickler.globals_seen
 
 
 def load_submission(path: PathLike) -> tuple[Any, set[tuple[str, str]]]:

@@ -1,7 +1,8 @@
 """Check a submission file against a split before upload (navsim_data.md §9 checklist).
 
 Checks: readable with only submission globals; exact key set; metadata strings; list lengths; token sets
-equal to the split's; class paths; poses (8, 3), numeric and finite; sampling 8 poses / 4 s / 0.5 s;
+equal to the split's; class paths; poses (8, 3), float, and valid by the scorer's rule
+(``navsim_eval.pdm.trajectory.validate_poses``: finite, positions within reach); at least one trajectory; sampling 8 poses / 4 s / 0.5 s;
 no ``numpy._core`` reference; file name; file size.
 """
 
@@ -15,6 +16,8 @@ from typing import Any, Collection, Optional, Union
 
 import numpy as np
 
+from navsim_eval.pdm.errors import TrajectoryError
+from navsim_eval.pdm.trajectory import validate_poses
 from navsim_eval.submission.devkit_types import (
     INTERVAL_LENGTH_S,
     NUM_POSES,
@@ -112,10 +115,14 @@ def _check_trajectory(token: str, trajectory: Any, where: str, report: Validatio
         report.error(f"{where}, token {token}: poses shape {poses.shape}, expected ({NUM_POSES}, {POSE_DIM})")
     elif poses.dtype.kind != "f":
         report.error(f"{where}, token {token}: poses dtype {poses.dtype}, expected float")
-    elif not np.all(np.isfinite(poses)):
-        report.error(f"{where}, token {token}: poses contain non-finite values")
-    elif np.any(np.abs(poses[:, 2]) > math.pi + 1e-6):
-        report.warning(f"{where}, token {token}: headings outside (-pi, pi]")
+    else:
+        try:  # the scorer's own rule: finite values, positions within MAX_ABS_POSITION_M of the ego
+            validate_poses(poses, token=token)
+        except TrajectoryError as error:
+            report.error(f"{where}: {error}")
+            return
+        if np.any(np.abs(poses[:, 2]) > math.pi + 1e-6):
+            report.warning(f"{where}, token {token}: headings outside (-pi, pi]")
     sampling = state.get("trajectory_sampling")
     expected_sampling = f"{SAMPLING_MODULE}.{SAMPLING_NAME}"
     if _class_path(sampling) != expected_sampling:
@@ -235,4 +242,6 @@ def validate_submission(
             _check_prediction_list(submission, V2_FIRST_STAGE_KEY, 1, expected_tokens, report)
         if V2_SECOND_STAGE_KEY in submission:
             _check_prediction_list(submission, V2_SECOND_STAGE_KEY, 1, expected_second_stage_tokens, report)
+    if report.num_trajectories == 0 and report.ok:  # (an empty list was reported above)
+        report.error("the submission holds no trajectories")
     return report

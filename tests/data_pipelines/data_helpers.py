@@ -34,3 +34,22 @@ def write_log(path: Path, frames: Any) -> Path:
     with path.open("wb") as handle:
         pickle.dump(frames, handle)
     return path
+
+
+class _RunsCommand:
+    """Pickles as a call of ``os.system``: what a malicious file would contain."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (self.command,)
+
+
+def code_running_pickle(marker: Path, wrap=lambda payload: [{"token": payload}]) -> bytes:
+    """Pickle bytes that, loaded with plain ``pickle.load``, create the file `marker` (via ``os.system``).
+
+    `wrap` places the payload inside the shape of the format under test."""
+    return pickle.dumps(wrap(_RunsCommand(f"touch {marker}")))

@@ -103,3 +103,94 @@ def test_round_trip_through_yaml(tmp_path):
     path = save_config(cfg, tmp_path / "cfg.yaml")
     assert load_config(Outer, path) == cfg
     assert config_to_dict(cfg)["mode"] == "slow"
+
+
+# ------------------------------------------------------------------ declared ranges, help, command line
+
+from typing import Annotated  # noqa: E402
+
+from data_pipelines.configuration import (  # noqa: E402
+    REQUIRED, NonNegativeInt, PositiveFloat, Range, check_ranges, field_help, parse_command_line,
+)
+
+
+@dataclass(frozen=True)
+class Ranged:
+    """A section with declared limits."""
+
+    steps: NonNegativeInt = 3  # optimizer steps
+    lr: PositiveFloat = 1e-3  # learning rate
+    quality: Annotated[int, Range(low=1, high=95)] = 90
+    """JPEG quality of the images."""
+    offsets: tuple[Annotated[float, Range(low=-2.0, high=2.0)], ...] = (0.0,)  # lateral offsets
+    limit: Optional[NonNegativeInt] = None  # keep only the first N
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command with a required key, a section and a list of bare arguments."""
+
+    name: Annotated[str, REQUIRED] = ""  # run name
+    dry_run: bool = False  # only print what would run
+    files: tuple[str, ...] = ()  # input files
+    ranged: Ranged = Ranged()
+
+
+@pytest.mark.parametrize("override, key", [
+    ("steps=-1", "steps"), ("lr=0", "lr"), ("lr=-1e-3", "lr"), ("lr=nan", "lr"), ("lr=inf", "lr"),
+    ("quality=96", "quality"), ("offsets=[0,2.5]", "offsets"), ("limit=-3", "limit"),
+])
+def test_declared_ranges_are_checked_when_the_config_loads(override, key):
+    with pytest.raises(ConfigError) as err:
+        load_config(Ranged, overrides=[override])
+    assert err.value.key == key and repr(key) in str(err.value)
+
+
+def test_ranges_accept_their_bounds_nan_is_refused_everywhere_and_files_are_checked(tmp_path):
+    cfg = load_config(Ranged, overrides=["steps=0", "quality=95", "offsets=[-2,2]", "limit=null"])
+    assert cfg.steps == 0 and cfg.quality == 95 and cfg.offsets == (-2.0, 2.0) and cfg.limit is None
+    with pytest.raises(ConfigError, match="'inner.lr' must be a number, got NaN"):
+        load_config(Outer, overrides=["inner.lr=.nan"])
+    (tmp_path / "bad.yaml").write_text("ranged:\n  steps: -4\n")
+    with pytest.raises(ConfigError, match="bad.yaml: key 'ranged.steps' must be >= 0, got -4"):
+        load_config(Command, tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="'quality' must be in \\[1, 95\\]"):
+        check_ranges(Ranged(quality=0))
+
+
+def test_help_comes_from_the_field_definitions():
+    docs = field_help(Ranged)
+    assert docs["steps"] == "optimizer steps" and docs["quality"] == "JPEG quality of the images."
+    assert field_help(Command)["ranged"] == "A section with declared limits."
+
+
+def test_command_line_mixes_flags_overrides_and_bare_arguments(tmp_path):
+    argv = ["a.txt", "--dry-run", "name=x", "--ranged.steps", "5", "b.txt", "--ranged.lr=0.5", "--go"]
+    cfg, cli = parse_command_line(Command, argv, positional="files", switches={"--go": "start"})
+    assert cfg == Command(name="x", dry_run=True, files=("a.txt", "b.txt"), ranged=Ranged(steps=5, lr=0.5))
+    assert cli.switches == {"go": True}
+    assert parse_command_line(Command, ["name=x", "--no-dry-run"])[0].dry_run is False
+    with pytest.raises(ConfigError, match="missing required key.*name"):
+        parse_command_line(Command, ["--dry-run"])
+    with pytest.raises(ConfigError, match="'--gone' is neither a flag"):
+        parse_command_line(Command, ["name=x", "--gone"])
+    with pytest.raises(ConfigError, match="'stray' is not key=value"):
+        parse_command_line(Command, ["name=x", "stray"])
+    with pytest.raises(ConfigError, match="'ranged.steps' must be >= 0"):
+        parse_command_line(Command, ["name=x", "--ranged.steps", "-1"])
+
+
+def test_help_and_print_config(tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        parse_command_line(Command, ["--help"], prog="cmd")
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "  ranged.steps (int, >= 0) = 3  optimizer steps" in text
+    assert "  ranged.quality (int, in [1, 95]) = 90  JPEG quality of the images." in text
+    assert "  name (str, required) = ''  run name" in text and "  ranged.*  A section with declared limits." in text
+    with pytest.raises(SystemExit):
+        parse_command_line(Command, ["name=y", "ranged.offsets=[1,-1]", "--print-config"])
+    printed = capsys.readouterr().out
+    assert "steps: 3  # int, >= 0; optimizer steps" in printed
+    (tmp_path / "printed.yaml").write_text(printed)
+    assert load_config(Command, tmp_path / "printed.yaml") == Command(name="y", ranged=Ranged(offsets=(1.0, -1.0)))

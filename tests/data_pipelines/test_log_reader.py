@@ -193,3 +193,37 @@ def test_lidar_pcd_errors(tmp_path):
     broken.write_bytes(_pcd_header(3, "binary") + struct.pack("<f", 1.0))
     with pytest.raises(SensorFileError, match="malformed PCD"):
         load_lidar_pcd(broken)
+
+
+@pytest.mark.parametrize("key, position", [
+    ("ego2global_translation", 0), ("ego2global_rotation", 2), ("ego_dynamic_state", 1),
+])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_ego_values_name_file_frame_and_key(tmp_path, one_log, key, position, bad):
+    frames = copy.deepcopy(one_log)
+    value = np.array(frames[3][key], dtype=np.float64)
+    value[position] = bad
+    frames[3][key] = value
+    with pytest.raises(LogFileError, match=rf"bad\.pkl, frame 3, key '{key}': contains NaN or inf.*"
+                                           rf"frame token {frames[3]['token']}") as info:
+        load_log(write_log(tmp_path / "bad.pkl", frames))
+    assert (info.value.frame_index, info.value.key) == (3, key)
+
+
+def test_zero_quaternion_is_rejected(tmp_path, one_log):
+    frames = copy.deepcopy(one_log)
+    frames[0]["ego2global_rotation"] = np.zeros(4)
+    with pytest.raises(LogFileError, match=r"frame 0, key 'ego2global_rotation': quaternion is all zeros"):
+        load_log(write_log(tmp_path / "bad.pkl", frames))
+
+
+def test_non_finite_annotation_box_names_the_box(tmp_path, one_log):
+    frames = copy.deepcopy(one_log)
+    index = next(i for i, frame in enumerate(frames) if len(frame["anns"]["gt_names"]) > 1)
+    boxes = np.array(frames[index]["anns"]["gt_boxes"], dtype=np.float64)
+    boxes[1, 6] = np.nan
+    frames[index]["anns"]["gt_boxes"] = boxes
+    track = frames[index]["anns"]["track_tokens"][1]
+    with pytest.raises(LogFileError, match=rf"frame {index}, key 'anns.gt_boxes': box 1 \(track token '{track}'\) "
+                                           r"contains NaN or inf"):
+        load_log(write_log(tmp_path / "bad.pkl", frames))

@@ -125,3 +125,40 @@ def test_from_split_with_data_paths(golden_dir, tmp_path, loader):
     split_loader = SceneLoader.from_split(split_path, DataPaths.from_env(golden_dir, environ={}))
     assert split_loader.tokens == loader.tokens[:3]
     assert split_loader.sensor_blobs_path == golden_dir / "sensor_blobs" / "synthetic_public"
+
+
+@pytest.fixture()
+def logs_with_one_bad(golden_logs_dir, golden_logs, tmp_path):
+    """Three golden logs; the second has a NaN ego position in frame 5, the third is not a pickle."""
+    names = sorted(golden_logs)[:3]
+    folder = tmp_path / "logs"
+    write_log(folder / f"{names[0]}.pkl", golden_logs[names[0]])
+    frames = copy.deepcopy(golden_logs[names[1]])
+    frames[5]["ego2global_translation"] = np.array([np.nan, 0.0, 0.0])
+    write_log(folder / f"{names[1]}.pkl", frames)
+    (folder / f"{names[2]}.pkl").write_bytes(b"not a pickle")
+    return folder, names
+
+
+def test_an_unreadable_log_is_an_error_by_default(logs_with_one_bad):
+    folder, names = logs_with_one_bad
+    with pytest.raises(LogFileError, match=rf"{names[1]}\.pkl, frame 5, key 'ego2global_translation'"):
+        SceneLoader(folder, None, SceneFilter(frame_interval=1))
+
+
+def test_unreadable_logs_can_be_recorded_and_the_rest_loaded(logs_with_one_bad, loader):
+    folder, names = logs_with_one_bad
+    per_log = loader.get_tokens_list_per_log()
+    wanted = per_log[names[0]][:2] + per_log[names[1]][:2] + per_log[names[2]][:1]
+    recording = SceneLoader(folder, None, SceneFilter(frame_interval=1, tokens=wanted), record_unreadable_logs=True)
+    assert recording.tokens == per_log[names[0]][:2]
+    assert sorted(recording.unreadable_logs) == names[1:]
+    assert recording.unreadable_tokens[:2] == per_log[names[1]][:2]  # read without validation
+    assert recording.get_log_name(per_log[names[1]][0]) == names[1]
+    with pytest.raises(LogFileError, match=rf"{names[1]}\.pkl, frame 5"):
+        recording.get_scene_frame_dicts(per_log[names[1]][0])
+    lost = per_log[names[2]][0]  # its log is no pickle: the token is attributed to the unreadable logs
+    with pytest.raises(LogFileError, match=rf"scene {lost} is in none of the readable logs; unreadable: .*"
+                                           rf"{names[2]}\.pkl: cannot unpickle"):
+        recording.get_agent_input_from_token(lost)
+    assert recording.missing_tokens == []

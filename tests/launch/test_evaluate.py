@@ -19,7 +19,7 @@ def env(world, monkeypatch):
 def test_one_command_writes_csv_tables_two_stage_and_pngs(env, checkpoint, tmp_path, capsys):
     evaluate = load_launch_script("evaluate")
     out = tmp_path / "eval"
-    args = ["--checkpoint", str(checkpoint), "--omega", "0,1", "--num-steps", "1", "--metrics", "v1,v2",
+    args = ["--checkpoint", str(checkpoint), "--omegas", "0,1", "--num-steps", "1", "--metrics", "v1,v2",
             "--baselines", "constant_velocity,human,il", "--max-scenes", "3", "--batch-size", "2",
             "--report-worst", "1", "--report-sample", "1", "--output-dir", str(out), "--no-progress"]
     assert evaluate.main(args) == 0
@@ -53,7 +53,7 @@ def test_one_command_writes_csv_tables_two_stage_and_pngs(env, checkpoint, tmp_p
 def test_bfloat16_checkpoint_evaluates_without_failed_rows(env, bf16_checkpoint, tmp_path, dtype):
     evaluate = load_launch_script("evaluate")
     out = tmp_path / "eval"
-    assert evaluate.main(["--checkpoint", str(bf16_checkpoint), "--dtype", dtype, "--omega", "0,1", "--num-steps",
+    assert evaluate.main(["--checkpoint", str(bf16_checkpoint), "--dtype", dtype, "--omegas", "0,1", "--num-steps",
                           "1", "--metrics", "v1", "--baselines", "il", "--max-scenes", "2", "--two-stage", "off",
                           "--report-worst", "0", "--report-sample", "0", "--output-dir", str(out),
                           "--no-progress"]) == 0
@@ -67,3 +67,29 @@ def test_unknown_split_is_a_clear_error(env, tmp_path):
     with pytest.raises(Exception, match="no_such_split"):
         evaluate.main(["--split", "no_such_split", "--baselines", "constant_velocity",
                        "--output-dir", str(tmp_path), "--no-progress"])
+
+
+def test_flags_and_key_value_are_one_grammar_and_help_lists_every_key(capsys):
+    import dataclasses
+
+    from data_pipelines.configuration import ConfigError
+    from navsim_eval.evaluation import EvaluationConfig
+
+    evaluate = load_launch_script("evaluate")
+    as_flags = evaluate.parse_args(["--checkpoint", "ckpt", "--omegas", "0,1", "--baselines", "", "--no-progress",
+                                    "--max-scenes=3", "--two-stage", "off"])
+    as_keys = evaluate.parse_args(["checkpoint=ckpt", "omegas=[0,1]", "baselines=[]", "progress=false",
+                                   "max_scenes=3", "two_stage=off"])
+    assert as_flags == as_keys
+    assert as_keys.omegas == (0.0, 1.0) and as_keys.baselines == () and as_keys.progress is False
+    with pytest.raises(ConfigError, match="'num_samples' must be >= 1"):
+        evaluate.parse_args(["num_samples=0"])
+    with pytest.raises(ConfigError, match="'two_stage' must be one of"):
+        evaluate.parse_args(["--two-stage", "maybe"])
+    with pytest.raises(SystemExit) as done:
+        evaluate.parse_args(["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    for f in dataclasses.fields(EvaluationConfig):
+        line = next(line for line in text.splitlines() if line.startswith(f"  {f.name} ("))
+        assert ") = " in line and len(line.split(") = ", 1)[1].split("  ", 1)) == 2, line  # default and help

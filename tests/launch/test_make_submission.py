@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from navsim_eval.submission import load_submission, write_submission
+from navsim_eval.submission import UnsafePickleError, load_submission, write_submission
+from tests.data_pipelines.data_helpers import code_running_pickle
 from tests.launch.conftest import load_launch_script
 
 META = ["--method", "DIPOLE", "--repo-url", "https://example.org/dipole", "--authors", "A. Author",
@@ -84,6 +85,19 @@ def test_validate_fails_with_a_clear_report(script, tmp_path, capsys):
     assert "RESULT: FAIL" in report and dropped in report and "missing" in report
 
 
+def test_validate_and_merge_refuse_a_code_running_pickle(script, tmp_path, capsys):
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil" / "submission.pkl"
+    evil.parent.mkdir()
+    evil.write_bytes(code_running_pickle(marker, wrap=lambda payload: {"predictions": [{"tok": payload}]}))
+    capsys.readouterr()
+    assert script.main(["validate", str(evil)]) == 1
+    assert f"submission file {evil}: references" in capsys.readouterr().out
+    with pytest.raises(UnsafePickleError, match=r"submission\.pkl: references .*system"):
+        script.main(["merge", str(evil), str(evil), "--out", str(tmp_path / "merged")])
+    assert not marker.exists()
+
+
 def test_write_from_incomplete_results_names_the_missing_tokens(script, tmp_path):
     from navsim_eval.evaluation.results import Variant, make_row, write_rows
 
@@ -110,3 +124,23 @@ def test_validate_against_a_split_yaml_whose_logs_are_not_on_disk(script, tmp_pa
     capsys.readouterr()
     assert script.main(["validate", str(bad), *args]) == 1
     assert tokens[1] in capsys.readouterr().out
+
+
+def test_commands_read_the_config_grammar_and_name_missing_keys(script, capsys):
+    from data_pipelines.configuration import ConfigError
+
+    config = script.parse_args(["write", "planner=human", "method=M", "repo_url=https://x", "authors=A",
+                                "--email", "e@x", "--institution", "I", "--country", "C", "--out", "o", "seeds=[1,2]"])
+    assert config.planner == "human" and config.seeds == (1, 2) and config.country == "C"
+    merge = script.parse_args(["merge", "a.pkl", "b.pkl", "--out", "m"])
+    assert merge.files == ("a.pkl", "b.pkl") and merge.out == "m"
+    assert script.parse_args(["validate", "s.pkl", "--format", "v2"]).file == "s.pkl"
+    with pytest.raises(ConfigError, match="missing required key.*repo_url"):
+        script.parse_args(["write", "--method", "M", "--out", "o"])
+    with pytest.raises(ConfigError, match="'planner' must be one of"):
+        script.parse_args(["write", "--planner", "oracle"])
+    with pytest.raises(SystemExit) as done:
+        script.parse_args(["write", "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "  method (str, required) = ''" in text and "  omega (float, finite) = 1.0  guidance strength" in text

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from navsim_eval.names import SCORE_SHORT_NAME, short_name
 from navsim_eval.pdm.errors import ScoringError
 from navsim_eval.pdm.metric_cache import MetricCacheStore
 from navsim_eval.pdm.scorer import score_trajectories
@@ -14,6 +21,7 @@ from navsim_eval.reward import PDMReward
 from tests.navsim_eval.pdm.scorer_golden import candidate_poses, golden_cache, scenes_info
 
 NAMES = ["human", "accelerate", "brake", "swerve_oncoming"]
+WORKER_EXIT_TIMEOUT_S = 5.0  # "within a few seconds" of the parent's death
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +45,8 @@ def test_reward_matches_scorer_and_flags_invalid(golden_dir, scenes, version):
         expected = score_trajectories(caches[token], poses[b][ok], version)
         np.testing.assert_allclose(result.scores[b][ok], expected.score)
         for name, values in expected.metrics.items():
-            np.testing.assert_allclose(result.sub_metrics[name][b][ok], values)
-    assert "score" in result.sub_metrics
+            np.testing.assert_allclose(result.sub_metrics[short_name(name, version)][b][ok], values)
+    assert SCORE_SHORT_NAME[version] in result.sub_metrics
 
 
 def test_reward_from_cache_folder_in_worker_processes(golden_dir, scenes, tmp_path):
@@ -67,18 +75,62 @@ def test_reward_rejects_bad_shapes():
 
 def test_reward_over_a_split_rebuilds_stale_caches(golden_dir, scenes, tmp_path):
     from data_pipelines.maps import DEFAULT_MAP_VERSION
-    from navsim_eval.reward import _SplitBuilder, _StoreProvider
+    from navsim_eval.pdm.metric_cache import MetricCacheProvider
     from tests.navsim_eval.pdm.golden_cache import golden_loader
 
     stale = copy.copy(golden_cache(golden_dir, scenes[0], "v1"))  # the golden cache is shared between tests
     stale.source_fingerprint = {**stale.source_fingerprint, "scene": "built from an older log"}
     store = MetricCacheStore(tmp_path)
     store.save(stale)
-    builder = _SplitBuilder(golden_loader(golden_dir), golden_dir / "maps", DEFAULT_MAP_VERSION, "v1")
-    reward = PDMReward(_StoreProvider(tmp_path, builder), version="v1")
+    provider = MetricCacheProvider("v1", golden_loader(golden_dir), maps_root=golden_dir / "maps",
+                                   map_version=DEFAULT_MAP_VERSION, store=tmp_path)
+    reward = PDMReward(provider, version="v1")
     poses = candidate_poses(golden_dir, scenes[0], NAMES)[None]
     result = reward([scenes[0]], poses)
     assert result.valid.all()
-    fresh = store.load(scenes[0], builder.fingerprint(builder.scene(scenes[0])))
+    fresh = store.load(scenes[0], provider.expected_fingerprint(provider.scene(scenes[0])))
     assert fresh.source_fingerprint["scene"] != "built from an older log"
     np.testing.assert_allclose(result.scores[0], score_trajectories(fresh, poses[0], "v1").score)
+
+
+PARENT_SCRIPT = """
+import os, sys, time
+from navsim_eval.reward import PDMReward
+
+reward = PDMReward({}, version="v1", num_workers=2)
+pool = reward._executor()
+pids = set()
+while len(pids) < 2:  # until both workers have answered
+    pids |= {f.result() for f in [pool.submit(os.getpid) for _ in range(8)]}
+print(" ".join(map(str, sorted(pids))), flush=True)
+time.sleep(600)
+"""
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
+def test_reward_workers_exit_when_their_parent_is_killed():
+    repo_root = Path(__file__).resolve().parents[2]
+    parent = subprocess.Popen([sys.executable, "-c", PARENT_SCRIPT], cwd=repo_root, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(repo_root)})
+    try:
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2 and all(_running(pid) for pid in workers)
+    finally:
+        parent.kill()  # SIGKILL: no cleanup code of the parent runs
+        parent.wait()
+    deadline = time.monotonic() + WORKER_EXIT_TIMEOUT_S
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [pid for pid in workers if _running(pid)]
+    for pid in survivors:  # do not leave them behind if the assertion fails
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import re
 import pickle
 import shutil
 import sys
@@ -16,6 +17,7 @@ import pytest
 from navsim_eval import score as cli
 from navsim_eval.pdm.metric_cache import MetricCacheStore
 from navsim_eval.scoring import COLUMNS, ScoringConfig, ScoringService, load_trajectories, summarize
+from tests.data_pipelines.data_helpers import code_running_pickle
 from tests.navsim_eval.pdm.scorer_golden import golden_rows, scenes_info, trajectories
 
 
@@ -139,6 +141,55 @@ def test_submission_pickles_load_without_the_devkit(tmp_path):
     np.testing.assert_array_equal(loaded["tok"]["trajectory"], np.arange(24).reshape(8, 3))
     assert list(load_trajectories(tmp_path / "v2.pkl")["tok"]) == ["trajectory"]
     assert list(load_trajectories(tmp_path / "multi.pkl")["tok"]) == ["prediction_0", "prediction_1"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ({}, "holds no trajectories"), ({"predictions": [{}]}, "holds no trajectories"),
+    ({"tok": {}}, "token\\(s\\) with no trajectories: tok"),
+])
+def test_cli_rejects_a_trajectory_file_without_trajectories(tmp_path, capsys, content, message):
+    path = tmp_path / "trajectories.json"
+    path.write_text(json.dumps(content))
+    code = cli.main(["--logs", str(tmp_path), "--maps-root", str(tmp_path), "--trajectories", str(path),
+                     "--metric", "v1", "--out", str(tmp_path / "out.csv")])
+    assert code == cli.EXIT_USAGE
+    assert re.search(f"trajectory file {path}: {message}", capsys.readouterr().err)
+
+
+def test_unreadable_logs_are_named_in_the_rows_of_their_tokens(golden_dir, tmp_path, capsys):
+    info = scenes_info(golden_dir)["logs"]
+    names = list(info)[:2]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    source = golden_dir / "navsim_logs" / "synthetic_public"
+    frames = pickle.loads((source / f"{names[0]}.pkl").read_bytes())
+    frames[5]["ego2global_translation"] = np.array([np.inf, 0.0, 0.0])
+    (logs / f"{names[0]}.pkl").write_bytes(pickle.dumps(frames))
+    (logs / f"{names[1]}.pkl").write_bytes((source / f"{names[1]}.pkl").read_bytes()[:500])  # truncated
+    path = tmp_path / "trajectories.json"
+    path.write_text(json.dumps({info[name]["tokens"][0]: [[1.0, 0.0, 0.0]] * 8 for name in names}))
+    out = tmp_path / "scores.csv"
+    status = cli.main(["--logs", str(logs), "--maps-root", str(golden_dir / "maps"), "--trajectories", str(path),
+                       "--metric", "v1", "--out", str(out)])
+    assert status == cli.EXIT_FAILURES
+    errors = {row["token"]: row["error"] for row in _read_csv(out)}
+    assert f"{names[0]}.pkl, frame 5, key 'ego2global_translation': contains NaN or inf" in errors[
+        info[names[0]]["tokens"][0]]
+    lost = errors[info[names[1]]["tokens"][0]]
+    assert "is in none of the readable logs" in lost and f"{names[1]}.pkl: cannot unpickle" in lost
+    assert "unknown token" not in lost
+
+
+def test_cli_refuses_a_code_running_trajectory_file(tmp_path, capsys):
+    marker = tmp_path / "ran"
+    evil = tmp_path / "trajectories.pkl"
+    evil.write_bytes(code_running_pickle(marker, wrap=lambda payload: {"tok": payload}))
+    code = cli.main(["--logs", str(tmp_path), "--maps-root", str(tmp_path), "--trajectories", str(evil),
+                     "--metric", "v1", "--out", str(tmp_path / "out.csv")])
+    assert code == cli.EXIT_USAGE
+    assert not marker.exists()
+    message = capsys.readouterr().err
+    assert f"trajectory file {evil}: references" in message and "system" in message
 
 
 def test_official_backend_gives_a_clear_error_without_the_devkit(tmp_path):

@@ -1,18 +1,55 @@
-"""Model presets: YAML twins, overrides, and real-preset sizes from configs on the meta device."""
+"""Model presets: the shipped YAML files, overrides (strings and the training config's mapping), and
+real-preset sizes from configs on the meta device."""
+
+import fnmatch
+import tomllib
+from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from vla import DipoleVLA, DipoleVLAConfig, ModelConfigError
-from vla.presets import CONFIG_DIR, PRESETS, REAL_PRESETS, build_config, preset_dict
+from vla.presets import PRESET_DIR, REAL_PRESETS, TINY_PRESETS, build_config, list_presets, preset_dict
+
+REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", list(PRESETS))
-def test_yaml_twin_matches_the_preset(name):
-    path = CONFIG_DIR / f"{name}.yaml"
-    assert yaml.safe_load(path.read_text()) == preset_dict(name)
+@pytest.mark.parametrize("name", list_presets())
+def test_every_preset_yaml_builds_by_name_and_by_path(name):
+    path = PRESET_DIR / f"{name}.yaml"
+    assert preset_dict(name)["preset"] == name
     assert build_config(path).to_dict()["head"] == build_config(name).to_dict()["head"]
+
+
+def test_presets_ship_inside_the_package_as_the_only_copy():
+    assert set(TINY_PRESETS) == {"tiny-florence2", "tiny-hf-vlm", "tiny-timm-lm"}
+    assert set(REAL_PRESETS) == {"florence2-large", "internvl3-1b", "siglip-qwen2.5-0.5b"}
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    patterns = package_data.get("*", []) + package_data.get("vla.presets", [])
+    assert (PRESET_DIR / "__init__.py").is_file()  # a package, so its *.yaml files are package data
+    for path in PRESET_DIR.glob("*.yaml"):
+        assert any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns), path.name
+    assert not (REPO / "configs" / "model").exists()
+
+
+def test_training_config_overrides_mapping_reaches_the_model(tmp_path):
+    """``model.overrides.head.depth=1`` arrives as a nested mapping and builds the trainer's model."""
+    from accelerate import Accelerator
+
+    from data_pipelines.configuration import load_config
+    from tests.vla.training.helpers import make_items
+    from vla.training import TrainConfig, Trainer
+
+    torch.set_num_threads(1)
+    cfg = load_config(TrainConfig, None, [
+        f"output_dir={tmp_path}", "stages=[il]", "il.steps=1", "il.batch_size=2", "eval.enabled=false",
+        "tensorboard=false", "progress_bars=false", "model.preset=tiny-florence2", "model.overrides.head.depth=1",
+        "model.overrides.diffusion.sampler=ddim"])
+    assert cfg.model.overrides == {"head": {"depth": 1}, "diffusion": {"sampler": "ddim"}}
+    Trainer(cfg, Accelerator(cpu=True), make_items(4, seed=1)).run()
+    trained = DipoleVLA.from_pretrained(tmp_path / "il_model")
+    assert trained.config.head_settings.depth == 1 and trained.config.diffusion_settings.sampler == "ddim"
+    assert build_config("tiny-florence2", {"head.depth": 3}).head_settings.depth == 3
 
 
 def test_overrides_and_unknown_keys():
@@ -24,6 +61,8 @@ def test_overrides_and_unknown_keys():
         build_config("tiny-florence2", overrides=["head.num_heads=5"])
     with pytest.raises(ModelConfigError, match="preset"):
         build_config("no-such-preset")
+    with pytest.raises(ModelConfigError, match="key=value"):
+        build_config("tiny-florence2", overrides=["head.depth"])
     assert isinstance(build_config("tiny-hf-vlm"), DipoleVLAConfig)
 
 

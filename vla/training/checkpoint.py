@@ -1,27 +1,37 @@
-"""Atomic, resumable checkpoints.
+"""Crash-safe, verifiable, resumable checkpoints.
 
-Layout of ``<output_dir>/checkpoints/ckpt-<global step>/``::
+Layout of ``<output_dir>/checkpoints/ckpt-<global step>[.<version>]/``::
 
-    accelerate/              accelerator.save_state: model (incl. both adapters), optimizer, scheduler, RNG
+    accelerate/              accelerator.save_state: model (incl. both adapters), optimizer, RNG
                              (DeepSpeed: its own sharded checkpoint)
     trainer_state.json       stage, round, step, compatibility fingerprint
     rollout_buffer_rank<i>.npz   the current round's buffer of process i (DIPOLE / EWR stages)
-    COMPLETE                 written last, before the rename
+    <extra files>            written by the callbacks given to ``CheckpointWriter.save`` (e.g. the scheduler)
+    COMPLETE                 manifest (every file's relative path and size), written last
 
-Every process writes into ``.tmp-ckpt-<step>``; after a barrier the main process fsyncs and renames it to its
-final name, so a kill at any moment leaves the previous complete checkpoint loadable.
+Every process writes into ``.tmp-ckpt-<step>``; after a barrier the main process writes the extra files and
+the state, fsyncs every file, writes the manifest, fsyncs it and renames the folder to its final name: a
+checkpoint is visible only when every file of it is on disk. Writing a step that already has a checkpoint
+creates the next version (``ckpt-<step>.1``) and removes the older one only afterwards, so a kill never
+destroys the only loadable copy. ``--resume`` takes the newest checkpoint whose files all match the manifest
+(:func:`verify_checkpoint`) and logs every newer one it skips, with the reason.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
+import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Mapping, Optional
 
-from vla.training.errors import IncompatibleCheckpointError, NoCheckpointError
+from vla.training.errors import CorruptCheckpointError, IncompatibleCheckpointError, NoCheckpointError
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINTS_DIRNAME = "checkpoints"
 STATE_FILENAME = "trainer_state.json"
@@ -29,6 +39,12 @@ COMPLETE_MARKER = "COMPLETE"
 ACCELERATE_DIRNAME = "accelerate"
 PREFIX = "ckpt-"
 TMP_PREFIX = ".tmp-ckpt-"
+_NAME = re.compile(rf"^{re.escape(PREFIX)}(\d+)(?:\.(\d+))?$")
+REQUIRED_ENTRIES = (STATE_FILENAME, ACCELERATE_DIRNAME)
+"""Entries every checkpoint has (also those written before manifests existed)."""
+
+FileWriter = Callable[[Path], None]
+"""Writes one extra file of a checkpoint to the given path (called on the main process only)."""
 
 
 @dataclass
@@ -58,14 +74,18 @@ def checkpoints_dir(output_dir: Path) -> Path:
     return Path(output_dir) / CHECKPOINTS_DIRNAME
 
 
+def _fsync_file(path: Path) -> None:
+    fd = os.open(str(path), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _fsync_tree(root: Path) -> None:
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync_file(Path(dirpath) / name)
         _fsync_dir(Path(dirpath))
 
 
@@ -77,27 +97,100 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _manifest(root: Path) -> dict[str, int]:
+    """Relative path -> size of every file below `root`."""
+    return {p.relative_to(root).as_posix(): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _version_key(path: Path) -> Optional[tuple[int, int]]:
+    match = _NAME.match(path.name)
+    return (int(match.group(1)), int(match.group(2) or 0)) if match else None
+
+
 def list_checkpoints(output_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
+    """Checkpoints marked complete, oldest first (by step, then version); not yet verified."""
     root = checkpoints_dir(output_dir)
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.name.startswith(PREFIX) and (p / COMPLETE_MARKER).is_file()]
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+    found = [p for p in root.iterdir() if _version_key(p) is not None and (p / COMPLETE_MARKER).is_file()]
+    return sorted(found, key=_version_key)
+
+
+def _check_safetensors(path: Path, ckpt: Path) -> None:
+    """The header of a safetensors file parses and its tensors end inside the file."""
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as handle:
+            (header_size,) = struct.unpack("<Q", handle.read(8))
+            if header_size > size - 8:
+                raise ValueError(f"header of {header_size} bytes in a file of {size}")
+            header = json.loads(handle.read(header_size))
+        end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
+    except (struct.error, ValueError, KeyError, TypeError, IndexError) as error:
+        raise CorruptCheckpointError(ckpt, path, f"unreadable safetensors header ({error})") from error
+    if 8 + header_size + end > size:
+        raise CorruptCheckpointError(ckpt, path, f"truncated: tensors end at byte {8 + header_size + end}, "
+                                                 f"file has {size}")
+
+
+def verify_checkpoint(ckpt: Path) -> None:
+    """Raise CorruptCheckpointError naming the file when any file of the manifest is missing, has another
+    size than written, or (state, safetensors) does not parse."""
+    ckpt = Path(ckpt)
+    marker = ckpt / COMPLETE_MARKER
+    try:
+        text = marker.read_text()
+    except OSError as error:
+        raise CorruptCheckpointError(ckpt, marker, f"unreadable ({error})") from error
+    if text.strip() == "ok":  # written before manifests existed: the required entries are all we know
+        files: dict[str, int] = {}
+    else:
+        try:
+            files = dict(json.loads(text)["files"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise CorruptCheckpointError(ckpt, marker, f"unreadable manifest ({error})") from error
+    for entry in REQUIRED_ENTRIES:
+        if not (ckpt / entry).exists():
+            raise CorruptCheckpointError(ckpt, ckpt / entry, "missing")
+    for name, size in files.items():
+        path = ckpt / name
+        if not path.is_file():
+            raise CorruptCheckpointError(ckpt, path, "missing")
+        actual = path.stat().st_size
+        if actual != size:
+            raise CorruptCheckpointError(ckpt, path, f"{actual} bytes, {size} were written (truncated or altered)")
+        if path.suffix == ".safetensors":
+            _check_safetensors(path, ckpt)
+    read_state(ckpt)
 
 
 def latest_checkpoint(output_dir: Path) -> Path:
+    """The newest checkpoint that verifies; each newer one that does not is logged with the reason."""
     ckpts = list_checkpoints(output_dir)
-    if not ckpts:
-        raise NoCheckpointError(f"--resume: no complete checkpoint under {checkpoints_dir(output_dir)}")
-    return ckpts[-1]
+    skipped = []
+    for ckpt in reversed(ckpts):
+        try:
+            verify_checkpoint(ckpt)
+        except CorruptCheckpointError as error:
+            logger.warning("--resume: skipping checkpoint %s: %s", ckpt.name, error)
+            skipped.append(str(error))
+            continue
+        if skipped:
+            logger.warning("--resume: using %s, the newest checkpoint that verifies", ckpt)
+        return ckpt
+    reasons = "".join(f"\n  {reason}" for reason in skipped)
+    raise NoCheckpointError(f"--resume: no complete and readable checkpoint under {checkpoints_dir(output_dir)}"
+                            + reasons)
 
 
 def read_state(ckpt: Path) -> TrainerState:
     path = Path(ckpt) / STATE_FILENAME
     if not path.is_file():
-        raise NoCheckpointError(f"checkpoint {ckpt} has no {STATE_FILENAME}")
-    return TrainerState.from_json(path.read_text())
+        raise CorruptCheckpointError(ckpt, path, "missing")
+    try:
+        return TrainerState.from_json(path.read_text())
+    except (ValueError, TypeError, UnicodeDecodeError) as error:
+        raise CorruptCheckpointError(ckpt, path, f"unreadable ({type(error).__name__}: {error})") from error
 
 
 def check_compatible(ckpt: Path, state: TrainerState, fingerprint: dict[str, Any]) -> None:
@@ -112,16 +205,19 @@ def check_compatible(ckpt: Path, state: TrainerState, fingerprint: dict[str, Any
 
 
 class CheckpointWriter:
-    """Writes checkpoints atomically from every process of an accelerate run."""
+    """Writes checkpoints crash-safely from every process of an accelerate run."""
 
     def __init__(self, accelerator, output_dir: Path, keep: int = 2):
         self.accelerator = accelerator
         self.root = checkpoints_dir(output_dir)
         self.keep = max(1, keep)
 
-    def save(self, state: TrainerState, buffer=None) -> Path:
+    def save(self, state: TrainerState, buffer=None, extra_files: Optional[Mapping[str, FileWriter]] = None) -> Path:
+        """Write a checkpoint of every process; `extra_files` (name -> writer, main process) are part of it.
+
+        Nothing may be written into the returned folder afterwards: it is complete when it appears.
+        """
         acc = self.accelerator
-        final = self.root / f"{PREFIX}{state.global_step:08d}"
         tmp = self.root / f"{TMP_PREFIX}{state.global_step:08d}"
         if acc.is_main_process:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -132,20 +228,37 @@ class CheckpointWriter:
         acc.save_state(str(tmp / ACCELERATE_DIRNAME))
         if buffer is not None:
             buffer.save(tmp / f"rollout_buffer_rank{acc.process_index}.npz")
+        final = self._final_name(state.global_step)  # before the barrier: every process sees the same folders
         acc.wait_for_everyone()
         if acc.is_main_process:
+            for name, write in (extra_files or {}).items():
+                write(tmp / name)
             (tmp / STATE_FILENAME).write_text(state.to_json())
-            (tmp / COMPLETE_MARKER).write_text("ok\n")
             _fsync_tree(tmp)
-            if final.exists():  # same step written twice (e.g. stage end right after a periodic save)
-                shutil.rmtree(final)
+            marker = tmp / COMPLETE_MARKER
+            marker.write_text(json.dumps({"files": _manifest(tmp)}, indent=1, sort_keys=True))
+            _fsync_file(marker)
+            _fsync_dir(tmp)
             os.replace(tmp, final)
             _fsync_dir(self.root)
-            self._prune()
+            self._prune(final)
         acc.wait_for_everyone()
         return final
 
-    def _prune(self) -> None:
+    def _final_name(self, step: int) -> Path:
+        """``ckpt-<step>``, or the next version when that step already has a checkpoint (kept until replaced)."""
+        versions = [key[1] for p in self.root.glob(f"{PREFIX}{step:08d}*")
+                    if (key := _version_key(p)) is not None and key[0] == step]
+        name = f"{PREFIX}{step:08d}" + (f".{max(versions) + 1}" if versions else "")
+        return self.root / name
+
+    def _prune(self, newest: Path) -> None:
+        """Remove same-step versions older than `newest`, checkpoints beyond `keep`, and stale temporaries."""
+        step = _version_key(newest)[0]
+        for path in self.root.iterdir():
+            key = _version_key(path)
+            if path != newest and key is not None and key[0] == step:
+                shutil.rmtree(path, ignore_errors=True)
         ckpts = list_checkpoints(self.root.parent)
         for old in ckpts[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)

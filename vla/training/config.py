@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
+from data_pipelines.configuration import (
+    FiniteFloat, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitInterval,
+)
+
 STAGES = ("il", "dipole", "ewr")
 ADVANTAGES = ("G1", "G2", "G3", "G4")
 EVAL_OMEGAS = (0.0, 0.5, 1.0, 2.0, 4.0)  # specs/dipole.md §6 step 6
@@ -22,27 +26,27 @@ EVAL_OMEGAS = (0.0, 0.5, 1.0, 2.0, 4.0)  # specs/dipole.md §6 step 6
 class ModelSection:
     """Which model to build (a ``vla.presets`` name) or which checkpoint to start from."""
 
-    preset: str = "tiny-florence2"
+    preset: str = "tiny-florence2"  # model preset name (vla/presets/<name>.yaml) or a model YAML path
     init_checkpoint: Optional[Path] = None  # start from this from_pretrained dir instead of a fresh model
     load_backbone_weights: bool = False  # real presets: backbone weights by hub id / local path
-    overrides: dict[str, Any] = field(default_factory=dict)  # forwarded to vla.presets.build_config
-    gradient_checkpointing: bool = False
+    overrides: dict[str, Any] = field(default_factory=dict)  # model config changes, e.g. model.overrides.head.depth=4
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass to save memory
 
 
 @dataclass(frozen=True)
 class DataSection:
     """Where the scenes come from. ``data_root`` None: $OPENSCENE_DATA_ROOT (real NAVSIM)."""
 
-    data_root: Optional[Path] = Path("data/synthetic")
+    data_root: Optional[Path] = Path("data/synthetic")  # dataset root; None: $OPENSCENE_DATA_ROOT
     maps_root: Optional[Path] = None  # None: $NUPLAN_MAPS_ROOT, else <data_root>/maps
     generate_synthetic: bool = True  # create a synthetic world at data_root when it is missing
-    synthetic_preset: str = "default"
-    synthetic_overrides: list[str] = field(default_factory=list)
+    synthetic_preset: str = "default"  # synthetic world preset name or YAML (when generated)
+    synthetic_overrides: list[str] = field(default_factory=list)  # key=value overrides of the synthetic world
     splits_dir: Optional[Path] = None  # None: <data_root>/splits
     train_split: str = "synthetic_train"  # a split YAML name in splits_dir, or a path
-    eval_split: str = "synthetic_test"
-    max_train_scenes: Optional[int] = None
-    max_eval_scenes: Optional[int] = None
+    eval_split: str = "synthetic_test"  # split of the final evaluation
+    max_train_scenes: Optional[NonNegativeInt] = None  # keep only the first N train scenes
+    max_eval_scenes: Optional[NonNegativeInt] = None  # keep only the first N eval scenes
     metric_cache_dir: Optional[Path] = None  # None: <output_dir>/metric_cache
     cache_agent_inputs: bool = True  # keep decoded camera images in memory (small datasets only)
 
@@ -51,35 +55,35 @@ class DataSection:
 class OptimSection:
     """AdamW with linear warmup then cosine decay (project choice)."""
 
-    lr: float = 3e-4
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    warmup_steps: int = 10
-    schedule: Literal["cosine", "constant"] = "cosine"
-    min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
-    max_grad_norm: float = 1.0
+    lr: PositiveFloat = 3e-4  # peak learning rate
+    weight_decay: NonNegativeFloat = 0.0  # AdamW decoupled weight decay
+    betas: tuple[UnitInterval, UnitInterval] = (0.9, 0.999)  # AdamW moment decay rates
+    eps: PositiveFloat = 1e-8  # AdamW denominator epsilon
+    warmup_steps: NonNegativeInt = 10  # linear warmup steps
+    schedule: Literal["cosine", "constant"] = "cosine"  # learning-rate decay after warmup
+    min_lr_ratio: UnitInterval = 0.0  # cosine floor as a fraction of lr
+    max_grad_norm: PositiveFloat = 1.0  # gradient clipping norm
 
 
 @dataclass(frozen=True)
 class ILSection:
     """Imitation warm start: denoising regression on the logged (human) trajectories (reference policy mu_0)."""
 
-    steps: int = 300
-    batch_size: int = 32  # per process, per micro-step
-    optim: OptimSection = OptimSection(lr=1e-3, warmup_steps=20)
+    steps: NonNegativeInt = 300  # optimizer steps of the warm start
+    batch_size: PositiveInt = 32  # per process, per micro-step
+    optim: OptimSection = OptimSection(lr=1e-3, warmup_steps=20)  # optimizer of the IL stage
 
 
 @dataclass(frozen=True)
 class RolloutSection:
     """How candidates are drawn from the current guided policy (specs/dipole.md §6 step 2)."""
 
-    num_candidates: int = 8  # K per scene; K >= 8 keeps the group std meaningful (§5.2)
-    omega: float = 0.0  # omega_roll; project default 0 = pi+ (§6)
-    num_steps: int = 10  # rollout denoising steps; = eval steps so mu is the evaluated sampler (HDP-RL uses 5)
-    init_noise_scale: Optional[float] = None  # T_roll; None: the model's sampler default
-    scenes_per_round: Optional[int] = None  # per round over all processes; None: the whole train split
-    batch_size: int = 32  # scenes per rollout forward
+    num_candidates: PositiveInt = 8  # K per scene; K >= 8 keeps the group std meaningful (§5.2)
+    omega: FiniteFloat = 0.0  # omega_roll; project default 0 = pi+ (§6)
+    num_steps: PositiveInt = 10  # rollout denoising steps; = eval steps so mu is the evaluated sampler (HDP-RL uses 5)
+    init_noise_scale: Optional[PositiveFloat] = None  # T_roll; None: the model's sampler default
+    scenes_per_round: Optional[PositiveInt] = None  # per round over all processes; None: the whole train split
+    batch_size: PositiveInt = 32  # scenes per rollout forward
     score_human: bool = False  # also score the logged trajectory (needed by G4 and the human-anchor option)
 
 
@@ -87,18 +91,18 @@ class RolloutSection:
 class DipoleSection:
     """DIPOLE rounds (specs/dipole.md §3, §5.2, §6) and the EWR baseline that shares the rollout machinery."""
 
-    rounds: int = 3
-    steps_per_round: int = 40
-    batch_size: int = 16  # scenes per process per micro-step (each with K candidates)
-    advantage: Literal["G1", "G2", "G3", "G4"] = "G1"
-    beta: float = 2.0  # project choice ([rl-code] uses 1.0; the NAVSIM value is unknown, §6)
-    weight_offset: float = 0.0  # k in sigmoid(beta G + k); paper formula has none (§3.7)
+    rounds: NonNegativeInt = 3  # rollout + update rounds
+    steps_per_round: PositiveInt = 40  # optimizer steps per round
+    batch_size: PositiveInt = 16  # scenes per process per micro-step (each with K candidates)
+    advantage: Literal["G1", "G2", "G3", "G4"] = "G1"  # group advantage G of specs/dipole.md §5.2
+    beta: PositiveFloat = 2.0  # project choice ([rl-code] uses 1.0; the NAVSIM value is unknown, §6)
+    weight_offset: FiniteFloat = 0.0  # k in sigmoid(beta G + k); paper formula has none (§3.7)
     normalize_weights: bool = False  # divide by the weight sum instead of the plain mean (§3.2)
-    bc_weight: float = 0.5  # BC anchor lambda on human trajectories for pi+ (§8 option (b)); project choice
+    bc_weight: NonNegativeFloat = 0.5  # BC anchor lambda on human trajectories for pi+ (§8 option (b)); project choice
     human_anchor: bool = True  # add the logged trajectory as candidate K+1 with its own score and G (§8 (a))
-    optim: OptimSection = OptimSection(lr=1e-4, warmup_steps=5)
-    rollout: RolloutSection = RolloutSection()
-    ewr_max_weight: float = 20.0  # EWR baseline: exp(beta G) clipped here (the instability §2.1 describes)
+    optim: OptimSection = OptimSection(lr=1e-4, warmup_steps=5)  # optimizer of the round updates
+    rollout: RolloutSection = RolloutSection()  # how candidates are drawn
+    ewr_max_weight: PositiveFloat = 20.0  # EWR baseline: exp(beta G) clipped here (the instability §2.1 describes)
     eval_every_round: bool = False  # evaluate on the eval split after each round, every eval omega (§6 step 6)
 
 
@@ -106,12 +110,12 @@ class DipoleSection:
 class EvalSection:
     """Closed-form evaluation on the eval split: one trajectory per scene per omega, PDM-scored."""
 
-    enabled: bool = True
-    omegas: tuple[float, ...] = EVAL_OMEGAS
-    num_steps: int = 10  # DP-VLA sampler steps (§7)
-    num_samples: int = 1
-    batch_size: int = 32
-    seed: int = 1234  # fixed initial noise so IL and DIPOLE are compared on the same draws
+    enabled: bool = True  # evaluate the IL and final policies at the end of the run
+    omegas: tuple[FiniteFloat, ...] = EVAL_OMEGAS  # guidance strengths to evaluate
+    num_steps: PositiveInt = 10  # DP-VLA sampler steps (§7)
+    num_samples: PositiveInt = 1  # trajectories per scene and omega
+    batch_size: PositiveInt = 32  # scenes per sampling forward
+    seed: NonNegativeInt = 1234  # fixed initial noise so IL and DIPOLE are compared on the same draws
 
 
 @dataclass(frozen=True)
@@ -119,29 +123,29 @@ class RewardSection:
     """PDM scoring of rollouts and evaluations (the scorer is wired in by the launch script)."""
 
     version: Literal["v1", "v2"] = "v1"  # train and report with one version (§5.2, §8)
-    num_workers: int = 2  # parallel scoring workers per process
+    num_workers: NonNegativeInt = 2  # parallel scoring workers per process
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """A whole run: which stages, the model, the data and where outputs go."""
 
-    name: str = "finetune-demo"
-    output_dir: Path = Path("outputs/finetune-demo")
-    seed: int = 0
-    stages: tuple[str, ...] = ("il", "dipole")
-    gradient_accumulation_steps: int = 1
-    log_every: int = 10
-    checkpoint_every: int = 100  # optimizer steps between checkpoints (also at every stage/round end)
-    keep_checkpoints: int = 2
-    tensorboard: bool = True
-    progress_bars: bool = True
-    stop_after_steps: Optional[int] = None  # checkpoint and stop at this global optimizer step (preemption drills)
+    name: str = "finetune-demo"  # run name (tensorboard project)
+    output_dir: Path = Path("outputs/finetune-demo")  # checkpoints, models, logs, evaluation tables
+    seed: NonNegativeInt = 0  # global seed of a fresh run
+    stages: tuple[str, ...] = ("il", "dipole")  # training stages in order: il, dipole, ewr
+    gradient_accumulation_steps: PositiveInt = 1  # micro-steps per optimizer step
+    log_every: PositiveInt = 10  # optimizer steps between log lines
+    checkpoint_every: PositiveInt = 100  # optimizer steps between checkpoints (also at every stage/round end)
+    keep_checkpoints: PositiveInt = 2  # newest checkpoints kept on disk
+    tensorboard: bool = True  # log scalars to <output_dir>/logs
+    progress_bars: bool = True  # tqdm bars on the main process
+    stop_after_steps: Optional[PositiveInt] = None  # checkpoint and stop at this global optimizer step (preemption drills)
     model: ModelSection = ModelSection()
     data: DataSection = DataSection()
     il: ILSection = ILSection()
     dipole: DipoleSection = DipoleSection()
-    ewr: DipoleSection = DipoleSection(bc_weight=0.0)  # EWR trains the base head; no anchor term
+    ewr: DipoleSection = DipoleSection(bc_weight=0.0)  # EWR baseline (dipole's fields); trains the base head, no anchor
     eval: EvalSection = EvalSection()
     reward: RewardSection = RewardSection()
 

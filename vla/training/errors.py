@@ -19,6 +19,15 @@ class IncompatibleCheckpointError(TrainingError):
         super().__init__(f"checkpoint {self.path} is incompatible with the current config ({lines})")
 
 
+class CorruptCheckpointError(TrainingError):
+    """A file of a checkpoint is missing, truncated or unreadable; ``--resume`` then falls back to an older one."""
+
+    def __init__(self, checkpoint, path, reason: str):
+        self.checkpoint = str(checkpoint)
+        self.path = str(path)
+        super().__init__(f"checkpoint file {self.path}: {reason}")
+
+
 class NoCheckpointError(TrainingError):
     """``--resume`` was asked for but the output directory holds no complete checkpoint."""
 

@@ -15,7 +15,7 @@ import torch
 
 from vla.training.data import SceneBatcher, chunks
 from vla.training.metrics import finalize, merge
-from vla.training.rewards import TABLE_COLUMNS, RewardFn
+from vla.training.rewards import RewardFn
 from vla.training.rollout import score_candidates
 
 PERCENT = 100.0  # NAVSIM tables report sub-metrics and PDMS in percent (specs/dipole.md §7.2)
@@ -75,20 +75,22 @@ def reduce_stats(accelerator, stats: Mapping[str, Mapping[str, tuple[float, floa
     """All-reduce (sum, count) pairs over processes and return means."""
     out = {}
     for label, entry in stats.items():
-        names = sorted(entry)
+        names = list(entry)  # the reward's order (the table's column order)
         if accelerator is not None and accelerator.num_processes > 1:
             obj = accelerator.gather_for_metrics([{label: dict(entry)}], use_gather_object=True)
             merged: dict = {}
             for item in obj:
                 merged = merge(merged, item[label])
             entry = merged
-            names = sorted(entry)
+            names = list(entry)
         out[label] = finalize({k: entry[k] for k in names})
     return out
 
 
-def format_table(results: Mapping[str, Mapping[str, float]], columns: Sequence[str] = TABLE_COLUMNS) -> str:
-    """Markdown table, metrics in percent."""
+def format_table(results: Mapping[str, Mapping[str, float]], columns: Optional[Sequence[str]] = None) -> str:
+    """Markdown table, metrics in percent; columns default to the reward's sub-metrics in its order."""
+    if columns is None:
+        columns = list(dict.fromkeys(k for entry in results.values() for k in entry if k != "failed"))
     header = "| policy | " + " | ".join(columns) + " | scenes failed |"
     sep = "|---|" + "---|" * (len(columns) + 1)
     rows = [header, sep]

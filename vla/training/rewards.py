@@ -1,9 +1,10 @@
-"""The reward-function contract the trainer consumes, and PDM sub-metric names.
+"""The reward-function contract the trainer consumes.
 
 The trainer never imports a scorer: any callable ``reward(tokens, poses) -> result`` works, where ``poses`` is
 (B, K, 8, 3) in each scene's current rear-axle frame and ``result`` has ``scores`` (B, K), ``sub_metrics``
-{name: (B, K)}, ``valid`` (B, K) bool and ``errors`` {token: message}. Failed scores are ``valid = False``;
-the trainer masks them and never treats them as reward 0 (specs/dipole.md §8).
+{name: (B, K)} (logged and tabulated under the names and in the order the reward gives them, its score
+included), ``valid`` (B, K) bool and ``errors`` {token: message}. Failed scores are ``valid = False``; the
+trainer masks them and never treats them as reward 0 (specs/dipole.md §8).
 """
 
 from __future__ import annotations
@@ -25,35 +26,14 @@ class RewardResultLike(Protocol):
 
 RewardFn = Callable[[Sequence[str], np.ndarray], RewardResultLike]
 
-# Official NAVSIM column names -> short names used in tables and logs (specs/pdm_score.md §7-8).
-SHORT_NAMES = {
-    "no_at_fault_collisions": "NC",
-    "drivable_area_compliance": "DAC",
-    "driving_direction_compliance": "DDC",
-    "traffic_light_compliance": "TLC",
-    "time_to_collision_within_bound": "TTC",
-    "comfort": "C",
-    "ego_progress": "EP",
-    "lane_keeping": "LK",
-    "history_comfort": "HC",
-    "extended_comfort": "EC",
-    "score": "PDMS",
-    "pdm_score": "PDMS",
-}
-TABLE_COLUMNS = ("NC", "DAC", "DDC", "TTC", "C", "EP", "PDMS")  # v1 results table (specs/dipole.md §7.2)
-
-
-def short_name(name: str) -> str:
-    return SHORT_NAMES.get(name, SHORT_NAMES.get(name.lower(), name))
-
 
 @dataclass
 class Scored:
-    """A reward result checked and converted to plain arrays with short sub-metric names."""
+    """A reward result checked and converted to plain arrays (sub-metrics keyed as the reward named them)."""
 
     scores: np.ndarray  # (B, K) float64, NaN where invalid
     valid: np.ndarray  # (B, K) bool
-    sub_metrics: dict[str, np.ndarray] = field(default_factory=dict)  # short name -> (B, K)
+    sub_metrics: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (B, K)
     errors: dict[str, str] = field(default_factory=dict)
 
 
@@ -77,6 +57,5 @@ def call_reward(reward_fn: RewardFn, tokens: Sequence[str], poses: np.ndarray) -
         arr = np.asarray(values, dtype=np.float64)
         if arr.shape != expected:
             raise RewardError(f"sub-metric {name!r} has shape {arr.shape}; expected {expected}")
-        subs[short_name(name)] = np.where(valid, arr, np.nan)
-    subs.setdefault("PDMS", scores)
+        subs[name] = np.where(valid, arr, np.nan)
     return Scored(scores=scores, valid=valid, sub_metrics=subs, errors=dict(result.errors or {}))

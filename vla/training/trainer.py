@@ -235,7 +235,7 @@ class Trainer:
             from vla import DipoleVLA
             from vla.presets import build_config
 
-            config = build_config(self.cfg.model.preset, **dict(self.cfg.model.overrides))
+            config = build_config(self.cfg.model.preset, self.cfg.model.overrides)
             if self.cfg.model.load_backbone_weights:
                 policy = DipoleVLA.from_backbone_pretrained(config)
             else:
@@ -383,10 +383,8 @@ class Trainer:
 
     def _checkpoint(self, ctx: StageContext, buffer: Optional[RolloutBuffer] = None) -> None:
         self.state.fingerprint = self.fingerprint()
-        path = self.writer.save(self.state, buffer=buffer)
-        if self.is_main:
-            torch.save(ctx.scheduler.state_dict(), path / SCHEDULER_FILENAME)
-        self.acc.wait_for_everyone()
+        self.writer.save(self.state, buffer=buffer, extra_files={
+            SCHEDULER_FILENAME: lambda path: torch.save(ctx.scheduler.state_dict(), path)})
 
     def _restore(self, ctx: StageContext, ckpt: Path) -> None:
         self.acc.load_state(str(ckpt / ACCELERATE_DIRNAME))

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from data_pipelines.synthetic.config import SyntheticConfigError, build_config
+from data_pipelines.configuration import ConfigError
+from data_pipelines.synthetic.config import PRESET_DIR, SyntheticConfigError, SyntheticWorldConfig, build_config
 from data_pipelines.synthetic.generate import build_instances, generate_dataset, main
 from data_pipelines.synthetic.map_writer import LOCATIONS, MAP_VERSION_NAME
 
@@ -65,10 +66,14 @@ def test_seed_and_config_choose_the_geometry(tiny_config):
         (["layout_kinds=straight,roundabout"], "layout_kinds"),
         (["rendered_cameras=CAM_X"], "rendered_cameras"),
         (["novalue"], "novalue"),
+        (["image_width=0"], "image_width"),
+        (["lane_change_probability=1.5"], "lane_change_probability"),
+        (["two_stage_lateral_offsets_m=1,nan"], "two_stage_lateral_offsets_m[1]"),
+        (["instance_spacing_m=10"], "instance_spacing_m"),
     ],
 )
 def test_bad_config_names_the_key(overrides, key):
-    with pytest.raises(SyntheticConfigError) as err:
+    with pytest.raises(ConfigError) as err:
         build_config("tiny", overrides)
     assert err.value.key == key
     assert repr(key) in str(err.value)
@@ -89,4 +94,31 @@ def test_overrides_are_typed():
 def test_cli_reports_bad_key(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "x"), "--preset", "tiny", "bogus=1"]) == 2
     assert "bogus" in capsys.readouterr().err
+    assert main(["--config", "tiny", "seed=1"]) == 2
+    assert "--out" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_presets_are_yaml_files_and_direct_construction_checks_ranges():
+    assert sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) == ["default", "tiny"]
+    assert build_config("default") == SyntheticWorldConfig()
+    assert build_config(str(PRESET_DIR / "tiny.yaml")) == build_config("tiny")
+    with pytest.raises(ConfigError, match="'jpeg_quality' must be in \\[1, 95\\]"):
+        SyntheticWorldConfig(jpeg_quality=0)
+
+
+def test_cli_help_and_print_config_list_every_key(capsys, tmp_path):
+    import dataclasses
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    for f in dataclasses.fields(SyntheticWorldConfig):
+        line = next(line for line in text.splitlines() if line.startswith(f"  {f.name} ("))
+        assert "=" in line and len(line.split("  ")) >= 3, line  # type, default and help on one line
+    with pytest.raises(SystemExit):
+        main(["--config", "tiny", "seed=5", "--print-config"])
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(capsys.readouterr().out)
+    assert build_config(str(printed)) == build_config("tiny", ["seed=5"])

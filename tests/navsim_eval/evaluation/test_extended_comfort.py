@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 
-from navsim_eval.evaluation.extended_comfort import apply_extended_comfort, final_v2_score, previous_tokens
+from navsim_eval.evaluation.extended_comfort import apply_extended_comfort, previous_tokens
+from navsim_eval.pdm.epdms import epdms_of_row
 from navsim_eval.evaluation.results import Variant, make_row
 
 V = Variant("m", 1.0)
@@ -27,10 +28,10 @@ def test_previous_tokens_pair_frames_of_one_log_at_most_055_s_apart():
 
 def test_final_score_denominator_14_without_ec_and_16_with():
     row = dict(FULL)
-    assert math.isclose(final_v2_score(row, math.nan), (5 * 0.5 + 5 + 2 + 2) / 14)
-    assert math.isclose(final_v2_score(row, 0.0), (5 * 0.5 + 5 + 2 + 2) / 16)
+    assert math.isclose(epdms_of_row(row, math.nan), (5 * 0.5 + 5 + 2 + 2) / 14)
+    assert math.isclose(epdms_of_row(row, 0.0), (5 * 0.5 + 5 + 2 + 2) / 16)
     row["traffic_light_compliance"] = 0.0
-    assert final_v2_score(row, 1.0) == 0.0
+    assert epdms_of_row(row, 1.0) == 0.0
 
 
 def test_ec_from_this_run_and_from_resimulated_previous_frames():

@@ -9,7 +9,7 @@ import pytest
 
 from navsim_eval.evaluation.errors import ResultsFileError
 from navsim_eval.evaluation.results import (
-    Variant, append_rows, completed_keys, make_row, merge_rows, read_rows, row_key, write_rows,
+    Variant, append_rows, completed_keys, make_row, merge_rows, read_rows, results_lock, row_key, write_rows,
 )
 
 
@@ -48,3 +48,49 @@ def test_foreign_csv_is_rejected(tmp_path):
     path.write_text("a,b\n1,2\n")
     with pytest.raises(ResultsFileError, match="foreign.csv.*missing column"):
         read_rows(path)
+
+
+def _torn_file(tmp_path):
+    """Two complete rows, then a third cut inside its poses (as a kill during the append leaves it)."""
+    poses = np.full((8, 3), 4689998.34)
+    rows = [make_row(f"t{i}", Variant("cv"), "v1", metrics={"score": 1.0}, poses=poses, endpoint=(4689998.34, 1.0))
+            for i in range(3)]
+    path = tmp_path / "partial.csv"
+    append_rows(path, rows[:2])
+    full = path.read_bytes()
+    append_rows(path, rows[2:])
+    third = path.read_bytes()[len(full):]
+    return path, full, third
+
+
+@pytest.mark.parametrize("cut", ["inside_poses", "inside_error", "missing_newline"])
+def test_a_torn_last_row_is_never_read_as_scored(tmp_path, caplog, cut):
+    path, full, third = _torn_file(tmp_path)
+    keep = {"inside_poses": third.index(b"4689998.3") + 5, "inside_error": len(third) - 3,
+            "missing_newline": len(third) - 2}[cut]
+    path.write_bytes(full + third[:keep])
+    with pytest.raises(ResultsFileError, match="partial.csv: row 3"):
+        read_rows(path)
+    with caplog.at_level("WARNING"):
+        rows = read_rows(path, discard_torn_last_row=True)
+    assert [r["token"] for r in rows] == ["t0", "t1"]
+    assert "last row (line 4) discarded, it will be scored again" in caplog.text
+
+
+def test_append_after_a_torn_row_starts_on_a_fresh_line(tmp_path):
+    path, full, third = _torn_file(tmp_path)
+    path.write_bytes(full + third[:40])
+    append_rows(path, [make_row("t9", Variant("cv"), "v1", metrics={"score": 0.5})])
+    assert [r["token"] for r in read_rows(path)] == ["t0", "t1", "t9"]
+
+
+def test_a_second_writer_of_the_same_results_is_refused(tmp_path):
+    out = tmp_path / "r.csv"
+    with results_lock(out):
+        with pytest.raises(ResultsFileError, match=r"r\.csv: another evaluation \(pid \d+ .*\) is writing these"):
+            with results_lock(out):
+                pass
+        with results_lock(out, rank=1):  # another rank of the same run has its own lock
+            pass
+    with results_lock(out):  # released at the end
+        pass

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pytest
+
+from data_pipelines.log_reader import find_log_files, load_log
+from data_pipelines.scene_filter import SceneFilter
+from data_pipelines.scene_loader import SceneLoader
+
 from navsim_eval.evaluation.distributed import Distributed
 from navsim_eval.evaluation.planners import ConstantVelocityPlanner, HumanPlanner, ModelPlanner
-from navsim_eval.evaluation.results import read_rows
+from navsim_eval.evaluation.errors import ResultsFileError
+from navsim_eval.evaluation.results import read_rows, results_lock
 from navsim_eval.evaluation.runner import RunSettings, partial_path, run_evaluation
+from navsim_eval.evaluation.sources import LoaderSource
+from tests.data_pipelines.data_helpers import write_log
 
 from .fakes import FakeModel, FakeScorer, FakeSource
 
@@ -109,3 +119,54 @@ def test_a_planner_failing_on_one_token_does_not_stop_the_batch(tmp_path):
     assert failed == {(TOKENS[2], "constant_velocity")}
     assert all("RuntimeError: cannot plan" in r["error"] for r in rows if r["error"])
     assert len(rows) == len(TOKENS) * 2
+
+
+def test_resume_rescores_a_row_torn_by_a_crash(tmp_path, caplog):
+    out = tmp_path / "r.csv"
+
+    class CrashingScorer(FakeScorer):
+        def score(self, scene, poses, version):
+            if scene.token == TOKENS[4]:
+                raise KeyboardInterrupt
+            return super().score(scene, poses, version)
+
+    try:
+        run_evaluation([FakeSource(TOKENS)], [ConstantVelocityPlanner()], CrashingScorer(), out, SETTINGS)
+    except KeyboardInterrupt:
+        pass
+    partial = partial_path(out, 0)
+    data = partial.read_bytes()
+    partial.write_bytes(data[: data.rstrip(b"\r\n").rfind(b"\n") + 30])  # the last row torn 30 bytes in
+    torn_token = read_rows(partial, discard_torn_last_row=True)[-1]["token"]
+    source = FakeSource(TOKENS)
+    with caplog.at_level("WARNING"):
+        run_evaluation([source], [ConstantVelocityPlanner()], FakeScorer(), out, SETTINGS)
+    assert "discarded, it will be scored again" in caplog.text
+    assert source.loaded == [TOKENS[3], TOKENS[4]] and torn_token == TOKENS[3]
+    assert len(read_rows(out)) == len(TOKENS) * 2 and not any(r["error"] for r in read_rows(out))
+
+
+def test_a_second_run_into_the_same_results_is_refused(tmp_path):
+    out = tmp_path / "r.csv"
+    with results_lock(out):
+        with pytest.raises(ResultsFileError, match="another evaluation"):
+            run_evaluation([FakeSource(TOKENS)], [ConstantVelocityPlanner()], FakeScorer(), out, SETTINGS)
+    assert not out.exists()
+
+
+def test_an_unreadable_log_becomes_error_rows_and_the_rest_is_scored(golden_dir, tmp_path):
+    paths = find_log_files(golden_dir / "navsim_logs")[:2]
+    write_log(tmp_path / "logs" / paths[0].name, load_log(paths[0]))
+    frames = load_log(paths[1])
+    frames[5]["ego2global_rotation"] = np.array([np.nan, 0.0, 0.0, 1.0])
+    write_log(tmp_path / "logs" / paths[1].name, frames)
+    loader = SceneLoader(tmp_path / "logs", None, SceneFilter(frame_interval=5), record_unreadable_logs=True)
+    bad_tokens = set(loader.unreadable_tokens)
+    assert bad_tokens and loader.tokens
+    rows = run_evaluation([LoaderSource(loader)], [HumanPlanner()], FakeScorer(), tmp_path / "r.csv", SETTINGS)
+    failed = {r["token"]: r["error"] for r in rows if r["error"]}
+    assert set(failed) == bad_tokens
+    assert all(f"log file {tmp_path / 'logs' / paths[1].name}, frame 5, key 'ego2global_rotation'" in e
+               for e in failed.values())
+    assert {r["log_name"] for r in rows if r["error"]} == {paths[1].stem}
+    assert {r["token"] for r in rows if not r["error"]} == set(loader.tokens)

@@ -21,6 +21,7 @@ from navsim_eval.pdm.metric_cache import (
     build_metric_caches,
     expected_source_fingerprint,
 )
+from tests.data_pipelines.data_helpers import code_running_pickle
 from tests.navsim_eval.pdm.golden_cache import golden_scene, golden_tokens, intermediates, representative_tokens
 
 # Tolerance of the PDM-Closed reference states (golden README: 1e-6 m).
@@ -106,6 +107,15 @@ def test_store_errors_name_the_token(tmp_path, golden_dir, built):
     path.write_bytes(b"garbage")
     with pytest.raises(MetricCacheError, match=f"{token}.*unreadable"):
         store.load(token)
+
+
+def test_code_running_cache_entry_is_refused(tmp_path):
+    marker = tmp_path / "ran"
+    store = MetricCacheStore(tmp_path)
+    store.path("tok").write_bytes(zlib.compress(code_running_pickle(marker, wrap=lambda payload: {"token": payload})))
+    with pytest.raises(MetricCacheError, match=r"tok\.mcache.*references .*system.*metric cache format"):
+        store.load("tok")
+    assert not marker.exists()
 
 
 def test_batch_build_records_failures_and_continues(tmp_path, golden_dir):

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from navsim_eval.pdm.comfort import extended_comfort
-from navsim_eval.pdm.scorer import final_v2_score, score_simulated_states, score_trajectories
+from navsim_eval.pdm.epdms import epdms_of_table
+from navsim_eval.pdm.scorer import score_simulated_states, score_trajectories
 from navsim_eval.pdm.simulation import simulate
 from navsim_eval.pdm.trajectory import submitted_poses_to_reference
 from tests.navsim_eval.pdm.scorer_golden import (
@@ -46,7 +47,7 @@ def _score_all(golden_dir, version: str) -> dict[tuple[str, str], dict[str, floa
             if version == "v2":
                 ec = (np.full(len(names), np.nan) if previous_states is None
                       else extended_comfort(table.simulated_states, previous_states, 5))
-                scores = final_v2_score(table, ec)
+                scores = epdms_of_table(table, ec)
                 previous_states = table.simulated_states
             else:
                 ec, scores = None, table.score

@@ -64,6 +64,8 @@ MALFORMED = {
                     "not in the split: dddddddddddddddd"),
     "poses shape": (lambda: _mutate_first(_v1(), poses=np.zeros((6, 3), np.float32)), r"shape \(6, 3\)"),
     "poses non-finite": (lambda: _mutate_first(_v1(), poses=np.full((8, 3), np.inf, np.float32)), "non-finite"),
+    "position the scorer rejects": (
+        lambda: _mutate_first(_v1(), poses=np.array([[3e8, 0.0, 0.0]] * 8, np.float32)), r"position beyond 100000 m of the ego"),
     "poses not an array": (lambda: _mutate_first(_v1(), poses=[[0.0] * 3] * 8), "expected a numpy array"),
     "sampling horizon": (lambda: _mutate_first(_v1(), trajectory_sampling=_set_sampling(time_horizon=5.0)),
                          "time_horizon 5.0"),
@@ -90,6 +92,11 @@ def test_malformed_cases_fail_with_a_clear_message(tmp_path, case):
     text = report.to_text()
     assert "RESULT: FAIL" in text
     assert any(re.search(message, error) for error in report.errors), text
+
+
+def test_a_submission_without_trajectories_fails(tmp_path):
+    report = validate_submission(_write(tmp_path, {**_v1(), "predictions": [{}]}), None)
+    assert not report.ok and "the submission holds no trajectories" in report.errors
 
 
 def test_v2_stage_lists_must_hold_one_dict(tmp_path):

@@ -63,9 +63,8 @@ class DistanceReward:
         score = np.exp(-dist / 20.0)
         valid = np.array([[t not in self.fail] * poses.shape[1] for t in tokens])
         ep = np.clip(poses[..., -1, 0] / np.maximum(target[..., -1, 0], 1e-3), 0, 1)
-        subs = {"no_at_fault_collisions": (dist < 8).astype(float), "drivable_area_compliance": (dist < 6).astype(float),
-                "ego_progress": ep, "time_to_collision_within_bound": np.ones_like(score), "comfort": np.ones_like(score),
-                "driving_direction_compliance": np.ones_like(score), "score": score}
+        subs = {"NC": (dist < 8).astype(float), "DAC": (dist < 6).astype(float), "EP": ep,
+                "TTC": np.ones_like(score), "C": np.ones_like(score), "DDC": np.ones_like(score), "PDMS": score}
         errors = {t: "no metric cache" for t in tokens if t in self.fail}
         return FakeResult(np.where(valid, score, np.nan), subs, valid, errors)
 

@@ -33,8 +33,22 @@ def _run(out, items, extra=(), resume=False):
     return trainer
 
 
-def test_two_steps_then_resume_to_four_is_bitwise_identical(tmp_path, items):
-    _run(tmp_path / "straight", items)
+@pytest.fixture(scope="module")
+def straight(items, tmp_path_factory):
+    """Four uninterrupted IL steps."""
+    out = tmp_path_factory.mktemp("straight")
+    _run(out, items)
+    return load_file(out / "il_model" / "model.safetensors")
+
+
+def _assert_equal_to_straight(straight, out):
+    resumed = load_file(out / "il_model" / "model.safetensors")
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+
+
+def test_two_steps_then_resume_to_four_is_bitwise_identical(tmp_path, items, straight):
     _run(tmp_path / "split", items, ["stop_after_steps=2"])
     assert not (tmp_path / "split" / "il_model").exists()
     step2 = latest_checkpoint(tmp_path / "split")
@@ -42,11 +56,8 @@ def test_two_steps_then_resume_to_four_is_bitwise_identical(tmp_path, items):
     at_step2 = load_file(step2 / "accelerate" / "model.safetensors")
     resumed = _run(tmp_path / "split", items, resume=True)
     assert resumed.state.global_step == 4 and resumed.state.completed_stages == ["il"]
-    a = load_file(tmp_path / "straight" / "il_model" / "model.safetensors")
-    b = load_file(tmp_path / "split" / "il_model" / "model.safetensors")
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    _assert_equal_to_straight(straight, tmp_path / "split")
+    a = straight
     # steps 3-4 really changed the head after the resume
     head_keys = [k for k in a if k.startswith("head.") and ".lora_" not in k and f"policy.{k}" in at_step2]
     assert head_keys and any(not torch.equal(a[k], at_step2[f"policy.{k}"]) for k in head_keys)
@@ -75,3 +86,17 @@ def test_gradient_accumulation_and_checkpointing_run(tmp_path, items):
     assert trainer.state.global_step == 2
     logged = [row for row in trainer.history if "il/loss" in row]
     assert logged and all(torch.isfinite(torch.tensor(row["il/loss"])) for row in logged)
+
+
+def test_resume_falls_back_past_a_truncated_checkpoint_and_stays_exact(tmp_path, items, straight, caplog):
+    out = tmp_path / "run"
+    _run(out, items, ["checkpoint_every=1", "stop_after_steps=3"])
+    newest = latest_checkpoint(out)
+    assert read_state(newest).global_step == 3
+    rng = newest / "accelerate" / "random_states_0.pkl"
+    rng.write_bytes(rng.read_bytes()[:100])  # a kill or disk fault left it truncated
+    with caplog.at_level("WARNING", logger="vla.training.checkpoint"):
+        resumed = _run(out, items, ["checkpoint_every=1"], resume=True)
+    assert f"skipping checkpoint {newest.name}: checkpoint file {rng}" in caplog.text
+    assert resumed.state.global_step == 4
+    _assert_equal_to_straight(straight, out)

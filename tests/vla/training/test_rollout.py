@@ -69,5 +69,6 @@ def test_kinematic_flags_and_table():
     poses[0, 1, -1, 0] = 5.0  # jumps back at the final waypoint
     flags = kinematic_flags(poses)
     assert flags["final_backward"].tolist() == [[False, True]]
-    table = format_table({"IL": {"NC": 1.0, "PDMS": 0.5, "failed": 0.0}})
+    table = format_table({"IL": {"NC": 1.0, "PDMS": 0.5, "failed": 0.0}},
+                         columns=("NC", "DAC", "DDC", "TTC", "C", "EP", "PDMS"))
     assert "| IL | 100.0 | - |" in table and "50.0" in table

@@ -72,6 +72,11 @@ class DipoleLossOutput:
     loss_bc: torch.Tensor
     weight_positive_mean: torch.Tensor
 
+    def parts(self) -> dict[str, torch.Tensor]:
+        """The detached parts by the names a trainer logs them under (one source for those names)."""
+        return {"loss_positive": self.loss_positive, "loss_negative": self.loss_negative, "loss_bc": self.loss_bc,
+                "weight_positive_mean": self.weight_positive_mean}
+
 
 def resolve_dtype(value, field: str = "dtype") -> Optional[torch.dtype]:
     """None / "auto" -> None (the stored dtype); a name of :data:`CHECKPOINT_DTYPES` or a torch dtype -> it."""

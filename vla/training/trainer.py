@@ -361,10 +361,8 @@ class Trainer:
                 ctx.optimizer.step()
                 ctx.optimizer.zero_grad()
             terms["loss"] = terms.get("loss", 0.0) + float(loss.detach()) / accum
-            for name in ("loss_positive", "loss_negative", "loss_bc", "weight_mean"):
-                value = getattr(out, name, None)
-                if value is not None:
-                    terms[name] = terms.get(name, 0.0) + float(torch.as_tensor(value).detach()) / accum
+            for name, value in (out.parts() if hasattr(out, "parts") else {}).items():
+                terms[name] = terms.get(name, 0.0) + float(torch.as_tensor(value).detach()) / accum
         ctx.scheduler.step()
         terms["lr"] = float(ctx.scheduler.get_last_lr()[0])
         self.state.global_step += 1

@@ -270,8 +270,17 @@ class DipoleProcessor:
         return np.stack([self.proprio(a) for a in agent_inputs])
 
     def tokenize(self, prompts: Sequence[str]) -> dict:
-        enc = self.tokenizer(list(prompts), padding="max_length", truncation=True,
-                             max_length=self.settings.max_prompt_tokens, return_tensors="pt")
+        """Ids and mask padded to ``max_prompt_tokens``; a longer prompt is an error (never cut silently)."""
+        budget = self.settings.max_prompt_tokens
+        lengths = [len(ids) for ids in self.tokenizer(list(prompts))["input_ids"]]
+        longest = max(lengths, default=0)
+        if longest > budget:
+            prompt = list(prompts)[lengths.index(longest)]
+            raise VLAInputError("processor.max_prompt_tokens",
+                                f"the prompt {prompt!r} has {longest} tokens, the budget is {budget}: raise "
+                                "processor.max_prompt_tokens (the end of the instruction would be lost)")
+        enc = self.tokenizer(list(prompts), padding="max_length", truncation=False, max_length=budget,
+                             return_tensors="pt")
         return {"input_ids": enc["input_ids"].long(), "attention_mask": enc["attention_mask"].long()}
 
     # the batch ----------------------------------------------------------------------------------------------

@@ -78,6 +78,22 @@ class DipoleLossOutput:
                 "weight_positive_mean": self.weight_positive_mean}
 
 
+HUB_KWARGS = ("repo_id", "token", "private", "commit_message", "revision", "create_pr")
+
+
+def upload_checkpoint(directory, repo_id: Optional[str] = None, token=None, private: Optional[bool] = None,
+                      commit_message: str = "Upload DipoleVLA checkpoint", revision: Optional[str] = None,
+                      create_pr: bool = False):
+    """Upload a complete checkpoint directory (weights, config, tokenizer) to the Hugging Face Hub."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    repo_id = repo_id or Path(directory).name
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    return api.upload_folder(repo_id=repo_id, folder_path=str(directory), commit_message=commit_message,
+                             revision=revision, create_pr=create_pr)
+
+
 def resolve_dtype(value, field: str = "dtype") -> Optional[torch.dtype]:
     """None / "auto" -> None (the stored dtype); a name of :data:`CHECKPOINT_DTYPES` or a torch dtype -> it."""
     if value is None or value == "auto":
@@ -506,11 +522,18 @@ class DipoleVLA(PreTrainedModel):
         return self
 
     # Persistence -------------------------------------------------------------------------------------------------
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """config.json + model.safetensors (backbone, head, both LoRA adapters) + tokenizer files, one directory."""
+    def save_pretrained(self, save_directory, *args, push_to_hub: bool = False, **kwargs):
+        """config.json + model.safetensors (backbone, head, both LoRA adapters) + tokenizer files, one directory.
+
+        ``push_to_hub=True`` uploads the directory once it is complete (``repo_id``, default the directory
+        name; ``token``, ``private``, ``commit_message``, ``revision``, ``create_pr`` as in transformers).
+        """
+        hub = {key: kwargs.pop(key) for key in HUB_KWARGS if key in kwargs}
         result = super().save_pretrained(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):
             self.processor.save_pretrained(save_directory, save_config=False)
+            if push_to_hub:
+                upload_checkpoint(save_directory, **hub)
         return result
 
     @classmethod

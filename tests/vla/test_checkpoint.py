@@ -164,3 +164,24 @@ def test_bfloat16_checkpoint_reloads_in_one_dtype_and_samples(preset, agent_inpu
         assert torch.isfinite(loaded.loss_il({**batch, "target_poses": torch.zeros(2, 8, 3)}))
     with pytest.raises(CheckpointError, match="dtype"):
         DipoleVLA.from_pretrained(tmp_path, dtype="int8")
+
+
+def test_push_to_hub_uploads_a_complete_loadable_checkpoint(tmp_path, monkeypatch):
+    """The upload sees every file (tokenizer included); a fake hub API records it, no network."""
+    import shutil
+
+    import huggingface_hub
+
+    uploads = []
+
+    def fake_upload_folder(self, *, repo_id, folder_path, **kwargs):
+        snapshot = tmp_path / "hub" / repo_id
+        shutil.copytree(folder_path, snapshot)
+        uploads.append(snapshot)
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kwargs: repo_id)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", fake_upload_folder)
+    model = tiny_model("tiny-timm-lm")
+    model.save_pretrained(tmp_path / "local", push_to_hub=True, repo_id="someone/dipole-tiny")
+    assert len(uploads) == 1
+    DipoleVLA.from_pretrained(uploads[0])  # config, weights and tokenizer were all there at upload time

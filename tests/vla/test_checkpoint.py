@@ -185,3 +185,15 @@ def test_push_to_hub_uploads_a_complete_loadable_checkpoint(tmp_path, monkeypatc
     model.save_pretrained(tmp_path / "local", push_to_hub=True, repo_id="someone/dipole-tiny")
     assert len(uploads) == 1
     DipoleVLA.from_pretrained(uploads[0])  # config, weights and tokenizer were all there at upload time
+
+
+def test_auto_processor_returns_the_dipole_processor(agent_inputs, tmp_path):
+    from transformers import AutoProcessor
+
+    model = tiny_model("tiny-timm-lm")
+    model.save_pretrained(tmp_path)
+    processor = AutoProcessor.from_pretrained(tmp_path)
+    assert type(processor) is DipoleProcessor
+    expected = model.processor(agent_inputs)
+    for key, value in processor(agent_inputs).items():
+        assert torch.equal(value, expected[key]), key

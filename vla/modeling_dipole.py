@@ -327,6 +327,23 @@ class DipoleVLA(PreTrainedModel):
             raise VLAInputError("adapter", f"unknown adapter {adapter!r}; expected one of {ADAPTER_NAMES}")
         return {n: p for n, p in self.head.named_parameters() if is_lora_parameter(n) and f".{adapter}." in n + "."}
 
+    def export_adapter(self, adapter: str, directory: Union[str, Path]) -> Path:
+        """One head adapter in peft's own format (``adapter_config.json`` + ``adapter_model.safetensors``),
+        loadable with ``PeftModel.from_pretrained(head, directory)`` on a head built without adapters."""
+        from peft import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        if adapter not in ADAPTER_NAMES:
+            raise VLAInputError("adapter", f"unknown adapter {adapter!r}; expected one of {ADAPTER_NAMES}")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = self.head.peft_config[adapter]
+        config.save_pretrained(str(directory))
+        state = get_peft_model_state_dict(self.head, adapter_name=adapter)
+        save_file({f"base_model.model.{k}": v.detach().contiguous().cpu() for k, v in state.items()},
+                  str(directory / "adapter_model.safetensors"))
+        return directory
+
     # Forward pieces --------------------------------------------------------------------------------------------
     def encode(self, batch: dict) -> Context:
         """Backbone context of each scene (B, T, D) + mask; compute once and pass as ``context=``."""

@@ -197,3 +197,25 @@ def test_auto_processor_returns_the_dipole_processor(agent_inputs, tmp_path):
     expected = model.processor(agent_inputs)
     for key, value in processor(agent_inputs).items():
         assert torch.equal(value, expected[key]), key
+
+
+def test_each_adapter_exports_in_peft_format_and_loads_with_peft_model(tmp_path):
+    from peft import PeftModel
+
+    from vla.dit import DiTDenoiser
+
+    model = tiny_model("tiny-timm-lm")
+    perturb(model.head, seed=6)
+    settings = model.config.head_settings
+    for adapter in ("positive", "negative"):
+        directory = model.export_adapter(adapter, tmp_path / adapter)
+        assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in directory.iterdir()}
+        plain = DiTDenoiser(settings, model.backbone.hidden_size, model.config.proprio_dim, 8, 4)
+        plain.load_state_dict({k.replace(".base_layer.", "."): v for k, v in model.head.state_dict().items()
+                               if "lora_" not in k})
+        loaded = PeftModel.from_pretrained(plain, directory)
+        ours = model.adapter_parameters(adapter)
+        theirs = {n: p for n, p in loaded.named_parameters() if "lora_" in n}
+        assert len(theirs) == len(ours) > 0
+        for name, value in ours.items():
+            assert torch.equal(theirs[f"base_model.model.{name.replace(adapter, 'default')}"], value), name

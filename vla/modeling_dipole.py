@@ -78,6 +78,7 @@ class DipoleLossOutput:
                 "weight_positive_mean": self.weight_positive_mean}
 
 
+MODEL_CARD_FILE = "README.md"
 HUB_KWARGS = ("repo_id", "token", "private", "commit_message", "revision", "create_pr")
 
 
@@ -518,6 +519,34 @@ class DipoleVLA(PreTrainedModel):
         return run_sampler(sampler, eps_fn, x_init, self.schedule, num_steps, diffusion.t_min,
                            diffusion.time_spacing, diffusion.denoise_to_zero)
 
+    def model_card(self, training_recipe: Optional[str] = None, results: Optional[str] = None,
+                   evaluate_command: Optional[str] = None) -> str:
+        """README.md of a checkpoint: config summary, training recipe, results table, the evaluate command."""
+        cfg = self.config
+        bb, head, lora, diff = (cfg.backbone_settings, cfg.head_settings, cfg.lora_settings,
+                                cfg.diffusion_settings)
+        params = sum(p.numel() for p in self.parameters())
+        command = evaluate_command or ("python launch/evaluate.py checkpoint=<this folder or repo id> "
+                                       "data_root=<OpenScene root> split=navtest omegas=0,0.5,1,2 seeds=0,1,2")
+        lines = [
+            "---", "library_name: transformers", "tags: [driving, diffusion-policy, dipole, navsim]", "---", "",
+            f"# DipoleVLA ({cfg.preset or 'custom preset'})", "",
+            "A vision-language backbone with a DiT diffusion head and two LoRA adapters (`positive`, `negative`) "
+            "trained by DIPOLE; sampling combines them as eps = (1 + omega) eps+ - omega eps-.", "",
+            "## Configuration", "",
+            f"- backbone: `{bb.type}` `{bb.pretrained or bb.timm_model or 'from model_config'}`",
+            f"- head: DiT hidden {head.hidden_size}, depth {head.depth}, {head.num_heads} heads",
+            f"- adapters: LoRA rank {lora.rank}, alpha {lora.alpha}",
+            f"- sampler: {diff.sampler}, {diff.num_steps} steps; parameters: {params / 1e6:.1f} M; dtype: {self.dtype}",
+            f"- cameras: {', '.join(cfg.processor_settings.cameras)}; normalisation stats stored: "
+            f"{cfg.normalization is not None}", "",
+            "## Training recipe", "", training_recipe or "Not recorded.", "",
+            "## Results", "", results or "Not recorded.", "",
+            "## Evaluate", "", f"    {command}", "",
+            "Load with `DipoleVLA.from_pretrained(...)` and `AutoProcessor.from_pretrained(...)` (import `vla`).",
+        ]
+        return "\n".join(lines) + "\n"
+
     # Dtype -------------------------------------------------------------------------------------------------
     def apply_dtype(self, dtype: Union[str, torch.dtype]) -> "DipoleVLA":
         """The dtype policy: every floating parameter and stored (persistent) buffer in ``dtype``; buffers that
@@ -542,13 +571,16 @@ class DipoleVLA(PreTrainedModel):
     def save_pretrained(self, save_directory, *args, push_to_hub: bool = False, **kwargs):
         """config.json + model.safetensors (backbone, head, both LoRA adapters) + tokenizer files, one directory.
 
+        ``model_card`` (a dict of :meth:`model_card` arguments) fills README.md's training recipe and results.
         ``push_to_hub=True`` uploads the directory once it is complete (``repo_id``, default the directory
         name; ``token``, ``private``, ``commit_message``, ``revision``, ``create_pr`` as in transformers).
         """
         hub = {key: kwargs.pop(key) for key in HUB_KWARGS if key in kwargs}
+        card = kwargs.pop("model_card", None)
         result = super().save_pretrained(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):
             self.processor.save_pretrained(save_directory, save_config=False)
+            (Path(save_directory) / MODEL_CARD_FILE).write_text(self.model_card(**(card or {})))
             if push_to_hub:
                 upload_checkpoint(save_directory, **hub)
         return result

@@ -185,6 +185,8 @@ def test_push_to_hub_uploads_a_complete_loadable_checkpoint(tmp_path, monkeypatc
     model.save_pretrained(tmp_path / "local", push_to_hub=True, repo_id="someone/dipole-tiny")
     assert len(uploads) == 1
     DipoleVLA.from_pretrained(uploads[0])  # config, weights and tokenizer were all there at upload time
+    card = (uploads[0] / "README.md").read_text()
+    assert "tiny-timm-lm" in card and "launch/evaluate.py" in card and "LoRA rank 4" in card
 
 
 def test_auto_processor_returns_the_dipole_processor(agent_inputs, tmp_path):

@@ -26,10 +26,10 @@ def parse_args(argv=None) -> EvaluationConfig:
     return config
 
 
-def load_model(path: str, device):
+def load_model(path: str, device, dtype: str):
     from vla import DipoleVLA
 
-    return DipoleVLA.from_pretrained(path).to(device).eval()
+    return DipoleVLA.from_pretrained(path, dtype=dtype).to(device).eval()
 
 
 def main(argv=None) -> int:
@@ -38,13 +38,13 @@ def main(argv=None) -> int:
     dist = from_accelerate()
     planners, model = [], None
     if config.checkpoint:
-        model = load_model(config.checkpoint, dist.device)
+        model = load_model(config.checkpoint, dist.device, config.dtype)
         planners.append(ModelPlanner(PolicySampler(model), name="dipole", omegas=config.omegas, seeds=config.seeds,
                                      num_samples=config.num_samples, num_steps=config.num_steps))
     if "il" in config.baselines:
         if not (config.il_checkpoint or model is not None):
             raise SystemExit("the 'il' baseline needs il_checkpoint or checkpoint")
-        il_model = load_model(config.il_checkpoint, dist.device) if config.il_checkpoint else model
+        il_model = load_model(config.il_checkpoint, dist.device, config.dtype) if config.il_checkpoint else model
         planners.append(ModelPlanner(PolicySampler(il_model), name="il", seeds=config.seeds,
                                      num_samples=config.num_samples, num_steps=config.num_steps, mode="base"))
     planners += default_planners(config)

@@ -70,7 +70,7 @@ def _planner(args: WriteConfig):
     from vla.sampling import PolicySampler
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = DipoleVLA.from_pretrained(args.checkpoint).to(device).eval()
+    model = DipoleVLA.from_pretrained(args.checkpoint, dtype=args.dtype).to(device).eval()
     return ModelPlanner(PolicySampler(model), name="dipole", omegas=[args.omega], seeds=args.seeds,
                         num_steps=args.num_steps)
 

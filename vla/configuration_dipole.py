@@ -19,7 +19,11 @@ DPVLA_CAMERAS = ("CAM_L0", "CAM_F0", "CAM_R0")
 DPVLA_IMAGE_SIZE = (384, 384)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision / timm ImageNet statistics
 IMAGENET_STD = (0.229, 0.224, 0.225)
-DPVLA_MAX_PROMPT_TOKENS = 40
+MAX_PROMPT_TOKENS = 64
+"""Prompt budget of the real presets. DP-VLA allows 40 tokens (specs/dipole.md §7), but this template's
+longest prompts (negative steering, two-digit speeds, "straight") come to about 48 tokens with Florence-2's
+GPT-2-style BPE (an estimate: the tokenizer cannot be downloaded here); 64 leaves a margin, and a longer
+prompt is an error in ``DipoleProcessor.tokenize``."""
 NUM_HISTORY_FRAMES = 4  # NAVSIM agent input: 4 frames, oldest first (specs/navsim_data.md §5)
 HISTORY_INTERVAL_S = 0.5  # NAVSIM frames are 2 Hz (specs/navsim_data.md §5)
 # nuPlan ego vehicle (Chrysler Pacifica) wheelbase [m], nuPlan `get_pacifica_parameters`.
@@ -122,7 +126,7 @@ class ProcessorSettings:
     image_mean: list = field(default_factory=lambda: list(IMAGENET_MEAN))
     image_std: list = field(default_factory=lambda: list(IMAGENET_STD))
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE
-    max_prompt_tokens: int = DPVLA_MAX_PROMPT_TOKENS
+    max_prompt_tokens: int = MAX_PROMPT_TOKENS
     num_history_frames: int = NUM_HISTORY_FRAMES
     history_interval_s: float = HISTORY_INTERVAL_S
     wheelbase_m: float = PACIFICA_WHEELBASE_M

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import torch
+import transformers
+from packaging.version import Version
 from safetensors import safe_open
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 
@@ -53,6 +55,10 @@ TRAINABLE_SCOPES = ("base", "adapters", "none")
 WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")
 SAMPLING_MODES = ("guided", "base")
 """``sample(mode=...)``: the guided two-branch combination, or the base head with the adapters off."""
+CHECKPOINT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+"""Parameter dtypes a checkpoint may be stored in or loaded as (docs/model.md, "Dtype policy")."""
+DTYPE_KWARG = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+"""transformers renamed from_pretrained's ``torch_dtype`` to ``dtype`` in 4.56."""
 TARGET_KEY = "target_poses"
 """The one batch key of the training target: raw poses (B, 8, 3) or (B, K, 8, 3) in the rear-axle frame."""
 
@@ -66,6 +72,39 @@ class DipoleLossOutput:
     loss_negative: torch.Tensor
     loss_bc: torch.Tensor
     weight_positive_mean: torch.Tensor
+
+    def parts(self) -> dict[str, torch.Tensor]:
+        """The detached parts by the names a trainer logs them under (one source for those names)."""
+        return {"loss_positive": self.loss_positive, "loss_negative": self.loss_negative, "loss_bc": self.loss_bc,
+                "weight_positive_mean": self.weight_positive_mean}
+
+
+MODEL_CARD_FILE = "README.md"
+HUB_KWARGS = ("repo_id", "token", "private", "commit_message", "revision", "create_pr")
+
+
+def upload_checkpoint(directory, repo_id: Optional[str] = None, token=None, private: Optional[bool] = None,
+                      commit_message: str = "Upload DipoleVLA checkpoint", revision: Optional[str] = None,
+                      create_pr: bool = False):
+    """Upload a complete checkpoint directory (weights, config, tokenizer) to the Hugging Face Hub."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    repo_id = repo_id or Path(directory).name
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    return api.upload_folder(repo_id=repo_id, folder_path=str(directory), commit_message=commit_message,
+                             revision=revision, create_pr=create_pr)
+
+
+def resolve_dtype(value, field: str = "dtype") -> Optional[torch.dtype]:
+    """None / "auto" -> None (the stored dtype); a name of :data:`CHECKPOINT_DTYPES` or a torch dtype -> it."""
+    if value is None or value == "auto":
+        return None
+    if isinstance(value, str):
+        value = CHECKPOINT_DTYPES.get(value.removeprefix("torch."), value)
+    if value not in CHECKPOINT_DTYPES.values():
+        raise ModelConfigError(field, f"unsupported dtype {value!r}; expected auto or one of {list(CHECKPOINT_DTYPES)}")
+    return value
 
 
 def initial_noise(shape: tuple[int, int], generator, device) -> torch.Tensor:
@@ -290,6 +329,23 @@ class DipoleVLA(PreTrainedModel):
             raise VLAInputError("adapter", f"unknown adapter {adapter!r}; expected one of {ADAPTER_NAMES}")
         return {n: p for n, p in self.head.named_parameters() if is_lora_parameter(n) and f".{adapter}." in n + "."}
 
+    def export_adapter(self, adapter: str, directory: Union[str, Path]) -> Path:
+        """One head adapter in peft's own format (``adapter_config.json`` + ``adapter_model.safetensors``),
+        loadable with ``PeftModel.from_pretrained(head, directory)`` on a head built without adapters."""
+        from peft import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        if adapter not in ADAPTER_NAMES:
+            raise VLAInputError("adapter", f"unknown adapter {adapter!r}; expected one of {ADAPTER_NAMES}")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = self.head.peft_config[adapter]
+        config.save_pretrained(str(directory))
+        state = get_peft_model_state_dict(self.head, adapter_name=adapter)
+        save_file({f"base_model.model.{k}": v.detach().contiguous().cpu() for k, v in state.items()},
+                  str(directory / "adapter_model.safetensors"))
+        return directory
+
     # Forward pieces --------------------------------------------------------------------------------------------
     def encode(self, batch: dict) -> Context:
         """Backbone context of each scene (B, T, D) + mask; compute once and pass as ``context=``."""
@@ -469,12 +525,70 @@ class DipoleVLA(PreTrainedModel):
         return run_sampler(sampler, eps_fn, x_init, self.schedule, num_steps, diffusion.t_min,
                            diffusion.time_spacing, diffusion.denoise_to_zero)
 
+    def model_card(self, training_recipe: Optional[str] = None, results: Optional[str] = None,
+                   evaluate_command: Optional[str] = None) -> str:
+        """README.md of a checkpoint: config summary, training recipe, results table, the evaluate command."""
+        cfg = self.config
+        bb, head, lora, diff = (cfg.backbone_settings, cfg.head_settings, cfg.lora_settings,
+                                cfg.diffusion_settings)
+        params = sum(p.numel() for p in self.parameters())
+        command = evaluate_command or ("python launch/evaluate.py checkpoint=<this folder or repo id> "
+                                       "data_root=<OpenScene root> split=navtest omegas=0,0.5,1,2 seeds=0,1,2")
+        lines = [
+            "---", "library_name: transformers", "tags: [driving, diffusion-policy, dipole, navsim]", "---", "",
+            f"# DipoleVLA ({cfg.preset or 'custom preset'})", "",
+            "A vision-language backbone with a DiT diffusion head and two LoRA adapters (`positive`, `negative`) "
+            "trained by DIPOLE; sampling combines them as eps = (1 + omega) eps+ - omega eps-.", "",
+            "## Configuration", "",
+            f"- backbone: `{bb.type}` `{bb.pretrained or bb.timm_model or 'from model_config'}`",
+            f"- head: DiT hidden {head.hidden_size}, depth {head.depth}, {head.num_heads} heads",
+            f"- adapters: LoRA rank {lora.rank}, alpha {lora.alpha}",
+            f"- sampler: {diff.sampler}, {diff.num_steps} steps; parameters: {params / 1e6:.1f} M; dtype: {self.dtype}",
+            f"- cameras: {', '.join(cfg.processor_settings.cameras)}; normalisation stats stored: "
+            f"{cfg.normalization is not None}", "",
+            "## Training recipe", "", training_recipe or "Not recorded.", "",
+            "## Results", "", results or "Not recorded.", "",
+            "## Evaluate", "", f"    {command}", "",
+            "Load with `DipoleVLA.from_pretrained(...)` and `AutoProcessor.from_pretrained(...)` (import `vla`).",
+        ]
+        return "\n".join(lines) + "\n"
+
+    # Dtype -------------------------------------------------------------------------------------------------
+    def apply_dtype(self, dtype: Union[str, torch.dtype]) -> "DipoleVLA":
+        """The dtype policy: every floating parameter and stored (persistent) buffer in ``dtype``; buffers that
+        are never stored (rotary frequency tables) stay float32. Sampling noise, the sampler state, the
+        normalisation and the returned poses are float32 whatever the weights."""
+        target = resolve_dtype(dtype)
+        if target is None:
+            raise ModelConfigError("dtype", "apply_dtype needs a concrete dtype")
+        for module in self.modules():
+            for name, param in module.named_parameters(recurse=False):
+                if param.is_floating_point() and param.dtype != target:
+                    param.data = param.data.to(target)
+            for name, buffer in module.named_buffers(recurse=False):
+                if buffer is not None and buffer.is_floating_point():
+                    wanted = torch.float32 if name in module._non_persistent_buffers_set else target
+                    if buffer.dtype != wanted:
+                        module._buffers[name] = buffer.to(wanted)
+        self.config.dtype = target
+        return self
+
     # Persistence -------------------------------------------------------------------------------------------------
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """config.json + model.safetensors (backbone, head, both LoRA adapters) + tokenizer files, one directory."""
+    def save_pretrained(self, save_directory, *args, push_to_hub: bool = False, **kwargs):
+        """config.json + model.safetensors (backbone, head, both LoRA adapters) + tokenizer files, one directory.
+
+        ``model_card`` (a dict of :meth:`model_card` arguments) fills README.md's training recipe and results.
+        ``push_to_hub=True`` uploads the directory once it is complete (``repo_id``, default the directory
+        name; ``token``, ``private``, ``commit_message``, ``revision``, ``create_pr`` as in transformers).
+        """
+        hub = {key: kwargs.pop(key) for key in HUB_KWARGS if key in kwargs}
+        card = kwargs.pop("model_card", None)
         result = super().save_pretrained(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):
             self.processor.save_pretrained(save_directory, save_config=False)
+            (Path(save_directory) / MODEL_CARD_FILE).write_text(self.model_card(**(card or {})))
+            if push_to_hub:
+                upload_checkpoint(save_directory, **hub)
         return result
 
     @classmethod
@@ -515,10 +629,22 @@ class DipoleVLA(PreTrainedModel):
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """Load a directory written by :meth:`save_pretrained`; strict: any missing, unexpected or mismatched
         weight raises :class:`CheckpointError` naming it. A path-like argument that does not exist is a local
-        "not found" error (:func:`vla.hub.resolve_pretrained`), not a hub download."""
+        "not found" error (:func:`vla.hub.resolve_pretrained`), not a hub download.
+
+        ``dtype`` (alias ``torch_dtype``): None / "auto" loads the stored dtype (``config.json``'s), a name of
+        :data:`CHECKPOINT_DTYPES` or a torch dtype casts to it; either way :meth:`apply_dtype` leaves one
+        parameter dtype.
+        """
         pretrained_model_name_or_path = resolve_pretrained(pretrained_model_name_or_path)
         path = Path(str(pretrained_model_name_or_path))
         want_info = kwargs.pop("output_loading_info", False)
+        try:
+            requested = [resolve_dtype(kwargs.pop(key, None), key) for key in ("dtype", "torch_dtype")]
+        except ModelConfigError as err:
+            raise CheckpointError(path, str(err)) from err
+        if None not in requested and requested[0] != requested[1]:
+            raise CheckpointError(path, f"dtype {requested[0]} and torch_dtype {requested[1]} disagree")
+        dtype = requested[0] or requested[1]
         if path.is_dir():
             if not (path / "config.json").is_file():
                 raise CheckpointError(path, "missing file config.json")
@@ -528,6 +654,17 @@ class DipoleVLA(PreTrainedModel):
                 raise CheckpointError(path, f"missing tokenizer file {TOKENIZER_FILE}")
         if path.is_dir():
             cls._check_weights_against_config(path)
+        if dtype is None:
+            try:
+                stored = DipoleVLAConfig.from_pretrained(pretrained_model_name_or_path)
+            except ModelConfigError as err:
+                raise CheckpointError(path, f"config.json: {err}") from err
+            stored = getattr(stored, "dtype", None) or getattr(stored, "torch_dtype", None)
+            try:
+                dtype = resolve_dtype(stored, "config.json dtype") or torch.float32
+            except ModelConfigError as err:
+                raise CheckpointError(path, str(err)) from err
+        kwargs[DTYPE_KWARG] = dtype
         try:
             model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True,
                                                   **kwargs)
@@ -547,6 +684,7 @@ class DipoleVLA(PreTrainedModel):
                                         "backbone.model_config fields): " + "; ".join(problems))
         if path.is_dir():
             model._processor = DipoleProcessor.from_pretrained(path, config=model.config)
+        model.apply_dtype(dtype)
         model.set_trainable("base", force=True)
         return (model, info) if want_info else model
 

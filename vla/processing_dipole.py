@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoProcessor, AutoTokenizer, PreTrainedTokenizerFast
 
 from data_pipelines.geometry import wrap_angle
 from data_pipelines.types import DRIVING_COMMANDS, AgentInput
@@ -162,8 +162,10 @@ class DipoleProcessor:
         return cls(config, tokenizer)
 
     @classmethod
-    def from_pretrained(cls, directory: Union[str, Path],
-                        config: Optional[DipoleVLAConfig] = None) -> "DipoleProcessor":
+    def from_pretrained(cls, directory: Union[str, Path], config: Optional[DipoleVLAConfig] = None,
+                        **tokenizer_kwargs) -> "DipoleProcessor":
+        """The processor of a checkpoint directory (also what ``AutoProcessor.from_pretrained`` returns);
+        ``tokenizer_kwargs`` go to ``AutoTokenizer.from_pretrained``."""
         directory = Path(directory)
         if config is None:
             if not (directory / "config.json").is_file():
@@ -171,7 +173,7 @@ class DipoleProcessor:
             config = DipoleVLAConfig.from_pretrained(directory)
         if not (directory / TOKENIZER_FILE).is_file():
             raise CheckpointError(directory, f"missing tokenizer file {TOKENIZER_FILE}")
-        return cls(config, AutoTokenizer.from_pretrained(directory))
+        return cls(config, AutoTokenizer.from_pretrained(directory, **tokenizer_kwargs))
 
     def save_pretrained(self, directory: Union[str, Path], save_config: bool = True) -> None:
         directory = Path(directory)
@@ -270,8 +272,17 @@ class DipoleProcessor:
         return np.stack([self.proprio(a) for a in agent_inputs])
 
     def tokenize(self, prompts: Sequence[str]) -> dict:
-        enc = self.tokenizer(list(prompts), padding="max_length", truncation=True,
-                             max_length=self.settings.max_prompt_tokens, return_tensors="pt")
+        """Ids and mask padded to ``max_prompt_tokens``; a longer prompt is an error (never cut silently)."""
+        budget = self.settings.max_prompt_tokens
+        lengths = [len(ids) for ids in self.tokenizer(list(prompts))["input_ids"]]
+        longest = max(lengths, default=0)
+        if longest > budget:
+            prompt = list(prompts)[lengths.index(longest)]
+            raise VLAInputError("processor.max_prompt_tokens",
+                                f"the prompt {prompt!r} has {longest} tokens, the budget is {budget}: raise "
+                                "processor.max_prompt_tokens (the end of the instruction would be lost)")
+        enc = self.tokenizer(list(prompts), padding="max_length", truncation=False, max_length=budget,
+                             return_tensors="pt")
         return {"input_ids": enc["input_ids"].long(), "attention_mask": enc["attention_mask"].long()}
 
     # the batch ----------------------------------------------------------------------------------------------
@@ -296,3 +307,6 @@ class DipoleProcessor:
                 raise VLAInputError("target_poses", "contains NaN or inf")
             batch["target_poses"] = poses
         return batch
+
+
+AutoProcessor.register(DipoleVLAConfig, DipoleProcessor, exist_ok=True)

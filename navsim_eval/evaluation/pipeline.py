@@ -52,6 +52,7 @@ class EvaluationConfig:
     maps_root: Optional[str] = None  # map root; None: $NUPLAN_MAPS_ROOT, else <data_root>/maps
     checkpoint: Optional[str] = None  # DipoleVLA.from_pretrained folder or hub id; None: baselines only
     il_checkpoint: Optional[str] = None  # IL-only checkpoint of the 'il' baseline; None: checkpoint
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # model weights; auto: as stored
     omegas: tuple[FiniteFloat, ...] = (1.0,)  # guidance strengths (dipole.md §4: the released DP-VLA default is 1)
     num_steps: Optional[PositiveInt] = None  # denoising steps; None: the checkpoint's sampler default
     num_samples: PositiveInt = 1  # trajectories per scene, omega and seed

@@ -25,6 +25,7 @@ class WriteConfig(SplitConfig):
 
     planner: Literal["dipole", "constant_velocity", "human"] = "dipole"  # what predicts the trajectories
     checkpoint: Optional[str] = None  # DipoleVLA.from_pretrained folder or hub id (planner dipole)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # model weights; auto: as stored
     omega: FiniteFloat = 1.0  # guidance strength of the dipole planner
     num_steps: Optional[PositiveInt] = None  # denoising steps; None: the checkpoint's sampler default
     seeds: tuple[NonNegativeInt, ...] = (0,)  # one prediction set per seed (v1)

@@ -48,3 +48,17 @@ def checkpoint(tmp_path_factory) -> Path:
     model.set_normalization_stats(compute_normalization_stats(targets))
     model.save_pretrained(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def bf16_checkpoint(tmp_path_factory) -> Path:
+    """A tiny DipoleVLA (Florence-2 preset: a float32 sinusoidal position table in the head) saved in bfloat16."""
+    import torch
+
+    from vla.testing import perturb, tiny_model
+
+    root = tmp_path_factory.mktemp("tiny_bf16_checkpoint_launch")
+    model = tiny_model("tiny-florence2")
+    perturb(model.head, seed=3)
+    model.to(torch.bfloat16).save_pretrained(root)
+    return root

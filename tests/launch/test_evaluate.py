@@ -49,6 +49,19 @@ def test_one_command_writes_csv_tables_two_stage_and_pngs(env, checkpoint, tmp_p
     assert (out / "results.csv").read_text() == before
 
 
+@pytest.mark.parametrize("dtype", ["auto", "float32"])
+def test_bfloat16_checkpoint_evaluates_without_failed_rows(env, bf16_checkpoint, tmp_path, dtype):
+    evaluate = load_launch_script("evaluate")
+    out = tmp_path / "eval"
+    assert evaluate.main(["--checkpoint", str(bf16_checkpoint), "--dtype", dtype, "--omegas", "0,1", "--num-steps",
+                          "1", "--metrics", "v1", "--baselines", "il", "--max-scenes", "2", "--two-stage", "off",
+                          "--report-worst", "0", "--report-sample", "0", "--output-dir", str(out),
+                          "--no-progress"]) == 0
+    rows = read_rows(out / "results.csv")
+    assert {r["planner"] for r in rows} == {"dipole", "il"} and len(rows) == 2 * 3
+    assert not any(r["error"] for r in rows), [r["error"] for r in rows if r["error"]]
+
+
 def test_unknown_split_is_a_clear_error(env, tmp_path):
     evaluate = load_launch_script("evaluate")
     with pytest.raises(Exception, match="no_such_split"):

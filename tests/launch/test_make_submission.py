@@ -51,6 +51,17 @@ def test_v1_write_validate_round_trip_and_merge(script, world, checkpoint, tmp_p
     assert len(load_submission(merged / "submission.pkl")[0]["predictions"]) == 3
 
 
+@pytest.mark.parametrize("dtype", ["auto", "float32"])
+def test_bfloat16_checkpoint_writes_a_valid_submission(script, world, bf16_checkpoint, tmp_path, capsys, dtype):
+    out = tmp_path / "bf16"
+    assert script.main(["write", "--checkpoint", str(bf16_checkpoint), "--dtype", dtype, "--num-steps", "1",
+                        *META, "--out", str(out)]) == 0
+    assert script.main(["validate", str(out / "submission.pkl")]) == 0
+    assert "RESULT: PASS" in capsys.readouterr().out
+    submission, _ = load_submission(out / "submission.pkl")
+    assert set(submission["predictions"][0]) == set(_split_tokens(world))
+
+
 def test_v2_two_stage_write_and_validate(script, world, tmp_path, capsys):
     out = tmp_path / "v2"
     assert script.main(["write", "--planner", "constant_velocity", "--format", "v2", *META, "--out", str(out)]) == 0

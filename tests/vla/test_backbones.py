@@ -61,3 +61,11 @@ def test_registry_errors_name_the_field():
         build_backbone(BackboneSettings(type="hf_vlm"), ProcessorSettings())
     with pytest.raises(ModelConfigError, match="backbone.pretrained"):
         build_backbone(BackboneSettings(type="hf_vlm", model_config={}), ProcessorSettings(), load_pretrained=True)
+
+
+def test_real_siglip_preset_builds_no_classifier_pool_on_the_meta_device():
+    """timm's SigLIP attention pool (15.2M parameters) never reaches the context: it is not built."""
+    with torch.device("meta"):
+        model = DipoleVLA(build_config("siglip-qwen2.5-0.5b"))
+    names = [n for n, _ in model.backbone.vision.named_parameters()]
+    assert names and not any(n.startswith(("attn_pool.", "fc_norm.", "head.")) for n in names)

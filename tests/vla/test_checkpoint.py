@@ -136,3 +136,88 @@ def test_unknown_config_field_is_named(saved_dir):
     edit_config(saved_dir, lambda v: v["lora"].update(rnak=8))
     with pytest.raises(CheckpointError, match="lora.rnak"):
         DipoleVLA.from_pretrained(saved_dir)
+
+
+def _floating_parameter_dtypes(model):
+    return {p.dtype for p in model.parameters() if p.is_floating_point()}
+
+
+@pytest.mark.parametrize("preset", TINY_PRESETS)
+def test_bfloat16_checkpoint_reloads_in_one_dtype_and_samples(preset, agent_inputs, tmp_path):
+    """Stored dtype = the saved model's; from_pretrained gives one parameter dtype (stored or requested)."""
+    torch.set_num_threads(1)
+    model = tiny_model(preset)
+    perturb(model.head, seed=5)
+    model.to(torch.bfloat16).save_pretrained(tmp_path)
+    batch = model.processor(agent_inputs)
+    for kwargs, expected in (({}, torch.bfloat16), ({"dtype": "bfloat16"}, torch.bfloat16),
+                             ({"torch_dtype": torch.float32}, torch.float32), ({"dtype": "float32"}, torch.float32)):
+        loaded = DipoleVLA.from_pretrained(tmp_path, **kwargs)
+        assert _floating_parameter_dtypes(loaded) == {expected}, kwargs
+        assert loaded.dtype == expected
+        for module in loaded.modules():  # never-stored buffers (rotary frequencies) keep float32 precision
+            for name, buffer in module.named_buffers(recurse=False):
+                if buffer.is_floating_point() and name in module._non_persistent_buffers_set:
+                    assert buffer.dtype == torch.float32, name
+        poses = sample_twice(loaded, batch, omega=0.5)
+        assert poses.dtype == torch.float32 and torch.isfinite(poses).all(), kwargs
+        assert torch.isfinite(loaded.loss_il({**batch, "target_poses": torch.zeros(2, 8, 3)}))
+    with pytest.raises(CheckpointError, match="dtype"):
+        DipoleVLA.from_pretrained(tmp_path, dtype="int8")
+
+
+def test_push_to_hub_uploads_a_complete_loadable_checkpoint(tmp_path, monkeypatch):
+    """The upload sees every file (tokenizer included); a fake hub API records it, no network."""
+    import shutil
+
+    import huggingface_hub
+
+    uploads = []
+
+    def fake_upload_folder(self, *, repo_id, folder_path, **kwargs):
+        snapshot = tmp_path / "hub" / repo_id
+        shutil.copytree(folder_path, snapshot)
+        uploads.append(snapshot)
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kwargs: repo_id)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", fake_upload_folder)
+    model = tiny_model("tiny-timm-lm")
+    model.save_pretrained(tmp_path / "local", push_to_hub=True, repo_id="someone/dipole-tiny")
+    assert len(uploads) == 1
+    DipoleVLA.from_pretrained(uploads[0])  # config, weights and tokenizer were all there at upload time
+    card = (uploads[0] / "README.md").read_text()
+    assert "tiny-timm-lm" in card and "launch/evaluate.py" in card and "LoRA rank 4" in card
+
+
+def test_auto_processor_returns_the_dipole_processor(agent_inputs, tmp_path):
+    from transformers import AutoProcessor
+
+    model = tiny_model("tiny-timm-lm")
+    model.save_pretrained(tmp_path)
+    processor = AutoProcessor.from_pretrained(tmp_path)
+    assert type(processor) is DipoleProcessor
+    expected = model.processor(agent_inputs)
+    for key, value in processor(agent_inputs).items():
+        assert torch.equal(value, expected[key]), key
+
+
+def test_each_adapter_exports_in_peft_format_and_loads_with_peft_model(tmp_path):
+    from peft import PeftModel
+
+    from vla.dit import DiTDenoiser
+
+    model = tiny_model("tiny-timm-lm")
+    perturb(model.head, seed=6)
+    settings = model.config.head_settings
+    for adapter in ("positive", "negative"):
+        directory = model.export_adapter(adapter, tmp_path / adapter)
+        assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in directory.iterdir()}
+        plain = DiTDenoiser(settings, model.backbone.hidden_size, model.config.proprio_dim, 8, 4)
+        plain.load_state_dict({k.replace(".base_layer.", "."): v for k, v in model.head.state_dict().items()
+                               if "lora_" not in k})
+        loaded = PeftModel.from_pretrained(plain, directory)
+        ours = model.adapter_parameters(adapter)
+        theirs = {n: p for n, p in loaded.named_parameters() if "lora_" in n}
+        assert len(theirs) == len(ours) > 0
+        for name, value in ours.items():
+            assert torch.equal(theirs[f"base_model.model.{name.replace(adapter, 'default')}"], value), name

@@ -1,5 +1,6 @@
 """DipoleProcessor: images, DP-VLA prompt, proprioception, trajectory representation and statistics."""
 
+import copy
 import math
 
 import numpy as np
@@ -124,3 +125,13 @@ def test_tokenizer_is_local_and_saved(processor, tmp_path):
     prompt = processor.build_prompt(make_agent_input(np.random.default_rng(5)))
     assert loaded.tokenizer(prompt)["input_ids"] == processor.tokenizer(prompt)["input_ids"]
     assert loaded.config.normalization == processor.config.normalization
+
+
+def test_a_prompt_longer_than_the_budget_is_an_error_not_cut(processor):
+    rng = np.random.default_rng(4)
+    prompt_tokens = len(processor.tokenizer(processor.build_prompt(make_agent_input(rng)))["input_ids"])
+    assert prompt_tokens <= processor.settings.max_prompt_tokens  # the tiny budget fits its own prompt
+    short = copy.deepcopy(processor.config)
+    short.processor["max_prompt_tokens"] = prompt_tokens - 1
+    with pytest.raises(VLAInputError, match="max_prompt_tokens"):
+        DipoleProcessor(short, processor.tokenizer)([make_agent_input(rng)])

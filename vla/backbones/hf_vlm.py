@@ -21,13 +21,51 @@ def config_from_dict(config_dict: dict):
     return AutoConfig.for_model(model_type, **values)
 
 
+def _reads_vision_hidden_states(config) -> bool:
+    """LLaVA-family models take image features from ``hidden_states[vision_feature_layer]`` of the tower."""
+    return isinstance(getattr(config, "vision_feature_layer", None), int)
+
+
+def without_unused_vision_parts(config) -> None:
+    """Configure the vision tower so that nothing is built that never reaches the context.
+
+    SigLIP towers build an attention-pool head (``vision_use_head``) that VLMs never call; LLaVA-family
+    models read ``hidden_states[vision_feature_layer]``, so encoder layers after that one are never run
+    into the output. Unused weights get no gradient (DDP refuses them) and cost memory and optimizer state.
+    """
+    vision = getattr(config, "vision_config", None)
+    if vision is None:
+        return
+    if getattr(vision, "vision_use_head", False):
+        vision.vision_use_head = False
+    layer = getattr(config, "vision_feature_layer", None)
+    layers = getattr(vision, "num_hidden_layers", None)
+    if _reads_vision_hidden_states(config) and layers is not None and -layers <= layer < -1:
+        vision.num_hidden_layers = layers + 1 + layer  # hidden_states[0] is the embedding output
+        config.vision_feature_layer = -1
+
+
+def drop_unused_post_layernorm(model) -> None:
+    """LLaVA-family models read the tower's hidden states, never its ``post_layernorm`` output: drop it."""
+    if not _reads_vision_hidden_states(model.config):
+        return
+    tower = getattr(model, "vision_tower", None)
+    for owner in (tower, getattr(tower, "vision_model", None)):
+        if owner is not None and isinstance(getattr(owner, "post_layernorm", None), torch.nn.Module):
+            owner.post_layernorm = torch.nn.Identity()
+
+
 class HFVLMBackbone(VisionLanguageBackbone):
     def __init__(self, settings: BackboneSettings, processor: ProcessorSettings, load_pretrained: bool = False):
         super().__init__(settings, processor)
+        config = (AutoConfig.from_pretrained(settings.pretrained) if load_pretrained
+                  else config_from_dict(settings.model_config))
+        without_unused_vision_parts(config)
         if load_pretrained:
-            model = AutoModel.from_pretrained(settings.pretrained)
+            model = AutoModel.from_pretrained(settings.pretrained, config=config)
         else:
-            model = AutoModel.from_config(config_from_dict(settings.model_config))
+            model = AutoModel.from_config(config)
+        drop_unused_post_layernorm(model)
         self.model = model
         text_config = model.config.get_text_config()
         self.hidden_size = text_config.hidden_size

@@ -17,6 +17,19 @@ from vla.backbones.hf_vlm import config_from_dict
 from vla.configuration_dipole import BackboneSettings, ProcessorSettings
 
 
+def drop_classifier_pooling(vision: nn.Module) -> None:
+    """Remove the pooling that only the classifier uses (SigLIP's attention pool, an avg-pool fc_norm).
+
+    ``forward_features`` never reaches them, so they would hold weights without gradients (DDP refuses
+    those) and optimizer state for nothing. The model is built first so that pretrained weights load
+    strictly; then timm's own ``reset_classifier`` removes the pool.
+    """
+    if hasattr(vision, "reset_classifier"):
+        vision.reset_classifier(0, global_pool="")
+    if isinstance(getattr(vision, "fc_norm", None), nn.Module) and any(True for _ in vision.fc_norm.parameters()):
+        vision.fc_norm = nn.Identity()
+
+
 class TimmLMBackbone(VisionLanguageBackbone):
     def __init__(self, settings: BackboneSettings, processor: ProcessorSettings, load_pretrained: bool = False):
         super().__init__(settings, processor)
@@ -27,6 +40,7 @@ class TimmLMBackbone(VisionLanguageBackbone):
             img_size=tuple(processor.image_size),
             **settings.timm_kwargs,
         )
+        drop_classifier_pooling(self.vision)
         if load_pretrained and settings.pretrained:
             self.lm = AutoModel.from_pretrained(settings.pretrained)
         else:

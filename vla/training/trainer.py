@@ -42,7 +42,6 @@ RESULTS_TABLE_FILENAME = "results.md"
 RESULTS_JSON_FILENAME = "results.json"
 DRIFT_PROBE_SCENES = 16  # scenes per process used to monitor the drift from mu_0 on fixed noise (§6, §8)
 HISTORY_IN_RESULTS = 200  # last logged rows kept in results.json
-LOSS_TERMS = ("loss_positive", "loss_negative", "loss_bc", "weight_mean")
 
 
 class StopTraining(Exception):
@@ -264,10 +263,8 @@ class Trainer:
                 ctx.optimizer.step()
                 ctx.optimizer.zero_grad()
             terms["loss"] = terms.get("loss", 0.0) + float(loss.detach()) / accum
-            for name in LOSS_TERMS:
-                value = getattr(out, name, None)
-                if value is not None:
-                    terms[name] = terms.get(name, 0.0) + float(torch.as_tensor(value).detach()) / accum
+            for name, value in (out.parts() if hasattr(out, "parts") else {}).items():
+                terms[name] = terms.get(name, 0.0) + float(torch.as_tensor(value).detach()) / accum
         ctx.scheduler.step()
         terms["lr"] = float(ctx.scheduler.get_last_lr()[0])
         self.state.global_step += 1

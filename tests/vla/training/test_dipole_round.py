@@ -40,6 +40,7 @@ def test_dipole_round_updates_both_adapters_only(world, tmp_path):
         assert 0.0 <= logged[f"dipole/rollout/{name}"] <= 1.0, name
     assert logged["dipole/rollout/masked_frac"] == 0.0
     assert "dipole/rollout/zero_variance_group_frac" in logged
+    assert 0.0 < logged["dipole/weight_positive_mean"] < 1.0  # the loss output's names reach the log
 
     before = load_file(tmp_path / "run" / "il_model" / "model.safetensors")
     after = load_file(tmp_path / "run" / "model" / "model.safetensors")

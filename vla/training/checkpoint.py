@@ -74,7 +74,8 @@ def checkpoints_dir(output_dir: Path) -> Path:
     return Path(output_dir) / CHECKPOINTS_DIRNAME
 
 
-def _fsync_file(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a folder's entries, to disk."""
     fd = os.open(str(path), os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -85,16 +86,8 @@ def _fsync_file(path: Path) -> None:
 def _fsync_tree(root: Path) -> None:
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
-            _fsync_file(Path(dirpath) / name)
-        _fsync_dir(Path(dirpath))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(str(path), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            _fsync(Path(dirpath) / name)
+        _fsync(Path(dirpath))
 
 
 def _manifest(root: Path) -> dict[str, int]:
@@ -262,10 +255,10 @@ class CheckpointWriter:
             _fsync_tree(tmp)
             marker = tmp / COMPLETE_MARKER
             marker.write_text(json.dumps({"files": _manifest(tmp)}, indent=1, sort_keys=True))
-            _fsync_file(marker)
-            _fsync_dir(tmp)
+            _fsync(marker)
+            _fsync(tmp)
             os.replace(tmp, final)
-            _fsync_dir(self.root)
+            _fsync(self.root)
             self._prune(final)
         acc.wait_for_everyone()
         return final

@@ -66,19 +66,23 @@ def test_rerun_skips_scored_tokens_and_retries_failures(tmp_path):
     assert len(rows) == len(TOKENS) * 5 * 2
 
 
-def test_partial_progress_survives_a_crash(tmp_path):
-    out = tmp_path / "r.csv"
+def _run_until_crash_at(token: str, out) -> None:
+    """An evaluation into ``out`` interrupted (KeyboardInterrupt) while scoring ``token``."""
 
     class CrashingScorer(FakeScorer):
         def score(self, scene, poses, version):
-            if scene.token == TOKENS[4]:
+            if scene.token == token:
                 raise KeyboardInterrupt
             return super().score(scene, poses, version)
 
-    try:
+    with pytest.raises(KeyboardInterrupt):
         run_evaluation([FakeSource(TOKENS)], [ConstantVelocityPlanner()], CrashingScorer(), out, SETTINGS)
-    except KeyboardInterrupt:
-        pass
+
+
+def test_partial_progress_survives_a_crash(tmp_path):
+    out = tmp_path / "r.csv"
+
+    _run_until_crash_at(TOKENS[4], out)
     assert not out.exists() and partial_path(out, 0).exists()
     source = FakeSource(TOKENS)
     run_evaluation([source], [ConstantVelocityPlanner()], FakeScorer(), out, SETTINGS)
@@ -125,16 +129,7 @@ def test_a_planner_failing_on_one_token_does_not_stop_the_batch(tmp_path):
 def test_resume_rescores_a_row_torn_by_a_crash(tmp_path, caplog):
     out = tmp_path / "r.csv"
 
-    class CrashingScorer(FakeScorer):
-        def score(self, scene, poses, version):
-            if scene.token == TOKENS[4]:
-                raise KeyboardInterrupt
-            return super().score(scene, poses, version)
-
-    try:
-        run_evaluation([FakeSource(TOKENS)], [ConstantVelocityPlanner()], CrashingScorer(), out, SETTINGS)
-    except KeyboardInterrupt:
-        pass
+    _run_until_crash_at(TOKENS[4], out)
     partial = partial_path(out, 0)
     data = partial.read_bytes()
     partial.write_bytes(data[: data.rstrip(b"\r\n").rfind(b"\n") + 30])  # the last row torn 30 bytes in

@@ -30,11 +30,6 @@ def item_targets(items: Sequence[dict]) -> np.ndarray:
     return np.stack([np.asarray(it["target_poses"], np.float32) for it in items])
 
 
-def item_proprio(items: Sequence[dict], processor) -> np.ndarray:
-    """(N, P) ego-state ("proprio") inputs of the scenes, as the model's processor builds them."""
-    return processor.proprio_array([it["agent_input"] for it in items])
-
-
 class SceneBatcher:
     """Turns scene items into model batches (via the model's processor) for one process of a run."""
 

@@ -27,7 +27,7 @@ from vla.training.checkpoint import (
     read_state, restore_rng_states,
 )
 from vla.training.config import TrainConfig
-from vla.training.data import SceneBatcher, item_proprio, item_targets, item_tokens
+from vla.training.data import SceneBatcher, item_targets, item_tokens
 from vla.training.errors import EmptyDataError, TrainingError
 from vla.training.eval_contract import EvalFn, EvalPolicy
 from vla.training.optim import build_optimizer, build_scheduler
@@ -192,7 +192,7 @@ class Trainer:
             from vla import compute_normalization_stats
 
             targets = item_targets(self.train_items)  # every input is normalised: trajectories and ego state
-            proprio = item_proprio(self.train_items, policy.processor)
+            proprio = policy.processor.proprio_array([item["agent_input"] for item in self.train_items])
             policy.set_normalization_stats(compute_normalization_stats(targets, proprio))
         return policy
 

@@ -16,6 +16,7 @@ from typing import Mapping, Optional, Union
 import numpy as np
 
 from navsim_eval.pdm.constants import V1_OBSERVATION_FRAMES, V2_OBSERVATION_FRAMES
+from navsim_eval.pdm.objects import traffic_light_array
 
 SCENE, MAP, METRIC = "scene", "map", "metric"
 PART_DESCRIPTIONS = {
@@ -38,8 +39,9 @@ def _hasher():
 
 def _update(hasher, *values) -> None:
     for value in values:
-        if isinstance(value, np.ndarray):  # numbers by their float64 bytes (exact, no text rounding)
-            array = np.ascontiguousarray(value, dtype=np.float64)
+        if isinstance(value, np.ndarray):  # numbers by their float64 (integers: int64) bytes, no text rounding
+            dtype = np.int64 if np.issubdtype(value.dtype, np.integer) else np.float64
+            array = np.ascontiguousarray(value, dtype=dtype)
             hasher.update(f"a{array.shape}".encode())
             hasher.update(array.tobytes())
         else:
@@ -56,8 +58,7 @@ def scene_fingerprint(scene, version: str) -> str:
     for frame in scene.frames[:end]:
         status = frame.ego_status
         _update(hasher, str(frame.token), int(frame.timestamp), [str(r) for r in frame.roadblock_ids],
-                [(int(c), bool(r)) for c, r in frame.traffic_lights],
-                np.asarray(status.ego_pose), np.asarray(status.ego_velocity), np.asarray(status.ego_acceleration))
+                traffic_light_array(frame.traffic_lights), np.asarray(status.ego_pose), np.asarray(status.ego_velocity), np.asarray(status.ego_acceleration))
         annotations = frame.annotations
         if annotations is None:
             _update(hasher, None)

@@ -24,6 +24,7 @@ from navsim_eval.pdm.centerline import CenterlineError, build_centerline, starti
 from navsim_eval.pdm.constants import STATE_DIM, StateIndex, check_version, is_synthetic_token
 from navsim_eval.pdm.drivable_map import DrivableMap, build_drivable_map
 from navsim_eval.pdm.footprint import ego_centers, ego_corners, polygons_from_corners
+from navsim_eval.pdm.objects import red_light_ids
 from navsim_eval.pdm.path import PDMPath
 from navsim_eval.pdm.planner import PDMClosedConfig, build_forecast_observation, frame_objects, plan_pdm_closed
 from navsim_eval.pdm.route import Route, build_route
@@ -32,8 +33,8 @@ logger = logging.getLogger(__name__)
 
 # Version of the on-disk format written by MetricCacheStore; bump on any change of the stored fields or of
 # how they are computed (2: observation timed by frame index, see docs/pdm_scorer.md "Audit notes";
-# 3: source fingerprint stored and checked on load).
-FORMAT_VERSION = 3
+# 3: source fingerprint stored and checked on load; 4: traffic lights fingerprinted as an integer array).
+FORMAT_VERSION = 4
 CACHE_FILE_SUFFIX = ".mcache"
 # Number of logged future poses of the human trajectory (v2, spec §3.7) and their spacing.
 HUMAN_TRAJECTORY_POSES = 8
@@ -115,9 +116,8 @@ def red_light_connectors(frame, route: Route) -> tuple[list[str], list[shapely.G
     """Ids and polygons of the frame's RED lane connectors that are lanes of the route (spec §3.8)."""
     lanes = route.lane_by_id()
     ids, polygons = [], []
-    for connector_id, is_red in frame.traffic_lights:
-        key = str(connector_id)
-        if bool(is_red) and key in lanes:
+    for key in red_light_ids(frame.traffic_lights):
+        if key in lanes:
             ids.append(key)
             polygons.append(lanes[key].polygon)
     return ids, polygons

@@ -1,10 +1,12 @@
-"""Boxes of one log frame in global (map) coordinates (spec pdm_score.md §1.3).
+"""Boxes and traffic lights of one log frame; boxes in global (map) coordinates (spec pdm_score.md §1.3).
 
-Shared by the ground-truth observation of the scorer and the PDM-Closed planner's forecast.
+Shared by the ground-truth observation of the scorer, the PDM-Closed planner's forecast and the cache
+fingerprint.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,3 +78,16 @@ def frame_objects(frame: Frame) -> SceneObjects:
 
 
 __all__ = ["SceneObjects", "frame_objects"]
+
+
+def traffic_light_array(traffic_lights) -> np.ndarray:
+    """(N, 2) int64 (lane connector id, is red) of a frame's `traffic_lights` pairs. City maps list every lane
+    connector of the map (thousands) in every frame, so the pairs go through one array, not one item each."""
+    flat = np.fromiter(itertools.chain.from_iterable(traffic_lights), dtype=np.int64, count=2 * len(traffic_lights))
+    return flat.reshape(-1, 2)
+
+
+def red_light_ids(traffic_lights) -> list[str]:
+    """Ids (as map id strings) of the RED lane connectors of a frame, in the frame's order."""
+    lights = traffic_light_array(traffic_lights)
+    return [str(i) for i in lights[lights[:, 1] != 0, 0].tolist()]

@@ -30,7 +30,7 @@ from navsim_eval.pdm.constants import (
 )
 from navsim_eval.pdm.errors import ObservationError
 from navsim_eval.pdm.footprint import box_corners, ego_corners, polygons_from_corners
-from navsim_eval.pdm.objects import frame_objects
+from navsim_eval.pdm.objects import frame_objects, red_light_ids
 
 
 def red_light_token(connector_id: Any) -> str:
@@ -302,15 +302,12 @@ def _red_light_obstacles(scene, num_steps: int, lane_ids: Optional[Iterable[str]
                          map_api) -> list[list[tuple[str, Any]]]:
     """Per step: (token, polygon) of RED on-route lane connectors from frame ⌊k/5⌋ (§3.6)."""
     current = scene.current_frame_index
-    per_step: list[list[tuple[str, Any]]] = [[] for _ in range(num_steps)]
     route_lanes = None if lane_ids is None else {str(i) for i in lane_ids}
     polygons: dict[str, Any] = {}
-    for step in range(num_steps):
-        frame = scene.frames[current + step // FRAMES_PER_STEP]
-        for connector_id, is_red in frame.traffic_lights:
-            connector_id = str(connector_id)
-            if not is_red:
-                continue
+    per_frame: dict[int, list[tuple[str, Any]]] = {}  # steps of one frame share its obstacles
+    for frame_index in sorted({current + step // FRAMES_PER_STEP for step in range(num_steps)}):
+        obstacles = per_frame[frame_index] = []
+        for connector_id in red_light_ids(scene.frames[frame_index].traffic_lights):
             if route_lanes is None:
                 if map_api is None:
                     raise ObservationError(f"scene {scene.token}: v2 red lights need the map (no map_api given)")
@@ -321,8 +318,8 @@ def _red_light_obstacles(scene, num_steps: int, lane_ids: Optional[Iterable[str]
                 if map_api is None:
                     raise ObservationError(f"scene {scene.token}: v2 red lights need the map (no map_api given)")
                 polygons[connector_id] = map_api.get_lane_connector(connector_id).polygon
-            per_step[step].append((red_light_token(connector_id), polygons[connector_id]))
-    return per_step
+            obstacles.append((red_light_token(connector_id), polygons[connector_id]))
+    return [list(per_frame[current + step // FRAMES_PER_STEP]) for step in range(num_steps)]
 
 
 def _uncorrected_route_lane_ids(map_api, roadblock_ids: Sequence[str]) -> set[str]:

@@ -1,7 +1,7 @@
 """PDM scoring and metric-cache speed versus the official pipeline, with a same-run baseline.
 
 Usage:
-    python benchmarks/bench_pdm_score.py [--data-root DIR ...] [--split NAME ...] [--stride N] [--max-scenes N]
+    python benchmarks/bench_pdm_score.py [--data-root DIR ...] [--split NAME ...] [--stride N ...] [--max-scenes N]
         [--ks 1 8 32 128] [--workers 1 2] [--worker-k 32] [--repeats 2] [--baseline GIT_REF] [--rounds 2]
 
 For every data root (default: the golden fixtures; any OpenScene-layout root with `maps/` and
@@ -46,6 +46,7 @@ HEADING_NOISE_RAD = 0.03
 TARGET_SCORE_RATIO = 100.0  # x official trajectories/s at K = 32
 TARGET_CACHE_RATIO = 10.0  # x official metric-cache build
 TARGET_K = 32
+DEFAULT_STRIDE = 5  # every 5th golden window: 28 scenes, all four layouts
 
 
 def perturbed_candidates(base_poses: np.ndarray, num: int, rng: np.random.Generator) -> np.ndarray:
@@ -116,7 +117,7 @@ def measure(args) -> dict:
         batch_scoring = None
 
     data_root = args.data_root[0]
-    scenes, maps = load_scenes(data_root, (args.split or [None])[0], args.stride, args.max_scenes)
+    scenes, maps = load_scenes(data_root, (args.split or [None])[0], args.stride[0], args.max_scenes)
     tokens = [s.token for s in scenes]
     trajectories_file = data_root / "trajectories.json"
     named = json.loads(trajectories_file.read_text()) if trajectories_file.is_file() else {}
@@ -255,7 +256,9 @@ def main() -> None:
     parser.add_argument("--split", action="append", default=None,
                         help="navsim_logs sub-folder per data root, in --data-root order (needed when there are several)")
     parser.add_argument("--golden", type=Path, default=DEFAULT_GOLDEN, help="holds the official timing_v*.json")
-    parser.add_argument("--stride", type=int, default=5, help="use every n-th scene window")
+    parser.add_argument("--stride", type=int, action="append", default=None,
+                        help="use every n-th scene window; per data root in --data-root order (default 5; the "
+                             "last value holds for the remaining roots)")
     parser.add_argument("--max-scenes", type=int, default=40)
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 8, 32, 128])
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2])
@@ -268,6 +271,7 @@ def main() -> None:
     parser.add_argument(MEASURE_FLAG, type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.data_root = args.data_root or [args.golden]
+    args.stride = args.stride or [DEFAULT_STRIDE]
 
     if args.measure_json is not None:
         args.measure_json.write_text(json.dumps(measure(args)))
@@ -282,7 +286,8 @@ def main() -> None:
     per_root = []
     splits = args.split or []
     for index, data_root in enumerate(args.data_root):
-        arguments = _forwarded(args, data_root, splits[index] if index < len(splits) else None)
+        stride = args.stride[min(index, len(args.stride) - 1)]
+        arguments = _forwarded(args, data_root, splits[index] if index < len(splits) else None, stride)
         current, baseline = interleaved_rounds(script, arguments, args.baseline, args.rounds)
         per_root.append((data_root, report(data_root, current, baseline, official, args)))
     if len(per_root) > 1:
@@ -296,9 +301,9 @@ def main() -> None:
                       f"per cache {_span(growth_cache, '.2f')}x (target <= 1.5x)")
 
 
-def _forwarded(args, data_root: Path, split: Optional[str]) -> list[str]:
+def _forwarded(args, data_root: Path, split: Optional[str], stride: int) -> list[str]:
     """Arguments of one measurement process."""
-    out = ["--data-root", str(data_root), "--golden", str(args.golden), "--stride", str(args.stride),
+    out = ["--data-root", str(data_root), "--golden", str(args.golden), "--stride", str(stride),
            "--max-scenes", str(args.max_scenes), "--worker-k", str(args.worker_k), "--repeats", str(args.repeats),
            "--batch-k", str(args.batch_k), "--batch-scenes", str(args.batch_scenes),
            "--ks", *map(str, args.ks), "--workers", *map(str, args.workers)]

@@ -16,6 +16,7 @@ from typing import Optional, Sequence, Union
 import torch
 import transformers
 from packaging.version import Version
+from peft.tuners.lora import LoraLayer
 from safetensors import safe_open
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 
@@ -38,6 +39,7 @@ from vla.lora import (
     BACKBONE_ADAPTER,
     add_backbone_adapter,
     add_dipole_adapters,
+    effective_weight,
     frozen_adapter_cache,
     is_lora_parameter,
     uniform_rows,
@@ -132,7 +134,8 @@ class DipoleVLA(PreTrainedModel):
         self._configure_backbone()
         self.head = DiTDenoiser(config.head_settings, self.backbone.hidden_size, config.proprio_dim,
                                 NUM_TRAJECTORY_POSES, ACTION_DIM)
-        add_dipole_adapters(self.head, config.lora_settings)
+        if self.has_branches:
+            add_dipole_adapters(self.head, config.lora_settings)
         diffusion = config.diffusion_settings
         self.schedule = VPLinearSchedule(diffusion.beta_min, diffusion.beta_max)
         self._processor: Optional[DipoleProcessor] = None
@@ -149,6 +152,16 @@ class DipoleVLA(PreTrainedModel):
             add_backbone_adapter(self.backbone, settings.lora_rank, settings.lora_alpha, settings.lora_target_modules)
         if settings.gradient_checkpointing:
             self.backbone.enable_gradient_checkpointing()
+
+    @property
+    def has_branches(self) -> bool:
+        """False for a single-branch model (``lora.rank = 0``, e.g. :meth:`export_merged`): no adapters."""
+        return self.config.lora_settings.rank > 0
+
+    def _require_branches(self, what: str) -> None:
+        if not self.has_branches:
+            raise ModelConfigError("lora.rank", f"{what} needs the two head adapters; this is a single-branch "
+                                                "model (lora.rank = 0, a merged export)")
 
     # Construction helpers ------------------------------------------------------------------------------
     @classmethod
@@ -297,6 +310,8 @@ class DipoleVLA(PreTrainedModel):
         """
         if scope not in TRAINABLE_SCOPES:
             raise ModelConfigError("trainable scope", f"unknown scope {scope!r}; expected one of {TRAINABLE_SCOPES}")
+        if scope == "adapters":
+            self._require_branches("training the adapters")
         if scope == self._trainable_scope and not force:
             return
         settings = self.config.backbone_settings
@@ -337,6 +352,7 @@ class DipoleVLA(PreTrainedModel):
 
         if adapter not in ADAPTER_NAMES:
             raise VLAInputError("adapter", f"unknown adapter {adapter!r}; expected one of {ADAPTER_NAMES}")
+        self._require_branches("exporting an adapter")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = self.head.peft_config[adapter]
@@ -344,6 +360,44 @@ class DipoleVLA(PreTrainedModel):
         state = get_peft_model_state_dict(self.head, adapter_name=adapter)
         save_file({f"base_model.model.{k}": v.detach().contiguous().cpu() for k, v in state.items()},
                   str(directory / "adapter_model.safetensors"))
+        return directory
+
+    def merged_single_branch(self, omega: float = 0.0) -> "DipoleVLA":
+        """The guided policy at ``omega`` as a plain single-branch model: the `positive` adapter merged into
+        the head (W + scaling B A per adapted layer), no adapters (``lora.rank = 0``).
+
+        Exact only at omega = 0, where the guided policy is pi+ = base head + `positive`; any other omega
+        combines both branches at every step, which no single set of weights reproduces, and is refused.
+        """
+        if float(omega) != 0.0:
+            raise VLAInputError("omega", f"a merged single-branch export is exact only at omega = 0 (pi+); "
+                                         f"omega = {omega} combines both branches (1 + omega) eps+ - omega eps- at "
+                                         "every step: keep the two-branch checkpoint for guidance")
+        self._require_branches("a merged export")
+        config = DipoleVLAConfig.from_dict(self.config.to_dict())
+        config.lora = {**config.lora, "rank": 0}
+        state = {}
+        with torch.no_grad():
+            for name, value in self.state_dict().items():
+                if is_lora_parameter(name):
+                    continue
+                state[name.replace(".base_layer.", ".")] = value
+            for name, module in self.head.named_modules():
+                if isinstance(module, LoraLayer):
+                    state[f"head.{name}.weight"] = effective_weight(module, POSITIVE).detach()
+        merged = DipoleVLA(config)
+        merged.apply_dtype(self.dtype)
+        merged.load_state_dict(state, strict=True)
+        merged.to(self.device)
+        merged.processor = DipoleProcessor(merged.config, self.processor.tokenizer)
+        merged.train(self.training)
+        return merged
+
+    def export_merged(self, directory: Union[str, Path], omega: float = 0.0, **save_kwargs) -> Path:
+        """Write :meth:`merged_single_branch` as a checkpoint (``save_pretrained``; loads with
+        ``DipoleVLA.from_pretrained`` and plans at omega = 0 or ``mode="base"``)."""
+        directory = Path(directory)
+        self.merged_single_branch(omega).save_pretrained(directory, **save_kwargs)
         return directory
 
     # Forward pieces --------------------------------------------------------------------------------------------
@@ -404,6 +458,7 @@ class DipoleVLA(PreTrainedModel):
         common to both, so omega does not amplify it. Gradients reach what :meth:`set_trainable` enabled
         (``"adapters"`` for DIPOLE).
         """
+        self._require_branches("the DIPOLE loss")
         if (bc_weight > 0) != (anchor_poses is not None):
             raise VLAInputError("anchor_poses", "pass anchor_poses together with bc_weight > 0 (one without the "
                                                 f"other is a mistake; got bc_weight={bc_weight})")
@@ -469,6 +524,9 @@ class DipoleVLA(PreTrainedModel):
         sampler = diffusion.sampler if sampler is None else sampler
         scale = diffusion.init_noise_scale if init_noise_scale is None else float(init_noise_scale)
         omegas, sweep = as_omega_list(omega)
+        if mode == "guided" and not self.has_branches and any(w != 0.0 for w in omegas):
+            raise VLAInputError("omega", f"a single-branch model (merged at omega = 0) plans at omega = 0 only; got "
+                                         f"{omegas}: guidance needs the two-branch checkpoint")
         was_training = self.training
         # switching modes walks every module: skipped when the whole model is already in eval mode
         switch_mode = was_training or any(module.training for module in self.modules())
@@ -485,10 +543,11 @@ class DipoleVLA(PreTrainedModel):
                 device = ctx.tokens.device
                 x_init = initial_noise((b, s), generator, device) * scale
 
-                if mode == "base":
+                if mode == "base" or not self.has_branches:  # single-branch: its head is pi+ itself
                     kv_base = self.head.context_kv(ctx.tokens, ctx.mask, None)
                     plans = [self._integrate(lambda x, t: self.head(x, t.expand(n), proprio, kv_base, None),
                                              x_init, sampler, num_steps)]
+                    plans = plans * (len(omegas) if mode == "guided" else 1)
                 else:
                     needed = sorted({br for w in omegas for br in branches_for_omega(w)}, key=ADAPTER_NAMES.index)
                     kv_all = self.head.context_kv_branches(ctx.tokens, ctx.mask, needed)
@@ -542,7 +601,8 @@ class DipoleVLA(PreTrainedModel):
             "## Configuration", "",
             f"- backbone: `{bb.type}` `{bb.pretrained or bb.timm_model or 'from model_config'}`",
             f"- head: DiT hidden {head.hidden_size}, depth {head.depth}, {head.num_heads} heads",
-            f"- adapters: LoRA rank {lora.rank}, alpha {lora.alpha}",
+            (f"- adapters: LoRA rank {lora.rank}, alpha {lora.alpha}" if self.has_branches else
+             "- adapters: none (single-branch: `positive` merged into the head, plans at omega = 0)"),
             f"- sampler: {diff.sampler}, {diff.num_steps} steps; parameters: {params / 1e6:.1f} M; dtype: {self.dtype}",
             f"- cameras: {', '.join(cfg.processor_settings.cameras)}; normalisation stats stored: "
             f"{cfg.normalization is not None}", "",

@@ -379,9 +379,10 @@ class DipoleVLA(PreTrainedModel):
         state = {}
         with torch.no_grad():
             for name, value in self.state_dict().items():
-                if is_lora_parameter(name):
-                    continue
-                state[name.replace(".base_layer.", ".")] = value
+                if not name.startswith("head."):  # the backbone (with its own LoRA, if any) as it is
+                    state[name] = value
+                elif not is_lora_parameter(name):
+                    state[name.replace(".base_layer.", ".")] = value
             for name, module in self.head.named_modules():
                 if isinstance(module, LoraLayer):
                     state[f"head.{name}.weight"] = effective_weight(module, POSITIVE).detach()

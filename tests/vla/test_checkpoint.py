@@ -227,7 +227,7 @@ def test_merged_single_branch_export_is_exact_at_omega_zero_and_refused_elsewher
     from vla import ModelConfigError, VLAInputError
 
     torch.set_num_threads(1)
-    model = tiny_model("tiny-timm-lm").eval()
+    model = tiny_model("tiny-timm-lm", overrides=["backbone.lora_rank=2"]).eval()  # the backbone LoRA stays
     perturb(model.head, seed=4)  # non-zero adapters: the merge must change the head
     batch = model.processor(agent_inputs)
     expected = sample_twice(model, batch, omega=0.0)
@@ -236,9 +236,10 @@ def test_merged_single_branch_export_is_exact_at_omega_zero_and_refused_elsewher
     directory = model.export_merged(tmp_path / "merged")
     merged = DipoleVLA.from_pretrained(directory)
     assert not merged.has_branches and merged.config.lora_settings.rank == 0
-    assert not any("lora_" in name for name in merged.state_dict())
+    assert not any("lora_" in name for name in merged.head.state_dict())
+    assert any("lora_" in name for name in merged.backbone.state_dict())
     assert sum(p.numel() for p in merged.parameters()) == sum(
-        p.numel() for n, p in model.named_parameters() if "lora_" not in n)
+        p.numel() for n, p in model.named_parameters() if not (n.startswith("head.") and "lora_" in n))
     for kwargs in ({"omega": 0.0}, {"mode": "base"}):
         torch.testing.assert_close(sample_twice(merged, batch, **kwargs), expected, rtol=1e-5, atol=1e-5)
 

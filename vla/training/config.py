@@ -61,6 +61,7 @@ class OptimSection:
     schedule: Literal["cosine", "constant"] = "cosine"  # learning-rate decay after warmup
     min_lr_ratio: UnitInterval = 0.0  # cosine floor as a fraction of lr
     max_grad_norm: PositiveFloat = 1.0  # gradient clipping norm
+    backbone_lr_scale: UnitInterval = 1.0  # the backbone's learning rate as a fraction of lr (project choice)
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,7 @@ class TrainConfig:
     data: DataSection = DataSection()
     il: ILSection = ILSection()
     dipole: DipoleSection = DipoleSection()
-    ewr: DipoleSection = DipoleSection(bc_weight=0.0)  # EWR baseline (dipole's fields); trains the base head, no anchor
+    ewr: DipoleSection = DipoleSection()  # EWR baseline: DIPOLE's fields; the positive adapter weighted by exp(beta G)
     eval: EvalSection = EvalSection()
     reward: RewardSection = RewardSection()
 

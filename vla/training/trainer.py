@@ -60,6 +60,8 @@ class PolicyObjective(torch.nn.Module):
             return self.policy.loss_il(batch, **kwargs)
         if objective == "dipole":
             return self.policy.loss_dipole(batch, **kwargs)
+        if objective == "ewr":
+            return self.policy.loss_ewr(batch, **kwargs)
         raise ValueError(f"unknown objective {objective!r}")
 
 

@@ -9,6 +9,7 @@ eps = (1 + omega) eps+ - omega eps- (specs/dipole.md §4), both branches in one 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -52,7 +53,7 @@ from vla.processing_dipole import (
     poses_to_features,
 )
 
-TRAINABLE_SCOPES = ("base", "adapters", "none")
+TRAINABLE_SCOPES = ("base", "adapters", "positive", "none")
 """What :meth:`DipoleVLA.set_trainable` can train: the base model, the two head adapters, or nothing."""
 WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")
 SAMPLING_MODES = ("guided", "base")
@@ -79,6 +80,14 @@ class DipoleLossOutput:
         """The detached parts by the names a trainer logs them under (one source for those names)."""
         return {"loss_positive": self.loss_positive, "loss_negative": self.loss_negative, "loss_bc": self.loss_bc,
                 "weight_positive_mean": self.weight_positive_mean}
+
+
+def branch_rows(branches: Sequence[str], n: int):
+    """Row routing of ``n`` rows per adapter, the adapters' blocks one after the other."""
+    rows = uniform_rows(branches[0], n)
+    for name in branches[1:]:
+        rows = rows + uniform_rows(name, n)
+    return rows
 
 
 MODEL_CARD_FILE = "README.md"
@@ -306,11 +315,11 @@ class DipoleVLA(PreTrainedModel):
 
         "base": the base head (+ the backbone unless ``backbone.freeze``; only its LoRA when
         ``backbone.lora_rank``), i.e. imitation learning; "adapters": only the `positive`/`negative` LoRA
-        weights of the head (DIPOLE); "none": nothing.
+        weights of the head (DIPOLE); "positive": only the `positive` adapter (the EWR baseline); "none": nothing.
         """
         if scope not in TRAINABLE_SCOPES:
             raise ModelConfigError("trainable scope", f"unknown scope {scope!r}; expected one of {TRAINABLE_SCOPES}")
-        if scope == "adapters":
+        if scope in ("adapters", "positive"):
             self._require_branches("training the adapters")
         if scope == self._trainable_scope and not force:
             return
@@ -320,6 +329,8 @@ class DipoleVLA(PreTrainedModel):
                 param.requires_grad_(not is_lora_parameter(name))
             elif scope == "adapters":
                 param.requires_grad_(is_lora_parameter(name))
+            elif scope == "positive":
+                param.requires_grad_(is_lora_parameter(name) and f".{POSITIVE}." in name + ".")
             else:
                 param.requires_grad_(False)
         for name, param in self.backbone.named_parameters():
@@ -460,12 +471,43 @@ class DipoleVLA(PreTrainedModel):
         (``"adapters"`` for DIPOLE).
         """
         self._require_branches("the DIPOLE loss")
+        err, g, mask, loss_bc = self._branch_regression(batch, g, (POSITIVE, NEGATIVE), anchor_poses, bc_weight,
+                                                        context, sample_mask, generator)
+        loss_pos, loss_neg, w_pos = dipole_branch_losses(err[0], err[1], g, beta, offset, mask, normalize_weights)
+        total = loss_pos + loss_neg + bc_weight * loss_bc
+        valid = torch.ones_like(w_pos) if mask is None else mask.float()
+        return DipoleLossOutput(total, loss_pos.detach(), loss_neg.detach(), loss_bc.detach(),
+                                (w_pos * valid).sum().detach() / valid.sum().clamp_min(1.0))
+
+    def loss_ewr(self, batch: dict, g, beta: float, max_weight: float, *, anchor_poses=None, bc_weight: float = 0.0,
+                 context: Optional[Context] = None, sample_mask=None,
+                 generator: Optional[torch.Generator] = None) -> DipoleLossOutput:
+        """Exponentially weighted regression of the `positive` adapter (the EWR baseline, specs/dipole.md §2.1).
+
+        The same inputs, samples and BC anchor as :meth:`loss_dipole`, one branch: per-sample eps error of
+        `positive` weighted by min(exp(beta g), max_weight) (:func:`vla.training.advantages.ewr_weights`'s
+        formula), plain mean over kept samples; ``loss_negative`` is 0. Sampling it is ``omega = 0``.
+        """
+        self._require_branches("the EWR loss")
+        err, g, mask, loss_bc = self._branch_regression(batch, g, (POSITIVE,), anchor_poses, bc_weight, context,
+                                                        sample_mask, generator)
+        weights = torch.exp(torch.clamp(beta * g, max=math.log(max_weight)))
+        loss_pos = weighted_mean(err[0], weights, mask)
+        valid = torch.ones_like(weights) if mask is None else mask.float()
+        zero = torch.zeros((), device=loss_pos.device)
+        return DipoleLossOutput(loss_pos + bc_weight * loss_bc, loss_pos.detach(), zero, loss_bc.detach(),
+                                (weights * valid).sum().detach() / valid.sum().clamp_min(1.0))
+
+    def _branch_regression(self, batch: dict, g, branches: Sequence[str], anchor_poses, bc_weight: float,
+                           context: Optional[Context], sample_mask, generator: Optional[torch.Generator]):
+        """Per-sample eps errors of each adapter in ``branches`` on the same noised candidates (len(branches), B*K),
+        g and mask flattened to (B*K,), and the BC anchor loss summed over the branches (0 without anchor)."""
         if (bc_weight > 0) != (anchor_poses is not None):
             raise VLAInputError("anchor_poses", "pass anchor_poses together with bc_weight > 0 (one without the "
                                                 f"other is a mistake; got bc_weight={bc_weight})")
         actions = self._target(batch)
         b, k = actions.shape[:2]
-        n = b * k
+        n, nb = b * k, len(branches)
         device = actions.device
         g = self._per_candidate(torch.as_tensor(g, dtype=torch.float32, device=device), b, k, "g", device)
         mask = self._per_candidate(sample_mask, b, k, "sample_mask", device)
@@ -479,28 +521,24 @@ class DipoleVLA(PreTrainedModel):
 
         flat = actions.reshape(n, NUM_TRAJECTORY_POSES, ACTION_DIM)
         a_t, eps, t = self._noised(flat, generator)
-        kv = self.head.context_kv_branches(ctx.tokens, ctx.mask, [POSITIVE, NEGATIVE])
+        kv = self.head.context_kv_branches(ctx.tokens, ctx.mask, list(branches))
         proprio_rows = proprio.repeat_interleave(k, dim=0)
-        eps_hat = self.head(torch.cat([a_t, a_t]), torch.cat([t, t]), torch.cat([proprio_rows, proprio_rows]), kv,
-                            uniform_rows(POSITIVE, n) + uniform_rows(NEGATIVE, n))
-        err = ((eps_hat - torch.cat([eps, eps])) ** 2).mean(dim=(-2, -1))
-        loss_pos, loss_neg, w_pos = dipole_branch_losses(err[:n], err[n:], g, beta, offset, mask, normalize_weights)
+        rows = branch_rows(branches, n)
+        eps_hat = self.head(a_t.repeat(nb, 1, 1), t.repeat(nb), proprio_rows.repeat(nb, 1), kv, rows)
+        err = ((eps_hat - eps.repeat(nb, 1, 1)) ** 2).mean(dim=(-2, -1)).reshape(nb, n)
         loss_bc = torch.zeros((), device=device)
         if bc_weight > 0:
             bc = self._normalized_target(torch.as_tensor(anchor_poses, device=device), "anchor_poses")
             if bc.shape[:2] != (b, 1):
                 raise VLAInputError("anchor_poses", f"expected one anchor trajectory per scene ({b}, 8, 3), "
                                                     f"got {tuple(anchor_poses.shape)}")
-            # Both branches regress the same noised anchor: the pull is common to eps+ and eps-, so the guided
-            # combination (1 + omega) eps+ - omega eps- passes it with weight 1 and never amplifies it.
+            # Every branch regresses the same noised anchor: for DIPOLE the pull is common to eps+ and eps-, so
+            # the guided combination (1 + omega) eps+ - omega eps- passes it with weight 1 and never amplifies it.
             bc_t, bc_eps, bc_time = self._noised(bc[:, 0], generator)
-            bc_hat = self.head(torch.cat([bc_t, bc_t]), torch.cat([bc_time, bc_time]), torch.cat([proprio, proprio]),
-                               kv, uniform_rows(POSITIVE, b) + uniform_rows(NEGATIVE, b))
-            loss_bc = ((bc_hat - torch.cat([bc_eps, bc_eps])) ** 2).mean(dim=(-2, -1)).reshape(2, b).mean(1).sum()
-        total = loss_pos + loss_neg + bc_weight * loss_bc
-        valid = torch.ones_like(w_pos) if mask is None else mask.float()
-        return DipoleLossOutput(total, loss_pos.detach(), loss_neg.detach(), loss_bc.detach(),
-                                (w_pos * valid).sum().detach() / valid.sum().clamp_min(1.0))
+            bc_rows = branch_rows(branches, b)
+            bc_hat = self.head(bc_t.repeat(nb, 1, 1), bc_time.repeat(nb), proprio.repeat(nb, 1), kv, bc_rows)
+            loss_bc = ((bc_hat - bc_eps.repeat(nb, 1, 1)) ** 2).mean(dim=(-2, -1)).reshape(nb, b).mean(1).sum()
+        return err, g, mask, loss_bc
 
     # Sampling --------------------------------------------------------------------------------------------------
     @torch.no_grad()

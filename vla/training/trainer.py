@@ -60,6 +60,8 @@ class PolicyObjective(torch.nn.Module):
             return self.policy.loss_il(batch, **kwargs)
         if objective == "dipole":
             return self.policy.loss_dipole(batch, **kwargs)
+        if objective == "ewr":
+            return self.policy.loss_ewr(batch, **kwargs)
         raise ValueError(f"unknown objective {objective!r}")
 
 
@@ -239,7 +241,7 @@ class Trainer:
         if self.cfg.model.gradient_checkpointing:
             enable_activation_checkpointing(policy)
         optim = stage.section.optim
-        optimizer = build_optimizer(policy.trainable_parameters(), optim)
+        optimizer = build_optimizer(policy.trainable_parameters(), optim, policy.backbone.parameters())
         scheduler = build_scheduler(optimizer, optim, stage.total_steps())
         distributed.configure_engine(self.acc, stage.micro_batch_size(), self.cfg.gradient_accumulation_steps,
                                      optim.max_grad_norm)

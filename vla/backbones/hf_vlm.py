@@ -10,8 +10,11 @@ from __future__ import annotations
 import torch
 from transformers import AutoConfig, AutoModel
 
-from vla.backbones.base import Context, VisionLanguageBackbone, average_last_layers, image_features_tensor
+from vla.backbones.base import (
+    PRETRAINED_FIELD, Context, VisionLanguageBackbone, average_last_layers, image_features_tensor,
+)
 from vla.configuration_dipole import BackboneSettings, ProcessorSettings
+from vla.hub import resolve_pretrained
 
 
 def config_from_dict(config_dict: dict):
@@ -58,11 +61,11 @@ def drop_unused_post_layernorm(model) -> None:
 class HFVLMBackbone(VisionLanguageBackbone):
     def __init__(self, settings: BackboneSettings, processor: ProcessorSettings, load_pretrained: bool = False):
         super().__init__(settings, processor)
-        config = (AutoConfig.from_pretrained(settings.pretrained) if load_pretrained
-                  else config_from_dict(settings.model_config))
+        pretrained = resolve_pretrained(settings.pretrained, PRETRAINED_FIELD) if load_pretrained else None
+        config = AutoConfig.from_pretrained(pretrained) if load_pretrained else config_from_dict(settings.model_config)
         without_unused_vision_parts(config)
         if load_pretrained:
-            model = AutoModel.from_pretrained(settings.pretrained, config=config)
+            model = AutoModel.from_pretrained(pretrained, config=config)
         else:
             model = AutoModel.from_config(config)
         drop_unused_post_layernorm(model)

@@ -75,9 +75,7 @@ class RolloutStage(Stage):
         batcher = t.batcher(t.train_items, policy, "train split")
         buffer: Optional[RolloutBuffer] = None
         if ckpt is not None:
-            t.restore(ctx, ckpt)
-            if t.state.round_has_buffer:
-                buffer = t.load_buffer(ckpt)
+            buffer = t.restore(ctx, ckpt, with_buffer=t.state.round_has_buffer)
         probe = batcher.shard(np.arange(len(batcher)))[:t.drift_probe_scenes]
         while t.state.round_index < sec.rounds:
             r = t.state.round_index

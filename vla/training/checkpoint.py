@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 from vla.training.errors import CorruptCheckpointError, IncompatibleCheckpointError, NoCheckpointError
+from vla.training.pause_points import pause_point
 
 logger = logging.getLogger(__name__)
 
@@ -315,6 +316,7 @@ class CheckpointWriter:
         if buffer is not None:
             buffer.save(tmp / f"rollout_buffer_rank{acc.process_index}.npz")
         final = self._final_name(state.global_step)  # before the barrier: every process sees the same folders
+        pause_point("checkpoint.write")
         acc.wait_for_everyone()
         if acc.is_main_process:
             for name, write in (extra_files or {}).items():

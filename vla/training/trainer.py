@@ -31,6 +31,7 @@ from vla.training.data import SceneBatcher, item_targets, item_tokens
 from vla.training.errors import CorruptCheckpointError, EmptyDataError, TrainingError
 from vla.training.eval_contract import EvalFn, EvalPolicy
 from vla.training.optim import build_optimizer, build_scheduler
+from vla.training.pause_points import pause_point
 from vla.training.rewards import RewardFn
 from vla.training.rollout import RolloutBuffer
 from vla.training.stages import Stage, get_stage
@@ -267,6 +268,7 @@ class Trainer:
             terms["loss"] = terms.get("loss", 0.0) + float(loss.detach()) / accum
             for name, value in (out.parts() if hasattr(out, "parts") else {}).items():
                 terms[name] = terms.get(name, 0.0) + float(torch.as_tensor(value).detach()) / accum
+        pause_point(f"{ctx.stage.name}.step")
         ctx.scheduler.step()
         terms["lr"] = float(ctx.scheduler.get_last_lr()[0])
         self.state.global_step += 1
@@ -306,6 +308,7 @@ class Trainer:
         if self.cfg.stages[-1] == ctx.stage.name:
             self.save_policy(ctx, self.output_dir / FINAL_MODEL_DIRNAME)
         self.state.completed_stages = list(self.state.completed_stages) + [ctx.stage.name]
+        pause_point(f"{ctx.stage.name}.end")
         self.checkpoint(ctx)
         self.acc.free_memory()
 
@@ -420,6 +423,7 @@ class Trainer:
             return None if il_dir is None else self.load_policy(Path(il_dir)).to(self.acc.device)
 
         report = self._evaluate(self.stages[self.cfg.stages[-1]].final_policies(final, load_il), "final")
+        pause_point("final_evaluation")
         if self.is_main:
             (self.output_dir / RESULTS_TABLE_FILENAME).write_text(report.table)
             payload = {"results": {k: dict(v) for k, v in report.results.items()},

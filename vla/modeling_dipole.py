@@ -22,6 +22,7 @@ from safetensors import safe_open
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 
 from vla.backbones import Context, build_backbone
+from vla.backbones.base import PRETRAINED_FIELD
 from vla.configuration_dipole import ACTION_DIM, ADAPTER_NAMES, NUM_TRAJECTORY_POSES, DipoleVLAConfig
 from vla.diffusion import VPLinearSchedule, run_sampler, sample_train_times
 from vla.dit import ContextKV, DiTDenoiser
@@ -184,7 +185,8 @@ class DipoleVLA(PreTrainedModel):
         if settings.model_config is None:
             if not settings.pretrained:
                 raise ModelConfigError("backbone.pretrained", "needed when backbone.model_config is not given")
-            config.backbone["model_config"] = AutoConfig.from_pretrained(settings.pretrained).to_dict()
+            config.backbone["model_config"] = AutoConfig.from_pretrained(
+                resolve_pretrained(settings.pretrained, PRETRAINED_FIELD)).to_dict()
         model = cls(config)
         backbone = build_backbone(config.backbone_settings, config.processor_settings, load_pretrained=True)
         if backbone.hidden_size != model.backbone.hidden_size:

@@ -28,9 +28,12 @@ from transformers import (
     Qwen2VLImageProcessor,
 )
 
-from vla.backbones.base import Context, VisionLanguageBackbone, average_last_layers, image_features_tensor
+from vla.backbones.base import (
+    PRETRAINED_FIELD, Context, VisionLanguageBackbone, average_last_layers, image_features_tensor,
+)
 from vla.configuration_dipole import BackboneSettings, ProcessorSettings
 from vla.errors import ModelConfigError, VLAInputError
+from vla.hub import resolve_pretrained
 
 
 def config_from_dict(config_dict: dict):
@@ -132,11 +135,11 @@ IMAGE_TOKEN_TYPE = 1  # mm_token_type_ids: 0 text, 1 image (transformers' multim
 class HFVLMBackbone(VisionLanguageBackbone):
     def __init__(self, settings: BackboneSettings, processor: ProcessorSettings, load_pretrained: bool = False):
         super().__init__(settings, processor)
-        config = (AutoConfig.from_pretrained(settings.pretrained) if load_pretrained
-                  else config_from_dict(settings.model_config))
+        pretrained = resolve_pretrained(settings.pretrained, PRETRAINED_FIELD) if load_pretrained else None
+        config = AutoConfig.from_pretrained(pretrained) if load_pretrained else config_from_dict(settings.model_config)
         without_unused_vision_parts(config)
         if load_pretrained:
-            model = AutoModel.from_pretrained(settings.pretrained, config=config)
+            model = AutoModel.from_pretrained(pretrained, config=config)
         else:
             model = AutoModel.from_config(config)
         drop_unused_post_layernorm(model)

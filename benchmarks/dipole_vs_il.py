@@ -176,8 +176,8 @@ def evaluate(runs: dict[str, Path], split: str, data_root: Path, out_dir: Path, 
         if name == "il":
             continue
         model = DipoleVLA.from_pretrained(str(run_dir / "model")).eval()
-        if name.startswith("ewr"):
-            planners.append(ModelPlanner(PolicySampler(model), name=name, mode="base", **common))
+        if name.startswith("ewr"):  # one branch: pi+ is the guided sampler at omega = 0
+            planners.append(ModelPlanner(PolicySampler(model), name=name, mode="guided", omegas=[0.0], **common))
         else:
             planners.append(ModelPlanner(PolicySampler(model), name=name, mode="guided", omegas=omegas, **common))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -187,6 +187,8 @@ def evaluate(runs: dict[str, Path], split: str, data_root: Path, out_dir: Path, 
 
 def row_label(row: dict) -> str:
     omega = row.get("omega")
+    if row["planner"].startswith("ewr"):  # always omega = 0
+        return row["planner"]
     if omega is None or (isinstance(omega, float) and math.isnan(omega)):
         return row["planner"]
     return f"{row['planner']} omega={float(omega):g}"

@@ -21,6 +21,7 @@ class LogFileError(DataError):
 
     def __init__(self, path: PathLike, reason: str, *, key: Optional[str] = None, frame_index: Optional[int] = None):
         self.path = Path(path)
+        self.reason = reason
         self.key = key
         self.frame_index = frame_index
         where = f"log file {self.path}"

@@ -39,10 +39,13 @@ REQUIRED_FRAME_KEYS: dict[str, Optional[int]] = {
     "driving_command": 4,  # one-hot (left, forward, right, unknown)
     "cams": None,
 }
-FINITE_KEYS = ("ego2global_translation", "ego2global_rotation", "ego_dynamic_state")
-"""Ego pose and motion: NaN or inf here would surface later as geometry or training errors without a token."""
+FINITE_KEYS = ("ego2global_translation", "ego2global_rotation", "ego_dynamic_state", "driving_command")
+"""Ego pose, motion and command: NaN or inf here would surface later as geometry or training errors without a
+token."""
 STRING_KEYS = ("token", "log_name", "scene_token", "map_location")
 CAMERA_KEYS = ("data_path", "sensor2lidar_rotation", "sensor2lidar_translation", "cam_intrinsic", "distortion")
+CAMERA_CALIBRATION_KEYS = CAMERA_KEYS[1:]
+"""Numeric camera entries; each must be finite when given (None = calibration not known)."""
 ANNOTATION_KEYS = ("gt_boxes", "gt_names", "gt_velocity_3d", "instance_tokens", "track_tokens")
 BOX_DIM = 7  # x, y, z, length, width, height, yaw
 VELOCITY_DIM = 3
@@ -110,8 +113,14 @@ def _length(value: Any) -> Optional[int]:
         return None
 
 
-def validate_frame(frame: Any, path: PathLike, index: int) -> None:
-    """Validate one frame dict (keys, types, array lengths, cameras, optional annotations)."""
+def _is_finite_number_array(value: Any) -> bool:
+    array = np.asarray(value)
+    return array.dtype.kind in "biuf" and bool(np.all(np.isfinite(array)))
+
+
+def validate_frame(frame: Any, path: PathLike, index: int, cameras: Sequence[str] = CAMERA_NAMES) -> None:
+    """Validate one frame dict (keys, types, array lengths, finite numbers, the `cameras` it must carry,
+    optional annotations). Stage-2 scenes (:mod:`data_pipelines.two_stage`) are validated by this function too."""
     if not isinstance(frame, Mapping):
         raise LogFileError(path, f"frame is a {type(frame).__name__}, expected a dict", frame_index=index)
     for key, size in REQUIRED_FRAME_KEYS.items():
@@ -139,15 +148,27 @@ def validate_frame(frame: Any, path: PathLike, index: int) -> None:
     for key in ("roadblock_ids", "traffic_lights"):
         if isinstance(frame[key], (str, bytes)) or _length(frame[key]) is None:
             raise LogFileError(path, "expected a list", key=key, frame_index=index)
-    _validate_cameras(frame["cams"], path, index)
+    for entry in frame["traffic_lights"]:
+        if _length(entry) != 2 or not _is_integral(entry[0]):
+            raise LogFileError(path, f"expected (lane connector id, is_red) pairs with an integer id, got {entry!r} "
+                               f"(frame token {frame['token']})", key="traffic_lights", frame_index=index)
+    _validate_cameras(frame["cams"], path, index, cameras)
     if frame.get("anns") is not None:
         _validate_annotations(frame["anns"], path, index, frame["token"])
 
 
-def _validate_cameras(cams: Any, path: PathLike, index: int) -> None:
+def _is_integral(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, np.integer)):
+        return True
+    return isinstance(value, (float, np.floating)) and bool(np.isfinite(value)) and float(value).is_integer()
+
+
+def _validate_cameras(cams: Any, path: PathLike, index: int, cameras: Sequence[str]) -> None:
     if not isinstance(cams, Mapping):
         raise LogFileError(path, "expected a dict of cameras", key="cams", frame_index=index)
-    for name in CAMERA_NAMES:
+    for name in cameras:
         if name not in cams:
             raise LogFileError(path, "camera is missing", key=f"cams.{name}", frame_index=index)
         camera = cams[name]
@@ -156,6 +177,10 @@ def _validate_cameras(cams: Any, path: PathLike, index: int) -> None:
         for key in CAMERA_KEYS:
             if key not in camera:
                 raise LogFileError(path, "required key is missing", key=f"cams.{name}.{key}", frame_index=index)
+        for key in CAMERA_CALIBRATION_KEYS:
+            if camera[key] is not None and not _is_finite_number_array(camera[key]):
+                raise LogFileError(path, f"contains NaN or inf, or is not numeric: {camera[key]!r}",
+                                   key=f"cams.{name}.{key}", frame_index=index)
 
 
 def _validate_annotations(anns: Any, path: PathLike, index: int, token: str) -> None:
@@ -181,13 +206,15 @@ def _validate_annotations(anns: Any, path: PathLike, index: int, token: str) -> 
     for key in ("instance_tokens", "track_tokens"):
         if _length(anns[key]) != num:
             raise LogFileError(path, f"expected {num} entries", key=f"anns.{key}", frame_index=index)
-    bad_rows = np.flatnonzero(~np.all(np.isfinite(boxes), axis=1))
-    if len(bad_rows):
-        row = int(bad_rows[0])
-        raise LogFileError(
-            path, f"box {row} (track token {anns['track_tokens'][row]!r}) contains NaN or inf: {boxes[row].tolist()} "
-            f"({len(bad_rows)} such boxes; frame token {token})", key="anns.gt_boxes", frame_index=index,
-        )
+    for key, (what, rows) in {"gt_boxes": ("box", boxes), "gt_velocity_3d": ("velocity", velocity)}.items():
+        bad_rows = np.flatnonzero(~np.all(np.isfinite(rows), axis=1))
+        if len(bad_rows):
+            row = int(bad_rows[0])
+            raise LogFileError(
+                path, f"{what} {row} (track token {anns['track_tokens'][row]!r}) contains NaN or inf: "
+                f"{rows[row].tolist()} ({len(bad_rows)} such rows; frame token {token})", key=f"anns.{key}",
+                frame_index=index,
+            )
 
 
 def load_logs(paths: Sequence[PathLike]) -> dict[str, list[dict[str, Any]]]:

@@ -35,8 +35,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from data_pipelines.errors import DataError, PathLike, UnknownTokenError
+from data_pipelines.errors import DataError, LogFileError, PathLike, UnknownTokenError
 from data_pipelines.geometry import quaternion_to_yaw, yaw_to_quaternion
+from data_pipelines.log_reader import validate_frame
 from data_pipelines.safe_pickle import LOG_PICKLE, UnsafePickleError, restricted_load
 from data_pipelines.scene_filter import Split, TwoStageLink
 from data_pipelines.types import CAMERA_NAMES
@@ -55,6 +56,11 @@ ANNOTATION_KEYS = {"boxes": "gt_boxes", "names": "gt_names", "velocity_3d": "gt_
                    "instance_tokens": "instance_tokens", "track_tokens": "track_tokens"}
 """devkit ``Annotations`` field -> OpenScene ``anns`` key."""
 CAMERA_ENTRY_KEYS = ("data_path", "sensor2lidar_rotation", "sensor2lidar_translation", "cam_intrinsic", "distortion")
+DEVKIT_FIELDS = {"ego2global_translation": "ego_status.ego_pose", "ego2global_rotation": "ego_status.ego_pose",
+                 "ego_dynamic_state": "ego_status.ego_velocity/ego_acceleration",
+                 "driving_command": "ego_status.driving_command", "log_name": "scene_metadata.log_name",
+                 "scene_token": "scene_metadata.scene_token", "map_location": "scene_metadata.map_name"}
+"""OpenScene frame key -> the stage-2 pickle field it is read from (named in validation errors)."""
 CSV_COLUMNS = ("synthetic_scene_token", "first_stage_token", "log_name", "map_name", "lateral_offset_m",
                "longitudinal_offset_m", "heading_offset_rad", "initial_x", "initial_y", "initial_heading")
 """The project's attributes CSV (the devkit does not read this file; the official CSV's columns are not used)."""
@@ -158,6 +164,41 @@ def openscene_frame(frame: dict[str, Any], metadata: dict[str, Any]) -> dict[str
     }
 
 
+def _devkit_field(key: str) -> str:
+    """The stage-2 pickle field an OpenScene frame key (as named by ``validate_frame``) comes from."""
+    head, _, rest = key.partition(".")
+    if head == "anns" and rest:
+        return "annotations." + {v: k for k, v in ANNOTATION_KEYS.items()}.get(rest, rest)
+    if head == "cams" and rest:
+        camera, _, entry = rest.partition(".")
+        return f"camera_dict.{_camera_field(camera)}" + (f".{entry}" if entry else "")
+    return DEVKIT_FIELDS.get(key, key)
+
+
+def scene_frames(data: dict[str, Any], path: PathLike, token: Optional[str] = None) -> list[dict[str, Any]]:
+    """The OpenScene frame dicts of a structurally valid scene pickle, each checked by the log reader's
+    ``validate_frame`` (finite poses, velocities, boxes, calibration; the cameras it carries): an error names
+    the file, scene, frame and the pickle's field."""
+    metadata = data["scene_metadata"]
+    frames = []
+    for index, frame in enumerate(data["frames"]):
+        try:
+            pose = frame["ego_status"]["ego_pose"]
+            if np.shape(pose) != (3,):
+                raise ValueError(f"ego_status.ego_pose must be (x, y, heading), got {pose!r}")
+            converted = openscene_frame(frame, metadata)
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise TwoStageDataError(path, f"frame {index} cannot be read ({type(err).__name__}: {err})", token=token,
+                                    field="frames") from err
+        try:
+            validate_frame(converted, path, index, cameras=[c for c in CAMERA_NAMES if c in converted["cams"]])
+        except LogFileError as err:
+            raise TwoStageDataError(path, f"frame {index}: {err.reason}", token=token,
+                                    field=_devkit_field(err.key) if err.key else None) from err
+        frames.append(converted)
+    return frames
+
+
 def validate_scene_pickle(data: Any, path: PathLike, token: Optional[str] = None) -> None:
     """Raise TwoStageDataError naming the file, token and field when `data` is not a devkit scene pickle."""
     if not isinstance(data, dict):
@@ -186,7 +227,12 @@ def validate_scene_pickle(data: Any, path: PathLike, token: Optional[str] = None
 
 
 def read_scene_pickle(path: PathLike, token: Optional[str] = None) -> dict[str, Any]:
-    """Load and validate one devkit scene pickle."""
+    """Load and validate one devkit scene pickle (its structure and every frame's values)."""
+    return read_scene(path, token)[0]
+
+
+def read_scene(path: PathLike, token: Optional[str] = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(pickle dict, its frames as validated OpenScene frame dicts) of one devkit scene pickle."""
     path = Path(path)
     if not path.is_file():
         raise TwoStageDataError(path, "scene pickle is missing", token=token)
@@ -197,7 +243,7 @@ def read_scene_pickle(path: PathLike, token: Optional[str] = None) -> dict[str, 
     except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
         raise TwoStageDataError(path, f"cannot unpickle: {err}", token=token) from err
     validate_scene_pickle(data, path, token)
-    return data
+    return data, scene_frames(data, path, token)
 
 
 # ------------------------------------------------------------------------------------------------ index
@@ -258,10 +304,8 @@ class TwoStageData:
         if token in self._frames:
             self._frames.move_to_end(token)
             return self._frames[token]
-        data = read_scene_pickle(self.pickle_path(token), token)
-        metadata = data["scene_metadata"]
-        frames = [openscene_frame(f, metadata) for f in data["frames"]]
-        self._metadata[token] = dict(metadata)
+        data, frames = read_scene(self.pickle_path(token), token)
+        self._metadata[token] = dict(data["scene_metadata"])
         self._frames[token] = frames
         if len(self._frames) > FRAME_CACHE_SIZE:
             self._frames.popitem(last=False)

@@ -97,7 +97,7 @@ class HeadSettings:
 class LoraSettings:
     """The two DIPOLE adapters (paper defaults r 64, alpha 16, dropout 0; specs/dipole.md §6)."""
 
-    rank: int = 64
+    rank: int = 64  # 0: a single-branch model without adapters (what ``DipoleVLA.export_merged`` writes)
     alpha: int = 16
     dropout: float = 0.0
     target_modules: list = field(default_factory=lambda: list(DIT_LORA_TARGETS))
@@ -225,8 +225,8 @@ class DipoleVLAConfig(PretrainedConfig):
             raise ModelConfigError("backbone.timm_model", "timm_lm backbone needs a timm model name")
         if head.hidden_size % head.num_heads:
             raise ModelConfigError("head.num_heads", f"{head.num_heads} does not divide hidden_size {head.hidden_size}")
-        if lora.rank <= 0:
-            raise ModelConfigError("lora.rank", "must be positive")
+        if lora.rank < 0:
+            raise ModelConfigError("lora.rank", "must be positive (or 0: a single-branch model without adapters)")
         if diff.sampler not in ("dpm_solver_pp", "ddim"):
             raise ModelConfigError("diffusion.sampler", f"unknown sampler {diff.sampler!r}")
         if diff.time_spacing not in ("logsnr", "uniform"):

@@ -9,6 +9,7 @@ eps = (1 + omega) eps+ - omega eps- (specs/dipole.md §4), both branches in one 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -16,10 +17,12 @@ from typing import Optional, Sequence, Union
 import torch
 import transformers
 from packaging.version import Version
+from peft.tuners.lora import LoraLayer
 from safetensors import safe_open
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 
 from vla.backbones import Context, build_backbone
+from vla.backbones.base import PRETRAINED_FIELD
 from vla.configuration_dipole import ACTION_DIM, ADAPTER_NAMES, NUM_TRAJECTORY_POSES, DipoleVLAConfig
 from vla.diffusion import VPLinearSchedule, run_sampler, sample_train_times
 from vla.dit import ContextKV, DiTDenoiser
@@ -38,6 +41,7 @@ from vla.lora import (
     BACKBONE_ADAPTER,
     add_backbone_adapter,
     add_dipole_adapters,
+    effective_weight,
     frozen_adapter_cache,
     is_lora_parameter,
     uniform_rows,
@@ -50,7 +54,7 @@ from vla.processing_dipole import (
     poses_to_features,
 )
 
-TRAINABLE_SCOPES = ("base", "adapters", "none")
+TRAINABLE_SCOPES = ("base", "adapters", "positive", "none")
 """What :meth:`DipoleVLA.set_trainable` can train: the base model, the two head adapters, or nothing."""
 WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")
 SAMPLING_MODES = ("guided", "base")
@@ -77,6 +81,14 @@ class DipoleLossOutput:
         """The detached parts by the names a trainer logs them under (one source for those names)."""
         return {"loss_positive": self.loss_positive, "loss_negative": self.loss_negative, "loss_bc": self.loss_bc,
                 "weight_positive_mean": self.weight_positive_mean}
+
+
+def branch_rows(branches: Sequence[str], n: int):
+    """Row routing of ``n`` rows per adapter, the adapters' blocks one after the other."""
+    rows = uniform_rows(branches[0], n)
+    for name in branches[1:]:
+        rows = rows + uniform_rows(name, n)
+    return rows
 
 
 MODEL_CARD_FILE = "README.md"
@@ -132,7 +144,8 @@ class DipoleVLA(PreTrainedModel):
         self._configure_backbone()
         self.head = DiTDenoiser(config.head_settings, self.backbone.hidden_size, config.proprio_dim,
                                 NUM_TRAJECTORY_POSES, ACTION_DIM)
-        add_dipole_adapters(self.head, config.lora_settings)
+        if self.has_branches:
+            add_dipole_adapters(self.head, config.lora_settings)
         diffusion = config.diffusion_settings
         self.schedule = VPLinearSchedule(diffusion.beta_min, diffusion.beta_max)
         self._processor: Optional[DipoleProcessor] = None
@@ -150,6 +163,16 @@ class DipoleVLA(PreTrainedModel):
         if settings.gradient_checkpointing:
             self.backbone.enable_gradient_checkpointing()
 
+    @property
+    def has_branches(self) -> bool:
+        """False for a single-branch model (``lora.rank = 0``, e.g. :meth:`export_merged`): no adapters."""
+        return self.config.lora_settings.rank > 0
+
+    def _require_branches(self, what: str) -> None:
+        if not self.has_branches:
+            raise ModelConfigError("lora.rank", f"{what} needs the two head adapters; this is a single-branch "
+                                                "model (lora.rank = 0, a merged export)")
+
     # Construction helpers ------------------------------------------------------------------------------
     @classmethod
     def from_backbone_pretrained(cls, config: DipoleVLAConfig) -> "DipoleVLA":
@@ -162,7 +185,8 @@ class DipoleVLA(PreTrainedModel):
         if settings.model_config is None:
             if not settings.pretrained:
                 raise ModelConfigError("backbone.pretrained", "needed when backbone.model_config is not given")
-            config.backbone["model_config"] = AutoConfig.from_pretrained(settings.pretrained).to_dict()
+            config.backbone["model_config"] = AutoConfig.from_pretrained(
+                resolve_pretrained(settings.pretrained, PRETRAINED_FIELD)).to_dict()
         model = cls(config)
         backbone = build_backbone(config.backbone_settings, config.processor_settings, load_pretrained=True)
         if backbone.hidden_size != model.backbone.hidden_size:
@@ -293,10 +317,12 @@ class DipoleVLA(PreTrainedModel):
 
         "base": the base head (+ the backbone unless ``backbone.freeze``; only its LoRA when
         ``backbone.lora_rank``), i.e. imitation learning; "adapters": only the `positive`/`negative` LoRA
-        weights of the head (DIPOLE); "none": nothing.
+        weights of the head (DIPOLE); "positive": only the `positive` adapter (the EWR baseline); "none": nothing.
         """
         if scope not in TRAINABLE_SCOPES:
             raise ModelConfigError("trainable scope", f"unknown scope {scope!r}; expected one of {TRAINABLE_SCOPES}")
+        if scope in ("adapters", "positive"):
+            self._require_branches("training the adapters")
         if scope == self._trainable_scope and not force:
             return
         settings = self.config.backbone_settings
@@ -305,6 +331,8 @@ class DipoleVLA(PreTrainedModel):
                 param.requires_grad_(not is_lora_parameter(name))
             elif scope == "adapters":
                 param.requires_grad_(is_lora_parameter(name))
+            elif scope == "positive":
+                param.requires_grad_(is_lora_parameter(name) and f".{POSITIVE}." in name + ".")
             else:
                 param.requires_grad_(False)
         for name, param in self.backbone.named_parameters():
@@ -337,6 +365,7 @@ class DipoleVLA(PreTrainedModel):
 
         if adapter not in ADAPTER_NAMES:
             raise VLAInputError("adapter", f"unknown adapter {adapter!r}; expected one of {ADAPTER_NAMES}")
+        self._require_branches("exporting an adapter")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = self.head.peft_config[adapter]
@@ -344,6 +373,45 @@ class DipoleVLA(PreTrainedModel):
         state = get_peft_model_state_dict(self.head, adapter_name=adapter)
         save_file({f"base_model.model.{k}": v.detach().contiguous().cpu() for k, v in state.items()},
                   str(directory / "adapter_model.safetensors"))
+        return directory
+
+    def merged_single_branch(self, omega: float = 0.0) -> "DipoleVLA":
+        """The guided policy at ``omega`` as a plain single-branch model: the `positive` adapter merged into
+        the head (W + scaling B A per adapted layer), no adapters (``lora.rank = 0``).
+
+        Exact only at omega = 0, where the guided policy is pi+ = base head + `positive`; any other omega
+        combines both branches at every step, which no single set of weights reproduces, and is refused.
+        """
+        if float(omega) != 0.0:
+            raise VLAInputError("omega", f"a merged single-branch export is exact only at omega = 0 (pi+); "
+                                         f"omega = {omega} combines both branches (1 + omega) eps+ - omega eps- at "
+                                         "every step: keep the two-branch checkpoint for guidance")
+        self._require_branches("a merged export")
+        config = DipoleVLAConfig.from_dict(self.config.to_dict())
+        config.lora = {**config.lora, "rank": 0}
+        state = {}
+        with torch.no_grad():
+            for name, value in self.state_dict().items():
+                if not name.startswith("head."):  # the backbone (with its own LoRA, if any) as it is
+                    state[name] = value
+                elif not is_lora_parameter(name):
+                    state[name.replace(".base_layer.", ".")] = value
+            for name, module in self.head.named_modules():
+                if isinstance(module, LoraLayer):
+                    state[f"head.{name}.weight"] = effective_weight(module, POSITIVE).detach()
+        merged = DipoleVLA(config)
+        merged.apply_dtype(self.dtype)
+        merged.load_state_dict(state, strict=True)
+        merged.to(self.device)
+        merged.processor = DipoleProcessor(merged.config, self.processor.tokenizer)
+        merged.train(self.training)
+        return merged
+
+    def export_merged(self, directory: Union[str, Path], omega: float = 0.0, **save_kwargs) -> Path:
+        """Write :meth:`merged_single_branch` as a checkpoint (``save_pretrained``; loads with
+        ``DipoleVLA.from_pretrained`` and plans at omega = 0 or ``mode="base"``)."""
+        directory = Path(directory)
+        self.merged_single_branch(omega).save_pretrained(directory, **save_kwargs)
         return directory
 
     # Forward pieces --------------------------------------------------------------------------------------------
@@ -404,12 +472,44 @@ class DipoleVLA(PreTrainedModel):
         common to both, so omega does not amplify it. Gradients reach what :meth:`set_trainable` enabled
         (``"adapters"`` for DIPOLE).
         """
+        self._require_branches("the DIPOLE loss")
+        err, g, mask, loss_bc = self._branch_regression(batch, g, (POSITIVE, NEGATIVE), anchor_poses, bc_weight,
+                                                        context, sample_mask, generator)
+        loss_pos, loss_neg, w_pos = dipole_branch_losses(err[0], err[1], g, beta, offset, mask, normalize_weights)
+        total = loss_pos + loss_neg + bc_weight * loss_bc
+        valid = torch.ones_like(w_pos) if mask is None else mask.float()
+        return DipoleLossOutput(total, loss_pos.detach(), loss_neg.detach(), loss_bc.detach(),
+                                (w_pos * valid).sum().detach() / valid.sum().clamp_min(1.0))
+
+    def loss_ewr(self, batch: dict, g, beta: float, max_weight: float, *, anchor_poses=None, bc_weight: float = 0.0,
+                 context: Optional[Context] = None, sample_mask=None,
+                 generator: Optional[torch.Generator] = None) -> DipoleLossOutput:
+        """Exponentially weighted regression of the `positive` adapter (the EWR baseline, specs/dipole.md §2.1).
+
+        The same inputs, samples and BC anchor as :meth:`loss_dipole`, one branch: per-sample eps error of
+        `positive` weighted by min(exp(beta g), max_weight) (:func:`vla.training.advantages.ewr_weights`'s
+        formula), plain mean over kept samples; ``loss_negative`` is 0. Sampling it is ``omega = 0``.
+        """
+        self._require_branches("the EWR loss")
+        err, g, mask, loss_bc = self._branch_regression(batch, g, (POSITIVE,), anchor_poses, bc_weight, context,
+                                                        sample_mask, generator)
+        weights = torch.exp(torch.clamp(beta * g, max=math.log(max_weight)))
+        loss_pos = weighted_mean(err[0], weights, mask)
+        valid = torch.ones_like(weights) if mask is None else mask.float()
+        zero = torch.zeros((), device=loss_pos.device)
+        return DipoleLossOutput(loss_pos + bc_weight * loss_bc, loss_pos.detach(), zero, loss_bc.detach(),
+                                (weights * valid).sum().detach() / valid.sum().clamp_min(1.0))
+
+    def _branch_regression(self, batch: dict, g, branches: Sequence[str], anchor_poses, bc_weight: float,
+                           context: Optional[Context], sample_mask, generator: Optional[torch.Generator]):
+        """Per-sample eps errors of each adapter in ``branches`` on the same noised candidates (len(branches), B*K),
+        g and mask flattened to (B*K,), and the BC anchor loss summed over the branches (0 without anchor)."""
         if (bc_weight > 0) != (anchor_poses is not None):
             raise VLAInputError("anchor_poses", "pass anchor_poses together with bc_weight > 0 (one without the "
                                                 f"other is a mistake; got bc_weight={bc_weight})")
         actions = self._target(batch)
         b, k = actions.shape[:2]
-        n = b * k
+        n, nb = b * k, len(branches)
         device = actions.device
         g = self._per_candidate(torch.as_tensor(g, dtype=torch.float32, device=device), b, k, "g", device)
         mask = self._per_candidate(sample_mask, b, k, "sample_mask", device)
@@ -423,28 +523,24 @@ class DipoleVLA(PreTrainedModel):
 
         flat = actions.reshape(n, NUM_TRAJECTORY_POSES, ACTION_DIM)
         a_t, eps, t = self._noised(flat, generator)
-        kv = self.head.context_kv_branches(ctx.tokens, ctx.mask, [POSITIVE, NEGATIVE])
+        kv = self.head.context_kv_branches(ctx.tokens, ctx.mask, list(branches))
         proprio_rows = proprio.repeat_interleave(k, dim=0)
-        eps_hat = self.head(torch.cat([a_t, a_t]), torch.cat([t, t]), torch.cat([proprio_rows, proprio_rows]), kv,
-                            uniform_rows(POSITIVE, n) + uniform_rows(NEGATIVE, n))
-        err = ((eps_hat - torch.cat([eps, eps])) ** 2).mean(dim=(-2, -1))
-        loss_pos, loss_neg, w_pos = dipole_branch_losses(err[:n], err[n:], g, beta, offset, mask, normalize_weights)
+        rows = branch_rows(branches, n)
+        eps_hat = self.head(a_t.repeat(nb, 1, 1), t.repeat(nb), proprio_rows.repeat(nb, 1), kv, rows)
+        err = ((eps_hat - eps.repeat(nb, 1, 1)) ** 2).mean(dim=(-2, -1)).reshape(nb, n)
         loss_bc = torch.zeros((), device=device)
         if bc_weight > 0:
             bc = self._normalized_target(torch.as_tensor(anchor_poses, device=device), "anchor_poses")
             if bc.shape[:2] != (b, 1):
                 raise VLAInputError("anchor_poses", f"expected one anchor trajectory per scene ({b}, 8, 3), "
                                                     f"got {tuple(anchor_poses.shape)}")
-            # Both branches regress the same noised anchor: the pull is common to eps+ and eps-, so the guided
-            # combination (1 + omega) eps+ - omega eps- passes it with weight 1 and never amplifies it.
+            # Every branch regresses the same noised anchor: for DIPOLE the pull is common to eps+ and eps-, so
+            # the guided combination (1 + omega) eps+ - omega eps- passes it with weight 1 and never amplifies it.
             bc_t, bc_eps, bc_time = self._noised(bc[:, 0], generator)
-            bc_hat = self.head(torch.cat([bc_t, bc_t]), torch.cat([bc_time, bc_time]), torch.cat([proprio, proprio]),
-                               kv, uniform_rows(POSITIVE, b) + uniform_rows(NEGATIVE, b))
-            loss_bc = ((bc_hat - torch.cat([bc_eps, bc_eps])) ** 2).mean(dim=(-2, -1)).reshape(2, b).mean(1).sum()
-        total = loss_pos + loss_neg + bc_weight * loss_bc
-        valid = torch.ones_like(w_pos) if mask is None else mask.float()
-        return DipoleLossOutput(total, loss_pos.detach(), loss_neg.detach(), loss_bc.detach(),
-                                (w_pos * valid).sum().detach() / valid.sum().clamp_min(1.0))
+            bc_rows = branch_rows(branches, b)
+            bc_hat = self.head(bc_t.repeat(nb, 1, 1), bc_time.repeat(nb), proprio.repeat(nb, 1), kv, bc_rows)
+            loss_bc = ((bc_hat - bc_eps.repeat(nb, 1, 1)) ** 2).mean(dim=(-2, -1)).reshape(nb, b).mean(1).sum()
+        return err, g, mask, loss_bc
 
     # Sampling --------------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -469,6 +565,9 @@ class DipoleVLA(PreTrainedModel):
         sampler = diffusion.sampler if sampler is None else sampler
         scale = diffusion.init_noise_scale if init_noise_scale is None else float(init_noise_scale)
         omegas, sweep = as_omega_list(omega)
+        if mode == "guided" and not self.has_branches and any(w != 0.0 for w in omegas):
+            raise VLAInputError("omega", f"a single-branch model (merged at omega = 0) plans at omega = 0 only; got "
+                                         f"{omegas}: guidance needs the two-branch checkpoint")
         was_training = self.training
         # switching modes walks every module: skipped when the whole model is already in eval mode
         switch_mode = was_training or any(module.training for module in self.modules())
@@ -485,10 +584,11 @@ class DipoleVLA(PreTrainedModel):
                 device = ctx.tokens.device
                 x_init = initial_noise((b, s), generator, device) * scale
 
-                if mode == "base":
+                if mode == "base" or not self.has_branches:  # single-branch: its head is pi+ itself
                     kv_base = self.head.context_kv(ctx.tokens, ctx.mask, None)
                     plans = [self._integrate(lambda x, t: self.head(x, t.expand(n), proprio, kv_base, None),
                                              x_init, sampler, num_steps)]
+                    plans = plans * (len(omegas) if mode == "guided" else 1)
                 else:
                     needed = sorted({br for w in omegas for br in branches_for_omega(w)}, key=ADAPTER_NAMES.index)
                     kv_all = self.head.context_kv_branches(ctx.tokens, ctx.mask, needed)
@@ -542,7 +642,8 @@ class DipoleVLA(PreTrainedModel):
             "## Configuration", "",
             f"- backbone: `{bb.type}` `{bb.pretrained or bb.timm_model or 'from model_config'}`",
             f"- head: DiT hidden {head.hidden_size}, depth {head.depth}, {head.num_heads} heads",
-            f"- adapters: LoRA rank {lora.rank}, alpha {lora.alpha}",
+            (f"- adapters: LoRA rank {lora.rank}, alpha {lora.alpha}" if self.has_branches else
+             "- adapters: none (single-branch: `positive` merged into the head, plans at omega = 0)"),
             f"- sampler: {diff.sampler}, {diff.num_steps} steps; parameters: {params / 1e6:.1f} M; dtype: {self.dtype}",
             f"- cameras: {', '.join(cfg.processor_settings.cameras)}; normalisation stats stored: "
             f"{cfg.normalization is not None}", "",

@@ -227,3 +227,33 @@ def test_non_finite_annotation_box_names_the_box(tmp_path, one_log):
     with pytest.raises(LogFileError, match=rf"frame {index}, key 'anns.gt_boxes': box 1 \(track token '{track}'\) "
                                            r"contains NaN or inf"):
         load_log(write_log(tmp_path / "bad.pkl", frames))
+
+
+def test_non_finite_object_velocity_names_the_object(tmp_path, one_log):
+    frames = copy.deepcopy(one_log)
+    index = next(i for i, frame in enumerate(frames) if len(frame["anns"]["gt_names"]) > 2)
+    velocity = np.array(frames[index]["anns"]["gt_velocity_3d"], dtype=np.float64)
+    velocity[2, 0] = np.inf
+    frames[index]["anns"]["gt_velocity_3d"] = velocity
+    track = frames[index]["anns"]["track_tokens"][2]
+    with pytest.raises(LogFileError, match=rf"bad\.pkl, frame {index}, key 'anns.gt_velocity_3d': velocity 2 "
+                                           rf"\(track token '{track}'\) contains NaN or inf") as info:
+        load_log(write_log(tmp_path / "bad.pkl", frames))
+    assert (info.value.frame_index, info.value.key) == (index, "anns.gt_velocity_3d")
+
+
+@pytest.mark.parametrize("key, damage", [
+    ("driving_command", lambda frame: frame.update(driving_command=np.array([0.0, np.nan, 0.0, 0.0]))),
+    ("cams.CAM_L0.cam_intrinsic", lambda frame: frame["cams"]["CAM_L0"].update(
+        cam_intrinsic=np.full((3, 3), np.nan))),
+    ("cams.CAM_B0.sensor2lidar_translation", lambda frame: frame["cams"]["CAM_B0"].update(
+        sensor2lidar_translation=np.array([0.0, np.inf, 1.0]))),
+    ("cams.CAM_F0.distortion", lambda frame: frame["cams"]["CAM_F0"].update(distortion=["a", "b"])),
+    ("traffic_lights", lambda frame: frame.update(traffic_lights=[(float("nan"), True)])),
+])
+def test_other_numeric_fields_must_be_finite(tmp_path, one_log, key, damage):
+    frames = copy.deepcopy(one_log)
+    damage(frames[5])
+    with pytest.raises(LogFileError, match=rf"bad\.pkl, frame 5, key '{key}'") as info:
+        load_log(write_log(tmp_path / "bad.pkl", frames))
+    assert (info.value.frame_index, info.value.key) == (5, key)

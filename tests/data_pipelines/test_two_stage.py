@@ -137,3 +137,33 @@ def test_missing_first_stage_tokens(devkit_folder):
     data = load_two_stage(root, split)
     assert missing_first_stage_tokens(data, data.first_stage_tokens) == []
     assert missing_first_stage_tokens(data, []) == data.first_stage_tokens
+
+
+def _damage_frame(root, frame_index: int, damage) -> None:
+    path = root / "synthetic_scene_pickles" / f"{STAGE_TWO_TOKEN}.pkl"
+    with open(path, "rb") as f:
+        scene = pickle.load(f)
+    damage(scene["frames"][frame_index])
+    with open(path, "wb") as f:
+        pickle.dump(scene, f)
+
+
+@pytest.mark.parametrize("frame_index, field, damage", [
+    (HISTORY - 1, "ego_status.ego_pose", lambda frame: frame["ego_status"]["ego_pose"].__setitem__(2, np.nan)),
+    (6, "ego_status.ego_pose", lambda frame: frame["ego_status"]["ego_pose"].__setitem__(0, np.inf)),
+    (2, "ego_status.ego_velocity/ego_acceleration",
+     lambda frame: frame["ego_status"].update(ego_velocity=np.array([np.nan, 0.0], dtype=np.float32))),
+    (8, "annotations.velocity_3d", lambda frame: frame["annotations"].update(
+        velocity_3d=np.full_like(np.asarray(frame["annotations"]["velocity_3d"], dtype=np.float64), np.nan))),
+    (9, "annotations.boxes", lambda frame: frame["annotations"].update(
+        boxes=np.full_like(np.asarray(frame["annotations"]["boxes"], dtype=np.float64), np.inf))),
+    (0, "camera_dict.cam_f0.cam_intrinsic",
+     lambda frame: frame["camera_dict"]["cam_f0"].update(cam_intrinsic=np.full((3, 3), np.nan))),
+])
+def test_stage_two_frames_get_the_log_validation(devkit_folder, frame_index, field, damage):
+    root, split, _ = devkit_folder
+    _damage_frame(root, frame_index, damage)
+    with pytest.raises(TwoStageDataError, match=rf"{STAGE_TWO_TOKEN}\.pkl \(scene {STAGE_TWO_TOKEN}\), field "
+                                                rf"'{field}': frame {frame_index}: .*NaN or inf") as info:
+        load_two_stage(root, split)
+    assert (info.value.field, info.value.token) == (field, STAGE_TWO_TOKEN)

@@ -221,3 +221,35 @@ def test_each_adapter_exports_in_peft_format_and_loads_with_peft_model(tmp_path)
         assert len(theirs) == len(ours) > 0
         for name, value in ours.items():
             assert torch.equal(theirs[f"base_model.model.{name.replace(adapter, 'default')}"], value), name
+
+
+def test_merged_single_branch_export_is_exact_at_omega_zero_and_refused_elsewhere(agent_inputs, tmp_path):
+    from vla import ModelConfigError, VLAInputError
+
+    torch.set_num_threads(1)
+    model = tiny_model("tiny-timm-lm", overrides=["backbone.lora_rank=2"]).eval()  # the backbone LoRA stays
+    perturb(model.head, seed=4)  # non-zero adapters: the merge must change the head
+    batch = model.processor(agent_inputs)
+    expected = sample_twice(model, batch, omega=0.0)
+    assert not torch.allclose(expected, sample_twice(model, batch, mode="base"), atol=1e-4)
+
+    directory = model.export_merged(tmp_path / "merged")
+    merged = DipoleVLA.from_pretrained(directory)
+    assert not merged.has_branches and merged.config.lora_settings.rank == 0
+    assert not any("lora_" in name for name in merged.head.state_dict())
+    assert any("lora_" in name for name in merged.backbone.state_dict())
+    assert sum(p.numel() for p in merged.parameters()) == sum(
+        p.numel() for n, p in model.named_parameters() if not (n.startswith("head.") and "lora_" in n))
+    for kwargs in ({"omega": 0.0}, {"mode": "base"}):
+        torch.testing.assert_close(sample_twice(merged, batch, **kwargs), expected, rtol=1e-5, atol=1e-5)
+
+    for omega in (0.5, 1.0, -1.0):
+        with pytest.raises(VLAInputError, match="exact only at omega = 0"):
+            model.export_merged(tmp_path / f"omega{omega}", omega=omega)
+    assert not (tmp_path / "omega0.5").exists()
+    with pytest.raises(VLAInputError, match="omega = 0 only"):
+        merged.sample(batch, omega=1.0)
+    with pytest.raises(ModelConfigError, match="single-branch"):
+        merged.set_trainable("adapters")
+    with pytest.raises(ModelConfigError, match="single-branch"):
+        merged.export_adapter("positive", tmp_path / "adapter")

@@ -196,6 +196,33 @@ def test_dipole_step_trains_only_the_adapters_on_shared_noise(agent_inputs, rng)
     assert any(".positive." in n for n in changed) and any(".negative." in n for n in changed)
 
 
+def test_loss_ewr_weights_the_positive_branch_exponentially_and_trains_only_it(agent_inputs, rng):
+    model = tiny_model("tiny-florence2")
+    perturb(model.head, seed=3, only_lora=False)
+    batch = make_batch(model, agent_inputs, rng, k=K)
+    g = torch.tensor([[1.0, -0.5, 0.0], [2.0, -3.0, 0.3]])
+    beta, max_weight = 2.0, 5.0
+    model.eval()
+    with torch.no_grad():  # same noise as DIPOLE's positive branch -> its per-sample errors
+        dipole_zero = model.loss_dipole(batch, torch.zeros_like(g), beta=beta, generator=torch.Generator().manual_seed(5))
+        ewr_zero = model.loss_ewr(batch, torch.zeros_like(g), beta, max_weight, generator=torch.Generator().manual_seed(5))
+    # g = 0: DIPOLE weights the positive branch by 1/2, EWR by exp(0) = 1
+    assert torch.allclose(ewr_zero.loss_positive, 2 * dipole_zero.loss_positive, atol=1e-6)
+    assert float(ewr_zero.loss_negative) == 0.0
+    weights = torch.exp(beta * g).clamp(max=max_weight)
+    out = model.loss_ewr(batch, g, beta, max_weight, generator=torch.Generator().manual_seed(5))
+    assert torch.allclose(out.weight_positive_mean, weights.mean())
+    model.set_trainable("positive")
+    assert all(".positive." in n for n, p in model.named_parameters() if p.requires_grad)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.SGD(model.trainable_parameters(), lr=0.1)
+    anchor = torch.from_numpy(make_target_poses(rng, B)).reshape(B, 1, 8, 3)
+    model.loss_ewr(batch, g, beta, max_weight, anchor_poses=anchor, bc_weight=0.5).loss.backward()
+    optimizer.step()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all("lora_" in n and ".positive." in n for n in changed)
+
+
 def test_masked_candidates_contribute_no_loss(trained_like_model, agent_inputs, rng):
     model = trained_like_model
     batch = make_batch(model, agent_inputs, rng, k=K)

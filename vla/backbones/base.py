@@ -12,6 +12,10 @@ from transformers import PreTrainedModel
 
 from vla.configuration_dipole import BackboneSettings, ProcessorSettings
 
+PRETRAINED_FIELD = "backbone.pretrained"
+"""The config field named when ``settings.pretrained`` is a path that does not exist (every backbone passes it
+through :func:`vla.hub.resolve_pretrained` before ``from_pretrained``)."""
+
 
 @dataclass
 class Context:

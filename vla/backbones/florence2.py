@@ -11,8 +11,9 @@ import torch
 from transformers import Florence2Config, Florence2ForConditionalGeneration
 from transformers.models.florence2.modeling_florence2 import Florence2Model
 
-from vla.backbones.base import Context, VisionLanguageBackbone, image_features_tensor
+from vla.backbones.base import PRETRAINED_FIELD, Context, VisionLanguageBackbone, image_features_tensor
 from vla.configuration_dipole import BackboneSettings, ProcessorSettings
+from vla.hub import resolve_pretrained
 
 FLORENCE2_LARGE_ID = "microsoft/Florence-2-large"
 
@@ -21,7 +22,8 @@ class Florence2Backbone(VisionLanguageBackbone):
     def __init__(self, settings: BackboneSettings, processor: ProcessorSettings, load_pretrained: bool = False):
         super().__init__(settings, processor)
         if load_pretrained:
-            full = Florence2ForConditionalGeneration.from_pretrained(settings.pretrained)
+            full = Florence2ForConditionalGeneration.from_pretrained(
+                resolve_pretrained(settings.pretrained, PRETRAINED_FIELD))
             model = full.model
             del full
         else:

@@ -12,9 +12,12 @@ import torch
 from torch import nn
 from transformers import AutoModel
 
-from vla.backbones.base import Context, VisionLanguageBackbone, average_last_layers, enable_hf_checkpointing
+from vla.backbones.base import (
+    PRETRAINED_FIELD, Context, VisionLanguageBackbone, average_last_layers, enable_hf_checkpointing,
+)
 from vla.backbones.hf_vlm import config_from_dict
 from vla.configuration_dipole import BackboneSettings, ProcessorSettings
+from vla.hub import resolve_pretrained
 
 
 def drop_classifier_pooling(vision: nn.Module) -> None:
@@ -42,7 +45,7 @@ class TimmLMBackbone(VisionLanguageBackbone):
         )
         drop_classifier_pooling(self.vision)
         if load_pretrained and settings.pretrained:
-            self.lm = AutoModel.from_pretrained(settings.pretrained)
+            self.lm = AutoModel.from_pretrained(resolve_pretrained(settings.pretrained, PRETRAINED_FIELD))
         else:
             self.lm = AutoModel.from_config(config_from_dict(settings.model_config))
         self.hidden_size = self.lm.config.hidden_size

@@ -14,7 +14,9 @@ the state, fsyncs every file, writes the manifest, fsyncs it and renames the fol
 checkpoint is visible only when every file of it is on disk. Writing a step that already has a checkpoint
 creates the next version (``ckpt-<step>.1``) and removes the older one only afterwards, so a kill never
 destroys the only loadable copy. ``--resume`` takes the newest checkpoint whose files all match the manifest
-(:func:`verify_checkpoint`) and logs every newer one it skips, with the reason.
+(:func:`verify_checkpoint`) and logs every newer one it skips, with the reason. A file that verifies but
+then fails to load (:func:`load_accelerate_state`, :func:`read_checkpoint_file`) is named the same way, and the
+trainer falls back to the checkpoint before.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 from vla.training.errors import CorruptCheckpointError, IncompatibleCheckpointError, NoCheckpointError
+from vla.training.pause_points import pause_point
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,8 @@ ACCELERATE_DIRNAME = "accelerate"
 PREFIX = "ckpt-"
 TMP_PREFIX = ".tmp-ckpt-"
 _NAME = re.compile(rf"^{re.escape(PREFIX)}(\d+)(?:\.(\d+))?$")
+TENSOR_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".pkl")
+"""Files of ``accelerate/`` that are probed one by one when ``load_state`` fails (to name the damaged one)."""
 REQUIRED_ENTRIES = (STATE_FILENAME, ACCELERATE_DIRNAME)
 """Entries every checkpoint has (also those written before manifests existed)."""
 
@@ -157,12 +162,16 @@ def verify_checkpoint(ckpt: Path) -> None:
     read_state(ckpt)
 
 
-def latest_checkpoint(output_dir: Path) -> Path:
-    """The newest checkpoint that verifies; each newer one that does not is logged with the reason."""
+def latest_checkpoint(output_dir: Path,
+                      unloadable: Optional[Mapping[Path, CorruptCheckpointError]] = None) -> Path:
+    """The newest checkpoint that verifies and is not in `unloadable` (checkpoints that verified but failed to
+    load: :func:`load_accelerate_state`); each newer one is logged with the reason."""
     ckpts = list_checkpoints(output_dir)
     skipped = []
     for ckpt in reversed(ckpts):
         try:
+            if ckpt in (unloadable or {}):
+                raise unloadable[ckpt]
             verify_checkpoint(ckpt)
         except CorruptCheckpointError as error:
             logger.warning("--resume: skipping checkpoint %s: %s", ckpt.name, error)
@@ -199,6 +208,66 @@ def restore_rng_states(ckpt: Path, process_index: int) -> None:
             torch.cuda.set_rng_state_all(states["torch_cuda_manual_seed"])
     except Exception as error:  # noqa: BLE001 - any damage is named with the file
         raise CorruptCheckpointError(ckpt, path, f"unreadable ({type(error).__name__}: {error})") from error
+
+
+def _first_unreadable_file(folder: Path) -> Optional[tuple[Path, str]]:
+    """(path, reason) of the first file below `folder` that torch / safetensors cannot read, else None."""
+    import torch
+    from safetensors import safe_open
+
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix in TENSOR_FILE_SUFFIXES):
+        try:
+            if path.suffix == ".safetensors":
+                with safe_open(str(path), framework="pt") as handle:
+                    for key in handle.keys():
+                        handle.get_tensor(key)
+            else:
+                torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as error:  # noqa: BLE001 - any damage is named with the file
+            return path, f"unreadable ({type(error).__name__}: {error})"
+    return None
+
+
+def load_accelerate_state(accelerator, ckpt: Path) -> None:
+    """``accelerator.load_state`` of the checkpoint's ``accelerate/`` folder, then its random states.
+
+    A file that cannot be read raises :class:`CorruptCheckpointError` naming it (accelerate's own errors do not
+    name the file, and it only logs an unreadable random-state file at INFO level); ``--resume`` then falls
+    back to the checkpoint before. Any other failure propagates unchanged.
+    """
+    folder = Path(ckpt) / ACCELERATE_DIRNAME
+    try:
+        accelerator.load_state(str(folder))
+    except Exception as error:
+        culprit = _first_unreadable_file(folder)
+        if culprit is None:
+            raise
+        raise CorruptCheckpointError(ckpt, *culprit) from error
+    restore_rng_states(ckpt, accelerator.process_index)
+
+
+def read_checkpoint_file(ckpt: Path, path: Path, read: Callable[[Path], Any]) -> Any:
+    """``read(path)`` for one extra file of a checkpoint; any failure is a CorruptCheckpointError naming it."""
+    if not Path(path).is_file():
+        raise CorruptCheckpointError(ckpt, path, "missing")
+    try:
+        return read(path)
+    except Exception as error:  # noqa: BLE001 - any damage is named with the file
+        raise CorruptCheckpointError(ckpt, path, f"unreadable ({type(error).__name__}: {error})") from error
+
+
+def agree_loaded(accelerator, ckpt: Path, error: Optional[CorruptCheckpointError]) -> None:
+    """Raise on every process when any process could not read `ckpt`, so that all fall back together."""
+    failed = error is not None
+    if accelerator.num_processes > 1:
+        import torch
+
+        flags = accelerator.gather(torch.tensor([int(failed)], device=accelerator.device))
+        failed = bool(flags.sum().item())
+    if error is not None:
+        raise error
+    if failed:
+        raise CorruptCheckpointError(ckpt, ckpt, "a file of another process is unreadable (see its log)")
 
 
 def read_state(ckpt: Path) -> TrainerState:
@@ -247,6 +316,7 @@ class CheckpointWriter:
         if buffer is not None:
             buffer.save(tmp / f"rollout_buffer_rank{acc.process_index}.npz")
         final = self._final_name(state.global_step)  # before the barrier: every process sees the same folders
+        pause_point("checkpoint.write")
         acc.wait_for_everyone()
         if acc.is_main_process:
             for name, write in (extra_files or {}).items():

@@ -61,6 +61,7 @@ class OptimSection:
     schedule: Literal["cosine", "constant"] = "cosine"  # learning-rate decay after warmup
     min_lr_ratio: UnitInterval = 0.0  # cosine floor as a fraction of lr
     max_grad_norm: PositiveFloat = 1.0  # gradient clipping norm
+    backbone_lr_scale: UnitInterval = 1.0  # the backbone's learning rate as a fraction of lr (project choice)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class RolloutSection:
     num_candidates: PositiveInt = 8  # K per scene; K >= 8 keeps the group std meaningful (§5.2)
     omega: FiniteFloat = 0.0  # omega_roll; project default 0 = pi+ (§6)
     num_steps: PositiveInt = 10  # rollout denoising steps; = eval steps so mu is the evaluated sampler (HDP-RL uses 5)
-    init_noise_scale: Optional[PositiveFloat] = None  # T_roll; None: the model's sampler default
+    init_noise_scale: Optional[PositiveFloat] = 1.0  # T_roll; 1 = the prior's own noise, wider than the sampler's 0.5: the reward then separates candidates (docs/training.md); None: the model's sampler default
     scenes_per_round: Optional[PositiveInt] = None  # per round over all processes; None: the whole train split
     batch_size: PositiveInt = 32  # scenes per rollout forward
     score_human: bool = False  # also score the logged trajectory (needed by G4 and the human-anchor option)
@@ -90,15 +91,15 @@ class DipoleSection:
     """DIPOLE rounds (specs/dipole.md §3, §5.2, §6) and the EWR baseline that shares the rollout machinery."""
 
     rounds: NonNegativeInt = 3  # rollout + update rounds
-    steps_per_round: PositiveInt = 40  # optimizer steps per round
+    steps_per_round: PositiveInt = 100  # optimizer steps per round
     batch_size: PositiveInt = 16  # scenes per process per micro-step (each with K candidates)
     advantage: str = "group_normalized"  # a vla.training.advantages registry name (or alias G1..G4, §5.2)
-    beta: PositiveFloat = 2.0  # project choice ([rl-code] uses 1.0; the NAVSIM value is unknown, §6)
+    beta: PositiveFloat = 4.0  # project choice ([rl-code] uses 1.0; the NAVSIM value is unknown, §6; docs/training.md study)
     weight_offset: FiniteFloat = 0.0  # k in sigmoid(beta G + k); paper formula has none (§3.7)
     normalize_weights: bool = False  # divide by the weight sum instead of the plain mean (§3.2)
-    bc_weight: NonNegativeFloat = 0.5  # BC anchor on human trajectories, both branches alike (§8 (b)); project choice
+    bc_weight: NonNegativeFloat = 0.1  # BC anchor on human trajectories, both branches alike (§8 (b)); ReCogDrive's 0.1
     human_anchor: bool = True  # add the logged trajectory as candidate K+1 with its own score and G (§8 (a))
-    optim: OptimSection = OptimSection(lr=1e-4, warmup_steps=5)  # optimizer of the round updates
+    optim: OptimSection = OptimSection(lr=1e-3, warmup_steps=5)  # optimizer of the round updates (LoRA only)
     rollout: RolloutSection = RolloutSection()  # how candidates are drawn
     ewr_max_weight: PositiveFloat = 20.0  # EWR baseline: exp(beta G) clipped here (the instability §2.1 describes)
     eval_every_round: bool = False  # evaluate on the eval split after each round, every eval omega (§6 step 6)
@@ -146,7 +147,7 @@ class TrainConfig:
     data: DataSection = DataSection()
     il: ILSection = ILSection()
     dipole: DipoleSection = DipoleSection()
-    ewr: DipoleSection = DipoleSection(bc_weight=0.0)  # EWR baseline (dipole's fields); trains the base head, no anchor
+    ewr: DipoleSection = DipoleSection()  # EWR baseline: DIPOLE's fields; the positive adapter weighted by exp(beta G)
     eval: EvalSection = EvalSection()
     reward: RewardSection = RewardSection()
 

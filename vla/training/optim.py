@@ -10,11 +10,17 @@ import torch
 from vla.training.config import OptimSection
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimSection) -> torch.optim.Optimizer:
+def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimSection,
+                    backbone_params: Iterable[torch.nn.Parameter] = ()) -> torch.optim.Optimizer:
+    """AdamW over the trainable ``params``; those also in ``backbone_params`` learn at ``lr * backbone_lr_scale``."""
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("no trainable parameters for this stage")
-    return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    backbone = {id(p) for p in backbone_params}
+    groups = [{"params": [p for p in params if id(p) not in backbone], "lr": cfg.lr},
+              {"params": [p for p in params if id(p) in backbone], "lr": cfg.lr * cfg.backbone_lr_scale}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
+                             weight_decay=cfg.weight_decay)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimSection, total_steps: int):

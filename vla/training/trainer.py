@@ -23,14 +23,15 @@ import torch
 from data_pipelines.configuration import config_to_dict
 from vla.training import distributed
 from vla.training.checkpoint import (
-    ACCELERATE_DIRNAME, CheckpointWriter, TrainerState, buffer_path, check_compatible, latest_checkpoint,
-    read_state, restore_rng_states,
+    CheckpointWriter, TrainerState, agree_loaded, buffer_path, check_compatible, latest_checkpoint,
+    load_accelerate_state, read_checkpoint_file, read_state, restore_rng_states,
 )
 from vla.training.config import TrainConfig
 from vla.training.data import SceneBatcher, item_targets, item_tokens
-from vla.training.errors import EmptyDataError, TrainingError
+from vla.training.errors import CorruptCheckpointError, EmptyDataError, TrainingError
 from vla.training.eval_contract import EvalFn, EvalPolicy
 from vla.training.optim import build_optimizer, build_scheduler
+from vla.training.pause_points import pause_point
 from vla.training.rewards import RewardFn
 from vla.training.rollout import RolloutBuffer
 from vla.training.stages import Stage, get_stage
@@ -60,6 +61,8 @@ class PolicyObjective(torch.nn.Module):
             return self.policy.loss_il(batch, **kwargs)
         if objective == "dipole":
             return self.policy.loss_dipole(batch, **kwargs)
+        if objective == "ewr":
+            return self.policy.loss_ewr(batch, **kwargs)
         raise ValueError(f"unknown objective {objective!r}")
 
 
@@ -106,6 +109,7 @@ class Trainer:
         self.eval_fn = eval_fn
         self.writer = CheckpointWriter(accelerator, self.output_dir, keep=config.keep_checkpoints)
         self.state = TrainerState()
+        self.resumed_from: Optional[Path] = None  # the checkpoint this run resumed from
         self.history: list[dict] = []
         self.stages = {name: get_stage(name)(self) for name in config.stages}
         if len(train_items) == 0:
@@ -166,9 +170,10 @@ class Trainer:
             out.update(stage.fingerprint())
         return out
 
-    def find_resume_point(self) -> tuple[Path, TrainerState]:
-        """Latest complete checkpoint, checked against this config before any expensive work."""
-        ckpt = latest_checkpoint(self.output_dir)
+    def find_resume_point(self, unloadable: Optional[dict] = None) -> tuple[Path, TrainerState]:
+        """Latest complete checkpoint (not among `unloadable`), checked against this config before any
+        expensive work."""
+        ckpt = latest_checkpoint(self.output_dir, unloadable)
         state = read_state(ckpt)
         check_compatible(ckpt, state, self.fingerprint())
         return ckpt, state
@@ -239,7 +244,7 @@ class Trainer:
         if self.cfg.model.gradient_checkpointing:
             enable_activation_checkpointing(policy)
         optim = stage.section.optim
-        optimizer = build_optimizer(policy.trainable_parameters(), optim)
+        optimizer = build_optimizer(policy.trainable_parameters(), optim, policy.backbone.parameters())
         scheduler = build_scheduler(optimizer, optim, stage.total_steps())
         distributed.configure_engine(self.acc, stage.micro_batch_size(), self.cfg.gradient_accumulation_steps,
                                      optim.max_grad_norm)
@@ -265,6 +270,7 @@ class Trainer:
             terms["loss"] = terms.get("loss", 0.0) + float(loss.detach()) / accum
             for name, value in (out.parts() if hasattr(out, "parts") else {}).items():
                 terms[name] = terms.get(name, 0.0) + float(torch.as_tensor(value).detach()) / accum
+        pause_point(f"{ctx.stage.name}.step")
         ctx.scheduler.step()
         terms["lr"] = float(ctx.scheduler.get_last_lr()[0])
         self.state.global_step += 1
@@ -304,6 +310,7 @@ class Trainer:
         if self.cfg.stages[-1] == ctx.stage.name:
             self.save_policy(ctx, self.output_dir / FINAL_MODEL_DIRNAME)
         self.state.completed_stages = list(self.state.completed_stages) + [ctx.stage.name]
+        pause_point(f"{ctx.stage.name}.end")
         self.checkpoint(ctx)
         self.acc.free_memory()
 
@@ -313,22 +320,50 @@ class Trainer:
         self.writer.save(self.state, buffer=buffer, extra_files={
             SCHEDULER_FILENAME: lambda path: torch.save(ctx.scheduler.state_dict(), path)})
 
-    def restore(self, ctx: StageContext, ckpt: Path) -> None:
-        self.acc.load_state(str(ckpt / ACCELERATE_DIRNAME))
-        ctx.scheduler.load_state_dict(torch.load(ckpt / SCHEDULER_FILENAME, weights_only=False))
+    def restore(self, ctx: StageContext, ckpt: Path, with_buffer: bool = False) -> Optional[RolloutBuffer]:
+        """Load a checkpoint inside the stage of `ctx` (and this process's rollout buffer when asked); an
+        unreadable file raises CorruptCheckpointError on every process (``run`` then falls back)."""
+        error, buffer = None, None
+        try:
+            load_accelerate_state(self.acc, ckpt)
+            read_checkpoint_file(ckpt, ckpt / SCHEDULER_FILENAME,
+                                 lambda path: ctx.scheduler.load_state_dict(torch.load(path, weights_only=False)))
+            if with_buffer:
+                buffer = self.load_buffer(ckpt)
+        except CorruptCheckpointError as raised:
+            error = raised
+        agree_loaded(self.acc, ckpt, error)
+        return buffer
 
     def load_buffer(self, ckpt: Path) -> RolloutBuffer:
         path = buffer_path(ckpt, self.acc.process_index)
         if path is None:
-            raise TrainingError(f"checkpoint {ckpt} lacks the rollout buffer of process {self.acc.process_index}")
-        return RolloutBuffer.load(path)
+            raise CorruptCheckpointError(ckpt, ckpt / f"rollout_buffer_rank{self.acc.process_index}.npz", "missing")
+        return read_checkpoint_file(ckpt, path, RolloutBuffer.load)
 
     # ------------------------------------------------------------------------------------------ run
     def run(self, resume: bool = False) -> dict:
-        """Run every stage (resuming from the latest checkpoint if asked), then evaluate; returns the results."""
+        """Run every stage (resuming from the latest checkpoint if asked), then evaluate; returns the results.
+
+        A resume checkpoint whose files verify but do not load falls back to the newest one before it."""
+        unloadable: dict[Path, CorruptCheckpointError] = {}
+        while True:
+            try:
+                return self._run(resume, unloadable)
+            except CorruptCheckpointError as error:
+                ckpt = Path(error.checkpoint)
+                if not resume or ckpt != self.resumed_from or ckpt in unloadable:
+                    raise
+                unloadable[ckpt] = error
+                self.acc.free_memory()  # drop the engine prepared for it
+                self.state, self.history = TrainerState(), []
+
+    def _run(self, resume: bool, unloadable: dict) -> dict:
         ckpt: Optional[Path] = None
+        self.resumed_from = None
         if resume:
-            ckpt, self.state = self.find_resume_point()
+            ckpt, self.state = self.find_resume_point(unloadable)
+            self.resumed_from = ckpt
             self.print(f"resuming from {ckpt} (stage {self.state.stage!r}, round {self.state.round_index}, "
                        f"step {self.state.step_in_stage}, global step {self.state.global_step})")
         else:
@@ -343,7 +378,12 @@ class Trainer:
                 continue
             resume_here = ckpt if (ckpt is not None and self.state.stage == name) else None
             if resume_here is None and ckpt is not None:  # the checkpoint ended the previous stage
-                restore_rng_states(ckpt, self.acc.process_index)
+                error = None
+                try:
+                    restore_rng_states(ckpt, self.acc.process_index)
+                except CorruptCheckpointError as raised:
+                    error = raised
+                agree_loaded(self.acc, ckpt, error)
             if resume_here is None:
                 self.state = replace(self.state, stage=name, stage_index=index, round_index=0, step_in_stage=0,
                                      step_in_round=0, round_has_buffer=False)
@@ -385,6 +425,7 @@ class Trainer:
             return None if il_dir is None else self.load_policy(Path(il_dir)).to(self.acc.device)
 
         report = self._evaluate(self.stages[self.cfg.stages[-1]].final_policies(final, load_il), "final")
+        pause_point("final_evaluation")
         if self.is_main:
             (self.output_dir / RESULTS_TABLE_FILENAME).write_text(report.table)
             payload = {"results": {k: dict(v) for k, v in report.results.items()},

@@ -57,3 +57,25 @@ def test_dipole_round_updates_both_adapters_only(world, tmp_path):
     stats = reloaded.normalization_stats()
     assert stats.proprio_mean is not None and stats.proprio_mean.shape == (reloaded.config.proprio_dim,)
     assert np.allclose(stats.proprio_mean, proprio.mean(0), atol=1e-4)
+
+
+def test_ewr_round_trains_only_the_positive_adapter_with_the_same_anchor(world, tmp_path):
+    """The EWR baseline is like for like: DIPOLE's rollouts, anchor and budget, one adapter, exp(beta G)."""
+    torch.set_num_threads(1)
+    paths, split, items = split_items(world, "synthetic_train", max_scenes=6)
+    reward = PDMReward.from_split(paths, split, tmp_path / "metric_cache", version="v1", num_workers=0)
+    cfg = load_config(TrainConfig, None, [
+        f"output_dir={tmp_path / 'run'}", "stages=[il,ewr]", "il.steps=4", "il.batch_size=4",
+        "ewr.rounds=1", "ewr.steps_per_round=2", "ewr.batch_size=3", "ewr.rollout.num_candidates=4",
+        "ewr.rollout.num_steps=3", "ewr.rollout.batch_size=6", "ewr.optim.warmup_steps=0", "ewr.bc_weight=0.5",
+        "eval.enabled=false", "tensorboard=false", "progress_bars=false", "log_every=1",
+    ])
+    trainer = Trainer(cfg, Accelerator(cpu=True), items, train_reward=reward)
+    trainer.run()
+    logged = {k: v for row in trainer.history for k, v in row.items()}
+    assert logged["ewr/loss_bc"] > 0 and logged["ewr/loss_negative"] == 0
+    assert logged["ewr/weight_positive_mean"] > 0
+    before = load_file(tmp_path / "run" / "il_model" / "model.safetensors")
+    after = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert changed and all(".lora_" in n and ".positive." in n for n in changed), sorted(changed)[:5]

@@ -100,3 +100,50 @@ def test_resume_falls_back_past_a_truncated_checkpoint_and_stays_exact(tmp_path,
     assert f"skipping checkpoint {newest.name}: checkpoint file {rng}" in caplog.text
     assert resumed.state.global_step == 4
     _assert_equal_to_straight(straight, out)
+
+
+@pytest.fixture(scope="module")
+def stopped_at_three(items, tmp_path_factory):
+    """A run stopped after step 3 with checkpoints at steps 2 and 3 (copied by each test that damages one)."""
+    out = tmp_path_factory.mktemp("stopped")
+    _run(out, items, ["checkpoint_every=1", "stop_after_steps=3"])
+    assert [read_state(c).global_step for c in list_checkpoints(out)] == [2, 3]
+    return out
+
+
+def _same_size_garbage(path):
+    path.write_bytes(b"\0" * path.stat().st_size)  # passes the manifest's size check
+
+
+def _truncate_without_manifest(path):
+    """A checkpoint marked complete before manifests existed: only the required entries are checked."""
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    (path.parents[1] if path.parent.name == "accelerate" else path.parent).joinpath("COMPLETE").write_text("ok")
+
+
+@pytest.mark.parametrize("name, damage", [
+    ("accelerate/random_states_0.pkl", _same_size_garbage),  # accelerate alone only logs it at INFO level
+    ("accelerate/optimizer.bin", _same_size_garbage),
+    ("accelerate/model.safetensors", _truncate_without_manifest),
+    ("lr_scheduler.pt", _same_size_garbage),
+])
+def test_a_file_that_fails_to_load_is_named_and_resume_falls_back(tmp_path, items, straight, stopped_at_three,
+                                                                   caplog, name, damage):
+    out = tmp_path / "run"
+    shutil.copytree(stopped_at_three, out)
+    newest = list_checkpoints(out)[-1]
+    damage(newest / name)
+    with caplog.at_level("WARNING", logger="vla.training.checkpoint"):
+        resumed = _run(out, items, ["checkpoint_every=1"], resume=True)
+    assert f"skipping checkpoint {newest.name}: checkpoint file {newest / name}: unreadable" in caplog.text
+    assert resumed.resumed_from.name == "ckpt-00000002" and resumed.state.global_step == 4
+    _assert_equal_to_straight(straight, out)
+
+
+def test_a_damaged_only_checkpoint_is_an_error_naming_the_file(tmp_path, items, stopped_at_three):
+    out = tmp_path / "run"
+    shutil.copytree(stopped_at_three, out)
+    for ckpt in list_checkpoints(out):
+        _same_size_garbage(ckpt / "accelerate" / "optimizer.bin")
+    with pytest.raises(NoCheckpointError, match=r"accelerate/optimizer.bin: unreadable"):
+        _run(out, items, resume=True)

@@ -127,12 +127,18 @@ class DipoleStage(RolloutStage):
             batch = self.candidate_batch(sel, buffer, batcher)
             kwargs["context"] = self.frozen_context(batch)
         g, usable = self.usable(sel, buffer)
-        kwargs.update(sample_mask=usable, g=g, beta=sec.beta, normalize_weights=sec.normalize_weights)
-        if sec.weight_offset != 0:
-            kwargs["offset"] = sec.weight_offset
+        kwargs.update(sample_mask=usable, g=g, beta=sec.beta)
         if sec.bc_weight > 0:  # BC anchor on the logged trajectory (specs/dipole.md §8 option (b))
             kwargs["bc_weight"] = sec.bc_weight
             kwargs["anchor_poses"] = torch.from_numpy(batcher.target_poses(buffer.scene_indices[sel])).to(device)
+        return self.loss_call(kwargs, batch)
+
+    def loss_call(self, kwargs: dict, batch: dict) -> tuple[str, dict, dict]:
+        """(objective, batch, kwargs) of the DIPOLE loss from the shared inputs (g, mask, anchor, context)."""
+        sec = self.section
+        kwargs["normalize_weights"] = sec.normalize_weights
+        if sec.weight_offset != 0:
+            kwargs["offset"] = sec.weight_offset
         return "dipole", batch, kwargs
 
     def frozen_context(self, batch: dict) -> Context:
@@ -151,8 +157,11 @@ class DipoleStage(RolloutStage):
         sec, k = self.section, self.section.rollout.num_candidates
         stats = rollout_statistics(buffer.rewards[:, :k], buffer.valid[:, :k], {}, buffer.poses[:, :k],
                                    buffer.advantages[:, :k], buffer.usable[:, :k], beta=sec.beta,
-                                   weight_offset=sec.weight_offset)
+                                   weight_offset=sec.weight_offset, **self.weight_statistics_kwargs())
         return {n: v for n, v in stats.items() if n.startswith(("rollout/mean_", "rollout/frac_ewr"))}
+
+    def weight_statistics_kwargs(self) -> dict:
+        return {}
 
     def probe(self, policy, batcher, probe):
         """Mean L2 (m) between the current rollout policy and mu_0 (the frozen base head) on fixed noise."""

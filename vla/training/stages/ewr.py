@@ -1,38 +1,43 @@
-"""The exponentially weighted regression baseline (specs/dipole.md §2.1): rollouts of the base head, then
-behaviour cloning of the candidates weighted by exp(beta G), clipped at ``ewr_max_weight``."""
+"""The exponentially weighted regression baseline (specs/dipole.md §2.1), like for like with DIPOLE.
+
+Everything but the weighting is DIPOLE's: rollouts of the `positive` branch (omega = 0), the same advantage G,
+context reuse, BC anchor, optimizer and budget. Only the `positive` LoRA adapter is trained, by regression on
+the candidates weighted by exp(beta G) clipped at ``ewr_max_weight`` (:meth:`DipoleVLA.loss_ewr`), so EWR and
+DIPOLE train the same kind and amount of parameters (EWR one adapter, DIPOLE two) and EWR is sampled as pi+.
+"""
 
 from __future__ import annotations
 
-from vla.training.advantages import ewr_weights
+from vla.training.errors import TrainingError
 from vla.training.eval_contract import EvalPolicy
-from vla.training.metrics import rollout_statistics
 from vla.training.stages.base import register_stage
-from vla.training.stages.rounds import RolloutStage, sample_candidates
+from vla.training.stages.dipole import DipoleStage
+
+EWR_OMEGA = 0.0
+"""EWR has one branch: the guided sampler at omega = 0 is exactly the `positive` adapter."""
 
 
 @register_stage
-class EWRStage(RolloutStage):
+class EWRStage(DipoleStage):
     name = "ewr"
-    trainable = "base"
+    trainable = "positive"
 
-    def sample_scenes(self, policy, batch, tokens, seed, context=None):
-        return sample_candidates(policy, batch, tokens, seed, self.section.rollout, "base", context)
+    def __init__(self, trainer):
+        super().__init__(trainer)
+        if self.section.rollout.omega != EWR_OMEGA:
+            raise TrainingError(f"ewr.rollout.omega must be {EWR_OMEGA:g} (EWR trains one branch), "
+                                f"got {self.section.rollout.omega:g}")
 
-    def weight_statistics(self, buffer):
-        sec, k = self.section, self.section.rollout.num_candidates
-        stats = rollout_statistics(buffer.rewards[:, :k], buffer.valid[:, :k], {}, buffer.poses[:, :k],
-                                   buffer.advantages[:, :k], buffer.usable[:, :k], beta=sec.beta,
-                                   weight_offset=sec.weight_offset, ewr_max_weight=sec.ewr_max_weight)
-        return {n: v for n, v in stats.items() if n.startswith(("rollout/mean_", "rollout/frac_ewr"))}
+    def loss_call(self, kwargs, batch):
+        kwargs["max_weight"] = self.section.ewr_max_weight
+        return "ewr", batch, kwargs
 
-    def objective(self, sel, buffer, batcher):
-        sec = self.section
-        batch = self.candidate_batch(sel, buffer, batcher)
-        g, usable = self.usable(sel, buffer)
-        weights = ewr_weights(g, sec.beta, sec.ewr_max_weight) * usable.to(g.dtype)
-        return "il", batch, {"sample_mask": usable, "sample_weights": weights}
+    def weight_statistics_kwargs(self):
+        return {"ewr_max_weight": self.section.ewr_max_weight}
 
     def final_policies(self, final, load_il):
-        il = load_il()
-        return ([] if il is None else [EvalPolicy("il", il, "base")]) + [EvalPolicy("ewr", final, "base")]
+        # EWR never changes the base head: the final model's base policy is mu_0
+        return [EvalPolicy("il", final, "base"), EvalPolicy("ewr", final, "guided", (EWR_OMEGA,))]
 
+    def round_policies(self, policy):
+        return [EvalPolicy("ewr", policy, "guided", (EWR_OMEGA,))]

@@ -20,6 +20,7 @@ from vla.sampling import sample_scenes
 from vla.training.data import SceneBatcher, chunks
 from vla.training.errors import EmptyDataError, TrainingError
 from vla.training.metrics import reduce_stats, rollout_statistics
+from vla.training.pause_points import pause_point
 from vla.training.rollout import RolloutBuffer, score_candidates
 from vla.training.stages.base import Stage
 
@@ -75,9 +76,7 @@ class RolloutStage(Stage):
         batcher = t.batcher(t.train_items, policy, "train split")
         buffer: Optional[RolloutBuffer] = None
         if ckpt is not None:
-            t.restore(ctx, ckpt)
-            if t.state.round_has_buffer:
-                buffer = t.load_buffer(ckpt)
+            buffer = t.restore(ctx, ckpt, with_buffer=t.state.round_has_buffer)
         probe = batcher.shard(np.arange(len(batcher)))[:t.drift_probe_scenes]
         while t.state.round_index < sec.rounds:
             r = t.state.round_index
@@ -118,9 +117,11 @@ class RolloutStage(Stage):
         t_roll = time.perf_counter() - t0
         tokens = [batcher.token(i) for i in scenes]
         human = batcher.target_poses(scenes) if self.scores_human() else None
+        pause_point("rollout")
         t0 = time.perf_counter()
         t.print(f"[{self.name}] round {round_index}: scoring {poses.shape[0]}x{poses.shape[1]} candidates")
         scored, human_r, human_v = score_candidates(t.train_reward, tokens, poses, human)
+        pause_point("scoring")
         t_score = time.perf_counter() - t0
         buffer = RolloutBuffer(
             round_index=round_index, tokens=tokens, scene_indices=np.asarray(scenes), poses=poses.astype(np.float32),

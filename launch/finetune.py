@@ -113,14 +113,14 @@ def make_eval_fn(cfg: TrainConfig, paths: DataPaths, accelerator):
         return EvaluationConfig(
             split=split, data_root=str(paths.require_data_root()), maps_root=str(paths.require_maps_root()),
             omegas=tuple(ev.omegas), num_steps=ev.num_steps, num_samples=ev.num_samples, seeds=(ev.seed,),
-            metrics=(cfg.reward.version,), baselines=(), batch_size=ev.batch_size,
+            metrics=(cfg.reward.version,), baselines=(), batch_size=ev.batch_size, num_workers=data.num_workers,
             output_dir=str(cfg.output_dir / "eval" / run_name), two_stage="off", max_scenes=data.max_eval_scenes,
             report_worst=0, report_sample=0, progress=cfg.progress_bars)
 
     dist = from_accelerate(accelerator)
     # One scorer for every evaluation of the run: each eval scene's metric cache is built once and stored.
     scorer = NativeScorer((data.metric_cache_dir or cfg.output_dir / "metric_cache") / "eval", build_missing=True)
-    sources = build_sources(config("check"))  # a missing or empty split fails here, before training
+    sources = build_sources(config("check"), distributed=dist)  # a missing or empty split fails here, before training
     if not sources[0].tokens:
         raise EmptyDataError(f"evaluation split {data.eval_split!r} has no scenes")
 

@@ -4,12 +4,12 @@
         [--real-root /tmp/bench_realistic] [--florence-step none|forward|train]
 
 Two synthetic worlds: the ``tiny`` preset (cameras 128x72) and a small subset of the ``realistic`` preset (the
-three front cameras the model reads, at 1920x1080 JPEG; generated into ``--real-root`` when missing, 146 s
-on a loaded 2-core machine). For each, the scenes/s of the trainer's own loader (``SceneBatcher.stream``:
-SceneDataset decode + the model processor's resize + collation, no agent-input cache) with 0 and
-``--workers`` DataLoader workers, timed after the first batch (worker start-up excluded). Against them, timed just before each row's loaders:
-samples/s of one IL optimizer step (``loss_il`` + backward + AdamW) of the ``tiny-florence2`` preset, and
-optionally of ``florence2-large`` at its real input size (random weights, the local tokenizer; ``forward``:
+three front cameras the model reads, at 1920x1080 JPEG; generated into ``--real-root`` when missing, 146 s on a
+loaded 2-core machine). For each, the scenes/s of the trainer's own loader (``SceneBatcher.stream``: SceneDataset
+decode + the model processor's resize + collation, no agent-input cache) with 0 and ``--workers`` DataLoader
+workers, timed after the first batch (worker start-up excluded). Against them, timed just before each row's
+loaders: samples/s of one IL optimizer step (``loss_il`` + backward + AdamW) of the ``tiny-florence2`` preset,
+and optionally of ``florence2-large`` at its real input size (random weights, the local tokenizer; ``forward``:
 the IL loss without backward, a lower bound of the step time; ``train``: forward + backward without the
 optimizer update, which needs ~10 GB). Printed: rates and the loader/step ratios (>= 2 means the data path is
 not the bottleneck).

@@ -96,6 +96,7 @@ class SceneLoader:
         selected = select_log_names(files, scene_filter)
         if scene_filter.log_names is not None:
             self.missing_log_names = sorted(set(scene_filter.log_names) - set(files))
+        num_selected = len(selected)
         if self.shard is not None:
             selected = sorted(selected)[self.shard[0] :: self.shard[1]]
         limit_reached = False
@@ -127,9 +128,11 @@ class SceneLoader:
                 self.missing_tokens = []
         self._report_missing(strict)
         if not self._windows and not self._unreadable_tokens:
+            shard = (f", {len(selected)} of them in shard {self.shard[0]} of {self.shard[1]}"
+                     if self.shard is not None else "")
             raise SplitError(
                 f"no scenes selected from {self.navsim_log_path} ({len(files)} log files, "
-                f"{len(selected)} selected by log_names)",
+                f"{num_selected} selected by log_names{shard})",
                 field="tokens" if scene_filter.tokens is not None else None,
             )
 

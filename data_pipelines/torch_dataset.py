@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
 
-from data_pipelines.scene import future_trajectory_from_frame_dicts
+from data_pipelines.scene import SensorConfig, build_agent_input, future_trajectory_from_frame_dicts
 from data_pipelines.scene_loader import SceneLoader
 from data_pipelines.types import DEFAULT_SAMPLING, AgentInput
+
+BYTES_PER_MB = 2**20
+DEFAULT_CACHE_MAX_MB = 1024.0
+"""Default bound of the decoded-input cache per process: a few thousand scenes at the demo's image size, about
+50 scenes of three 1920x1080 cameras (project choice)."""
+
+
+def agent_input_nbytes(agent_input: AgentInput) -> int:
+    """Bytes of the decoded sensor arrays (camera images, lidar points) an agent input holds."""
+    total = 0
+    for cameras in agent_input.cameras:
+        for camera in vars(cameras).values():
+            image = getattr(camera, "image", None)
+            total += int(getattr(image, "nbytes", 0))
+    for lidar in agent_input.lidars:
+        total += int(getattr(getattr(lidar, "lidar_pc", None), "nbytes", 0))
+    return total
 
 
 class SceneDataset(Dataset):
@@ -17,9 +35,10 @@ class SceneDataset(Dataset):
 
     `agent_input` carries the cameras of the loader's SensorConfig (float32 ego statuses, as the devkit's
     loader). `target_poses` are the next `num_target_poses` poses in the current rear-axle frame. With
-    ``cache_agent_inputs=True`` decoded inputs are kept in memory per worker process (off by default: images
-    of a real split do not fit in memory). `transform` (item -> item, picklable) runs inside ``__getitem__``, so
-    with a ``DataLoader(num_workers > 0)`` image decoding and any resize it does happen in the worker processes.
+    ``cache_agent_inputs=True`` decoded inputs are kept in memory per process (each DataLoader worker has its own
+    cache), the least recently used evicted beyond ``cache_max_mb``, so memory stays bounded on any split.
+    `transform` (item -> item, picklable) runs inside ``__getitem__``, so with a ``DataLoader(num_workers > 0)``
+    image decoding and any resize it does happen in the worker processes.
     """
 
     def __init__(
@@ -29,27 +48,53 @@ class SceneDataset(Dataset):
         tokens: Optional[Sequence[str]] = None,
         cache_agent_inputs: bool = False,
         transform: Optional[Callable[[dict[str, Any]], dict[str, Any]]] = None,
+        cache_max_mb: float = DEFAULT_CACHE_MAX_MB,
     ):
         self.loader = loader
         self.num_target_poses = int(num_target_poses)
         self.tokens = list(tokens) if tokens is not None else loader.tokens
         for token in self.tokens:
             loader.get_scene_frame_dicts(token)  # UnknownTokenError for tokens the loader lacks
+        if cache_max_mb < 0:
+            raise ValueError(f"cache_max_mb must be >= 0, got {cache_max_mb}")
         self.cache_agent_inputs = cache_agent_inputs
-        self._cache: dict[str, AgentInput] = {}
+        self.cache_max_bytes = float(cache_max_mb) * BYTES_PER_MB
+        self._cache: OrderedDict[str, tuple[AgentInput, int]] = OrderedDict()
+        self._cache_bytes = 0
         self.transform = transform
 
     def __len__(self) -> int:
         return len(self.tokens)
 
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes of decoded sensors held by this process's cache."""
+        return self._cache_bytes
+
     def agent_input(self, token: str) -> AgentInput:
         cached = self._cache.get(token)
         if cached is not None:
-            return cached
+            self._cache.move_to_end(token)
+            return cached[0]
         agent_input = self.loader.get_agent_input_from_token(token)
         if self.cache_agent_inputs:
-            self._cache[token] = agent_input
+            self._remember(token, agent_input)
         return agent_input
+
+    def _remember(self, token: str, agent_input: AgentInput) -> None:
+        size = agent_input_nbytes(agent_input)
+        if size > self.cache_max_bytes:
+            return
+        while self._cache and self._cache_bytes + size > self.cache_max_bytes:
+            _, (_, evicted) = self._cache.popitem(last=False)
+            self._cache_bytes -= evicted
+        self._cache[token] = (agent_input, size)
+        self._cache_bytes += size
+
+    def ego_agent_input(self, token: str) -> AgentInput:
+        """The agent input without sensors (ego statuses only; nothing decoded, never cached)."""
+        return build_agent_input(self.loader.get_scene_frame_dicts(token), self.loader.scene_filter.num_history_frames,
+                                 None, SensorConfig.build_no_sensors())
 
     def target_poses(self, token: str) -> np.ndarray:
         """(num_target_poses, 3) float32 future poses, computed from the ego poses only (no sensors)."""

@@ -50,7 +50,8 @@ def main(argv=None) -> int:
     planners += default_planners(config)
     if not planners:
         raise SystemExit("nothing to evaluate: set checkpoint and/or baselines")
-    outputs = run_pipeline(config, planners, sources=build_sources(config), distributed=dist)
+    outputs = run_pipeline(config, planners, sources=build_sources(config, distributed=dist),
+                           distributed=dist)
     if dist.is_main:
         print(outputs.summary_text)
         print(f"\nper-token results: {outputs.results_csv}\nsummary: {outputs.summary_md}")

@@ -80,13 +80,19 @@ def split_path(cfg: TrainConfig, paths: DataPaths, name: str) -> Path:
     return (cfg.data.splits_dir or paths.splits_dir()) / f"{name}.yaml"
 
 
-def load_items(cfg: TrainConfig, paths: DataPaths, split_name: str, max_scenes: Optional[int]):
-    """(split, scene items) of a split; an empty split or a missing folder raises before any training work."""
+def load_items(cfg: TrainConfig, paths: DataPaths, split_name: str, max_scenes: Optional[int], accelerator=None):
+    """(split, scene items) of a split; an empty split or a missing folder raises before any training work.
+
+    With several processes each loads only its own shard of the split's logs (and at most
+    ceil(max_scenes / processes) of their scenes)."""
     split = load_split(split_path(cfg, paths, split_name))
+    processes = 1 if accelerator is None else accelerator.num_processes
+    shard = (accelerator.process_index, processes) if processes > 1 else None
     if max_scenes is not None:
-        split = replace(split, scene_filter=replace(split.scene_filter, max_scenes=max_scenes))
-    loader = SceneLoader.from_split(split, paths, sensor_config=SensorConfig.front_three_current())
-    return split, SceneDataset(loader, cache_agent_inputs=cfg.data.cache_agent_inputs)
+        split = replace(split, scene_filter=replace(split.scene_filter, max_scenes=-(-max_scenes // processes)))
+    loader = SceneLoader.from_split(split, paths, sensor_config=SensorConfig.front_three_current(), shard=shard)
+    return split, SceneDataset(loader, cache_agent_inputs=cfg.data.cache_agent_inputs,
+                               cache_max_mb=cfg.data.agent_input_cache_max_mb)
 
 
 def make_eval_fn(cfg: TrainConfig, paths: DataPaths, accelerator):
@@ -107,14 +113,14 @@ def make_eval_fn(cfg: TrainConfig, paths: DataPaths, accelerator):
         return EvaluationConfig(
             split=split, data_root=str(paths.require_data_root()), maps_root=str(paths.require_maps_root()),
             omegas=tuple(ev.omegas), num_steps=ev.num_steps, num_samples=ev.num_samples, seeds=(ev.seed,),
-            metrics=(cfg.reward.version,), baselines=(), batch_size=ev.batch_size,
+            metrics=(cfg.reward.version,), baselines=(), batch_size=ev.batch_size, num_workers=data.num_workers,
             output_dir=str(cfg.output_dir / "eval" / run_name), two_stage="off", max_scenes=data.max_eval_scenes,
             report_worst=0, report_sample=0, progress=cfg.progress_bars)
 
     dist = from_accelerate(accelerator)
     # One scorer for every evaluation of the run: each eval scene's metric cache is built once and stored.
     scorer = NativeScorer((data.metric_cache_dir or cfg.output_dir / "metric_cache") / "eval", build_missing=True)
-    sources = build_sources(config("check"))  # a missing or empty split fails here, before training
+    sources = build_sources(config("check"), distributed=dist)  # a missing or empty split fails here, before training
     if not sources[0].tokens:
         raise EmptyDataError(f"evaluation split {data.eval_split!r} has no scenes")
 
@@ -146,7 +152,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cfg, resume = parse_args(argv)
     accelerator = make_accelerator(cfg)
     paths = resolve_data(cfg, accelerator)
-    _, train_items = load_items(cfg, paths, cfg.data.train_split, cfg.data.max_train_scenes)
+    _, train_items = load_items(cfg, paths, cfg.data.train_split, cfg.data.max_train_scenes, accelerator)
     needs_rollouts = any(get_stage(stage).needs_reward for stage in cfg.stages)
     train_reward = make_reward(cfg, paths, train_items, "train") if needs_rollouts else None  # lazy: caches on use
     eval_fn = make_eval_fn(cfg, paths, accelerator) if cfg.eval.enabled else None

@@ -10,7 +10,7 @@ import csv
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
@@ -23,7 +23,7 @@ from navsim_eval.evaluation.distributed import Distributed
 from navsim_eval.evaluation.errors import EvaluationError
 from navsim_eval.evaluation.metrics import METRIC_VERSIONS, SCORE, SCORE_NAME, TABLE_LAYOUT
 from navsim_eval.evaluation.planners import CandidatePlanner, ConstantVelocityPlanner, HumanPlanner
-from navsim_eval.evaluation.report import plot_omega_sweep, write_visual_report
+from navsim_eval.evaluation.report import plot_omega_sweep, select_tokens, token_scores, write_visual_report
 from navsim_eval.evaluation.runner import RunSettings, run_evaluation
 from navsim_eval.evaluation.scorers import NativeScorer, TrajectoryScorer
 from navsim_eval.evaluation.sources import LoaderSource, TokenSubset, TwoStageSource
@@ -60,6 +60,7 @@ class EvaluationConfig:
     metrics: tuple[str, ...] = ("v1", "v2")  # v1 (PDMS) and/or v2 (EPDMS)
     baselines: tuple[str, ...] = ("constant_velocity", "human")  # some of constant_velocity, human, il
     batch_size: PositiveInt = 4  # scenes per model forward
+    num_workers: NonNegativeInt = 0  # per rank: DataLoader worker processes reading + decoding camera images; 0: none
     output_dir: str = "outputs/evaluation"  # results.csv, summary.md, two_stage.csv, report/
     metric_cache_dir: Optional[str] = None  # metric caches per version (<dir>/v1, <dir>/v2); None: build them
     two_stage: Literal["auto", "on", "off"] = "auto"  # two-stage aggregation; auto: when the split has stage-2 data
@@ -115,14 +116,22 @@ def map_provider_of(data_paths: DataPaths):
     return lambda location: load_map(maps_root, location, data_paths.map_version)
 
 
-def build_sources(config: EvaluationConfig, sensor_config: Optional[SensorConfig] = None) -> list[Any]:
-    """Stage-1 source of the split (at most ``max_scenes``) plus the stage-2 source when two-stage data exists."""
+def build_sources(config: EvaluationConfig, sensor_config: Optional[SensorConfig] = None,
+                  distributed: Optional[Distributed] = None) -> list[Any]:
+    """Stage-1 source of the split (at most ``max_scenes``) plus the stage-2 source when two-stage data exists.
+
+    With several ranks (``distributed``; every rank calls this) each rank reads only its own shard of the
+    split's logs, and ``max_scenes`` is shared out (ceil(max_scenes / ranks) per rank); the stage-2 data, a
+    small folder, is read whole by every rank."""
+    dist = distributed or Distributed()
     data_paths = data_paths_of(config)
     split = resolve_split(config, data_paths)
     sensor_config = sensor_config or SensorConfig.front_three_current(split.scene_filter.num_history_frames)
     maps = map_provider_of(data_paths)
+    sharded = dist.world_size > 1
     loader = SceneLoader.from_split(split, data_paths, sensor_config, map_provider=maps,
-                                    record_unreadable_logs=True)
+                                    record_unreadable_logs=True,
+                                    shard=(dist.rank, dist.world_size) if sharded else None)
     first: Any = LoaderSource(loader, maps)
     # A two-stage split's stage-2 data is the folder named like the split (navhard_two_stage/); a one-stage split
     # may have its stage-2 scenes beside it in <split>_two_stage/.
@@ -138,18 +147,20 @@ def build_sources(config: EvaluationConfig, sensor_config: Optional[SensorConfig
                 f"{', include_synthetic_scenes' if split.is_two_stage else ''}), but {root} does not exist; pass "
                 f"two_stage_root, or two_stage=off to score stage 1 only")
         two_stage_data = load_two_stage(root, split)
-        missing = missing_first_stage_tokens(two_stage_data, loader.tokens)
+        missing = missing_first_stage_tokens(two_stage_data, dist.gather(loader.tokens) if sharded else loader.tokens)
         if missing:
             logger.warning("%d stage-1 scene(s) linked to stage-2 scenes are not in split %s, e.g. %s; their groups "
                            "are reported without a stage-1 result", len(missing), split.name, missing[:3])
     if config.max_scenes is not None:  # with two-stage data, scenes that have stage-2 scenes come first
         firsts = set(two_stage_data.first_stage_tokens) if two_stage_data is not None else set()
         ranked = [t for t in first.tokens if t in firsts] + [t for t in first.tokens if t not in firsts]
-        keep = set(ranked[: config.max_scenes])
+        keep = set(ranked[: -(-config.max_scenes // dist.world_size)])
         first = TokenSubset(first, [t for t in first.tokens if t in keep])
     sources = [first]
     if two_stage_data is not None:
-        linked = first.tokens if config.max_scenes is not None else None  # None: every linked stage-1 scene
+        linked = None  # None: every linked stage-1 scene
+        if config.max_scenes is not None:
+            linked = dist.gather(first.tokens) if sharded else first.tokens
         sources.append(TwoStageSource(two_stage_data, sensor_config, maps, linked))
     return sources
 
@@ -193,7 +204,8 @@ def run_pipeline(
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = list(sources) if sources is not None else build_sources(config)
     scorer = scorer or NativeScorer(config.metric_cache_dir)
-    settings = RunSettings(metrics=tuple(config.metrics), batch_size=config.batch_size, show_progress=config.progress)
+    settings = RunSettings(metrics=tuple(config.metrics), batch_size=config.batch_size, show_progress=config.progress,
+                           num_workers=config.num_workers)
     rows = run_evaluation(sources, planners, scorer, out_dir / RESULTS_FILE, settings, dist)
     outputs = EvaluationOutputs(out_dir / RESULTS_FILE, out_dir / SUMMARY_FILE, "", rows)
     if not dist.is_main:
@@ -226,16 +238,33 @@ def run_pipeline(
     outputs.summary_md.write_text(outputs.summary_text)
     report_metric = config.metrics[0]
     if config.report_worst or config.report_sample:
+        rank_planner = next((p.name for p in planners if p.name in model_planner_names), None)
+        report_source = sources[0]
+        if getattr(report_source, "shard", None) is not None:  # rank 0 holds only its shard: read the scenes shown
+            report_source = _report_source(config, rows, report_metric, rank_planner)
         outputs.report_files = write_visual_report(
-            rows, sources[0], out_dir / REPORT_DIR, report_metric, num_worst=config.report_worst,
-            num_sample=config.report_sample, model_planners=model_planner_names,
-            rank_planner=next((p.name for p in planners if p.name in model_planner_names), None))
+            rows, report_source, out_dir / REPORT_DIR, report_metric, num_worst=config.report_worst,
+            num_sample=config.report_sample, model_planners=model_planner_names, rank_planner=rank_planner)
         for metric in config.metrics[1:]:
             extra = plot_omega_sweep(rows, metric, out_dir / REPORT_DIR / f"omega_sweep_{metric}.png",
                                      model_planner_names)
             if extra is not None:
                 outputs.report_files.append(extra)
     return outputs
+
+
+def _report_source(config: EvaluationConfig, rows: Sequence[dict[str, Any]], metric: str,
+                   rank_planner: Optional[str]) -> LoaderSource:
+    """A source of just the stage-1 scenes the visual report shows, read from their logs only."""
+    shown = [token for _, token in select_tokens(token_scores(rows, metric, rank_planner), config.report_worst,
+                                                 config.report_sample)]
+    logs = sorted({r["log_name"] for r in rows if r["token"] in shown and int(r["stage"]) == 1 and r["log_name"]})
+    data_paths = data_paths_of(config)
+    split = resolve_split(config, data_paths)
+    scene_filter = replace(split.scene_filter, log_names=logs, tokens=shown, max_scenes=None)
+    maps = map_provider_of(data_paths)
+    return LoaderSource(SceneLoader.from_split(replace(split, scene_filter=scene_filter), data_paths,
+                                               map_provider=maps, record_unreadable_logs=True), maps)
 
 
 def table_results(rows: Sequence[dict[str, Any]], metric: str, stage: int = 1) -> dict[str, dict[str, float]]:

@@ -15,9 +15,11 @@ import logging
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from data_pipelines.geometry import relative_to_absolute_poses
@@ -51,6 +53,54 @@ class RunSettings:
     metrics: tuple[str, ...] = ("v1",)
     batch_size: int = 4
     show_progress: bool = True
+    num_workers: int = 0  # DataLoader worker processes that read and decode the agent inputs; 0: this process
+
+
+@dataclass
+class LoadedToken:
+    """A token's log name and agent input, or why they could not be loaded."""
+
+    token: str
+    log_name: str = ""
+    agent_input: Any = None
+    error: str = ""
+
+
+class AgentInputBatches(torch.utils.data.Dataset):
+    """Batch i of tokens -> their LoadedTokens: with DataLoader workers, the sensors (camera JPEGs) are read and
+    decoded off the evaluating process, a few batches ahead."""
+
+    def __init__(self, source: SceneSource, batches: Sequence[Sequence[str]]):
+        self.source = source
+        self.batches = [list(b) for b in batches]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> list[LoadedToken]:
+        loaded = []
+        for token in self.batches[index]:
+            item = LoadedToken(token)
+            try:
+                item.log_name = self.source.log_name(token)
+                item.agent_input = self.source.agent_input(token)
+            except Exception as error:  # noqa: BLE001 - recorded as the token's error rows
+                item.error = _reason(error)
+            loaded.append(item)
+        return loaded
+
+
+def _unchanged(item: Any) -> Any:
+    return item
+
+
+def load_batches(source: SceneSource, batches: Sequence[Sequence[str]], num_workers: int) -> Iterator[list]:
+    """The LoadedTokens of each batch, in order, read by ``num_workers`` processes (0: here, on demand)."""
+    dataset = AgentInputBatches(source, batches)
+    if num_workers == 0 or not batches:
+        return (dataset[i] for i in range(len(dataset)))
+    return iter(DataLoader(dataset, batch_size=None, shuffle=False, num_workers=num_workers,
+                           collate_fn=_unchanged, generator=torch.Generator().manual_seed(0)))
 
 
 def _reason(error: BaseException) -> str:
@@ -97,23 +147,25 @@ class _BatchEvaluator:
                     out[token] = error
             return out
 
-    def evaluate(self, tokens: list[str]) -> list[dict[str, Any]]:
+    def evaluate(self, loaded: list[LoadedToken]) -> list[dict[str, Any]]:
+        """Rows of one batch of tokens whose agent inputs :func:`load_batches` read."""
         rows: list[dict[str, Any]] = []
         all_variants = {p.name: p.variants() for p in self.planners}
         every_variant = [v for vs in all_variants.values() for v in vs]
         ok_tokens, agent_inputs, scenes, log_names = [], [], [], {}
-        for token in tokens:
-            try:
-                log_names[token] = self.source.log_name(token)
-                agent_input = self.source.agent_input(token)
-                scene = self.source.scene(token)
-            except Exception as error:  # noqa: BLE001 - record and go on
-                logger.warning("token %s: cannot load scene: %s", token, _reason(error))
-                rows += self._error_rows(token, every_variant, f"loading scene failed: {_reason(error)}",
-                                         log_names.get(token, ""))
+        for item in loaded:
+            token, log_names[token], reason = item.token, item.log_name, item.error
+            if not reason:
+                try:
+                    scene = self.source.scene(token)
+                except Exception as error:  # noqa: BLE001 - record and go on
+                    reason = _reason(error)
+            if reason:
+                logger.warning("token %s: cannot load scene: %s", token, reason)
+                rows += self._error_rows(token, every_variant, f"loading scene failed: {reason}", log_names[token])
                 continue
             ok_tokens.append(token)
-            agent_inputs.append(agent_input)
+            agent_inputs.append(item.agent_input)
             scenes.append(scene)
         if not ok_tokens:
             return rows
@@ -182,8 +234,9 @@ class _BatchEvaluator:
 
 def _ordered_shard(source: SceneSource, dist: Distributed, want_previous: bool
                    ) -> tuple[list[str], dict[str, tuple[str, float]]]:
-    """This rank's tokens. Stage-1 sources with timestamps are sharded by log and run in time order, so that
-    each scene's previous frame (for extended comfort) is scored just before it on the same rank."""
+    """This rank's tokens. Stage-1 sources with timestamps are sharded by log (or were loaded as this rank's
+    shard of logs) and run in time order, so that each scene's previous frame (for extended comfort) is scored
+    just before it on the same rank."""
     tokens = source.tokens
     timestamp = getattr(source, "timestamp", None)
     if source.stage != 1 or timestamp is None:
@@ -198,7 +251,12 @@ def _ordered_shard(source: SceneSource, dist: Distributed, want_previous: bool
         if time_us is not None:
             timed.append(token)
         logs.setdefault(_log_name_or_empty(source, token), []).append((time_us, token))
-    mine = [log for index, log in enumerate(sorted(logs)) if index % dist.world_size == dist.rank]
+    shard = getattr(source, "shard", None)
+    if shard is not None and tuple(shard) != (dist.rank, dist.world_size):
+        raise ValueError(f"stage-{source.stage} scenes were loaded as log shard {tuple(shard)}, but this is rank "
+                         f"{dist.rank} of {dist.world_size}")
+    mine = [log for index, log in enumerate(sorted(logs))
+            if shard is not None or index % dist.world_size == dist.rank]  # a loaded shard is all this rank's
     ordered = [token for log in mine for _, token in sorted(logs[log], key=lambda item: (item[0] is None, item))]
     previous = previous_tokens(timed, source.log_name, timestamp) if want_previous else {}
     return ordered, previous
@@ -263,8 +321,8 @@ def _run_locked(sources: Sequence[SceneSource], planners: Sequence[CandidatePlan
         batches = [todo[i : i + settings.batch_size] for i in range(0, len(todo), settings.batch_size)]
         progress = tqdm(batches, desc=f"stage {source.stage} [rank {dist.rank}]", unit="batch",
                         disable=not settings.show_progress or not dist.is_main)
-        for batch_tokens in progress:
-            rows = evaluator.evaluate(batch_tokens)
+        for batch_tokens, loaded in zip(progress, load_batches(source, batches, settings.num_workers)):
+            rows = evaluator.evaluate(loaded)
             if evaluator.keep_states:
                 apply_extended_comfort(rows, previous, evaluator.states, resimulate, poses_of)
                 keep = set(batch_tokens)  # tokens run in time order: a previous frame is in this batch or the last

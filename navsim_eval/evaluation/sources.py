@@ -37,6 +37,12 @@ class LoaderSource:
         self.map_provider = map_provider if map_provider is not None else getattr(loader, "map_provider", None)
 
     @property
+    def shard(self) -> Optional[tuple[int, int]]:
+        """(rank, ranks) when the loader read only that rank's shard of the logs (the runner then keeps all of
+        this source's scenes on this rank), else None."""
+        return getattr(self.loader, "shard", None)
+
+    @property
     def tokens(self) -> list[str]:
         """The loaded scenes, then those of unreadable logs (each becomes an error row naming its log)."""
         return list(self.loader.tokens) + list(getattr(self.loader, "unreadable_tokens", []))

@@ -11,7 +11,7 @@ from data_pipelines.errors import UnknownTokenError
 from data_pipelines.scene import SensorConfig
 from data_pipelines.scene_filter import SceneFilter
 from data_pipelines.scene_loader import SceneLoader
-from data_pipelines.torch_dataset import SceneDataset, collate_scenes
+from data_pipelines.torch_dataset import SceneDataset, agent_input_nbytes, collate_scenes
 from tests.data_pipelines.data_helpers import write_camera_images
 
 
@@ -54,6 +54,24 @@ def test_cameras_and_optional_cache(golden_logs_dir, tmp_path):
     first = cached[1]["agent_input"]
     assert cached[1]["agent_input"] is first
     assert first.cameras[3].cam_f0.image.dtype == np.uint8 and first.cameras[3].cam_b0.image is None
+
+
+def test_cache_is_bounded_least_recently_used_first(golden_logs_dir, tmp_path):
+    loader = SceneLoader(golden_logs_dir, tmp_path, SceneFilter(max_scenes=3), SensorConfig.front_three_current())
+    for token in loader.tokens:
+        write_camera_images(tmp_path, [loader.get_scene_frame_dicts(token)[3]], ["CAM_F0", "CAM_L0", "CAM_R0"])
+    one_scene = agent_input_nbytes(loader.get_agent_input_from_token(loader.tokens[0]))
+    assert one_scene > 0
+    dataset = SceneDataset(loader, cache_agent_inputs=True, cache_max_mb=2.5 * one_scene / 2**20)
+    first, second = dataset.agent_input(loader.tokens[0]), dataset.agent_input(loader.tokens[1])
+    assert dataset.agent_input(loader.tokens[0]) is first  # a hit makes tokens[0] the most recently used
+    dataset.agent_input(loader.tokens[2])  # evicts tokens[1], the least recently used
+    assert dataset.cache_bytes == 2 * one_scene
+    assert dataset.agent_input(loader.tokens[0]) is first
+    assert dataset.agent_input(loader.tokens[1]) is not second
+    ego = dataset.ego_agent_input(loader.tokens[0])
+    assert agent_input_nbytes(ego) == 0
+    np.testing.assert_array_equal(ego.ego_statuses[-1].ego_pose, first.ego_statuses[-1].ego_pose)
 
 
 def _front_camera_mean(item):

@@ -46,7 +46,9 @@ class DataSection:
     max_train_scenes: Optional[NonNegativeInt] = None  # keep only the first N train scenes
     max_eval_scenes: Optional[NonNegativeInt] = None  # keep only the first N eval scenes
     metric_cache_dir: Optional[Path] = None  # None: <output_dir>/metric_cache
-    cache_agent_inputs: bool = True  # keep decoded camera images in memory (small datasets only)
+    cache_agent_inputs: bool = True  # keep decoded camera images in memory, least recently used evicted
+    agent_input_cache_max_mb: NonNegativeFloat = 1024.0  # bound of that cache per process and per loader worker
+    num_workers: NonNegativeInt = 0  # DataLoader worker processes decoding + resizing images; 0: the training process
 
 
 @dataclass(frozen=True)

@@ -4,16 +4,27 @@ Scenes are items ``{"token", "agent_input", "target_poses" (8, 3)}`` (what
 ``data_pipelines.torch_dataset.SceneDataset`` yields). The order of training samples is a pure function of
 (seed, position in the sample stream), so a resumed run sees exactly the batches an uninterrupted run sees,
 with no data-loader state to save.
+
+Either every process holds every scene (a plain list, or a SceneDataset over all logs) and the processes take
+disjoint parts of one shared order, or each process holds only its own shard of logs (a SceneDataset over a
+``SceneLoader(shard=(process_index, num_processes))``, what ``launch/finetune.py`` builds) and draws its own order
+over its own scenes. Batches are decoded, resized and collated by the model's processor in ``num_workers``
+torch DataLoader worker processes (0: in this process); the batches and their order do not depend on it.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
-from vla.training.errors import EmptyDataError
+from vla.training.errors import EmptyDataError, TrainingError
+
+ROUND_SCENES_SALT = 7919  # sample-stream salt of the per-round scene subsets (any fixed value)
+INDICES_KEY = "scene_indices"  # the scene indices a collated batch was built from (checked by BatchStream.take)
 
 
 def item_tokens(items: Sequence[dict]) -> list[str]:
@@ -30,13 +41,117 @@ def item_targets(items: Sequence[dict]) -> np.ndarray:
     return np.stack([np.asarray(it["target_poses"], np.float32) for it in items])
 
 
+def item_ego_inputs(items: Sequence[dict]) -> list:
+    """Agent inputs with their ego statuses, without decoding sensors (``items.ego_agent_input(token)`` if the
+    dataset has it; a plain list's own inputs otherwise)."""
+    ego_fn = getattr(items, "ego_agent_input", None)
+    if callable(ego_fn):
+        return [ego_fn(t) for t in item_tokens(items)]
+    return [it["agent_input"] for it in items]
+
+
+def items_shard(items: Sequence[dict]) -> Optional[tuple[int, int]]:
+    """(index, count) of the log shard the items were loaded from (a SceneDataset over a sharded SceneLoader);
+    None when they hold the whole split."""
+    return getattr(getattr(items, "loader", None), "shard", None)
+
+
+class ProcessorCollate:
+    """collate_fn: scene items -> the processor's batch (+ the scene indices). Runs in the DataLoader workers,
+    so image decoding (the dataset) and resizing (the processor) stay off the training process."""
+
+    def __init__(self, processor, with_targets: bool):
+        self.processor = processor
+        self.with_targets = with_targets
+
+    def __call__(self, indexed_items: Sequence[tuple[int, dict]]) -> dict:
+        indices = np.asarray([index for index, _ in indexed_items], dtype=np.int64)
+        items = [item for _, item in indexed_items]
+        agent_inputs = [it["agent_input"] for it in items]
+        if self.with_targets:
+            targets = np.stack([np.asarray(it["target_poses"], np.float32) for it in items])
+            batch = dict(self.processor(agent_inputs, target_poses=targets))
+        else:
+            batch = dict(self.processor(agent_inputs))
+        batch[INDICES_KEY] = indices
+        return batch
+
+
+class IndexedItems(torch.utils.data.Dataset):
+    """``items[i]`` as ``(i, items[i])`` (the collate function records which scenes a batch holds)."""
+
+    def __init__(self, items: Sequence[dict]):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[int, dict]:
+        return int(index), self.items[int(index)]
+
+
+class BatchStream:
+    """The batches of a known sequence of index lists, in order, loaded ahead by DataLoader workers.
+
+    ``take(indices)`` returns the next batch, checked to hold exactly ``indices`` (a caller that asks out of
+    order gets a TrainingError, never another batch). Workers start at the first ``take``; ``close`` (or the
+    ``with`` block's end) stops them. With ``num_workers=0`` each batch is built in this process on demand.
+    """
+
+    def __init__(self, batcher: "SceneBatcher", index_lists: Iterable[Sequence[int]], with_targets: bool):
+        self.batcher = batcher
+        self.index_lists = index_lists
+        self.collate = ProcessorCollate(batcher.processor, with_targets)
+        self._iterator = None
+
+    def _start(self):
+        workers = self.batcher.num_workers
+        lists = ([int(i) for i in indices] for indices in self.index_lists)
+        if workers == 0:
+            dataset = IndexedItems(self.batcher.items)
+            return (self.collate([dataset[i] for i in indices]) for indices in lists)
+        # its own generator: starting workers must not draw from the global torch RNG (the training noise)
+        loader = DataLoader(IndexedItems(self.batcher.items), batch_sampler=lists, collate_fn=self.collate,
+                            num_workers=workers, generator=torch.Generator().manual_seed(self.batcher.seed))
+        return iter(loader)
+
+    def take(self, indices: Sequence[int]) -> dict:
+        if self._iterator is None:
+            self._iterator = self._start()
+        try:
+            batch = next(self._iterator)
+        except StopIteration:
+            raise TrainingError(f"{self.batcher.name}: asked for scenes {list(indices)[:4]}... after the last "
+                                "batch of the stream") from None
+        got = batch.pop(INDICES_KEY)
+        if not np.array_equal(got, np.asarray(indices, dtype=np.int64)):
+            raise TrainingError(f"{self.batcher.name}: the batch stream holds scenes {got[:4].tolist()}..., "
+                                f"asked for {list(indices)[:4]}... (batches requested out of order)")
+        return self.batcher.to_device(batch)
+
+    def close(self) -> None:
+        self._iterator = None  # a DataLoader iterator shuts its workers down when released
+
+    def __enter__(self) -> "BatchStream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
 class SceneBatcher:
     """Turns scene items into model batches (via the model's processor) for one process of a run."""
 
     def __init__(self, items: Sequence[dict], processor, device, seed: int, num_processes: int = 1,
-                 process_index: int = 0, name: str = "scenes"):
+                 process_index: int = 0, name: str = "scenes", num_workers: int = 0):
         if len(items) == 0:
             raise EmptyDataError(f"{name}: no scenes")
+        if num_workers < 0:
+            raise TrainingError(f"{name}: num_workers must be >= 0, got {num_workers}")
+        shard = items_shard(items)
+        if shard is not None and tuple(shard) != (int(process_index), int(num_processes)):
+            raise TrainingError(f"{name}: the scenes were loaded as log shard {tuple(shard)}, but this is process "
+                                f"{process_index} of {num_processes}")
         self.items = items
         self.processor = processor
         self.device = device
@@ -44,6 +159,8 @@ class SceneBatcher:
         self.num_processes = int(num_processes)
         self.process_index = int(process_index)
         self.name = name
+        self.num_workers = int(num_workers)
+        self.local = shard is not None and self.num_processes > 1  # each process holds only its own scenes
         self._targets = None
         self._tokens = None
 
@@ -61,22 +178,31 @@ class SceneBatcher:
             self._targets = item_targets(self.items)
         return self._targets if indices is None else self._targets[np.asarray(indices, dtype=np.int64)]
 
-    def batch(self, indices: Sequence[int], with_targets: bool = True) -> dict:
-        items = [self.items[int(i)] for i in indices]
-        agent_inputs = [it["agent_input"] for it in items]
-        targets = np.stack([np.asarray(it["target_poses"], np.float32) for it in items]) if with_targets else None
-        batch = self.processor(agent_inputs, target_poses=targets) if with_targets else self.processor(agent_inputs)
+    def to_device(self, batch: dict) -> dict:
         return {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in dict(batch).items()}
+
+    def batch(self, indices: Sequence[int], with_targets: bool = True) -> dict:
+        """One batch built in this process (for one-off batches; loops use :meth:`stream`)."""
+        indices = [int(i) for i in indices]
+        batch = ProcessorCollate(self.processor, with_targets)([(i, self.items[i]) for i in indices])
+        batch.pop(INDICES_KEY)
+        return self.to_device(batch)
+
+    def stream(self, index_lists: Iterable[Sequence[int]], with_targets: bool = True) -> BatchStream:
+        """The batches of ``index_lists`` (any iterable, endless too), loaded ahead by the workers."""
+        return BatchStream(self, index_lists, with_targets)
 
     # orders ----------------------------------------------------------------------------------------------
     def _epoch_permutation(self, epoch: int, salt: int = 0) -> np.ndarray:
-        rng = np.random.default_rng([self.seed, salt, epoch])
-        return rng.permutation(len(self.items))
+        key = [self.seed, salt, epoch] + ([self.process_index] if self.local else [])
+        return np.random.default_rng(key).permutation(len(self.items))
 
     def stream_indices(self, micro_step: int, batch_per_process: int, salt: int = 0) -> np.ndarray:
         """This process's scene indices for global micro-step ``micro_step`` of an endless shuffled stream."""
-        global_batch = batch_per_process * self.num_processes
-        start = micro_step * global_batch + self.process_index * batch_per_process
+        if self.local:
+            start = micro_step * batch_per_process
+        else:
+            start = micro_step * batch_per_process * self.num_processes + self.process_index * batch_per_process
         positions = np.arange(start, start + batch_per_process)
         n = len(self.items)
         out = np.empty(batch_per_process, dtype=np.int64)
@@ -86,15 +212,20 @@ class SceneBatcher:
         return out
 
     def shard(self, indices: Sequence[int]) -> np.ndarray:
-        """This process's share of ``indices`` (round-robin; every process gets a disjoint part)."""
-        return np.asarray(indices, dtype=np.int64)[self.process_index::self.num_processes]
+        """This process's share of ``indices`` (round-robin; every process gets a disjoint part; all of them when
+        the process holds only its own scenes)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return indices if self.local else indices[self.process_index::self.num_processes]
 
     def round_scenes(self, round_index: int, count) -> np.ndarray:
-        """Scenes rolled out in a round (all scenes, or a fresh random subset per round), before sharding."""
+        """Scenes rolled out in a round (all scenes, or a fresh random subset per round), before sharding.
+        ``count`` is over all processes: a process holding only its own scenes takes ceil(count / processes)."""
         n = len(self.items)
+        if count is not None and self.local:
+            count = math.ceil(count / self.num_processes)
         if count is None or count >= n:
             return np.arange(n)
-        return np.sort(self._epoch_permutation(round_index, salt=7919)[:count])  # 7919: any fixed salt
+        return np.sort(self._epoch_permutation(round_index, salt=ROUND_SCENES_SALT)[:count])
 
 
 def chunks(indices: Sequence[int], size: int):

@@ -27,7 +27,7 @@ from vla.training.checkpoint import (
     load_accelerate_state, read_checkpoint_file, read_state, restore_rng_states,
 )
 from vla.training.config import TrainConfig
-from vla.training.data import SceneBatcher, item_targets, item_tokens
+from vla.training.data import SceneBatcher, item_ego_inputs, item_targets, item_tokens, items_shard
 from vla.training.errors import CorruptCheckpointError, EmptyDataError, TrainingError
 from vla.training.eval_contract import EvalFn, EvalPolicy
 from vla.training.optim import build_optimizer, build_scheduler
@@ -114,9 +114,24 @@ class Trainer:
         self.stages = {name: get_stage(name)(self) for name in config.stages}
         if len(train_items) == 0:
             raise EmptyDataError("training split has no scenes")
+        self.train_items_sharded = items_shard(train_items) is not None and accelerator.num_processes > 1
+        self.train_scenes_digest = self._train_scenes_digest()
         needs_reward = [name for name, stage in self.stages.items() if stage.needs_reward]
         if needs_reward and train_reward is None:
             raise TrainingError(f"stages {needs_reward} need a reward function for rollouts")
+
+    def _train_scenes_digest(self) -> str:
+        """Digest of the run's training scenes (of every process's shard when each holds its own)."""
+        digest = hashlib.sha1("\n".join(item_tokens(self.train_items)).encode()).hexdigest()[:16]
+        if not self.train_items_sharded:
+            return digest
+        return hashlib.sha1("\n".join(self.gather_from_processes(digest)).encode()).hexdigest()[:16]
+
+    def gather_from_processes(self, value: Any) -> list:
+        """``value`` of every process, in process order (collective: every process calls it)."""
+        from accelerate.utils import gather_object
+
+        return list(gather_object([value]))
 
     # ------------------------------------------------------------------------------------------ logging
     @property
@@ -164,7 +179,7 @@ class Trainer:
             "seed": self.cfg.seed,
             "num_processes": self.acc.num_processes,
             "gradient_accumulation_steps": self.cfg.gradient_accumulation_steps,
-            "train_scenes": hashlib.sha1("\n".join(item_tokens(self.train_items)).encode()).hexdigest()[:16],
+            "train_scenes": self.train_scenes_digest,
         }
         for stage in self.stages.values():
             out.update(stage.fingerprint())
@@ -196,8 +211,12 @@ class Trainer:
         if getattr(policy.config, "normalization", None) in (None, {}):
             from vla import compute_normalization_stats
 
-            targets = item_targets(self.train_items)  # every input is normalised: trajectories and ego state
-            proprio = policy.processor.proprio_array([item["agent_input"] for item in self.train_items])
+            # every input is normalised: trajectories and ego state (read without decoding any sensor)
+            targets = item_targets(self.train_items)
+            proprio = policy.processor.proprio_array(item_ego_inputs(self.train_items))
+            if self.train_items_sharded:  # statistics of the whole split: every process's shard
+                targets = np.concatenate(self.gather_from_processes(targets))
+                proprio = np.concatenate(self.gather_from_processes(proprio))
             policy.set_normalization_stats(compute_normalization_stats(targets, proprio))
         return policy
 
@@ -220,7 +239,7 @@ class Trainer:
         if processor is None:
             raise TrainingError("the policy has no processor (model.processor)")
         return SceneBatcher(items, processor, self.acc.device, self.cfg.seed, self.acc.num_processes,
-                            self.acc.process_index, name=name)
+                            self.acc.process_index, name=name, num_workers=self.cfg.data.num_workers)
 
     def save_policy(self, ctx: StageContext, directory: Path) -> None:
         """save_pretrained of the (gathered) policy, written atomically by the main process."""

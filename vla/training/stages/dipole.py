@@ -106,9 +106,11 @@ class DipoleStage(RolloutStage):
         if not fresh:  # resumed inside a round: encode the buffer's scenes with the rollout's batching
             self.contexts = self._new_cache(len(buffer))
             ctx.policy.eval()
-            with t.gathered(ctx), t.autocast(), torch.no_grad():
-                for rows in chunks(range(len(buffer)), self.section.rollout.batch_size):
-                    batch = batcher.batch(buffer.scene_indices[np.asarray(rows)], with_targets=False)
+            groups = list(chunks(range(len(buffer)), self.section.rollout.batch_size))
+            with t.gathered(ctx), t.autocast(), torch.no_grad(), batcher.stream(
+                    [buffer.scene_indices[np.asarray(rows)] for rows in groups], with_targets=False) as batches:
+                for rows in groups:
+                    batch = batches.take(buffer.scene_indices[np.asarray(rows)])
                     self.contexts.add(rows, batch, ctx.policy.encode(batch))
                     if self.contexts.too_big:
                         break

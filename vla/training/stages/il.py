@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 from typing import Optional
@@ -30,9 +31,14 @@ class ImitationStage(Stage):
         accum = self.cfg.gradient_accumulation_steps
         t0, first_step = time.perf_counter(), t.state.step_in_stage
 
+        def indices(micro_step: int):
+            return batcher.stream_indices(micro_step, sec.batch_size, salt=IL_DATA_SALT)
+
+        # the sample stream from this step on, loaded ahead by the data workers
+        batches = batcher.stream(map(indices, itertools.count(t.state.step_in_stage * accum)), with_targets=True)
+
         def micro(m: int):
-            idx = batcher.stream_indices(t.state.step_in_stage * accum + m, sec.batch_size, salt=IL_DATA_SALT)
-            return "il", batcher.batch(idx, with_targets=True), {}
+            return "il", batches.take(indices(t.state.step_in_stage * accum + m)), {}
 
         def report(terms: dict) -> None:
             done = t.state.step_in_stage - first_step
@@ -41,6 +47,7 @@ class ImitationStage(Stage):
             t.log(terms, prefix="il/")
             t.print(f"[il] step {t.state.step_in_stage}/{sec.steps} loss {terms['loss']:.4f} lr {terms['lr']:.2e}")
 
-        t.train_steps(ctx, micro, counter="step_in_stage", total=sec.steps, desc="IL", report=report)
+        with batches:
+            t.train_steps(ctx, micro, counter="step_in_stage", total=sec.steps, desc="IL", report=report)
         t.save_policy(ctx, t.il_model_dir)
         t.finish_stage(ctx)

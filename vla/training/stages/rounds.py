@@ -9,6 +9,7 @@ sampled (:meth:`sample_scenes`) and how a micro-batch becomes a loss call (:meth
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from vla.sampling import sample_scenes
-from vla.training.data import SceneBatcher, chunks
+from vla.training.data import BatchStream, SceneBatcher, chunks
 from vla.training.errors import EmptyDataError, TrainingError
 from vla.training.metrics import reduce_stats, rollout_statistics
 from vla.training.pause_points import pause_point
@@ -35,6 +36,7 @@ class RolloutStage(Stage):
     """Rounds of rollout -> score -> advantage -> weighted updates; subclasses add the algorithm."""
 
     needs_reward = True
+    scene_batches: Optional[BatchStream] = None  # the current round's micro-batch inputs (set by train_round)
 
     def total_steps(self) -> int:
         return int(self.section.rounds * self.section.steps_per_round)
@@ -107,11 +109,13 @@ class RolloutStage(Stage):
         out = []
         with t.gathered(ctx), t.autocast(), torch.no_grad():
             groups = [(rows, scenes[rows[0]:rows[-1] + 1]) for rows in chunks(range(len(scenes)), ro.batch_size)]
-            for rows, group in t.wrap_progress(f"{self.name} round {round_index}: rollout")(groups):
-                batch = batcher.batch(group, with_targets=False)
-                context = ctx.policy.encode(batch)
-                self.on_rollout_batch(rows, batch, context)
-                out.append(self.sample_scenes(ctx.policy, batch, [batcher.token(i) for i in group], seed, context))
+            with batcher.stream([group for _, group in groups], with_targets=False) as batches:
+                for rows, group in t.wrap_progress(f"{self.name} round {round_index}: rollout")(groups):
+                    batch = batches.take(group)
+                    context = ctx.policy.encode(batch)
+                    self.on_rollout_batch(rows, batch, context)
+                    out.append(self.sample_scenes(ctx.policy, batch, [batcher.token(i) for i in group], seed,
+                                                  context))
             drift = self.probe(ctx.policy, batcher, probe)
         poses = np.concatenate(out, axis=0)
         t_roll = time.perf_counter() - t0
@@ -168,8 +172,7 @@ class RolloutStage(Stage):
         row_rng_seed = [self.cfg.seed, buffer.round_index, t.acc.process_index]
         self.start_training(buffer, batcher, ctx)
 
-        def micro(m: int):
-            pos = t.state.step_in_round * accum + m
+        def rows_at(pos: int) -> np.ndarray:
             n = len(rows)
             positions = np.arange(pos * sec.batch_size, (pos + 1) * sec.batch_size)
             sel = np.empty(sec.batch_size, dtype=np.int64)
@@ -177,19 +180,29 @@ class RolloutStage(Stage):
                 perm = np.random.default_rng(row_rng_seed + [int(epoch)]).permutation(n)
                 mask = positions // n == epoch
                 sel[mask] = rows[perm[positions[mask] % n]]
-            return self.objective(sel, buffer, batcher)
+            return sel
+
+        # scene inputs of the micro-batches from this step on (loaded only if the objective asks for them)
+        start = t.state.step_in_round * accum
+        self.scene_batches = batcher.stream(
+            (buffer.scene_indices[rows_at(pos)] for pos in itertools.count(start)), with_targets=False)
+
+        def micro(m: int):
+            return self.objective(rows_at(t.state.step_in_round * accum + m), buffer, batcher)
 
         def report(terms: dict) -> None:
             t.log(terms, prefix=f"{self.name}/")
             t.print(f"[{self.name}] round {buffer.round_index} step {t.state.step_in_round}/{sec.steps_per_round} "
                     + " ".join(f"{k} {v:.4g}" for k, v in terms.items()))
 
-        t.train_steps(ctx, micro, counter="step_in_round", total=sec.steps_per_round,
-                      desc=f"{self.name} round {buffer.round_index}: train", report=report, buffer=buffer)
+        with self.scene_batches:
+            t.train_steps(ctx, micro, counter="step_in_round", total=sec.steps_per_round,
+                          desc=f"{self.name} round {buffer.round_index}: train", report=report, buffer=buffer)
 
     def candidate_batch(self, sel: np.ndarray, buffer: RolloutBuffer, batcher: SceneBatcher) -> dict:
-        """Model inputs of buffer rows ``sel`` with their candidates as ``target_poses`` (B, K, 8, 3)."""
-        batch = batcher.batch(buffer.scene_indices[sel], with_targets=False)
+        """Model inputs of buffer rows ``sel`` (the round's next micro-batch) with their candidates as
+        ``target_poses`` (B, K, 8, 3)."""
+        batch = self.scene_batches.take(buffer.scene_indices[sel])
         batch["target_poses"] = torch.from_numpy(buffer.poses[sel]).to(self.trainer.acc.device)
         return batch
 

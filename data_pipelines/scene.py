@@ -181,6 +181,23 @@ def _split_sensor_names(names: list[str]) -> tuple[list[str], bool]:
     return [n for n in names if n in CAMERA_FIELDS], LIDAR_FIELD in names
 
 
+def sensor_file_paths(frame_dict: dict[str, Any], sensor_blobs_path: Optional[PathLike],
+                      sensor_names: Sequence[str]) -> list[tuple[str, Optional[Path]]]:
+    """(sensor, file path) of every sensor in `sensor_names` a frame needs; the path is None when the log has no
+    entry for it. The files :func:`build_cameras` / :func:`build_lidar` would read, without reading them."""
+    camera_fields, lidar = _split_sensor_names(list(sensor_names))
+    if not camera_fields and not lidar:
+        return []
+    root = _require_blobs(sensor_blobs_path, frame_dict["token"])
+    out: list[tuple[str, Optional[Path]]] = []
+    for field_name in camera_fields:
+        entry = frame_dict["cams"].get(field_name.upper())
+        out.append((field_name.upper(), root / entry["data_path"] if entry and "data_path" in entry else None))
+    if lidar:
+        out.append(("lidar_pc", root / frame_dict["lidar_path"] if frame_dict.get("lidar_path") else None))
+    return out
+
+
 def build_frame(
     frame_dict: dict[str, Any], sensor_blobs_path: Optional[PathLike] = None, sensor_names: Sequence[str] = ()
 ) -> Frame:

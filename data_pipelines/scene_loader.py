@@ -6,10 +6,10 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
 
-from data_pipelines.errors import LogFileError, SplitError, UnknownTokenError
+from data_pipelines.errors import LogFileError, SensorFileError, SplitError, UnknownTokenError
 from data_pipelines.log_reader import find_log_files, load_log, log_name_of
 from data_pipelines.paths import DataPaths
-from data_pipelines.scene import Scene, SensorConfig, build_agent_input
+from data_pipelines.scene import Scene, SensorConfig, build_agent_input, sensor_file_paths
 from data_pipelines.scene_filter import SceneFilter, Split, iter_scene_windows, load_split, select_log_names
 from data_pipelines.types import AgentInput
 
@@ -218,6 +218,30 @@ class SceneLoader:
             self.sensor_blobs_path,
             self.sensor_config,
         )
+
+    def missing_sensor_files(self) -> list[tuple[str, str, Optional[Path]]]:
+        """(frame token, sensor, path) of every sensor file the loader's sensor config reads for its scenes'
+        history frames that does not exist (path None: the log has no entry for that sensor). Checks paths only."""
+        missing = []
+        for token in self.tokens:
+            for index, frame in enumerate(self._windows[token][: self.scene_filter.num_history_frames]):
+                names = self.sensor_config.get_sensors_at_iteration(index)
+                for sensor, path in sensor_file_paths(frame, self.sensor_blobs_path, names):
+                    if path is None or not path.is_file():
+                        missing.append((frame["token"], sensor, path))
+        return missing
+
+    def check_sensor_files(self) -> None:
+        """Raise :class:`SensorFileError` naming the first missing sensor file (and how many are missing) before
+        any work starts; a training run would otherwise find it only when the scene is first batched."""
+        missing = self.missing_sensor_files()
+        if missing:
+            token, sensor, path = missing[0]
+            raise SensorFileError(
+                path if path is not None else self.sensor_blobs_path or Path("."),
+                f"missing ({len(missing)} sensor file(s) of the {len(self)} scenes loaded from "
+                f"{self.navsim_log_path} are missing" + ("" if path is not None else "; the log has no entry") + ")",
+                token=token, sensor=sensor)
 
     def _check(self, token: str) -> None:
         if token in self._unreadable_tokens:

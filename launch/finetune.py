@@ -91,6 +91,7 @@ def load_items(cfg: TrainConfig, paths: DataPaths, split_name: str, max_scenes: 
     if max_scenes is not None:
         split = replace(split, scene_filter=replace(split.scene_filter, max_scenes=-(-max_scenes // processes)))
     loader = SceneLoader.from_split(split, paths, sensor_config=SensorConfig.front_three_current(), shard=shard)
+    loader.check_sensor_files()  # a missing camera image is an error now, not when its scene is first batched
     return split, SceneDataset(loader, cache_agent_inputs=cfg.data.cache_agent_inputs,
                                cache_max_mb=cfg.data.agent_input_cache_max_mb)
 

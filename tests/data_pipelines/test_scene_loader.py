@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-from data_pipelines.errors import LogFileError, SplitError, UnknownTokenError
+from data_pipelines.errors import LogFileError, SensorFileError, SplitError, UnknownTokenError
 from data_pipelines.paths import DataPaths
 from data_pipelines.scene import SensorConfig
 from data_pipelines.scene_filter import SceneFilter, write_split_yaml
@@ -89,6 +89,19 @@ def test_sensors_from_blobs(golden_logs_dir, golden_logs, tmp_path):
     assert cameras[3].cam_f0.image.shape == (16, 24, 3) and cameras[2].cam_f0.image is None
     bare = token_loader.get_scene_from_token(token_loader.tokens[0], sensor_config=SensorConfig.build_no_sensors())
     assert bare.current_frame.cameras.cam_f0.image is None
+
+
+def test_missing_sensor_files_are_found_before_any_scene_is_read(golden_logs_dir, tmp_path):
+    sensors = SceneLoader(golden_logs_dir, tmp_path, SceneFilter(max_scenes=2), SensorConfig.front_three_current())
+    frames = [sensors.get_scene_frame_dicts(t)[3] for t in sensors.tokens]  # the current frames (4 history)
+    write_camera_images(tmp_path, frames, ["CAM_F0", "CAM_L0", "CAM_R0"])
+    sensors.check_sensor_files()  # every file the config reads exists
+    missing = tmp_path / frames[1]["cams"]["CAM_L0"]["data_path"]
+    missing.unlink()
+    assert sensors.missing_sensor_files() == [(frames[1]["token"], "CAM_L0", missing)]
+    with pytest.raises(SensorFileError, match="CAM_L0") as info:
+        sensors.check_sensor_files()
+    assert info.value.path == missing and info.value.token == frames[1]["token"] and "1 sensor file" in str(info.value)
 
 
 def test_unknown_token(loader):

@@ -111,6 +111,22 @@ def test_bad_input_fails_before_work(world, tmp_path):
                       + QUIET)
 
 
+def test_a_missing_train_camera_image_fails_before_training(world, tmp_path):
+    import shutil
+
+    from data_pipelines.errors import SensorFileError
+
+    copy = tmp_path / "world"
+    shutil.copytree(world, copy)
+    for folder in (copy / "sensor_blobs" / "synthetic_trainval").glob("*/CAM_L0"):
+        shutil.rmtree(folder)
+    out = tmp_path / "run"
+    with pytest.raises(SensorFileError, match="CAM_L0"):
+        _finetune_module().main([f"data.data_root={copy}", f"output_dir={out}", "stages=[il]", "il.steps=2",
+                                 "eval.enabled=false", "data.generate_synthetic=false"] + QUIET)
+    assert not (out / "train_config.yaml").exists()  # it failed while loading the split, before the trainer started
+
+
 def test_resume_with_incompatible_config_fails_before_work(world, tmp_path):
     finetune = _finetune_module()
     out = tmp_path / "run"

@@ -311,6 +311,11 @@ def main() -> None:
                          + fmt_ci(paired(table[ablated]["PDMS"], table[IL_LABEL]["PDMS"], turning)))
         return lines
 
+    val_order = ["standing still", "constant_velocity", "human", IL_LABEL] + dipole_labels + control_labels + ewr_labels
+    out_lines += [f"\n### validation: {args.select_split} (held-out logs), mean over seeds {args.seeds}, percent\n",
+                  markdown(val_mean, val_order), ""]
+    out_lines += [f"- {d} - {c}: PDMS {fmt_ci(paired(val_mean[d]['PDMS'], val_mean[c]['PDMS']))}"
+                  for d, c in zip(dipole_labels, control_labels) if d in val_mean and c in val_mean]
     turning_tokens = command_turning_tokens(args.data_root, args.test_split)
     for seed in args.seeds:
         out_lines += headline(test[seed], f"seed {seed} (evaluation seed {seed + EVAL_SEED_OFFSET})")

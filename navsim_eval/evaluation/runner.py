@@ -40,6 +40,7 @@ from navsim_eval.evaluation.results import (
 )
 from navsim_eval.evaluation.scorers import TrajectoryScorer
 from navsim_eval.evaluation.sources import SceneSource
+from navsim_eval.pdm.scene_pairs import ComfortPairs, two_stage_pairs
 
 PathLike = Union[str, Path]
 logger = logging.getLogger(__name__)
@@ -120,8 +121,7 @@ class _BatchEvaluator:
                  metrics: Sequence[str]):
         self.source, self.planners, self.scorer, self.metrics = source, planners, scorer, list(metrics)
         self.needs_scene_for_planning = any(p.needs_scene for p in planners)
-        self.keep_states = (EXTENDED_COMFORT_METRIC in self.metrics and source.stage == 1
-                            and hasattr(scorer, "score_with_states"))
+        self.keep_states = EXTENDED_COMFORT_METRIC in self.metrics and hasattr(scorer, "score_with_states")
         self.states: dict[tuple[str, Variant], np.ndarray] = {}
 
     def _error_rows(self, token: str, variants: Sequence[Variant], reason: str, log_name: str = "") -> list[dict]:
@@ -232,15 +232,20 @@ class _BatchEvaluator:
         return rows
 
 
-def _ordered_shard(source: SceneSource, dist: Distributed, want_previous: bool
-                   ) -> tuple[list[str], dict[str, tuple[str, float]]]:
-    """This rank's tokens. Stage-1 sources with timestamps are sharded by log (or were loaded as this rank's
-    shard of logs) and run in time order, so that each scene's previous frame (for extended comfort) is scored
-    just before it on the same rank."""
+def _ordered_shard(source: SceneSource, dist: Distributed, want_pairs: bool, links: Sequence[Any] = ()
+                   ) -> tuple[list[str], ComfortPairs]:
+    """This rank's tokens, in order, and their extended-comfort pairs (when ``want_pairs``).
+
+    Stage-1 sources with timestamps are sharded by log (or were loaded as this rank's shard of logs) and run in
+    time order, so that each scene's previous frame is scored just before it on the same rank; the two-stage
+    ``links`` pair a stage-1 scene with its previous frame. Stage-2 sources are sharded by link, the two scenes
+    of each stage-2 pair side by side (the previous frame's first), so that both are on the same rank."""
+    if source.stage != 1:
+        return _stage_two_shard(source, dist, want_pairs, links)
     tokens = source.tokens
     timestamp = getattr(source, "timestamp", None)
-    if source.stage != 1 or timestamp is None:
-        return dist.shard(tokens), {}
+    if timestamp is None:
+        return dist.shard(tokens), ComfortPairs()
     logs: dict[str, list[tuple[int, str]]] = {}
     timed = []
     for token in tokens:
@@ -258,8 +263,30 @@ def _ordered_shard(source: SceneSource, dist: Distributed, want_previous: bool
     mine = [log for index, log in enumerate(sorted(logs))
             if shard is not None or index % dist.world_size == dist.rank]  # a loaded shard is all this rank's
     ordered = [token for log in mine for _, token in sorted(logs[log], key=lambda item: (item[0] is None, item))]
-    previous = previous_tokens(timed, source.log_name, timestamp) if want_previous else {}
-    return ordered, previous
+    pairs = ComfortPairs()
+    if want_pairs:
+        pairs = previous_tokens(timed, source.log_name, timestamp)
+        pairs.update(two_stage_pairs(links, 1, timestamp, ordered))
+    return ordered, pairs
+
+
+def _stage_two_shard(source: SceneSource, dist: Distributed, want_pairs: bool, links: Sequence[Any]
+                     ) -> tuple[list[str], ComfortPairs]:
+    tokens = source.tokens
+    present, placed = set(tokens), set()
+    units: list[list[str]] = []  # scenes kept together on one rank: the stage-2 scenes of one link
+    for link in links:
+        unit = [t for pair in link.second_stage_pairs for t in reversed(pair) if t in present and t not in placed]
+        unit = list(dict.fromkeys(unit))
+        placed.update(unit)
+        if unit:
+            units.append(unit)
+    units += [[t] for t in tokens if t not in placed]
+    ordered = [t for unit in dist.shard(units) for t in unit]
+    timestamp = getattr(source, "timestamp", None)
+    if not want_pairs or timestamp is None:
+        return ordered, ComfortPairs()
+    return ordered, two_stage_pairs(links, 2, timestamp, ordered)
 
 
 def _log_name_or_empty(source: SceneSource, token: str) -> str:
@@ -298,6 +325,7 @@ def _run_locked(sources: Sequence[SceneSource], planners: Sequence[CandidatePlan
     existing = merge_rows(read_rows(results_csv), *partials.values())
     done = completed_keys(existing)
     new_rows: list[dict[str, Any]] = []
+    links = [link for s in sources if s.stage == 2 for link in getattr(s, "links", [])]
     for source in sources:
         def missing(token: str, planner: CandidatePlanner, stage: int = source.stage) -> bool:
             return any(
@@ -306,7 +334,7 @@ def _run_locked(sources: Sequence[SceneSource], planners: Sequence[CandidatePlan
                 for v in planner.variants() for m in settings.metrics
             )
 
-        shard, previous = _ordered_shard(source, dist, EXTENDED_COMFORT_METRIC in settings.metrics)
+        shard, pairs = _ordered_shard(source, dist, EXTENDED_COMFORT_METRIC in settings.metrics, links)
         todo = [t for t in shard if any(missing(t, p) for p in planners)]
         active = [p for p in planners if any(missing(t, p) for t in todo)]
         evaluator = _BatchEvaluator(source, active, scorer, settings.metrics)
@@ -321,14 +349,23 @@ def _run_locked(sources: Sequence[SceneSource], planners: Sequence[CandidatePlan
         batches = [todo[i : i + settings.batch_size] for i in range(0, len(todo), settings.batch_size)]
         progress = tqdm(batches, desc=f"stage {source.stage} [rank {dist.rank}]", unit="batch",
                         disable=not settings.show_progress or not dist.is_main)
+        held: list[dict[str, Any]] = []  # v2 rows waiting for their pair's other scene, scored later here
+        later = set(todo)  # scenes this run scores after the current batch
         for batch_tokens, loaded in zip(progress, load_batches(source, batches, settings.num_workers)):
             rows = evaluator.evaluate(loaded)
+            later.difference_update(batch_tokens)
             if evaluator.keep_states:
-                apply_extended_comfort(rows, previous, evaluator.states, resimulate, poses_of)
-                keep = set(batch_tokens)  # tokens run in time order: a previous frame is in this batch or the last
+                rows = held + rows
+                held = apply_extended_comfort(rows, pairs, evaluator.states, resimulate, poses_of, later)
+                waiting = {id(row) for row in held}
+                rows = [row for row in rows if id(row) not in waiting]
+                # kept: this batch (a previous frame of the log is in this batch or the last) and waiting scenes
+                keep = set(batch_tokens) | {row["token"] for row in held}
                 evaluator.states = {k: v for k, v in evaluator.states.items() if k[0] in keep}
             append_rows(mine, rows)
             new_rows += rows
+        if held:  # cannot happen: nothing is pending after the last batch
+            raise RuntimeError(f"{len(held)} v2 row(s) still wait for their extended-comfort pair")
     gathered = dist.gather(new_rows)
     dist.barrier()
     merged = merge_rows(existing, gathered)

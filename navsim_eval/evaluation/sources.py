@@ -138,6 +138,15 @@ class TwoStageSource:
         return build_agent_input(self.frame_dicts(token), self.num_history_frames,
                                  getattr(self.data, "sensor_blobs_path", None), self.sensor_config)
 
+    @property
+    def links(self) -> list[Any]:
+        """The data's two-stage links (stage-1 scene, its previous frame, their stage-2 scene pairs)."""
+        return list(getattr(self.data, "links", []))
+
+    def timestamp(self, token: str) -> int:
+        """Timestamp [us] of the scene's current frame (its start time)."""
+        return int(self.frame_dicts(token)[self.num_history_frames - 1]["timestamp"])
+
     def log_name(self, token: str) -> str:
         scene_of = getattr(self.data, "scene", None)
         if callable(scene_of):

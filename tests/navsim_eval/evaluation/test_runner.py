@@ -111,6 +111,22 @@ def test_ranks_shard_tokens_and_rank_zero_writes_everything(tmp_path):
     assert {r["token"] for r in read_rows(out)} == set(TOKENS) and len(rows) == len(TOKENS) * 2
 
 
+def test_the_stage_two_scenes_of_a_link_stay_on_one_rank_each_pair_side_by_side():
+    from data_pipelines.scene_filter import TwoStageLink
+    from navsim_eval.evaluation.runner import _ordered_shard
+
+    links = [TwoStageLink(f"first{i}", f"prev{i}", ((f"s{i}a", f"t{i}a"), (f"s{i}b", f"t{i}b"))) for i in range(3)]
+    source = FakeSource([f"s{i}{k}" for i in range(3) for k in "ab"] + [f"t{i}{k}" for i in range(3) for k in "ab"]
+                        + ["lonely"], stage=2)
+    source.timestamp = lambda token: 4_500_000 if token.startswith("t") else 5_000_000
+    shards = {rank: _ordered_shard(source, Distributed(rank=rank, world_size=2), True, links) for rank in (0, 1)}
+    assert shards[0][0] == ["t0a", "s0a", "t0b", "s0b", "t2a", "s2a", "t2b", "s2b"]
+    assert shards[1][0] == ["t1a", "s1a", "t1b", "s1b", "lonely"]
+    pairs = shards[1][1]
+    assert {t: p.token for t, p in pairs.previous.items()} == {"s1a": "t1a", "s1b": "t1b"}
+    assert pairs.followers == {"t1a": "s1a", "t1b": "s1b"} and pairs.partner("lonely") is None
+
+
 def test_a_planner_failing_on_one_token_does_not_stop_the_batch(tmp_path):
     class Picky(ConstantVelocityPlanner):
         def plan(self, batch):

@@ -118,7 +118,8 @@ def map_provider_of(data_paths: DataPaths):
 
 def build_sources(config: EvaluationConfig, sensor_config: Optional[SensorConfig] = None,
                   distributed: Optional[Distributed] = None) -> list[Any]:
-    """Stage-1 source of the split (at most ``max_scenes``) plus the stage-2 source when two-stage data exists.
+    """Stage-1 source of the split (``max_scenes``, see :func:`_first_scenes`) plus the stage-2 source when
+    two-stage data exists.
 
     With several ranks (``distributed``; every rank calls this) each rank reads only its own shard of the
     split's logs, and ``max_scenes`` is shared out (ceil(max_scenes / ranks) per rank); the stage-2 data, a
@@ -151,10 +152,8 @@ def build_sources(config: EvaluationConfig, sensor_config: Optional[SensorConfig
         if missing:
             logger.warning("%d stage-1 scene(s) linked to stage-2 scenes are not in split %s, e.g. %s; their groups "
                            "are reported without a stage-1 result", len(missing), split.name, missing[:3])
-    if config.max_scenes is not None:  # with two-stage data, scenes that have stage-2 scenes come first
-        firsts = set(two_stage_data.first_stage_tokens) if two_stage_data is not None else set()
-        ranked = [t for t in first.tokens if t in firsts] + [t for t in first.tokens if t not in firsts]
-        keep = set(ranked[: -(-config.max_scenes // dist.world_size)])
+    if config.max_scenes is not None:
+        keep = _first_scenes(first.tokens, two_stage_data, -(-config.max_scenes // dist.world_size))
         first = TokenSubset(first, [t for t in first.tokens if t in keep])
     sources = [first]
     if two_stage_data is not None:
@@ -163,6 +162,31 @@ def build_sources(config: EvaluationConfig, sensor_config: Optional[SensorConfig
             linked = dist.gather(first.tokens) if sharded else first.tokens
         sources.append(TwoStageSource(two_stage_data, sensor_config, maps, linked))
     return sources
+
+
+def _first_scenes(tokens: Sequence[str], two_stage_data: Any, count: int) -> set[str]:
+    """The stage-1 scenes a ``max_scenes`` run keeps: with two-stage data the scenes that have stage-2 scenes
+    come first, a linked scene together with its previous frame (their extended comfort pairs them), so the
+    last link taken may add one scene beyond ``count``."""
+    if two_stage_data is None:
+        return set(tokens[:count])
+    present = set(tokens)
+    linked = set(two_stage_data.first_stage_tokens)
+    units: list[list[str]] = []
+    placed: set[str] = set()
+    for link in two_stage_data.links:
+        unit = [t for t in (link.previous_token, link.first_stage_token) if t in present and t not in placed]
+        placed.update(unit)
+        if unit:
+            units.append(unit)
+    units += [[t] for t in tokens if t in linked and t not in placed]
+    units += [[t] for t in tokens if t not in linked and t not in placed]
+    keep: set[str] = set()
+    for unit in units:
+        if len(keep) >= count:
+            break
+        keep.update(unit)
+    return keep
 
 
 def default_planners(config: EvaluationConfig) -> list[CandidatePlanner]:

@@ -37,3 +37,12 @@ def test_stage_one_only_when_asked(world, tmp_path):
     sources = build_sources(_config(world, two_stage="off", two_stage_root=str(tmp_path / "absent")),
                             SensorConfig.build_no_sensors())
     assert len(sources) == 1 and sources[0].stage == 1
+
+
+def test_max_scenes_keeps_a_linked_scene_with_its_previous_frame(world):
+    first, second = build_sources(_config(world, max_scenes=3), SensorConfig.build_no_sensors())
+    kept = set(first.tokens)
+    assert len(kept) in (3, 4) and any(link.first_stage_token in kept for link in second.links)
+    assert all((link.first_stage_token in kept) == (link.previous_token in kept) for link in second.links)
+    stage_two = set(second.tokens)  # no stage-2 pair is cut in half either
+    assert all(len(set(pair) & stage_two) in (0, 2) for link in second.links for pair in link.second_stage_pairs)

@@ -200,7 +200,20 @@ def default_planners(config: EvaluationConfig) -> list[CandidatePlanner]:
 
 
 def _two_stage_groups(source: TwoStageSource) -> list[TwoStageGroup]:
-    return [TwoStageGroup(first, tuple(source.second_stage_of(first))) for first in source.first_stage_tokens]
+    """One group per link of the evaluated stage-1 scenes, the previous frame's half averaged in when the link
+    names one (navsim@main ``calculate_individual_mapping_scores``); a stage-1 scene in no such link (links
+    read from the attributes CSV) is a group of its own."""
+    kept = set(source.first_stage_tokens)
+    groups, grouped = [], set()
+    for link in source.links:
+        if link.first_stage_token not in kept or link.first_stage_token in grouped:
+            continue
+        previous = link.previous_token if link.previous_token in kept and link.previous_second_stage_tokens else None
+        groups.append(TwoStageGroup(link.first_stage_token, tuple(link.second_stage_tokens), previous,
+                                    tuple(link.previous_second_stage_tokens) if previous else ()))
+        grouped.update(t for t in (link.first_stage_token, previous) if t is not None)
+    return groups + [TwoStageGroup(first, tuple(source.second_stage_of(first)))
+                     for first in source.first_stage_tokens if first not in grouped]
 
 
 def _write_dict_rows(path: Path, rows: Sequence[dict[str, Any]]) -> Path:

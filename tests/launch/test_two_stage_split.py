@@ -46,3 +46,16 @@ def test_max_scenes_keeps_a_linked_scene_with_its_previous_frame(world):
     assert all((link.first_stage_token in kept) == (link.previous_token in kept) for link in second.links)
     stage_two = set(second.tokens)  # no stage-2 pair is cut in half either
     assert all(len(set(pair) & stage_two) in (0, 2) for link in second.links for pair in link.second_stage_pairs)
+
+
+def test_each_link_is_one_two_stage_group_with_its_previous_frame(world):
+    from navsim_eval.evaluation.pipeline import _two_stage_groups
+
+    _, second = build_sources(_config(world), SensorConfig.build_no_sensors())
+    groups = {group.first_stage_token: group for group in _two_stage_groups(second)}
+    assert second.links and set(groups) == {link.first_stage_token for link in second.links}
+    for link in second.links:
+        group = groups[link.first_stage_token]
+        assert group.previous_token == link.previous_token is not None
+        assert group.second_stage_tokens == tuple(link.second_stage_tokens)
+        assert group.previous_second_stage_tokens == tuple(link.previous_second_stage_tokens)

@@ -6,6 +6,7 @@ i.e. output = neg + cfg * (pos - neg) (specs/dipole.md §4).
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence, Union
 
 import torch
@@ -63,6 +64,11 @@ def dichotomous_weights(g: torch.Tensor, beta: float, offset: float = 0.0) -> tu
         raise VLAInputError("g", "goodness signal contains NaN (mask failed scores instead)")
     z = beta * g + offset
     return torch.sigmoid(z), torch.sigmoid(-z)
+
+
+def ewr_weights(g: torch.Tensor, beta: float, max_weight: float) -> torch.Tensor:
+    """exp(beta g) clipped at ``max_weight`` (the exponentially weighted regression baseline, specs/dipole.md §2.1)."""
+    return torch.exp(torch.clamp(beta * g, max=math.log(max_weight)))
 
 
 def as_omega_list(omega: Union[float, Sequence[float]]) -> tuple[list[float], bool]:

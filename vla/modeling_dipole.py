@@ -9,7 +9,6 @@ eps = (1 + omega) eps+ - omega eps- (specs/dipole.md §4), both branches in one 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -33,6 +32,7 @@ from vla.guidance import (
     as_omega_list,
     branches_for_omega,
     dipole_branch_losses,
+    ewr_weights,
     guided_combination,
     weighted_mean,
 )
@@ -487,13 +487,12 @@ class DipoleVLA(PreTrainedModel):
         """Exponentially weighted regression of the `positive` adapter (the EWR baseline, specs/dipole.md §2.1).
 
         The same inputs, samples and BC anchor as :meth:`loss_dipole`, one branch: per-sample eps error of
-        `positive` weighted by min(exp(beta g), max_weight) (:func:`vla.training.advantages.ewr_weights`'s
-        formula), plain mean over kept samples; ``loss_negative`` is 0. Sampling it is ``omega = 0``.
+        `positive` weighted by min(exp(beta g), max_weight) (:func:`vla.guidance.ewr_weights`), plain mean over kept samples; ``loss_negative`` is 0. Sampling it is ``omega = 0``.
         """
         self._require_branches("the EWR loss")
         err, g, mask, loss_bc = self._branch_regression(batch, g, (POSITIVE,), anchor_poses, bc_weight, context,
                                                         sample_mask, generator)
-        weights = torch.exp(torch.clamp(beta * g, max=math.log(max_weight)))
+        weights = ewr_weights(g, beta, max_weight)
         loss_pos = weighted_mean(err[0], weights, mask)
         valid = torch.ones_like(weights) if mask is None else mask.float()
         zero = torch.zeros((), device=loss_pos.device)

@@ -11,6 +11,7 @@ from vla.guidance import (
     cfg_to_omega,
     dichotomous_weights,
     dipole_branch_losses,
+    ewr_weights,
     guided_combination,
     omega_to_cfg,
     weighted_mean,
@@ -78,3 +79,8 @@ def test_branch_losses_weight_each_branch():
     assert torch.isclose(loss_pos, torch.tensor((0.5 * 1 + 2) / 2))
     normalized = weighted_mean(err_pos, torch.tensor([0.5, 1.0, 0.0]), normalize=True)
     assert torch.isclose(normalized, torch.tensor(2.5 / 1.5))
+
+
+def test_ewr_weights_clipped():
+    w = ewr_weights(torch.tensor([-1.0, 0.0, 10.0]), beta=1.0, max_weight=5.0)
+    assert w[0] == pytest.approx(math.exp(-1)) and w[1] == 1.0 and w[2] == pytest.approx(5.0)

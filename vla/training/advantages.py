@@ -126,11 +126,6 @@ def compute_advantage(
     return g.to(torch.float32), usable
 
 
-def ewr_weights(g: torch.Tensor, beta: float, max_weight: float) -> torch.Tensor:
-    """exp(beta G) clipped at ``max_weight`` (the exponentially weighted regression baseline, §2.1)."""
-    return torch.exp(torch.clamp(beta * g, max=torch.log(torch.tensor(max_weight)).item()))
-
-
 def zero_variance_fraction(rewards: torch.Tensor, valid: torch.Tensor) -> float:
     """Fraction of groups (with >= 2 valid entries) whose valid rewards are all equal."""
     valid = valid.to(torch.bool)

@@ -5,13 +5,14 @@ Each statistic is accumulated as a (sum, count) pair so that processes can add t
 
 from __future__ import annotations
 
+import math
 from typing import Mapping, Optional
 
 import numpy as np
 import torch
 
 from data_pipelines.geometry import wrap_angle
-from vla.guidance import dichotomous_weights
+from vla.guidance import dichotomous_weights, ewr_weights
 
 BACKWARD_STEP_TOL_M = 0.1  # an along-track step below -0.1 m counts as driving backwards (§8 EP hacking check)
 HEADING_FLIP_RAD = np.pi / 2  # a heading change above 90 deg between 0.5 s poses counts as a flip
@@ -82,9 +83,9 @@ def rollout_statistics(
             w = dichotomous_weights(torch.as_tensor(advantages, dtype=torch.float64), beta, weight_offset)[0].numpy()
             _add(stats, "rollout/mean_sigmoid_beta_G", w, usable)
         else:
-            w = np.minimum(np.exp(beta * advantages), ewr_max_weight)
-            _add(stats, "rollout/mean_ewr_weight", w, usable)
-            _add(stats, "rollout/frac_ewr_weight_clipped", w >= ewr_max_weight, usable)
+            g = torch.as_tensor(advantages, dtype=torch.float64)
+            _add(stats, "rollout/mean_ewr_weight", ewr_weights(g, beta, ewr_max_weight).numpy(), usable)
+            _add(stats, "rollout/frac_ewr_weight_clipped", (beta * g >= math.log(ewr_max_weight)).numpy(), usable)
         _add(stats, "rollout/mean_abs_G", np.abs(advantages), usable)
     if reference_poses is not None:
         diff = np.linalg.norm(np.asarray(poses)[..., :2] - np.asarray(reference_poses)[..., :2], axis=-1).mean(-1)

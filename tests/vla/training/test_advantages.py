@@ -9,7 +9,7 @@ import torch
 
 from vla.guidance import dichotomous_weights
 from vla.training.advantages import (
-    compute_advantage, ewr_weights, zero_variance_fraction,
+    compute_advantage, zero_variance_fraction,
 )
 
 
@@ -61,11 +61,6 @@ def test_dipole_weights_bounded_and_complementary():
     assert ((w_pos >= 0) & (w_pos <= 1)).all()
     assert torch.allclose(w_pos + w_neg, torch.ones(5))
     assert w_pos[2] == 0.5 and w_pos[3] > w_pos[1]
-
-
-def test_ewr_weights_clipped():
-    w = ewr_weights(torch.tensor([-1.0, 0.0, 10.0]), beta=1.0, max_weight=5.0)
-    assert w[0] == pytest.approx(math.exp(-1)) and w[1] == 1.0 and w[2] == pytest.approx(5.0)
 
 
 def test_zero_variance_fraction():

@@ -103,6 +103,11 @@ def uniform_rows(name: Optional[str], n: int) -> RowSegments:
     return RowSegments(((name or BASE_ROWS, n),))
 
 
+def branch_rows(names: Sequence[Optional[str]], n: int) -> RowSegments:
+    """n rows per adapter in `names`, the adapters' blocks one after the other."""
+    return RowSegments(tuple((name or BASE_ROWS, n) for name in names))
+
+
 def lora_delta(layer: LoraLayer, adapter: str, x: torch.Tensor) -> torch.Tensor:
     """The LoRA update B(A(dropout(x))) * scaling of one peft adapter on `x`."""
     lora_a, lora_b = layer.lora_A[adapter], layer.lora_B[adapter]

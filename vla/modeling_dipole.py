@@ -41,6 +41,7 @@ from vla.lora import (
     BACKBONE_ADAPTER,
     add_backbone_adapter,
     add_dipole_adapters,
+    branch_rows,
     effective_weight,
     frozen_adapter_cache,
     is_lora_parameter,
@@ -81,14 +82,6 @@ class DipoleLossOutput:
         """The detached parts by the names a trainer logs them under (one source for those names)."""
         return {"loss_positive": self.loss_positive, "loss_negative": self.loss_negative, "loss_bc": self.loss_bc,
                 "weight_positive_mean": self.weight_positive_mean}
-
-
-def branch_rows(branches: Sequence[str], n: int):
-    """Row routing of ``n`` rows per adapter, the adapters' blocks one after the other."""
-    rows = uniform_rows(branches[0], n)
-    for name in branches[1:]:
-        rows = rows + uniform_rows(name, n)
-    return rows
 
 
 MODEL_CARD_FILE = "README.md"
@@ -610,7 +603,7 @@ class DipoleVLA(PreTrainedModel):
             rows = uniform_rows(name, n)
             return lambda x, t: self.head(x, t.expand(n), proprio, kv_of[name], rows)
         # both branches: rows [positive x n, negative x n] against the two-branch cache [positive, negative]
-        rows = uniform_rows(POSITIVE, n) + uniform_rows(NEGATIVE, n)
+        rows = branch_rows((POSITIVE, NEGATIVE), n)
         proprio2 = torch.cat([proprio, proprio])
 
         def eps_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -8,14 +8,12 @@ scores of a single-process run.
 
 from __future__ import annotations
 
-import os
-import socket
-
 import numpy as np
 import pytest
 
 from navsim_eval.pdm.metric_cache import MetricCacheStore
 from navsim_eval.reward import PDMReward
+from tests.gloo_processes import SPAWN, run_in_gloo_processes
 from tests.navsim_eval.pdm.scorer_golden import candidate_poses, golden_cache, scenes_info
 
 WORLD_SIZE = 2
@@ -25,41 +23,26 @@ ROUND_INDEX = 1
 JOIN_TIMEOUT_S = 600
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _score_shard(rank: int, port: int, tokens: list, poses: np.ndarray, cache_dir: str, results, errors) -> None:
+def _score_shard(rank: int, tokens: list, poses: np.ndarray, cache_dir: str, results) -> None:
     import torch.distributed as dist
 
     from vla.training.data import SceneBatcher
     from vla.training.rollout import score_candidates
 
-    try:
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        dist.init_process_group("gloo", rank=rank, world_size=WORLD_SIZE)
-        batcher = SceneBatcher([{"token": t} for t in tokens], processor=None, device="cpu", seed=0,
-                               num_processes=WORLD_SIZE, process_index=rank)
-        scenes = batcher.shard(batcher.round_scenes(ROUND_INDEX, SCENES_PER_ROUND))
-        shard_tokens = [batcher.token(i) for i in scenes]
-        reward = PDMReward(cache_dir, version="v1")
-        scored, _, _ = score_candidates(reward, shard_tokens, poses[scenes])
-        gathered = [None] * WORLD_SIZE
-        dist.all_gather_object(gathered, (rank, shard_tokens, scored.scores, scored.errors))
-        if rank == 0:
-            results.put(gathered)
-        dist.destroy_process_group()
-    except BaseException as err:  # reported to the parent; a hung peer is ended by the join timeout
-        errors.put(f"rank {rank}: {type(err).__name__}: {err}")
-        raise
+    batcher = SceneBatcher([{"token": t} for t in tokens], processor=None, device="cpu", seed=0,
+                           num_processes=WORLD_SIZE, process_index=rank)
+    scenes = batcher.shard(batcher.round_scenes(ROUND_INDEX, SCENES_PER_ROUND))
+    shard_tokens = [batcher.token(i) for i in scenes]
+    reward = PDMReward(cache_dir, version="v1")
+    scored, _, _ = score_candidates(reward, shard_tokens, poses[scenes])
+    gathered = [None] * WORLD_SIZE
+    dist.all_gather_object(gathered, (rank, shard_tokens, scored.scores, scored.errors))
+    if rank == 0:
+        results.put(gathered)
 
 
 @pytest.mark.slow
 def test_round_scoring_sharded_over_two_processes_scores_every_scene_once(golden_dir, tmp_path):
-    import torch.multiprocessing as mp
-
     from vla.training.data import SceneBatcher
 
     logs = list(scenes_info(golden_dir)["logs"].values())
@@ -72,23 +55,9 @@ def test_round_scoring_sharded_over_two_processes_scores_every_scene_once(golden
     round_scenes = SceneBatcher([{"token": t} for t in tokens], None, "cpu", seed=0).round_scenes(
         ROUND_INDEX, SCENES_PER_ROUND)
 
-    context = mp.get_context("spawn")
-    results, errors = context.SimpleQueue(), context.SimpleQueue()
-    port = _free_port()
-    procs = [context.Process(target=_score_shard, args=(rank, port, tokens, poses, str(tmp_path), results, errors))
-             for rank in range(WORLD_SIZE)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=JOIN_TIMEOUT_S)
-    for proc in procs:
-        if proc.is_alive():
-            proc.kill()
-    messages = []
-    while not errors.empty():
-        messages.append(errors.get())
-    assert not messages, "\n".join(messages)
-    assert all(proc.exitcode == 0 for proc in procs), [proc.exitcode for proc in procs]
+    results = SPAWN.SimpleQueue()
+    run_in_gloo_processes(_score_shard, (tokens, poses, str(tmp_path), results), world_size=WORLD_SIZE,
+                          timeout_s=JOIN_TIMEOUT_S)
 
     gathered = results.get()
     shard_tokens = [shard for _, shard, _, _ in gathered]

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import socket
-
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
+from tests.gloo_processes import run_in_gloo_processes
 from vla.presets import TINY_PRESETS
 from vla.testing import make_agent_input, make_target_poses, tiny_model
 
@@ -33,60 +29,32 @@ class LossModule(torch.nn.Module):
         return self.model.loss_dipole(batch, **kwargs).loss
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _train(rank: int, preset: str, port: int, errors) -> None:
-    try:
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        dist.init_process_group("gloo", rank=rank, world_size=WORLD_SIZE)
-        torch.set_num_threads(1)
-        model = tiny_model(preset)
-        model.train()
-        rng = np.random.default_rng(rank)
-        inputs = [make_agent_input(rng), make_agent_input(rng)]
-        for scope, objective in (("base", "il"), ("adapters", "dipole")):
-            model.set_trainable(scope)
-            engine = DistributedDataParallel(LossModule(model))  # default: find_unused_parameters=False
-            optimizer = torch.optim.SGD(model.trainable_parameters(), lr=1e-3)
-            for _ in range(STEPS):
-                if objective == "il":
-                    batch, kwargs = model.processor(inputs, make_target_poses(rng, 2)), {}
-                else:
-                    batch = model.processor(inputs)
-                    batch["target_poses"] = torch.from_numpy(
-                        make_target_poses(rng, 2 * CANDIDATES).reshape(2, CANDIDATES, 8, 3))
-                    kwargs = {"g": torch.randn(2, CANDIDATES), "beta": 1.0}
-                engine(objective, batch, **kwargs).backward()
-                missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
-                assert not missing, f"{scope}: trainable parameters without gradient {missing[:5]}"
-                optimizer.step()
-                optimizer.zero_grad()
-        dist.destroy_process_group()
-    except BaseException as err:  # reported to the parent; a hung peer is ended by the join timeout
-        errors.put(f"rank {rank}: {type(err).__name__}: {err}")
-        raise
+def _train(rank: int, preset: str) -> None:
+    torch.set_num_threads(1)
+    model = tiny_model(preset)
+    model.train()
+    rng = np.random.default_rng(rank)
+    inputs = [make_agent_input(rng), make_agent_input(rng)]
+    for scope, objective in (("base", "il"), ("adapters", "dipole")):
+        model.set_trainable(scope)
+        engine = DistributedDataParallel(LossModule(model))  # default: find_unused_parameters=False
+        optimizer = torch.optim.SGD(model.trainable_parameters(), lr=1e-3)
+        for _ in range(STEPS):
+            if objective == "il":
+                batch, kwargs = model.processor(inputs, make_target_poses(rng, 2)), {}
+            else:
+                batch = model.processor(inputs)
+                batch["target_poses"] = torch.from_numpy(
+                    make_target_poses(rng, 2 * CANDIDATES).reshape(2, CANDIDATES, 8, 3))
+                kwargs = {"g": torch.randn(2, CANDIDATES), "beta": 1.0}
+            engine(objective, batch, **kwargs).backward()
+            missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+            assert not missing, f"{scope}: trainable parameters without gradient {missing[:5]}"
+            optimizer.step()
+            optimizer.zero_grad()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", TINY_PRESETS)
 def test_two_process_ddp_steps_for_both_trainable_scopes(preset):
-    context = mp.get_context("spawn")
-    errors = context.SimpleQueue()
-    port = _free_port()
-    procs = [context.Process(target=_train, args=(rank, preset, port, errors)) for rank in range(WORLD_SIZE)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=600)
-    for proc in procs:
-        if proc.is_alive():
-            proc.kill()
-    messages = []
-    while not errors.empty():
-        messages.append(errors.get())
-    assert not messages, "\n".join(messages)
-    assert all(proc.exitcode == 0 for proc in procs), [proc.exitcode for proc in procs]
+    run_in_gloo_processes(_train, (preset,), world_size=WORLD_SIZE)

@@ -175,5 +175,10 @@ class TrainConfig:
             if section.advantage not in advantage_names():
                 raise ConfigError(f"{section_name}.advantage: unknown {section.advantage!r}; valid: "
                                   f"{advantage_names()}")
+        from vla.training.stages.ewr import EWR_OMEGA
+
+        if "ewr" in self.stages and self.ewr.rollout.omega != EWR_OMEGA:
+            raise ConfigError(f"ewr.rollout.omega must be {EWR_OMEGA:g} (EWR trains one branch), "
+                              f"got {self.ewr.rollout.omega:g}")
         if "ewr" in self.stages and "dipole" in self.stages:
             raise ConfigError("stages: run 'dipole' and 'ewr' in separate runs (both start from the IL policy)")

@@ -35,3 +35,6 @@ def test_unknown_key_and_stage_rejected():
         load_config(TrainConfig, None, ["stages=[il,grpo]"])
     with pytest.raises(ConfigError, match="num_candidates"):
         load_config(TrainConfig, None, ["dipole.rollout.num_candidates=1"])
+    with pytest.raises(ConfigError, match="ewr.rollout.omega must be 0"):  # at load, not after the IL stage
+        load_config(TrainConfig, None, ["stages=[il,ewr]", "ewr.rollout.omega=1"])
+    load_config(TrainConfig, None, ["dipole.rollout.omega=1"])  # guided rollouts are DIPOLE's to choose

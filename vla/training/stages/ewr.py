@@ -8,7 +8,6 @@ DIPOLE train the same kind and amount of parameters (EWR one adapter, DIPOLE two
 
 from __future__ import annotations
 
-from vla.training.errors import TrainingError
 from vla.training.eval_contract import EvalPolicy
 from vla.training.stages.base import register_stage
 from vla.training.stages.dipole import DipoleStage
@@ -21,12 +20,6 @@ EWR_OMEGA = 0.0
 class EWRStage(DipoleStage):
     name = "ewr"
     trainable = "positive"
-
-    def __init__(self, trainer):
-        super().__init__(trainer)
-        if self.section.rollout.omega != EWR_OMEGA:
-            raise TrainingError(f"ewr.rollout.omega must be {EWR_OMEGA:g} (EWR trains one branch), "
-                                f"got {self.section.rollout.omega:g}")
 
     def loss_call(self, kwargs, batch):
         kwargs["max_weight"] = self.section.ewr_max_weight

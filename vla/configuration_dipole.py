@@ -138,12 +138,44 @@ class ProcessorSettings:
         return self.num_history_frames * 3 + 4
 
 
+BEV_CHANNELS = ("drivable_area", "objects")  # what vla.training.bev_targets can rasterise
+
+
+@dataclass
+class BevSettings:
+    """Auxiliary bird's-eye-view decoder (TransFuser-style semantic BEV target, trained beside imitation).
+
+    A square grid of ``cells`` x ``cells`` in the current rear-axle frame (x forward, y left), starting
+    ``behind_m`` behind the axle; each cell is predicted per channel (a logit). 0 cells: no decoder.
+    """
+
+    cells: int = 0  # cells per side; 0: no BEV decoder
+    cell_size_m: float = 3.0  # side of a cell [m]
+    behind_m: float = 8.0  # the grid's first row starts this far behind the rear axle [m]
+    channels: list = field(default_factory=lambda: list(BEV_CHANNELS))  # a subset of BEV_CHANNELS, in order
+    hidden_size: int = 64  # width of the decoder's cell queries
+
+    @property
+    def enabled(self) -> bool:
+        return self.cells > 0
+
+    def cell_centers(self) -> "np.ndarray":
+        """(cells * cells, 2) x, y of the cell centres in the rear-axle frame, row-major (x rows, y columns)."""
+        import numpy as np
+
+        along = -self.behind_m + (np.arange(self.cells) + 0.5) * self.cell_size_m
+        across = (np.arange(self.cells) - (self.cells - 1) / 2.0) * self.cell_size_m
+        x, y = np.meshgrid(along, across, indexing="ij")
+        return np.stack([x.ravel(), y.ravel()], axis=1)
+
+
 _SECTIONS = {
     "backbone": BackboneSettings,
     "head": HeadSettings,
     "lora": LoraSettings,
     "diffusion": DiffusionSettings,
     "processor": ProcessorSettings,
+    "bev": BevSettings,
 }
 
 
@@ -165,7 +197,7 @@ class DipoleVLAConfig(PretrainedConfig):
     """Config of :class:`~vla.modeling_dipole.DipoleVLA` (model_type ``dipole_vla``).
 
     Args:
-        backbone, head, lora, diffusion, processor: dicts (or the dataclasses above) for each section.
+        backbone, head, lora, diffusion, processor, bev: dicts (or the dataclasses above) for each section.
         normalization: trajectory/proprio statistics (see :func:`vla.processing_dipole.compute_normalization_stats`);
             None until computed from training data.
         preset: the preset name this config came from (informational).
@@ -180,11 +212,13 @@ class DipoleVLAConfig(PretrainedConfig):
         lora: Optional[dict] = None,
         diffusion: Optional[dict] = None,
         processor: Optional[dict] = None,
+        bev: Optional[dict] = None,
         normalization: Optional[dict] = None,
         preset: Optional[str] = None,
         **kwargs: Any,
     ):
-        sections = {"backbone": backbone, "head": head, "lora": lora, "diffusion": diffusion, "processor": processor}
+        sections = {"backbone": backbone, "head": head, "lora": lora, "diffusion": diffusion, "processor": processor,
+                    "bev": bev}
         for name, value in sections.items():
             setattr(self, name, asdict(_section(name, _SECTIONS[name], value)))
         self.normalization = normalization
@@ -213,6 +247,10 @@ class DipoleVLAConfig(PretrainedConfig):
     def processor_settings(self) -> ProcessorSettings:
         return _section("processor", ProcessorSettings, self.processor)
 
+    @property
+    def bev_settings(self) -> BevSettings:
+        return _section("bev", BevSettings, self.bev)
+
     def validate_settings(self) -> None:
         """Raise :class:`ModelConfigError` naming the first inconsistent field."""
         bb, head, lora = self.backbone_settings, self.head_settings, self.lora_settings
@@ -239,6 +277,12 @@ class DipoleVLAConfig(PretrainedConfig):
             raise ModelConfigError("processor.image_size", "expected (height, width)")
         if len(proc.image_mean) != 3 or len(proc.image_std) != 3:
             raise ModelConfigError("processor.image_mean", "image_mean and image_std need 3 values")
+        bev = self.bev_settings
+        if bev.cells < 0 or (bev.enabled and (bev.cell_size_m <= 0 or bev.hidden_size <= 0)):
+            raise ModelConfigError("bev.cells", "cells >= 0; with cells > 0, cell_size_m and hidden_size > 0")
+        unknown = [c for c in bev.channels if c not in BEV_CHANNELS]
+        if unknown or (bev.enabled and not bev.channels) or len(set(bev.channels)) != len(bev.channels):
+            raise ModelConfigError("bev.channels", f"distinct names out of {list(BEV_CHANNELS)}, got {bev.channels}")
         if self.normalization is not None:
             for key in ("action_mean", "action_std", "proprio_mean", "proprio_std"):
                 if key not in self.normalization:

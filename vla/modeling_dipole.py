@@ -22,6 +22,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 
 from vla.backbones import Context, build_backbone
 from vla.backbones.base import PRETRAINED_FIELD
+from vla.bev_decoder import BevDecoder
 from vla.configuration_dipole import ACTION_DIM, ADAPTER_NAMES, NUM_TRAJECTORY_POSES, DipoleVLAConfig
 from vla.diffusion import VPLinearSchedule, run_sampler, sample_train_times
 from vla.dit import ContextKV, DiTDenoiser
@@ -66,6 +67,8 @@ DTYPE_KWARG = "dtype" if Version(transformers.__version__) >= Version("4.56") el
 """transformers renamed from_pretrained's ``torch_dtype`` to ``dtype`` in 4.56."""
 TARGET_KEY = "target_poses"
 """The one batch key of the training target: raw poses (B, 8, 3) or (B, K, 8, 3) in the rear-axle frame."""
+BEV_TARGET_KEY = "bev_target"
+"""Batch key of the auxiliary BEV decoder's 0/1 target (B, channels, cells, cells) (vla.training.bev_targets)."""
 
 
 @dataclass
@@ -139,6 +142,8 @@ class DipoleVLA(PreTrainedModel):
                                 NUM_TRAJECTORY_POSES, ACTION_DIM)
         if self.has_branches:
             add_dipole_adapters(self.head, config.lora_settings)
+        bev = config.bev_settings
+        self.bev_decoder = BevDecoder(bev, self.backbone.hidden_size) if bev.enabled else None
         diffusion = config.diffusion_settings
         self.schedule = VPLinearSchedule(diffusion.beta_min, diffusion.beta_max)
         self._processor: Optional[DipoleProcessor] = None
@@ -328,6 +333,8 @@ class DipoleVLA(PreTrainedModel):
                 param.requires_grad_(is_lora_parameter(name) and f".{POSITIVE}." in name + ".")
             else:
                 param.requires_grad_(False)
+        if self.bev_decoder is not None:
+            self.bev_decoder.requires_grad_(scope == "base")
         for name, param in self.backbone.named_parameters():
             if scope != "base" or settings.freeze:
                 param.requires_grad_(False)
@@ -428,13 +435,14 @@ class DipoleVLA(PreTrainedModel):
         return self.schedule.add_noise(actions, eps, t), eps, t
 
     def loss_il(self, batch: dict, *, context: Optional[Context] = None, sample_weights=None, sample_mask=None,
-                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                bev_weight: float = 0.0, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Behaviour-cloning eps-MSE of the base head (adapters off).
 
         batch["target_poses"] raw (B, 8, 3) | (B, K, 8, 3), normalised here with the config's statistics.
         sample_weights (B,)|(B, K) multiply the per-sample loss (e.g. exp-weighted regression baselines);
-        sample_mask (B,)|(B, K) bool drops samples. Plain mean over the kept samples. Gradients reach what
-        :meth:`set_trainable` enabled (``"base"`` for imitation learning).
+        sample_mask (B,)|(B, K) bool drops samples. Plain mean over the kept samples. ``bev_weight`` > 0 adds
+        that multiple of the BEV decoder's loss on batch["bev_target"] (B, channels, cells, cells), computed
+        on the same context. Gradients reach what :meth:`set_trainable` enabled (``"base"`` for imitation).
         """
         actions = self._target(batch)
         b, k = actions.shape[:2]
@@ -449,7 +457,22 @@ class DipoleVLA(PreTrainedModel):
         proprio = self._proprio(batch).repeat_interleave(k, dim=0)
         eps_hat = self.head(a_t, t, proprio, kv, None)
         per_sample = ((eps_hat - eps) ** 2).mean(dim=(-2, -1))
-        return weighted_mean(per_sample, weights, mask)
+        loss = weighted_mean(per_sample, weights, mask)
+        if bev_weight > 0:
+            loss = loss + bev_weight * self.loss_bev(batch, ctx)
+        return loss
+
+    def loss_bev(self, batch: dict, context: Context) -> torch.Tensor:
+        """The auxiliary BEV decoder's loss on ``batch["bev_target"]`` (:class:`vla.bev_decoder.BevDecoder`)."""
+        if self.bev_decoder is None:
+            raise ModelConfigError("bev.cells", "a BEV loss needs the BEV decoder (bev.cells > 0 in the model config)")
+        target = self._tensor(batch, BEV_TARGET_KEY).to(context.tokens.device)
+        bev = self.config.bev_settings
+        expected = (context.tokens.shape[0], len(bev.channels), bev.cells, bev.cells)
+        if tuple(target.shape) != expected:
+            raise VLAInputError(BEV_TARGET_KEY, f"expected {expected} (batch, channels {bev.channels}, cells, "
+                                                f"cells), got {tuple(target.shape)}")
+        return self.bev_decoder.loss(context.tokens, context.mask, target)
 
     def loss_dipole(self, batch: dict, g, beta: float, *, anchor_poses=None, bc_weight: float = 0.0,
                     context: Optional[Context] = None, sample_mask=None, offset: float = 0.0,

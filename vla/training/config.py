@@ -73,6 +73,7 @@ class ILSection:
     steps: NonNegativeInt = 1200  # optimizer steps of the warm start (300 under-fits the demo world)
     batch_size: PositiveInt = 32  # per process, per micro-step
     optim: OptimSection = OptimSection(lr=1e-3, warmup_steps=20)  # optimizer of the IL stage
+    bev_loss_weight: NonNegativeFloat = 0.0  # > 0: add the BEV decoder's loss (model bev.cells > 0; maps + boxes)
 
 
 @dataclass(frozen=True)

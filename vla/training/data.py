@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from vla.modeling_dipole import BEV_TARGET_KEY
 from vla.training.errors import EmptyDataError, TrainingError
 
 ROUND_SCENES_SALT = 7919  # sample-stream salt of the per-round scene subsets (any fixed value)
@@ -73,6 +74,8 @@ class ProcessorCollate:
             batch = dict(self.processor(agent_inputs, target_poses=targets))
         else:
             batch = dict(self.processor(agent_inputs))
+        if BEV_TARGET_KEY in items[0]:  # items of a BevTargetItems (the auxiliary BEV decoder's target)
+            batch[BEV_TARGET_KEY] = torch.as_tensor(np.stack([it[BEV_TARGET_KEY] for it in items]))
         batch[INDICES_KEY] = indices
         return batch
 

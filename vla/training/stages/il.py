@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from vla.training.errors import TrainingError
 from vla.training.stages.base import Stage, register_stage
 
 IL_DATA_SALT = 0  # sample-stream salt of the IL scene order
@@ -21,13 +22,29 @@ class ImitationStage(Stage):
     def total_steps(self) -> int:
         return int(self.section.steps)
 
+    def training_items(self, policy):
+        """The train split's items, with the BEV decoder's targets when its loss is on (``il.bev_loss_weight``)."""
+        t, weight = self.trainer, self.section.bev_loss_weight
+        decoder = getattr(policy, "bev_decoder", None)
+        if (weight > 0) != (decoder is not None):
+            raise TrainingError(f"il.bev_loss_weight = {weight} with a model {'with' if decoder is not None else 'without'}"
+                                " a BEV decoder: set both (bev.cells > 0 in the model and a weight > 0) or neither")
+        if weight == 0:
+            return t.train_items
+        from data_pipelines.paths import DataPaths
+        from vla.training.bev_targets import BevTargetItems
+
+        paths = DataPaths.from_env(openscene_data_root=t.cfg.data.data_root, maps_root=t.cfg.data.maps_root)
+        return BevTargetItems(t.train_items, policy.config.bev_settings, paths)
+
     def run(self, ckpt: Optional[Path]) -> None:
         t, sec = self.trainer, self.section
         policy = t.build_initial_policy()
         ctx = t.prepare_stage(self, policy)
         if ckpt is not None:
             t.restore(ctx, ckpt)
-        batcher = t.batcher(t.train_items, policy, "train split")
+        batcher = t.batcher(self.training_items(policy), policy, "train split")
+        extra = {"bev_weight": float(sec.bev_loss_weight)} if sec.bev_loss_weight > 0 else {}
         accum = self.cfg.gradient_accumulation_steps
         t0, first_step = time.perf_counter(), t.state.step_in_stage
 
@@ -38,7 +55,7 @@ class ImitationStage(Stage):
         batches = batcher.stream(map(indices, itertools.count(t.state.step_in_stage * accum)), with_targets=True)
 
         def micro(m: int):
-            return "il", batches.take(indices(t.state.step_in_stage * accum + m)), {}
+            return "il", batches.take(indices(t.state.step_in_stage * accum + m)), extra
 
         def report(terms: dict) -> None:
             done = t.state.step_in_stage - first_step

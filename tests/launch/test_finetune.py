@@ -185,3 +185,17 @@ def test_training_results_table_equals_evaluate_py_table(world, tmp_path):
         "--report-sample", "0", "--output-dir", str(tmp_path / "evaluation"), "--no-progress",
     ])
     assert (tmp_path / "evaluation" / "summary.md").read_text() == training_table
+
+
+def test_imitation_with_the_bev_decoder_needs_both_the_decoder_and_a_weight(world, tmp_path):
+    finetune = _finetune_module()
+    base = [f"data.data_root={world}", "stages=[il]", "il.steps=2", "il.batch_size=4", "eval.enabled=false",
+            "data.num_workers=1"] + QUIET
+    with pytest.raises(TrainingError, match="bev_loss_weight"):
+        finetune.main(base + [f"output_dir={tmp_path / 'weight_only'}", "il.bev_loss_weight=1.0"])
+    with pytest.raises(TrainingError, match="bev_loss_weight"):
+        finetune.main(base + [f"output_dir={tmp_path / 'decoder_only'}", "model.overrides.bev.cells=4"])
+    out = tmp_path / "both"
+    assert finetune.main(base + [f"output_dir={out}", "il.bev_loss_weight=1.0", "model.overrides.bev.cells=4"]) == 0
+    weights = load_file(str(out / "il_model" / "model.safetensors"))
+    assert any(name.startswith("bev_decoder.") for name in weights)

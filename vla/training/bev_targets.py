@@ -2,8 +2,8 @@
 
 * ``drivable_area``: the cell centre lies in the drivable area the PDM score's drivable-area compliance judges
   (roadblocks, intersections, carparks; ``navsim_eval.pdm``'s drivable map of the scene's map).
-* ``objects``: the cell centre lies within an annotated box of the current frame grown by half a cell on each
-  side (so pedestrians and cyclists smaller than a cell still mark the cell they stand in).
+* ``objects``: the cell's square intersects an annotated box of the current frame (pedestrians and cyclists
+  smaller than a cell still mark the cells they stand in).
 
 Training data carry the map and annotations for it (NAVSIM navtrain: maps + OpenScene boxes); the planner never
 needs them. :class:`BevTargetItems` adds ``bev_target`` to the items of a scene dataset, computed in the data
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import shapely
 import torch
 
 from data_pipelines.geometry import relative_to_absolute_poses
@@ -25,6 +26,7 @@ from data_pipelines.paths import DataPaths
 from data_pipelines.scene import Scene, SensorConfig
 from navsim_eval.pdm.drivable_map import build_drivable_map
 from navsim_eval.pdm.ego_areas import DRIVABLE_AREA_TYPES
+from navsim_eval.pdm.footprint import box_corners, polygons_from_corners
 from vla.configuration_dipole import BevSettings
 from vla.errors import VLAInputError
 from vla.modeling_dipole import BEV_TARGET_KEY
@@ -45,22 +47,20 @@ def drivable_area_raster(scene: Scene, settings: BevSettings) -> np.ndarray:
 
 
 def objects_raster(scene: Scene, settings: BevSettings) -> np.ndarray:
-    """(cells, cells) bool: cell centres within a current-frame box (ego frame) grown by half a cell."""
+    """(cells, cells) bool: cells whose square intersects a current-frame box (ego frame)."""
     annotations = scene.current_frame.annotations
     if annotations is None:
         raise VLAInputError(BEV_TARGET_KEY, f"scene {scene.token}: the objects channel needs annotated boxes "
                                             "(this log has none, e.g. private test data)")
-    centers = settings.cell_centers()
     boxes = np.asarray(annotations.boxes, dtype=np.float64).reshape(-1, 7)
-    if len(boxes) == 0:
-        return np.zeros((settings.cells, settings.cells), dtype=bool)
-    dx = centers[None, :, 0] - boxes[:, None, 0]
-    dy = centers[None, :, 1] - boxes[:, None, 1]
-    cos, sin = np.cos(boxes[:, 6])[:, None], np.sin(boxes[:, 6])[:, None]
-    along, across = cos * dx + sin * dy, -sin * dx + cos * dy
-    grow = settings.cell_size_m / 2.0
-    inside = (np.abs(along) <= boxes[:, 3:4] / 2.0 + grow) & (np.abs(across) <= boxes[:, 4:5] / 2.0 + grow)
-    return inside.any(axis=0).reshape(settings.cells, settings.cells)
+    occupied = np.zeros(settings.cells * settings.cells, dtype=bool)
+    if len(boxes):
+        half = settings.cell_size_m / 2.0
+        centers = settings.cell_centers()
+        cells = shapely.box(centers[:, 0] - half, centers[:, 1] - half, centers[:, 0] + half, centers[:, 1] + half)
+        _, hit = shapely.STRtree(cells).query(polygons_from_corners(box_corners(boxes[:, :2], boxes[:, 6], boxes[:, 3] / 2.0, boxes[:, 4] / 2.0)), predicate="intersects")
+        occupied[hit] = True
+    return occupied.reshape(settings.cells, settings.cells)
 
 
 def _location_map(maps_root: Path, map_version: str, location: str):

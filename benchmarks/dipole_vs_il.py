@@ -12,7 +12,7 @@ Every policy is then evaluated by ``navsim_eval.evaluation`` on the validation s
 EWR temperature, mean over seeds) and on the test split (unseen maps): ``SAMPLES_PER_SCENE`` samples per scene
 with the training seed's own evaluation seed, the same initial noise for every row (noise per scene token).
 Rows: standing still, constant velocity, the logged human, IL, DIPOLE and the control at every omega, EWR;
-and for IL the input ablations (cameras zeroed, cameras shuffled across scenes, driving command forced to
+and for IL the input ablations (cameras zeroed, cameras taken from a scene of another log, driving command forced to
 "forward" on the scenes whose command turns). Each row's PDMS gain over IL has a paired 95 % confidence
 interval over scenes (per-scene means over samples; the mean table averages each scene over seeds first).
 The per-round training-rollout PDMS and weight statistics come from each run's tensorboard log. Writes
@@ -119,8 +119,7 @@ class StandingStillPlanner:
 
 
 class AblatedProcessor:
-    """The model's processor with one input removed: ``cameras_zeroed``, ``cameras_shuffled`` (each scene gets
-    the images of the next scene in the batch) or ``command_forward``."""
+    """The model's processor with one input removed: ``cameras_zeroed`` or ``command_forward``."""
 
     def __init__(self, processor, ablation: str):
         self.processor = processor
@@ -134,8 +133,6 @@ class AblatedProcessor:
         batch = self.processor(agent_inputs)
         if self.ablation == "cameras_zeroed":
             batch["pixel_values"] = torch.zeros_like(batch["pixel_values"])
-        elif self.ablation == "cameras_shuffled":
-            batch["pixel_values"] = torch.roll(batch["pixel_values"], shifts=1, dims=0)
         return batch
 
     @staticmethod
@@ -145,6 +142,42 @@ class AblatedProcessor:
         command[COMMAND_FORWARD] = 1
         statuses[-1] = replace(statuses[-1], driving_command=command)
         return replace(agent_input, ego_statuses=statuses)
+
+
+def camera_donors(loader) -> dict[str, str]:
+    """For the ``cameras_shuffled`` ablation: each scene's camera donor, a scene of another log.
+
+    Scenes in log order; the donor of the i-th is the (i + n/2)-th (mod n), moved on to the next scene of
+    another log where that one shares the log. Neighbouring scenes of one log are 0.5 s apart and their
+    images nearly equal, so a donor from the same log would leave the cameras' content in place."""
+    per_log = loader.get_tokens_list_per_log()
+    order = [(log, token) for log in sorted(per_log) for token in per_log[log]]
+    if len(per_log) < 2:
+        raise ValueError("the cameras_shuffled ablation needs scenes of at least two logs")
+    n, donors = len(order), {}
+    for i, (log, token) in enumerate(order):
+        j = (i + n // 2) % n
+        while order[j][0] == log:
+            j = (j + 1) % n
+        donors[token] = order[j][1]
+    return donors
+
+
+def shuffled_cameras_planner(il, loader, **kwargs):
+    """IL planning with every scene's cameras replaced by its donor's (:func:`camera_donors`)."""
+    from navsim_eval.evaluation import ModelPlanner
+    from navsim_eval.evaluation.planners import PlanningBatch
+    from vla.sampling import PolicySampler
+
+    donors = camera_donors(loader)
+
+    class ShuffledCamerasPlanner(ModelPlanner):
+        def plan(self, batch: PlanningBatch):
+            inputs = [replace(a, cameras=loader.get_agent_input_from_token(donors[t]).cameras)
+                      for a, t in zip(batch.agent_inputs, batch.tokens)]
+            return super().plan(PlanningBatch(batch.tokens, inputs, batch.scenes))
+
+    return ShuffledCamerasPlanner(PolicySampler(il), **kwargs)
 
 
 ABLATIONS = ("cameras_zeroed", "cameras_shuffled", "command_forward")
@@ -169,9 +202,12 @@ def evaluate(runs: dict[str, Path], split: str, data_root: Path, out_dir: Path, 
     planners = [StandingStillPlanner(), ConstantVelocityPlanner(), HumanPlanner()]
     il = DipoleVLA.from_pretrained(str(runs["il"] / "il_model")).eval()
     planners.append(ModelPlanner(PolicySampler(il), name=IL_LABEL, mode="base", **common))
+    sources = build_sources(config)
     if ablations:
         planners += [ModelPlanner(PolicySampler(il, AblatedProcessor(il.processor, a)), name=f"{IL_LABEL} {a}",
-                                  mode="base", **common) for a in ABLATIONS]
+                                  mode="base", **common) for a in ABLATIONS if a != "cameras_shuffled"]
+        planners.append(shuffled_cameras_planner(il, sources[0].loader, name=f"{IL_LABEL} cameras_shuffled",
+                                                 mode="base", **common))
     for name, run_dir in runs.items():
         if name == "il":
             continue
@@ -181,7 +217,7 @@ def evaluate(runs: dict[str, Path], split: str, data_root: Path, out_dir: Path, 
         else:
             planners.append(ModelPlanner(PolicySampler(model), name=name, mode="guided", omegas=omegas, **common))
     out_dir.mkdir(parents=True, exist_ok=True)
-    return run_evaluation(build_sources(config), planners, NativeScorer(), out_dir / "results.csv",
+    return run_evaluation(sources, planners, NativeScorer(), out_dir / "results.csv",
                           RunSettings(metrics=(METRIC_VERSION,), batch_size=16, show_progress=False))
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from data_pipelines.synthetic.layouts import LayoutInstance
+from data_pipelines.synthetic.layouts import SIDEWALK_WIDTH_M, LayoutInstance
 from data_pipelines.synthetic.world import RED, YELLOW, Path, SignalCycle, path_of, random_continuation
 
 # Object sizes (length, width, height) in metres, typical of nuPlan's annotated classes.
@@ -30,6 +30,14 @@ PEDESTRIAN_PREDICTION_S = (1.0, 2.0, 3.0)
 STOP_LINE_MARGIN_M = 1.0
 SPEED_UPDATE_M = 2.0
 YELLOW_STOP_DECEL = 3.5  # on yellow, drivers stop when they can with at most this deceleration
+# Crossing pedestrians wait on the sidewalk until they start to cross, keeping a passing ego at least
+# PEDESTRIAN_PASSING_CLEARANCE_M away (3 ft, the passing distance of US safe-passing laws): their centre stands
+# CROSSING_CURB_SETBACK_M (>= that clearance + half a pedestrian - the 0.25 m the ego's side keeps inside its lane,
+# simulation.LANE_EDGE_CLEARANCE_M) behind the curb. Junction crossing lines start on the sidewalk centre line
+# (mid-block ones farther out), so the waiting position is at most CROSSING_WAIT_DEPTH_M along the line.
+PEDESTRIAN_PASSING_CLEARANCE_M = 0.9
+CROSSING_CURB_SETBACK_M = 1.0
+CROSSING_WAIT_DEPTH_M = SIDEWALK_WIDTH_M / 2.0 - CROSSING_CURB_SETBACK_M
 
 
 @dataclass
@@ -320,7 +328,8 @@ def spawn_population(inst: LayoutInstance, rng: np.random.Generator, density: fl
         for _ in range(int(rng.poisson(1.5 * density))):
             pts = line if rng.random() < 0.5 else line[::-1]
             path = Path(pts, extend=0.0)
-            pedestrians.append(Pedestrian(new_token(), path, float(rng.uniform(0.0, 1.5)), float(rng.uniform(1.0, 1.6)),
+            pedestrians.append(Pedestrian(new_token(), path, float(rng.uniform(0.0, CROSSING_WAIT_DEPTH_M)),
+                                          float(rng.uniform(1.0, 1.6)),
                                           start_time=float(rng.uniform(0.0, 25.0))))
     # Pedestrians walking on sidewalks.
     for walk in inst.sidewalk_paths:

@@ -65,11 +65,13 @@ def idm_acceleration(v: float, v0: float, gap: float, v_lead: float, accel: floa
     return float(min(max(accel * (free - (desired / max(gap, 0.1)) ** 2), -MAX_BRAKE), accel))
 
 
-def curve_speed_limit(path: Path, s: float, v_des: float, decel: float = IDM_DECEL) -> float:
-    """Speed that lets the driver slow down comfortably for every curve within the next 40 m."""
+def curve_speed_limit(path: Path, s: float, v_des: float, decel: float = IDM_DECEL,
+                      lateral_accel: float = LATERAL_ACCEL_LIMIT) -> float:
+    """Speed that lets the driver slow down comfortably for every curve within the next 40 m (at most
+    `lateral_accel` in the curves)."""
     ds = np.arange(0.0, 40.0, 2.0)
     kappa = np.abs(path.curvature(s + ds))
-    v_curve = np.sqrt(LATERAL_ACCEL_LIMIT / np.maximum(kappa, 1e-4))
+    v_curve = np.sqrt(lateral_accel / np.maximum(kappa, 1e-4))
     return float(min(v_des, np.min(np.sqrt(v_curve**2 + 2.0 * decel * ds))))
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from data_pipelines.synthetic.layouts import LayoutInstance
+from data_pipelines.synthetic.layouts import SIDEWALK_WIDTH_M, LayoutInstance
 from data_pipelines.synthetic.world import RED, YELLOW, Path, SignalCycle, path_of, random_continuation
 
 # Object sizes (length, width, height) in metres, typical of nuPlan's annotated classes.
@@ -30,6 +30,14 @@ PEDESTRIAN_PREDICTION_S = (1.0, 2.0, 3.0)
 STOP_LINE_MARGIN_M = 1.0
 SPEED_UPDATE_M = 2.0
 YELLOW_STOP_DECEL = 3.5  # on yellow, drivers stop when they can with at most this deceleration
+# Crossing pedestrians wait on the sidewalk until they start to cross, keeping a passing ego at least
+# PEDESTRIAN_PASSING_CLEARANCE_M away (3 ft, the passing distance of US safe-passing laws): their centre stands
+# CROSSING_CURB_SETBACK_M (>= that clearance + half a pedestrian - the 0.25 m the ego's side keeps inside its lane,
+# simulation.LANE_EDGE_CLEARANCE_M) behind the curb. Junction crossing lines start on the sidewalk centre line
+# (mid-block ones farther out), so the waiting position is at most CROSSING_WAIT_DEPTH_M along the line.
+PEDESTRIAN_PASSING_CLEARANCE_M = 0.9
+CROSSING_CURB_SETBACK_M = 1.0
+CROSSING_WAIT_DEPTH_M = SIDEWALK_WIDTH_M / 2.0 - CROSSING_CURB_SETBACK_M
 
 
 @dataclass
@@ -57,11 +65,13 @@ def idm_acceleration(v: float, v0: float, gap: float, v_lead: float, accel: floa
     return float(min(max(accel * (free - (desired / max(gap, 0.1)) ** 2), -MAX_BRAKE), accel))
 
 
-def curve_speed_limit(path: Path, s: float, v_des: float, decel: float = IDM_DECEL) -> float:
-    """Speed that lets the driver slow down comfortably for every curve within the next 40 m."""
+def curve_speed_limit(path: Path, s: float, v_des: float, decel: float = IDM_DECEL,
+                      lateral_accel: float = LATERAL_ACCEL_LIMIT) -> float:
+    """Speed that lets the driver slow down comfortably for every curve within the next 40 m (at most
+    `lateral_accel` in the curves)."""
     ds = np.arange(0.0, 40.0, 2.0)
     kappa = np.abs(path.curvature(s + ds))
-    v_curve = np.sqrt(LATERAL_ACCEL_LIMIT / np.maximum(kappa, 1e-4))
+    v_curve = np.sqrt(lateral_accel / np.maximum(kappa, 1e-4))
     return float(min(v_des, np.min(np.sqrt(v_curve**2 + 2.0 * decel * ds))))
 
 
@@ -320,7 +330,8 @@ def spawn_population(inst: LayoutInstance, rng: np.random.Generator, density: fl
         for _ in range(int(rng.poisson(1.5 * density))):
             pts = line if rng.random() < 0.5 else line[::-1]
             path = Path(pts, extend=0.0)
-            pedestrians.append(Pedestrian(new_token(), path, float(rng.uniform(0.0, 1.5)), float(rng.uniform(1.0, 1.6)),
+            pedestrians.append(Pedestrian(new_token(), path, float(rng.uniform(0.0, CROSSING_WAIT_DEPTH_M)),
+                                          float(rng.uniform(1.0, 1.6)),
                                           start_time=float(rng.uniform(0.0, 25.0))))
     # Pedestrians walking on sidewalks.
     for walk in inst.sidewalk_paths:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from data_pipelines.synthetic.expert import EGO_WHEEL_BASE, MAX_STEER_RAD
 from data_pipelines.synthetic.layouts import IdAllocator, build_instance
 from data_pipelines.synthetic.world import (
     COMMAND_FORWARD, COMMAND_LEFT, COMMAND_RIGHT, COMMAND_UNKNOWN, GREEN, RED, YELLOW, Path, SignalCycle,
@@ -15,6 +16,16 @@ from data_pipelines.synthetic.world import (
 def _instance(kind: str, seed: int = 3):
     return build_instance(kind, "us-ma-boston", 0, np.array([330000.0, 4690000.0]), IdAllocator(10**7),
                           np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_junction_turns_are_within_the_ego_turning_circle(seed):
+    """Every turning connector bends no tighter than the ego can steer (rear-axle radius wheel base /
+    tan(max steer) = 4.5 m); right turns used to be 3.2-3.5 m (curvature 0.31 1/m)."""
+    turns = [Path(c.centerline, extend=0.0) for c in _instance("junction", seed).connectors.values()
+             if c.turn != "straight"]
+    sharpest = max(float(np.max(np.abs(path.curvature(path.s)))) for path in turns)
+    assert sharpest <= np.tan(MAX_STEER_RAD) / EGO_WHEEL_BASE, f"turn curvature {sharpest:.3f} 1/m"
 
 
 def _pose_before_lane_end(inst, lane_id: int, distance: float) -> tuple[np.ndarray, float]:

@@ -7,8 +7,9 @@ message; a rank that hangs is killed after ``timeout_s``. ``body`` must be a mod
 
 from __future__ import annotations
 
-import os
-import socket
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Callable
 
 import torch.distributed as dist
@@ -18,16 +19,11 @@ SPAWN = mp.get_context("spawn")
 """The start method of every process and queue these tests share (CUDA- and fork-safe)."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _rank_main(body: Callable, rank: int, world_size: int, port: int, errors, args: tuple) -> None:
+def _rank_main(body: Callable, rank: int, world_size: int, store_file: str, errors, args: tuple) -> None:
     try:
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        dist.init_process_group("gloo", rank=rank, world_size=world_size)
+        # a file store, not a TCP port: a port picked free here can be taken by another process before the
+        # ranks bind it (seen as rare failures when these tests ran right after other multi-process tests)
+        dist.init_process_group("gloo", init_method=Path(store_file).as_uri(), rank=rank, world_size=world_size)
         body(rank, *args)
         dist.destroy_process_group()
     except BaseException as err:  # reported to the parent; a hung peer is ended by the join timeout
@@ -37,16 +33,21 @@ def _rank_main(body: Callable, rank: int, world_size: int, port: int, errors, ar
 
 def run_in_gloo_processes(body: Callable, args: tuple = (), world_size: int = 2, timeout_s: float = 600) -> None:
     errors = SPAWN.SimpleQueue()
-    port = free_port()
-    procs = [SPAWN.Process(target=_rank_main, args=(body, rank, world_size, port, errors, args))
+    store_dir = tempfile.mkdtemp(prefix="gloo_store_")
+    store_file = str(Path(store_dir) / "store")  # must not exist yet: the ranks create it
+    procs = [SPAWN.Process(target=_rank_main, args=(body, rank, world_size, store_file, errors, args))
              for rank in range(world_size)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=timeout_s)
-    for proc in procs:
-        if proc.is_alive():
-            proc.kill()
+    try:
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(timeout=timeout_s)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        shutil.rmtree(store_dir, ignore_errors=True)
     messages = []
     while not errors.empty():
         messages.append(errors.get())

@@ -28,6 +28,7 @@ from navsim_eval.pdm.constants import (
     V2_OBSERVATION_STEPS,
     check_version,
 )
+from navsim_eval.pdm.compiled_geometry import NEEDS_GEOMETRY_TEST, QUAD_HIT, convex_quads, quad_entry_pairs
 from navsim_eval.pdm.errors import ObservationError
 from navsim_eval.pdm.footprint import box_corners, ego_corners, polygons_from_corners
 from navsim_eval.pdm.objects import frame_objects, red_light_ids
@@ -74,6 +75,8 @@ class FlatObservation:
     track_speed: np.ndarray  # (U,)
     track_heading: np.ndarray  # (U,)
     track_collided: np.ndarray  # (U,) bool: in the observation's collided set
+    quad_corners: np.ndarray  # (E, 4, 2) outline of the convex-quad entries (the boxes), zeros for others
+    is_convex_quad: np.ndarray  # (E,) bool
 
 
 class Observation:
@@ -140,6 +143,7 @@ class Observation:
                 raise ObservationError(f"observation tokens without a unique object: {missing[:5]}")
             objects = [None if red else self.unique_objects[t] for t, red in zip(unique_tokens, is_red)]
             centroid_points = shapely.centroid(polygons)
+            quad_corners, is_convex_quad = convex_quads(polygons)
             self._flat = FlatObservation(
                 step=np.repeat(np.arange(len(counts)), counts),
                 offsets=offsets,
@@ -155,6 +159,8 @@ class Observation:
                 track_speed=np.array([0.0 if o is None else o.speed for o in objects]),
                 track_heading=np.array([0.0 if o is None else o.heading for o in objects]),
                 track_collided=np.array([t in self.collided_tokens for t in unique_tokens], dtype=bool),
+                quad_corners=quad_corners,
+                is_convex_quad=is_convex_quad,
             )
         return self._flat
 
@@ -170,18 +176,22 @@ class Observation:
         return query[hit], entry[hit]
 
     def query_corners(self, corners: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """As :meth:`query` for quadrilaterals given by corners (N, 4, 2); polygons are built only for
-        quadrilaterals whose bounding box overlaps an obstacle's."""
-        corners = np.asarray(corners, dtype=np.float64).reshape(-1, 4, 2)
-        c0, c1, c2, c3 = corners[:, 0], corners[:, 1], corners[:, 2], corners[:, 3]
-        bounds = np.concatenate([np.minimum(np.minimum(c0, c1), np.minimum(c2, c3)),
-                                 np.maximum(np.maximum(c0, c1), np.maximum(c2, c3))], axis=1)
-        query, entry = self._bbox_candidates(bounds, steps)
-        if len(query) == 0:
-            return query, entry
-        unique_query, inverse = np.unique(query, return_inverse=True)
-        polygons = polygons_from_corners(corners[unique_query])
-        hit = shapely.intersects(polygons[inverse.reshape(-1)], self.flat().polygons[entry])
+        """As :meth:`query` for convex quadrilaterals given by corners (N, 4, 2) (the ego footprints).
+
+        One compiled pass (`compiled_geometry.quad_entry_pairs`) filters same-step pairs by bounding box and
+        decides the box entries by the separating-axis test; only pairs with other entries (red-light lane
+        connectors) go through shapely. Pairs are query-major.
+        """
+        corners = np.ascontiguousarray(corners, dtype=np.float64).reshape(-1, 4, 2)
+        steps = np.ascontiguousarray(np.broadcast_to(np.asarray(steps, dtype=np.int64).reshape(-1), len(corners)))
+        flat = self.flat()
+        query, entry, status = quad_entry_pairs(corners, steps, flat.offsets, flat.bounds, flat.quad_corners,
+                                                flat.is_convex_quad)
+        hit = status == QUAD_HIT
+        other = np.flatnonzero(status == NEEDS_GEOMETRY_TEST)
+        if len(other):
+            polygons = polygons_from_corners(corners[query[other]])
+            hit[other] = shapely.intersects(polygons, flat.polygons[entry[other]])
         return query[hit], entry[hit]
 
     def _bbox_candidates(self, bounds: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

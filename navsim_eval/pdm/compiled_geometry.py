@@ -1,12 +1,15 @@
-"""Compiled (numba, cached) geometric tests of the scorer: ego quadrilaterals against obstacle boxes.
+"""Compiled (numba, cached) geometric tests of the scorer: ego quadrilaterals against obstacle boxes, points
+strictly inside drivable-map polygons.
 
 The scorer's geometric tests are many small ones (a scene has ~5-40 obstacles per step and 33 x 41 ego
 footprints, 4 look-ahead shifts for TTC); in numpy/shapely each costs mostly per-call overhead (building shapely
-polygons, pair expansion). Here one compiled call runs the bounding-box filter and the exact convex test for all
-(query, same-step entry) pairs. See docs/pdm_scorer.md, "Speed".
+polygons, pair expansion). Here one compiled call runs the bounding-box filter and the exact test for all
+(query, entry) pairs. See docs/pdm_scorer.md, "Speed".
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -121,3 +124,142 @@ def _grown(array, capacity):  # pragma: no cover - compiled
     out = np.empty(capacity, dtype=array.dtype)
     out[: array.shape[0]] = array
     return out
+
+
+# ------------------------------------------------------------------------------------- points in map polygons
+
+
+@dataclass(frozen=True)
+class EdgeIndex:
+    """Boundary edges of polygons, bucketed for ray-crossing point tests (built once per drivable map).
+
+    Per entry the ray runs along its bounding box's shorter side (axis `w`), so the edges are bucketed into
+    bands of the longer side (axis `u`): a point only meets the edges of its band. Edges are (u1, w1, u2, w2).
+    """
+
+    edges: np.ndarray  # (M, 4) float
+    axis: np.ndarray  # (E,) int: 0 when u = x, 1 when u = y
+    u_min: np.ndarray  # (E,)
+    band_width: np.ndarray  # (E,)
+    num_bands: np.ndarray  # (E,) int
+    band_start: np.ndarray  # (E,) int: the entry's first band in `band_offsets`
+    band_offsets: np.ndarray  # (total bands + 1,) int: start of each band in `band_edges`
+    band_edges: np.ndarray  # (sum of band sizes,) int: edge indices
+
+
+EDGES_PER_BAND = 2  # target band occupancy; an edge may span several bands
+MAX_BANDS = 512  # per entry
+
+
+def edge_index(polygons: np.ndarray, bounds: np.ndarray) -> EdgeIndex:
+    """The :class:`EdgeIndex` of polygons (E,) (Polygons or MultiPolygons, holes included) with bounds (E, 4)."""
+    polygons = np.asarray(polygons, dtype=object).reshape(-1)
+    parts, part_entry = shapely.get_parts(polygons, return_index=True)
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    coordinates, coordinate_ring = shapely.get_coordinates(rings, return_index=True)
+    same_ring = coordinate_ring[1:] == coordinate_ring[:-1]
+    starts = np.flatnonzero(same_ring)
+    edge_entry = part_entry[ring_part[coordinate_ring[starts]]]
+    order = np.argsort(edge_entry, kind="stable")
+    starts, edge_entry = starts[order], edge_entry[order]
+    width = bounds[:, 2] - bounds[:, 0]
+    height = bounds[:, 3] - bounds[:, 1]
+    axis = np.where(width >= height, 0, 1).astype(np.int64)
+    first, second = coordinates[starts], coordinates[starts + 1]
+    swap = axis[edge_entry] == 1
+    edges = np.stack([np.where(swap, first[:, 1], first[:, 0]), np.where(swap, first[:, 0], first[:, 1]),
+                      np.where(swap, second[:, 1], second[:, 0]), np.where(swap, second[:, 0], second[:, 1])], axis=1)
+    edge_offsets = np.searchsorted(edge_entry, np.arange(len(polygons) + 1))
+    u_min = np.where(axis == 0, bounds[:, 0], bounds[:, 1])
+    extent = np.maximum(np.where(axis == 0, width, height), 0.0)
+    num_bands = np.clip(np.diff(edge_offsets) // EDGES_PER_BAND, 1, MAX_BANDS).astype(np.int64)
+    band_width = np.where(extent > 0.0, extent / num_bands, 1.0)
+    band_start = (np.cumsum(num_bands) - num_bands).astype(np.int64)
+    band_offsets, band_edges = _bucket_edges(np.ascontiguousarray(edges), edge_offsets.astype(np.int64), u_min,
+                                             band_width, num_bands, band_start)
+    return EdgeIndex(np.ascontiguousarray(edges), axis, u_min, band_width, num_bands, band_start, band_offsets,
+                     band_edges)
+
+
+@numba.njit(cache=True)
+def _band_of(u, u_min, band_width, num_bands):  # pragma: no cover - compiled
+    band = int(np.floor((u - u_min) / band_width))
+    return min(max(band, 0), num_bands - 1)
+
+
+@numba.njit(cache=True)
+def _bucket_edges(edges, edge_offsets, u_min, band_width, num_bands, band_start):  # pragma: no cover - compiled
+    """CSR (band offsets, edge indices) of every entry's edges per band of its u span (closed)."""
+    total_bands = num_bands.sum()
+    counts = np.zeros(total_bands + 1, dtype=np.int64)
+    for e in range(edge_offsets.shape[0] - 1):
+        for m in range(edge_offsets[e], edge_offsets[e + 1]):
+            low = _band_of(min(edges[m, 0], edges[m, 2]), u_min[e], band_width[e], num_bands[e])
+            high = _band_of(max(edges[m, 0], edges[m, 2]), u_min[e], band_width[e], num_bands[e])
+            for band in range(low, high + 1):
+                counts[band_start[e] + band + 1] += 1
+    offsets = np.cumsum(counts)
+    fill = offsets[:-1].copy()
+    band_edges = np.empty(offsets[-1], dtype=np.int64)
+    for e in range(edge_offsets.shape[0] - 1):
+        for m in range(edge_offsets[e], edge_offsets[e + 1]):
+            low = _band_of(min(edges[m, 0], edges[m, 2]), u_min[e], band_width[e], num_bands[e])
+            high = _band_of(max(edges[m, 0], edges[m, 2]), u_min[e], band_width[e], num_bands[e])
+            for band in range(low, high + 1):
+                band_edges[fill[band_start[e] + band]] = m
+                fill[band_start[e] + band] += 1
+    return offsets, band_edges
+
+
+@numba.njit(cache=True)
+def _strictly_inside(pu, pw, band, band_offsets, band_edges, edges):  # pragma: no cover - compiled
+    """Ray-crossing parity along +w over the band's edges; a point on an edge is outside (strict)."""
+    inside = False
+    for index in range(band_offsets[band], band_offsets[band + 1]):
+        m = band_edges[index]
+        u1, w1, u2, w2 = edges[m, 0], edges[m, 1], edges[m, 2], edges[m, 3]
+        cross = (u2 - u1) * (pw - w1) - (w2 - w1) * (pu - u1)
+        if (cross == 0.0 and min(u1, u2) <= pu <= max(u1, u2) and min(w1, w2) <= pw <= max(w1, w2)):
+            return False
+        if (u1 > pu) != (u2 > pu):
+            w_at = w1 + (pu - u1) * (w2 - w1) / (u2 - u1)
+            if pw < w_at:
+                inside = not inside
+    return inside
+
+
+@numba.njit(cache=True)
+def containing_pairs(xy, order, entries, bounds, axis, u_min, band_width, num_bands, band_start, band_offsets,
+                     band_edges, edges):  # pragma: no cover - compiled
+    """(point, entry) pairs of points (N, 2) strictly within entries (entry-major, points by increasing x).
+
+    `order` sorts the points by x; only points strictly inside an entry's bounding box are tested.
+    """
+    sorted_x = xy[order, 0]
+    capacity = 64
+    point_out = np.empty(capacity, dtype=np.int64)
+    entry_out = np.empty(capacity, dtype=np.int64)
+    count = 0
+    for e in entries:
+        first = np.searchsorted(sorted_x, bounds[e, 0], side="right")
+        last = np.searchsorted(sorted_x, bounds[e, 2], side="left")
+        for k in range(first, last):
+            p = order[k]
+            y = xy[p, 1]
+            if not (y > bounds[e, 1] and y < bounds[e, 3]):
+                continue
+            if axis[e] == 0:
+                pu, pw = xy[p, 0], y
+            else:
+                pu, pw = y, xy[p, 0]
+            band = band_start[e] + _band_of(pu, u_min[e], band_width[e], num_bands[e])
+            if not _strictly_inside(pu, pw, band, band_offsets, band_edges, edges):
+                continue
+            if count == capacity:
+                capacity *= 2
+                point_out = _grown(point_out, capacity)
+                entry_out = _grown(entry_out, capacity)
+            point_out[count] = p
+            entry_out[count] = e
+            count += 1
+    return point_out[:count], entry_out[:count]

@@ -1,0 +1,64 @@
+"""Compiled geometric tests agree with shapely (closed-set quad intersection, strict point containment)."""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+
+from navsim_eval.pdm.compiled_geometry import NEEDS_GEOMETRY_TEST, QUAD_HIT, convex_quads, quad_entry_pairs
+from navsim_eval.pdm.drivable_map import LANE, ROADBLOCK, DrivableMap
+from navsim_eval.pdm.footprint import box_corners, polygons_from_corners
+
+
+def test_quad_pairs_equal_shapely_intersects_including_touching_boxes():
+    rng = np.random.default_rng(3)
+    num_queries, num_entries = 400, 60
+    queries = box_corners(rng.uniform(0, 30, (num_queries, 2)), rng.uniform(-np.pi, np.pi, num_queries), 2.5, 1.1)
+    boxes = box_corners(rng.uniform(0, 30, (num_entries, 2)), rng.uniform(-np.pi, np.pi, num_entries),
+                        rng.uniform(0.3, 3.0, num_entries), rng.uniform(0.3, 1.5, num_entries))
+    # Touching cases: an axis-aligned query sharing an edge / a corner with an axis-aligned entry.
+    queries[0] = [[2.0, 1.0], [0.0, 1.0], [0.0, 0.0], [2.0, 0.0]]
+    boxes[0] = [[4.0, 1.0], [2.0, 1.0], [2.0, 0.5], [4.0, 0.5]]  # shares the edge x = 2
+    queries[1] = [[2.0, 1.0], [0.0, 1.0], [0.0, 0.0], [2.0, 0.0]]
+    boxes[1] = [[3.0, 2.0], [2.0, 2.0], [2.0, 1.0], [3.0, 1.0]]  # shares the corner (2, 1)
+    entry_polygons = list(polygons_from_corners(boxes))
+    entry_polygons[5] = shapely.Polygon([(10, 10), (14, 10), (14, 14), (12, 11), (10, 14)])  # concave: shapely
+    entry_polygons = np.array(entry_polygons, dtype=object)
+    steps = np.zeros(num_queries, dtype=np.int64)
+    steps[0], steps[1] = 0, 1
+    entry_step = np.zeros(num_entries, dtype=np.int64)
+    entry_step[1] = 1
+    order = np.argsort(entry_step, kind="stable")
+    entry_polygons, entry_step = entry_polygons[order], entry_step[order]
+    offsets = np.searchsorted(entry_step, np.arange(3))
+    corners, is_quad = convex_quads(entry_polygons)
+    assert is_quad.sum() == num_entries - 1
+    bounds = shapely.bounds(entry_polygons)
+    query, entry, status = quad_entry_pairs(np.ascontiguousarray(queries), steps, offsets, bounds, corners, is_quad)
+    assert set(np.unique(status)) <= {QUAD_HIT, NEEDS_GEOMETRY_TEST}
+    assert np.all(~is_quad[entry[status == NEEDS_GEOMETRY_TEST]])
+    query_polygons = polygons_from_corners(queries)
+    expected = {(q, e) for q in range(num_queries) for e in range(offsets[steps[q]], offsets[steps[q] + 1])
+                if shapely.intersects(query_polygons[q], entry_polygons[e])}
+    got = {(int(q), int(e)) for q, e, s in zip(query, entry, status)
+           if s == QUAD_HIT or shapely.intersects(query_polygons[q], entry_polygons[e])}
+    assert got == expected
+    assert (0, int(np.flatnonzero(order == 0)[0])) in got and (1, int(np.flatnonzero(order == 1)[0])) in got
+    assert len(expected) > 20  # the random boxes do overlap
+
+
+def test_containing_pairs_equal_shapely_within_with_holes_and_boundaries():
+    rng = np.random.default_rng(4)
+    road = shapely.Polygon(np.stack([np.linspace(0, 60, 200), 5 * np.sin(np.linspace(0, 6, 200))], 1).tolist()
+                           + np.stack([np.linspace(60, 0, 200), 4 + 5 * np.sin(np.linspace(6, 0, 200))], 1).tolist())
+    tall = shapely.Polygon([(0, 0), (3, 0), (3, 40), (0, 40)], holes=[[(1, 10), (2, 10), (2, 20), (1, 20)]])
+    multi = shapely.MultiPolygon([shapely.box(40, 20, 45, 25), shapely.box(50, 20, 55, 25)])
+    drivable = DrivableMap(["road", "tall", "multi"], [ROADBLOCK, LANE, ROADBLOCK], [road, tall, multi])
+    points = np.concatenate([rng.uniform([-2, -6], [62, 42], (4000, 2)),
+                             [[0.0, 5.0], [3.0, 5.0], [1.5, 10.0], [1.0, 15.0], [40.0, 22.0], [1.5, 0.0]]])
+    got = drivable.contains_points(points)
+    expected = np.stack([shapely.contains_xy(p, points[:, 0], points[:, 1]) for p in drivable.polygons], axis=1)
+    np.testing.assert_array_equal(got, expected)
+    assert expected.sum(axis=0).min() > 10
+    # On the boundary is outside: the tall lane's outer edges and its hole's edges, the multipolygon's edge.
+    assert not got[[-6, -5, -4, -3, -1], 1].any() and not got[-2, 2]

@@ -263,3 +263,145 @@ def containing_pairs(xy, order, entries, bounds, axis, u_min, band_width, num_ba
             entry_out[count] = e
             count += 1
     return point_out[:count], entry_out[:count]
+
+
+# ---------------------------------------------------------------------------- polygon distance (GEOS's formulas)
+
+
+@dataclass(frozen=True)
+class RingTable:
+    """Polygons as rings (exteriors and holes of every part), for the compiled distance.
+
+    Polygon i owns rings ring_start[i] .. ring_start[i + 1] - 1; ring r owns the closed coordinate run
+    coordinates[coordinate_start[r] : coordinate_start[r + 1]].
+    """
+
+    coordinates: np.ndarray  # (M, 2)
+    coordinate_start: np.ndarray  # (R + 1,) int
+    ring_start: np.ndarray  # (P + 1,) int
+
+
+def ring_table(polygons: np.ndarray) -> RingTable:
+    """The :class:`RingTable` of polygons (P,) (Polygons or MultiPolygons)."""
+    polygons = np.asarray(polygons, dtype=object).reshape(-1)
+    parts, part_polygon = shapely.get_parts(polygons, return_index=True)
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    coordinates, coordinate_ring = shapely.get_coordinates(rings, return_index=True)
+    coordinate_start = np.searchsorted(coordinate_ring, np.arange(len(rings) + 1)).astype(np.int64)
+    ring_start = np.searchsorted(part_polygon[ring_part], np.arange(len(polygons) + 1)).astype(np.int64)
+    return RingTable(np.ascontiguousarray(coordinates, dtype=np.float64).reshape(-1, 2), coordinate_start, ring_start)
+
+
+@numba.njit(cache=True)
+def _point_distance(px, py, qx, qy):  # pragma: no cover - compiled
+    dx = px - qx
+    dy = py - qy
+    return np.sqrt(dx * dx + dy * dy)
+
+
+@numba.njit(cache=True)
+def _point_segment_distance(px, py, ax, ay, bx, by):  # pragma: no cover - compiled
+    """GEOS Distance::pointToSegment."""
+    if ax == bx and ay == by:
+        return _point_distance(px, py, ax, ay)
+    len2 = (bx - ax) * (bx - ax) + (by - ay) * (by - ay)
+    r = ((px - ax) * (bx - ax) + (py - ay) * (by - ay)) / len2
+    if r <= 0.0:
+        return _point_distance(px, py, ax, ay)
+    if r >= 1.0:
+        return _point_distance(px, py, bx, by)
+    s = ((ay - py) * (bx - ax) - (ax - px) * (by - ay)) / len2
+    return abs(s) * np.sqrt(len2)
+
+
+@numba.njit(cache=True)
+def _segment_distance(ax, ay, bx, by, cx, cy, dx, dy):  # pragma: no cover - compiled
+    """GEOS Distance::segmentToSegment (0 when the segments intersect)."""
+    if ax == bx and ay == by:
+        return _point_segment_distance(ax, ay, cx, cy, dx, dy)
+    if cx == dx and cy == dy:
+        return _point_segment_distance(dx, dy, ax, ay, bx, by)
+    no_intersection = False
+    if (min(cx, dx) > max(ax, bx) or max(cx, dx) < min(ax, bx)
+            or min(cy, dy) > max(ay, by) or max(cy, dy) < min(ay, by)):
+        no_intersection = True
+    else:
+        denominator = (bx - ax) * (dy - cy) - (by - ay) * (dx - cx)
+        if denominator == 0.0:
+            no_intersection = True
+        else:
+            r_numerator = (ay - cy) * (dx - cx) - (ax - cx) * (dy - cy)
+            s_numerator = (ay - cy) * (bx - ax) - (ax - cx) * (by - ay)
+            s = s_numerator / denominator
+            r = r_numerator / denominator
+            if r < 0.0 or r > 1.0 or s < 0.0 or s > 1.0:
+                no_intersection = True
+    if no_intersection:
+        return min(_point_segment_distance(ax, ay, cx, cy, dx, dy),
+                   min(_point_segment_distance(bx, by, cx, cy, dx, dy),
+                       min(_point_segment_distance(cx, cy, ax, ay, bx, by),
+                           _point_segment_distance(dx, dy, ax, ay, bx, by))))
+    return 0.0
+
+
+@numba.njit(cache=True)
+def _in_closed_rings(px, py, coordinates, coordinate_start, ring_first, ring_last):  # pragma: no cover - compiled
+    """Point inside or on the polygon given by rings ring_first .. ring_last - 1 (ray-crossing parity)."""
+    inside = False
+    for ring in range(ring_first, ring_last):
+        for m in range(coordinate_start[ring], coordinate_start[ring + 1] - 1):
+            ax, ay = coordinates[m, 0], coordinates[m, 1]
+            bx, by = coordinates[m + 1, 0], coordinates[m + 1, 1]
+            cross = (bx - ax) * (py - ay) - (by - ay) * (px - ax)
+            if cross == 0.0 and min(ax, bx) <= px <= max(ax, bx) and min(ay, by) <= py <= max(ay, by):
+                return True
+            if (ay > py) != (by > py):
+                x_at = ax + (py - ay) * (bx - ax) / (by - ay)
+                if px < x_at:
+                    inside = not inside
+    return inside
+
+
+@numba.njit(cache=True)
+def quad_polygon_distance(quad, coordinates, coordinate_start, ring_first, ring_last):  # pragma: no cover - compiled
+    """Distance between the quadrilateral (4, 2) and the polygon of rings ring_first .. ring_last - 1 of a
+    :class:`RingTable`, as GEOS DistanceOp computes it: 0 when the first vertex of one lies in the other (or
+    of any of the polygon's rings in the quad), else the smallest segment-to-segment distance."""
+    if _in_closed_rings(quad[0, 0], quad[0, 1], coordinates, coordinate_start, ring_first, ring_last):
+        return 0.0
+    quad_ring = np.empty((5, 2))
+    quad_ring[:4] = quad
+    quad_ring[4] = quad[0]
+    quad_start = np.array([0, 5])
+    for ring in range(ring_first, ring_last):
+        m = coordinate_start[ring]
+        if _in_closed_rings(coordinates[m, 0], coordinates[m, 1], quad_ring, quad_start, 0, 1):
+            return 0.0
+    best = np.inf
+    for i in range(4):
+        ax, ay, bx, by = quad_ring[i, 0], quad_ring[i, 1], quad_ring[i + 1, 0], quad_ring[i + 1, 1]
+        for ring in range(ring_first, ring_last):
+            for m in range(coordinate_start[ring], coordinate_start[ring + 1] - 1):
+                distance = _segment_distance(ax, ay, bx, by, coordinates[m, 0], coordinates[m, 1],
+                                             coordinates[m + 1, 0], coordinates[m + 1, 1])
+                if distance < best:
+                    best = distance
+                    if best == 0.0:
+                        return 0.0
+    return best
+
+
+@numba.njit(cache=True)
+def _quad_polygon_distances(quads, polygon, coordinates, coordinate_start, ring_start):  # pragma: no cover
+    out = np.empty(quads.shape[0])
+    for i in range(quads.shape[0]):
+        p = polygon[i]
+        out[i] = quad_polygon_distance(quads[i], coordinates, coordinate_start, ring_start[p], ring_start[p + 1])
+    return out
+
+
+def quad_polygon_distances(quads: np.ndarray, polygon: np.ndarray, table: RingTable) -> np.ndarray:
+    """Distances (N,) of quads (N, 4, 2) to the polygons `polygon` (N,) of a ring table (for tests and callers
+    outside compiled code)."""
+    return _quad_polygon_distances(np.ascontiguousarray(quads, dtype=np.float64), np.asarray(polygon, np.int64),
+                                   table.coordinates, table.coordinate_start, table.ring_start)

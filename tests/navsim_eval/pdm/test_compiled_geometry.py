@@ -1,13 +1,21 @@
-"""Compiled geometric tests agree with shapely (closed-set quad intersection, strict point containment)."""
+"""Compiled geometric tests agree with shapely (closed-set quad intersection, strict point containment,
+polygon distance) and with the vectorised footprint."""
 
 from __future__ import annotations
 
 import numpy as np
 import shapely
 
-from navsim_eval.pdm.compiled_geometry import NEEDS_GEOMETRY_TEST, QUAD_HIT, convex_quads, quad_entry_pairs
+from navsim_eval.pdm.compiled_geometry import (
+    NEEDS_GEOMETRY_TEST,
+    QUAD_HIT,
+    convex_quads,
+    quad_entry_pairs,
+    quad_polygon_distances,
+    ring_table,
+)
 from navsim_eval.pdm.drivable_map import LANE, ROADBLOCK, DrivableMap
-from navsim_eval.pdm.footprint import box_corners, polygons_from_corners
+from navsim_eval.pdm.footprint import box_corners, ego_corners, ego_corners_into, polygons_from_corners
 
 
 def test_quad_pairs_equal_shapely_intersects_including_touching_boxes():
@@ -62,3 +70,29 @@ def test_containing_pairs_equal_shapely_within_with_holes_and_boundaries():
     assert expected.sum(axis=0).min() > 10
     # On the boundary is outside: the tall lane's outer edges and its hole's edges, the multipolygon's edge.
     assert not got[[-6, -5, -4, -3, -1], 1].any() and not got[-2, 2]
+
+
+def test_quad_polygon_distance_equals_shapely_distance_bit_for_bit():
+    rng = np.random.default_rng(5)
+    num = 2000
+    quads = box_corners(rng.uniform(0, 30, (num, 2)), rng.uniform(-np.pi, np.pi, num), 2.5, 1.1)
+    boxes = box_corners(rng.uniform(0, 30, (40, 2)), rng.uniform(-np.pi, np.pi, 40), rng.uniform(0.3, 3.0, 40),
+                        rng.uniform(0.3, 1.5, 40))
+    polygons = list(polygons_from_corners(boxes))
+    polygons.append(shapely.Polygon([(10, 10), (14, 10), (14, 14), (12, 11), (10, 14)]))  # concave
+    polygons.append(shapely.Polygon([(0, 0), (20, 0), (20, 20), (0, 20)], holes=[[(5, 5), (15, 5), (15, 15), (5, 15)]]))
+    polygons.append(shapely.MultiPolygon([shapely.box(40, 0, 42, 2), shapely.box(25, 25, 27, 26)]))
+    polygons = np.array(polygons, dtype=object)
+    which = rng.integers(0, len(polygons), num)
+    got = quad_polygon_distances(quads, which, ring_table(polygons))
+    expected = shapely.distance(polygons_from_corners(quads), polygons[which])
+    np.testing.assert_array_equal(got, expected)
+    assert (expected == 0).sum() > 50 and (expected > 0).sum() > 1000
+
+
+def test_compiled_ego_corners_equal_vectorised_ones():
+    poses = np.random.default_rng(6).uniform([-100, -100, -4], [100, 100, 4], (200, 3))
+    out = np.empty((4, 2))
+    for pose in poses:
+        ego_corners_into(pose[0], pose[1], pose[2], out)
+        np.testing.assert_array_equal(out, ego_corners(pose))

@@ -15,10 +15,6 @@ import numba
 import numpy as np
 import shapely
 
-QUAD_HIT = 1  # a convex-quad entry intersects the query
-NEEDS_GEOMETRY_TEST = 2  # the entry is not a convex quad: bounding boxes overlap, shapely decides
-
-
 def convex_quads(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(corners (E, 4, 2), is_convex_quad (E,)) of shapely polygons: entries with a 4-vertex exterior, no
     holes and a strictly convex, non-degenerate outline (every box of an observation); others get zeros."""
@@ -70,20 +66,21 @@ def _separated_by_edges(first, first_sign, second):  # pragma: no cover - compil
 
 
 @numba.njit(cache=True)
-def quad_entry_pairs(corners, steps, offsets, bounds, entry_corners, is_quad):  # pragma: no cover - compiled
-    """(query, entry, status) of query quads (N, 4, 2) against the entries of their step (closed sets).
+def quad_entry_pairs(corners, steps, offsets, bounds, entry_corners, is_quad, outline, coordinates,
+                     coordinate_start, ring_start):  # pragma: no cover - compiled
+    """(query, entry) pairs of query quads (N, 4, 2) intersecting the entries of their step (closed sets).
 
     `steps` (N,) index the step-major entries through `offsets` (num_steps + 1,); steps outside have none.
     Pairs with overlapping closed bounding boxes are tested: convex-quad entries by the separating-axis test on
-    the eight edge lines (status QUAD_HIT when no edge line separates them; touching counts), other entries
-    are returned with status NEEDS_GEOMETRY_TEST. Pairs are query-major, entries in step order.
+    the eight edge lines (touching counts), other entries (red-light lane connectors) by a zero distance to
+    their outline `outline[e]` of the ring table (`quad_polygon_distance`). Pairs are query-major, entries in
+    step order.
     """
     num = corners.shape[0]
     num_steps = offsets.shape[0] - 1
     capacity = 64
     query = np.empty(capacity, dtype=np.int64)
     entry = np.empty(capacity, dtype=np.int64)
-    status = np.empty(capacity, dtype=np.int8)
     count = 0
     for q in range(num):
         step = steps[q]
@@ -104,19 +101,18 @@ def quad_entry_pairs(corners, steps, offsets, bounds, entry_corners, is_quad):  
                 other = entry_corners[e]
                 if _separated_by_edges(quad, sign, other) or _separated_by_edges(other, _orientation(other), quad):
                     continue
-                result = QUAD_HIT
             else:
-                result = NEEDS_GEOMETRY_TEST
+                u = outline[e]
+                if quad_polygon_distance(quad, coordinates, coordinate_start, ring_start[u], ring_start[u + 1]) > 0.0:
+                    continue
             if count == capacity:
                 capacity *= 2
                 query = _grown(query, capacity)
                 entry = _grown(entry, capacity)
-                status = _grown(status, capacity)
             query[count] = q
             entry[count] = e
-            status[count] = result
             count += 1
-    return query[:count], entry[:count], status[:count]
+    return query[:count], entry[:count]
 
 
 @numba.njit(cache=True)

@@ -28,7 +28,7 @@ from navsim_eval.pdm.constants import (
     V2_OBSERVATION_STEPS,
     check_version,
 )
-from navsim_eval.pdm.compiled_geometry import NEEDS_GEOMETRY_TEST, QUAD_HIT, convex_quads, quad_entry_pairs
+from navsim_eval.pdm.compiled_geometry import RingTable, convex_quads, quad_entry_pairs, ring_table
 from navsim_eval.pdm.errors import ObservationError
 from navsim_eval.pdm.footprint import box_corners, ego_corners, polygons_from_corners
 from navsim_eval.pdm.objects import frame_objects, red_light_ids
@@ -77,6 +77,8 @@ class FlatObservation:
     track_collided: np.ndarray  # (U,) bool: in the observation's collided set
     quad_corners: np.ndarray  # (E, 4, 2) outline of the convex-quad entries (the boxes), zeros for others
     is_convex_quad: np.ndarray  # (E,) bool
+    outlines: RingTable  # the distinct polygons (entries of several steps share theirs, e.g. red lights)
+    outline: np.ndarray  # (E,) int: an entry's polygon in `outlines`
 
 
 class Observation:
@@ -142,8 +144,13 @@ class Observation:
             if missing:
                 raise ObservationError(f"observation tokens without a unique object: {missing[:5]}")
             objects = [None if red else self.unique_objects[t] for t, red in zip(unique_tokens, is_red)]
-            centroid_points = shapely.centroid(polygons)
-            quad_corners, is_convex_quad = convex_quads(polygons)
+            # Static objects and red lights are the same polygon object at every step: geometry per distinct one.
+            identity = np.array([id(polygon) for polygon in polygons], dtype=np.int64)
+            _, first, outline = np.unique(identity, return_index=True, return_inverse=True)
+            outline = np.asarray(outline, dtype=np.int64).reshape(-1)
+            distinct = polygons[first]
+            centroid_points = shapely.centroid(distinct)[outline]
+            quad_corners, is_convex_quad = (array[outline] for array in convex_quads(distinct))
             self._flat = FlatObservation(
                 step=np.repeat(np.arange(len(counts)), counts),
                 offsets=offsets,
@@ -152,7 +159,7 @@ class Observation:
                 is_red_light=is_red[token_ids] if len(tokens) else np.zeros(0, dtype=bool),
                 centroids=np.stack([shapely.get_x(centroid_points), shapely.get_y(centroid_points)], axis=-1)
                 .reshape(-1, 2),
-                bounds=shapely.bounds(polygons).reshape(-1, 4),
+                bounds=shapely.bounds(distinct).reshape(-1, 4)[outline],
                 token_ids=np.asarray(token_ids, dtype=np.int64).reshape(-1),
                 unique_tokens=unique_tokens,
                 track_is_agent=np.array([o is not None and o.is_agent for o in objects], dtype=bool),
@@ -161,6 +168,8 @@ class Observation:
                 track_collided=np.array([t in self.collided_tokens for t in unique_tokens], dtype=bool),
                 quad_corners=quad_corners,
                 is_convex_quad=is_convex_quad,
+                outlines=ring_table(distinct),
+                outline=outline,
             )
         return self._flat
 
@@ -176,23 +185,14 @@ class Observation:
         return query[hit], entry[hit]
 
     def query_corners(self, corners: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """As :meth:`query` for convex quadrilaterals given by corners (N, 4, 2) (the ego footprints).
-
-        One compiled pass (`compiled_geometry.quad_entry_pairs`) filters same-step pairs by bounding box and
-        decides the box entries by the separating-axis test; only pairs with other entries (red-light lane
-        connectors) go through shapely. Pairs are query-major.
-        """
+        """As :meth:`query` for convex quadrilaterals given by corners (N, 4, 2) (the ego footprints), in one
+        compiled pass (`compiled_geometry.quad_entry_pairs`); pairs are query-major."""
         corners = np.ascontiguousarray(corners, dtype=np.float64).reshape(-1, 4, 2)
         steps = np.ascontiguousarray(np.broadcast_to(np.asarray(steps, dtype=np.int64).reshape(-1), len(corners)))
         flat = self.flat()
-        query, entry, status = quad_entry_pairs(corners, steps, flat.offsets, flat.bounds, flat.quad_corners,
-                                                flat.is_convex_quad)
-        hit = status == QUAD_HIT
-        other = np.flatnonzero(status == NEEDS_GEOMETRY_TEST)
-        if len(other):
-            polygons = polygons_from_corners(corners[query[other]])
-            hit[other] = shapely.intersects(polygons, flat.polygons[entry[other]])
-        return query[hit], entry[hit]
+        return quad_entry_pairs(corners, steps, flat.offsets, flat.bounds, flat.quad_corners, flat.is_convex_quad,
+                                flat.outline, flat.outlines.coordinates, flat.outlines.coordinate_start,
+                                flat.outlines.ring_start)
 
     def _bbox_candidates(self, bounds: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(query, entry) pairs of the same step whose closed bounding boxes overlap (vectorised).

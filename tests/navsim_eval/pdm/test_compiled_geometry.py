@@ -7,8 +7,6 @@ import numpy as np
 import shapely
 
 from navsim_eval.pdm.compiled_geometry import (
-    NEEDS_GEOMETRY_TEST,
-    QUAD_HIT,
     convex_quads,
     quad_entry_pairs,
     quad_polygon_distances,
@@ -41,17 +39,17 @@ def test_quad_pairs_equal_shapely_intersects_including_touching_boxes():
     offsets = np.searchsorted(entry_step, np.arange(3))
     corners, is_quad = convex_quads(entry_polygons)
     assert is_quad.sum() == num_entries - 1
-    bounds = shapely.bounds(entry_polygons)
-    query, entry, status = quad_entry_pairs(np.ascontiguousarray(queries), steps, offsets, bounds, corners, is_quad)
-    assert set(np.unique(status)) <= {QUAD_HIT, NEEDS_GEOMETRY_TEST}
-    assert np.all(~is_quad[entry[status == NEEDS_GEOMETRY_TEST]])
+    outlines = ring_table(entry_polygons)
+    query, entry = quad_entry_pairs(np.ascontiguousarray(queries), steps, offsets, shapely.bounds(entry_polygons),
+                                    corners, is_quad, np.arange(num_entries), outlines.coordinates,
+                                    outlines.coordinate_start, outlines.ring_start)
     query_polygons = polygons_from_corners(queries)
-    expected = {(q, e) for q in range(num_queries) for e in range(offsets[steps[q]], offsets[steps[q] + 1])
-                if shapely.intersects(query_polygons[q], entry_polygons[e])}
-    got = {(int(q), int(e)) for q, e, s in zip(query, entry, status)
-           if s == QUAD_HIT or shapely.intersects(query_polygons[q], entry_polygons[e])}
-    assert got == expected
-    assert (0, int(np.flatnonzero(order == 0)[0])) in got and (1, int(np.flatnonzero(order == 1)[0])) in got
+    expected = [(q, e) for q in range(num_queries) for e in range(offsets[steps[q]], offsets[steps[q] + 1])
+                if shapely.intersects(query_polygons[q], entry_polygons[e])]
+    assert list(zip(query.tolist(), entry.tolist())) == expected  # same pairs, query-major
+    assert (0, int(np.flatnonzero(order == 0)[0])) in expected and (1, int(np.flatnonzero(order == 1)[0])) in expected
+    concave = int(np.flatnonzero(order == 5)[0])
+    assert any(e == concave for _, e in expected)  # the non-quad entry is hit by some query
     assert len(expected) > 20  # the random boxes do overlap
 
 

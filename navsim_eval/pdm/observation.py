@@ -137,8 +137,7 @@ class Observation:
             offsets = np.concatenate([[0], np.cumsum(counts)])
             tokens = np.concatenate(self._tokens) if counts.sum() else np.zeros(0, dtype=object)
             polygons = np.concatenate(self._polygons) if counts.sum() else np.zeros(0, dtype=object)
-            unique_tokens, token_ids = np.unique(tokens.astype(str), return_inverse=True)
-            unique_tokens = [str(t) for t in unique_tokens]
+            unique_tokens, token_ids = _sorted_unique(tokens)
             is_red = np.array([is_red_light_token(t) for t in unique_tokens], dtype=bool)
             missing = [t for t, red in zip(unique_tokens, is_red) if not red and t not in self.unique_objects]
             if missing:
@@ -259,6 +258,17 @@ class Observation:
         if not queries:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         return np.concatenate(queries), np.concatenate(entries)
+
+
+def _sorted_unique(tokens: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """(sorted distinct tokens, index of each token among them), as `np.unique(..., return_inverse=True)` on the
+    strings, through a dict: an observation lists few distinct tokens many times."""
+    first_seen: dict[str, int] = {}
+    seen_ids = np.array([first_seen.setdefault(str(t), len(first_seen)) for t in tokens], dtype=np.int64)
+    unique_tokens = sorted(first_seen)
+    rank = np.empty(len(first_seen), dtype=np.int64)
+    rank[[first_seen[t] for t in unique_tokens]] = np.arange(len(unique_tokens))
+    return unique_tokens, rank[seen_ids]
 
 
 def _boxes_overlap(first: np.ndarray, second: np.ndarray) -> np.ndarray:

@@ -110,7 +110,7 @@ class ProposalGenerator:
         _rollout(first_step, last_step, self.config.leading_agent_update_interval, rows, group_start, group_path,
                  *candidates, s.progress, s.velocity, s.poses, s.leading, self._targets, self.path_lengths,
                  self._obstacles.coordinates, self._obstacles.coordinate_start, self._obstacles.ring_start,
-                 self._obstacle_kind, self._obstacle_speed, self._obstacle_heading, self._interpolate.tables,
+                 self._obstacle_outline, self._obstacle_kind, self._obstacle_speed, self._obstacle_heading, self._interpolate.tables,
                  idm.min_gap_to_lead_agent, idm.headway_time, idm.accel_max, idm.decel_max,
                  idm.acceleration_exponent, self.config.dt)
 
@@ -126,7 +126,7 @@ class ProposalGenerator:
         s = self.state
         _leading_vectors(k, 0, k % interval == 0, rows, group_start, group_path, *candidates, s.progress, s.poses,
                          s.leading, self.path_lengths, self._obstacles.coordinates, self._obstacles.coordinate_start,
-                         self._obstacles.ring_start, self._obstacle_kind, self._obstacle_speed, self._obstacle_heading)
+                         self._obstacles.ring_start, self._obstacle_outline, self._obstacle_kind, self._obstacle_speed, self._obstacle_heading)
 
     @staticmethod
     def _group_arrays(groups: Sequence[tuple[int, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -176,30 +176,46 @@ class ProposalGenerator:
         return mask
 
     def _obstacle_tables(self) -> None:
-        """Every occupancy map's obstacles under one global index: outlines (`RingTable`), kind (agent, static,
-        red light), speed and heading of their track."""
+        """Every occupancy map's obstacles under one global index: outline (in a `RingTable`), kind (agent,
+        static, red light), speed and heading of their track."""
         maps = self.observation.maps
         self._map_offsets = np.concatenate([[0], np.cumsum([len(m.tokens) for m in maps])]).astype(np.int64)
-        self._obstacles = ring_table(np.concatenate([np.asarray(m.polygons, dtype=object).reshape(-1) for m in maps]))
-        kind_of, speed_of, heading_of = {}, {}, {}
-        for token in {t for m in maps for t in m.tokens}:
+        polygons = np.concatenate([np.asarray(m.polygons, dtype=object).reshape(-1) for m in maps])
+        # Static objects and red lights are the same polygon object in every map: one outline per distinct one.
+        _, first, outline = np.unique(np.array([id(p) for p in polygons], dtype=np.int64), return_index=True,
+                                      return_inverse=True)
+        self._obstacles = ring_table(polygons[first])
+        self._obstacle_outline = np.asarray(outline, dtype=np.int64).reshape(-1)
+        kinds, speeds, headings = [], [], []
+        previous_tokens, previous = None, None
+        for occupancy in maps:  # the maps of a forecast list the same tokens: computed once
+            if occupancy.tokens != previous_tokens:
+                previous_tokens, previous = occupancy.tokens, self._token_attributes(occupancy.tokens)
+            for out, array in zip((kinds, speeds, headings), previous):
+                out.append(array)
+        self._obstacle_kind = np.concatenate(kinds).astype(np.int64) if kinds else np.zeros(0, dtype=np.int64)
+        self._obstacle_speed = np.concatenate(speeds).astype(np.float64) if speeds else np.zeros(0)
+        self._obstacle_heading = np.concatenate(headings).astype(np.float64) if headings else np.zeros(0)
+
+    def _token_attributes(self, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(kind, speed, heading) arrays of an occupancy map's tokens."""
+        kind = np.full(len(tokens), RED_LIGHT_KIND, dtype=np.int64)
+        speed, heading = np.zeros(len(tokens)), np.zeros(len(tokens))
+        for i, token in enumerate(tokens):
             if token.startswith(RED_LIGHT_PREFIX):
-                kind_of[token], speed_of[token], heading_of[token] = RED_LIGHT_KIND, 0.0, 0.0
                 continue
-            kind_of[token] = AGENT_KIND if self.observation.is_agent(token) else STATIC_KIND
+            kind[i] = AGENT_KIND if self.observation.is_agent(token) else STATIC_KIND
             velocity = self.observation.velocities[token]
-            speed_of[token] = float(np.hypot(velocity[0], velocity[1]))
-            heading_of[token] = float(self.observation.headings[token])
-        tokens = [t for m in maps for t in m.tokens]
-        self._obstacle_kind = np.array([kind_of[t] for t in tokens], dtype=np.int64)
-        self._obstacle_speed = np.array([speed_of[t] for t in tokens], dtype=np.float64)
-        self._obstacle_heading = np.array([heading_of[t] for t in tokens], dtype=np.float64)
+            speed[i] = np.hypot(velocity[0], velocity[1])
+            heading[i] = self.observation.headings[token]
+        return kind, speed, heading
 
 
 @numba.njit(cache=True)
 def _leading_vectors(k, step_slot, update, rows, group_start, group_path, candidate_start, candidate_obstacle,
                      candidate_progress, progress, poses, leading, path_lengths, coordinates, coordinate_start,
-                     ring_start, obstacle_kind, obstacle_speed, obstacle_heading):  # pragma: no cover - compiled
+                     ring_start, obstacle_outline, obstacle_kind, obstacle_speed,
+                     obstacle_heading):  # pragma: no cover - compiled
     """Leading-agent vectors at step k of the rows of every group (path); odd steps hold the previous vector.
 
     Per row: the nearest (footprint distance, GEOS's formula) candidate whose centroid lies ahead on the path;
@@ -232,8 +248,9 @@ def _leading_vectors(k, step_slot, update, rows, group_start, group_path, candid
             for c in range(first, last):
                 if candidate_progress[c] > ego_progress:
                     o = candidate_obstacle[c]
-                    distance = quad_polygon_distance(corners, coordinates, coordinate_start, ring_start[o],
-                                                     ring_start[o + 1])
+                    u = obstacle_outline[o]
+                    distance = quad_polygon_distance(corners, coordinates, coordinate_start, ring_start[u],
+                                                     ring_start[u + 1])
                     if distance < nearest_distance:
                         nearest, nearest_distance = o, distance
             if nearest >= 0:
@@ -256,7 +273,8 @@ def _leading_vectors(k, step_slot, update, rows, group_start, group_path, candid
 @numba.njit(cache=True)
 def _rollout(first_step, last_step, update_interval, rows, group_start, group_path, candidate_start,
              candidate_obstacle, candidate_progress, progress, velocity, poses, leading, targets, path_lengths,
-             coordinates, coordinate_start, ring_start, obstacle_kind, obstacle_speed, obstacle_heading, tables,
+             coordinates, coordinate_start, ring_start, obstacle_outline, obstacle_kind, obstacle_speed,
+             obstacle_heading, tables,
              min_gap, headway_time, accel_max, decel_max, acceleration_exponent, dt):  # pragma: no cover - compiled
     """Steps first_step .. last_step of the rows: leading vectors, IDM step, pose on the row's path."""
     slot = 0
@@ -264,7 +282,7 @@ def _rollout(first_step, last_step, update_interval, rows, group_start, group_pa
         update = k % update_interval == 0
         _leading_vectors(k, slot, update, rows, group_start, group_path, candidate_start, candidate_obstacle,
                          candidate_progress, progress, poses, leading, path_lengths, coordinates, coordinate_start,
-                         ring_start, obstacle_kind, obstacle_speed, obstacle_heading)
+                         ring_start, obstacle_outline, obstacle_kind, obstacle_speed, obstacle_heading)
         if update:
             slot += 1
         for g in range(group_start.shape[0] - 1):

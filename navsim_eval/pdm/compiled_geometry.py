@@ -150,31 +150,43 @@ MAX_BANDS = 512  # per entry
 def edge_index(polygons: np.ndarray, bounds: np.ndarray) -> EdgeIndex:
     """The :class:`EdgeIndex` of polygons (E,) (Polygons or MultiPolygons, holes included) with bounds (E, 4)."""
     polygons = np.asarray(polygons, dtype=object).reshape(-1)
-    parts, part_entry = shapely.get_parts(polygons, return_index=True)
-    rings, ring_part = shapely.get_rings(parts, return_index=True)
-    coordinates, coordinate_ring = shapely.get_coordinates(rings, return_index=True)
-    same_ring = coordinate_ring[1:] == coordinate_ring[:-1]
-    starts = np.flatnonzero(same_ring)
-    edge_entry = part_entry[ring_part[coordinate_ring[starts]]]
-    order = np.argsort(edge_entry, kind="stable")
-    starts, edge_entry = starts[order], edge_entry[order]
+    table = ring_table(polygons)
+    bounds = np.ascontiguousarray(bounds, dtype=np.float64).reshape(-1, 4)
     width = bounds[:, 2] - bounds[:, 0]
     height = bounds[:, 3] - bounds[:, 1]
     axis = np.where(width >= height, 0, 1).astype(np.int64)
-    first, second = coordinates[starts], coordinates[starts + 1]
-    swap = axis[edge_entry] == 1
-    edges = np.stack([np.where(swap, first[:, 1], first[:, 0]), np.where(swap, first[:, 0], first[:, 1]),
-                      np.where(swap, second[:, 1], second[:, 0]), np.where(swap, second[:, 0], second[:, 1])], axis=1)
-    edge_offsets = np.searchsorted(edge_entry, np.arange(len(polygons) + 1))
     u_min = np.where(axis == 0, bounds[:, 0], bounds[:, 1])
     extent = np.maximum(np.where(axis == 0, width, height), 0.0)
+    edges, edge_offsets = _oriented_edges(table.coordinates, table.coordinate_start, table.ring_start, axis)
     num_bands = np.clip(np.diff(edge_offsets) // EDGES_PER_BAND, 1, MAX_BANDS).astype(np.int64)
     band_width = np.where(extent > 0.0, extent / num_bands, 1.0)
     band_start = (np.cumsum(num_bands) - num_bands).astype(np.int64)
-    band_offsets, band_edges = _bucket_edges(np.ascontiguousarray(edges), edge_offsets.astype(np.int64), u_min,
-                                             band_width, num_bands, band_start)
-    return EdgeIndex(np.ascontiguousarray(edges), axis, u_min, band_width, num_bands, band_start, band_offsets,
-                     band_edges)
+    band_offsets, band_edges = _bucket_edges(edges, edge_offsets, u_min, band_width, num_bands, band_start)
+    return EdgeIndex(edges, axis, u_min, band_width, num_bands, band_start, band_offsets, band_edges)
+
+
+@numba.njit(cache=True)
+def _oriented_edges(coordinates, coordinate_start, ring_start, axis):  # pragma: no cover - compiled
+    """((M, 4) edges (u1, w1, u2, w2) of every ring, entry-major; (E + 1,) start of each entry's edges)."""
+    num_entries = ring_start.shape[0] - 1
+    edge_offsets = np.zeros(num_entries + 1, dtype=np.int64)
+    for e in range(num_entries):
+        count = 0
+        for ring in range(ring_start[e], ring_start[e + 1]):
+            count += max(coordinate_start[ring + 1] - coordinate_start[ring] - 1, 0)
+        edge_offsets[e + 1] = edge_offsets[e] + count
+    edges = np.empty((edge_offsets[-1], 4))
+    m = 0
+    for e in range(num_entries):
+        u, w = (0, 1) if axis[e] == 0 else (1, 0)
+        for ring in range(ring_start[e], ring_start[e + 1]):
+            for c in range(coordinate_start[ring], coordinate_start[ring + 1] - 1):
+                edges[m, 0] = coordinates[c, u]
+                edges[m, 1] = coordinates[c, w]
+                edges[m, 2] = coordinates[c + 1, u]
+                edges[m, 3] = coordinates[c + 1, w]
+                m += 1
+    return edges, edge_offsets
 
 
 @numba.njit(cache=True)

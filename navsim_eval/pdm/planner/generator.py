@@ -144,7 +144,7 @@ class ProposalGenerator:
         """
         paths = np.array([path_index for path_index, _ in groups], dtype=np.int64)
         starts = np.zeros((len(steps), len(groups) + 1), dtype=np.int64)
-        obstacles, progresses = [np.zeros(0, dtype=np.int64)], [np.zeros(0)]
+        groups_of, obstacles = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
         total = 0
         for j, k in enumerate(steps):
             occupancy = self.observation.at_step(k)
@@ -154,16 +154,20 @@ class ProposalGenerator:
                 order = np.argsort(group, kind="stable")
                 group, obstacle = group[order], obstacle[order]
                 keep = ~self._collided_mask(k)[obstacle]
-                group, obstacle = group[keep], obstacle[keep]
+                groups_of.append(group[keep])
+                obstacles.append(obstacle[keep] + self._map_offsets[k // self.observation.sample_interval])
+                counts = np.bincount(group[keep], minlength=len(groups))
             else:
-                group, obstacle = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-            if len(obstacle):
-                progresses.append(shapely.line_locate_point(self._linestrings[paths[group]],
-                                                            shapely.centroid(occupancy.polygons[obstacle])))
-                obstacles.append(obstacle + self._map_offsets[k // self.observation.sample_interval])
-            starts[j] = total + np.concatenate([[0], np.cumsum(np.bincount(group, minlength=len(groups)))])
-            total += len(obstacle)
-        return starts, np.concatenate(obstacles).astype(np.int64), np.concatenate(progresses).astype(np.float64)
+                counts = np.zeros(len(groups), dtype=np.int64)
+            starts[j, 1:] = np.cumsum(counts)
+            starts[j] += total
+            total = int(starts[j, -1])
+        group = np.concatenate(groups_of).astype(np.int64)
+        obstacle = np.concatenate(obstacles).astype(np.int64)
+        # Centroid progress along each candidate's path: one projection call for all steps.
+        progress = (shapely.line_locate_point(self._linestrings[paths[group]], self._obstacle_centroids[obstacle])
+                    if len(obstacle) else np.zeros(0))
+        return starts, obstacle, np.asarray(progress, dtype=np.float64)
 
     def _collided_mask(self, k: int) -> np.ndarray:
         """(obstacles,) bool of step k's occupancy map: already collided at the start (ignored as leaders)."""
@@ -185,6 +189,7 @@ class ProposalGenerator:
         _, first, outline = np.unique(np.array([id(p) for p in polygons], dtype=np.int64), return_index=True,
                                       return_inverse=True)
         self._obstacles = ring_table(polygons[first])
+        self._obstacle_centroids = shapely.centroid(polygons[first])[outline]
         self._obstacle_outline = np.asarray(outline, dtype=np.int64).reshape(-1)
         kinds, speeds, headings = [], [], []
         previous_tokens, previous = None, None

@@ -164,9 +164,15 @@ class ProposalGenerator:
             total = int(starts[j, -1])
         group = np.concatenate(groups_of).astype(np.int64)
         obstacle = np.concatenate(obstacles).astype(np.int64)
-        # Centroid progress along each candidate's path: one projection call for all steps.
-        progress = (shapely.line_locate_point(self._linestrings[paths[group]], self._obstacle_centroids[obstacle])
-                    if len(obstacle) else np.zeros(0))
+        # Centroid progress along each candidate's path: one projection call for all steps, once per (path,
+        # distinct obstacle polygon): static objects and red lights are candidates at every step.
+        progress = np.zeros(len(obstacle))
+        if len(obstacle):
+            outline = self._obstacle_outline[obstacle]
+            key = paths[group] * (int(outline.max()) + 1) + outline
+            _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+            progress = shapely.line_locate_point(self._linestrings[paths[group[first]]],
+                                                 self._obstacle_centroids[obstacle[first]])[inverse.reshape(-1)]
         return starts, obstacle, np.asarray(progress, dtype=np.float64)
 
     def _collided_mask(self, k: int) -> np.ndarray:

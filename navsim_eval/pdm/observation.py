@@ -264,8 +264,9 @@ def _sorted_unique(tokens: np.ndarray) -> tuple[list[str], np.ndarray]:
     """(sorted distinct tokens, index of each token among them), as `np.unique(..., return_inverse=True)` on the
     strings, through a dict: an observation lists few distinct tokens many times."""
     first_seen: dict[str, int] = {}
-    seen_ids = np.array([first_seen.setdefault(str(t), len(first_seen)) for t in tokens], dtype=np.int64)
-    unique_tokens = sorted(first_seen)
+    seen_ids = np.array([first_seen.setdefault(t, len(first_seen)) for t in tokens], dtype=np.int64)
+    unique_tokens = sorted(str(t) for t in first_seen)
+    first_seen = {str(t): i for t, i in first_seen.items()}
     rank = np.empty(len(first_seen), dtype=np.int64)
     rank[[first_seen[t] for t in unique_tokens]] = np.arange(len(unique_tokens))
     return unique_tokens, rank[seen_ids]

@@ -413,3 +413,43 @@ def quad_polygon_distances(quads: np.ndarray, polygon: np.ndarray, table: RingTa
     outside compiled code)."""
     return _quad_polygon_distances(np.ascontiguousarray(quads, dtype=np.float64), np.asarray(polygon, np.int64),
                                    table.coordinates, table.coordinate_start, table.ring_start)
+
+
+# ------------------------------------------------------------------------------ projection on a line (GEOS's)
+
+
+@numba.njit(cache=True)
+def _project_on_line(line, px, py):  # pragma: no cover - compiled
+    """Distance along the polyline (M, 2) of the point nearest to (px, py), first segment on ties (GEOS
+    LengthIndexOfPoint)."""
+    best_distance = np.inf
+    best_measure = 0.0
+    start_measure = 0.0
+    for i in range(line.shape[0] - 1):
+        ax, ay, bx, by = line[i, 0], line[i, 1], line[i + 1, 0], line[i + 1, 1]
+        distance = _point_segment_distance(px, py, ax, ay, bx, by)
+        length = _point_distance(ax, ay, bx, by)
+        if distance < best_distance:
+            best_distance = distance
+            if ax == bx and ay == by:
+                factor = 0.0
+            else:
+                dx, dy = bx - ax, by - ay
+                factor = ((px - ax) * dx + (py - ay) * dy) / (dx * dx + dy * dy)
+            if factor <= 0.0:
+                best_measure = start_measure
+            elif factor <= 1.0:
+                best_measure = start_measure + factor * length
+            else:
+                best_measure = start_measure + length
+        start_measure += length
+    return best_measure
+
+
+@numba.njit(cache=True)
+def project_on_line(line, points):  # pragma: no cover - compiled
+    """`shapely.line_locate_point(LineString(line), points)` for a polyline (M, 2) and points (N, 2)."""
+    out = np.empty(points.shape[0])
+    for n in range(points.shape[0]):
+        out[n] = _project_on_line(line, points[n, 0], points[n, 1])
+    return out

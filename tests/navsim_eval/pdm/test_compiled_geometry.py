@@ -8,6 +8,7 @@ import shapely
 
 from navsim_eval.pdm.compiled_geometry import (
     convex_quads,
+    project_on_line,
     quad_entry_pairs,
     quad_polygon_distances,
     ring_table,
@@ -94,3 +95,13 @@ def test_compiled_ego_corners_equal_vectorised_ones():
     for pose in poses:
         ego_corners_into(pose[0], pose[1], pose[2], out)
         np.testing.assert_array_equal(out, ego_corners(pose))
+
+
+def test_projection_on_a_line_equals_shapely_line_locate_point_bit_for_bit():
+    rng = np.random.default_rng(7)
+    line = np.cumsum(rng.normal(size=(300, 2)), axis=0)
+    line[10] = line[9]  # a repeated vertex
+    points = np.concatenate([line[rng.integers(0, len(line), 1000)] + rng.normal(scale=2.0, size=(1000, 2)),
+                             line[:40], (line[:40] + line[1:41]) / 2.0, [[1e3, 1e3], [-1e3, 0.0]]])
+    expected = shapely.line_locate_point(shapely.LineString(line), shapely.points(points))
+    np.testing.assert_array_equal(project_on_line(np.ascontiguousarray(line), points), expected)

@@ -187,7 +187,7 @@ class Observation:
         """As :meth:`query` for convex quadrilaterals given by corners (N, 4, 2) (the ego footprints), in one
         compiled pass (`compiled_geometry.quad_entry_pairs`); pairs are query-major."""
         corners = np.ascontiguousarray(corners, dtype=np.float64).reshape(-1, 4, 2)
-        steps = np.ascontiguousarray(np.broadcast_to(np.asarray(steps, dtype=np.int64).reshape(-1), len(corners)))
+        steps = np.array(np.broadcast_to(np.asarray(steps, dtype=np.int64).reshape(-1), len(corners)), order="C")
         flat = self.flat()
         return quad_entry_pairs(corners, steps, flat.offsets, flat.bounds, flat.quad_corners, flat.is_convex_quad,
                                 flat.outline, flat.outlines.coordinates, flat.outlines.coordinate_start,

@@ -200,7 +200,8 @@ def simulate(reference_xyh: np.ndarray, initial_state: np.ndarray, dt: float = S
     coefficient_0, coefficient_1, coefficient_2 = _horizon_polynomials(v_ref_all, kappa_sums, dt * lon_factor, sums)
     reference_stopping = v_ref_all <= STOPPING_VELOCITY
 
-    initial = np.ascontiguousarray(np.broadcast_to(np.asarray(initial_state, dtype=np.float64), (batch, STATE_DIM)))
+    # A writable C-order copy: one compiled signature whether one initial state is shared or given per row.
+    initial = np.array(np.broadcast_to(np.asarray(initial_state, dtype=np.float64), (batch, STATE_DIM)), order="C")
     return _track(initial, ref_x, ref_y, ref_h, sin_ref, cos_ref, v_ref_all, reference_stopping,
                   np.ascontiguousarray(coefficient_0), np.ascontiguousarray(coefficient_1),
                   np.ascontiguousarray(coefficient_2), dt, lon_factor)

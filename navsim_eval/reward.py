@@ -1,7 +1,7 @@
 """PDM score as a reward G(s, a) for RL fine-tuning: `PDMReward(tokens, poses (B, K, 8, 3)) -> RewardResult`.
 
-Each scene's K candidates are scored in one vectorised call against its metric cache (PDM-Closed reference
-included once); caches come from a ``MetricCacheProvider`` over the caller's scene loader (logs read once).
+Each scene's K candidates are scored against its metric cache (PDM-Closed reference included once), several
+scenes per `score_trajectories_batch` call; caches come from a ``MetricCacheProvider`` over the caller's scene loader (logs read once).
 Sub-metrics are returned under their short names (NC, DAC, ..., PDMS / EPDMS; ``navsim_eval.names``), which is
 what the trainer logs. v2 rewards have no previous-scene trajectory, so EC is undefined and the EPDMS denominator is
 14 (spec §8.4). Invalid candidates (NaN, wrong shape) and scenes without a metric cache are reported in
@@ -10,7 +10,6 @@ what the trainer logs. v2 rewards have no previous-scene trajectory, so EC is un
 
 from __future__ import annotations
 
-import logging
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +21,15 @@ from navsim_eval.names import SCORE_SHORT_NAME, short_name
 from navsim_eval.pdm.constants import SUBMISSION_NUM_POSES, check_version
 from navsim_eval.pdm.errors import ScoringError
 from navsim_eval.pdm.metric_cache import MetricCacheProvider
-from navsim_eval.pdm.scorer import METRICS, score_trajectories
+from navsim_eval.pdm.scorer import METRICS, score_trajectories_batch
 from navsim_eval.pdm.trajectory import MAX_ABS_POSITION_M
 from navsim_eval.worker_pool import worker_pool
-
-logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 CacheProvider = Callable[[str], Any]  # token -> MetricCache (raises DataError when unavailable)
 MEMO_SIZE = 4096  # metric caches a reward process keeps in memory (rounds score the same scenes again)
+# Scenes per score_trajectories_batch call: the multi-scene row of benchmarks/bench_pdm_score.py (docs/pdm_scorer.md).
+SCENES_PER_CALL = 8
 
 
 @dataclass
@@ -48,31 +47,75 @@ class RewardResult:
     errors: dict[str, str]
 
 
-def _score_scene(cache, poses: np.ndarray, version: str) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, str]:
-    """(scores (K,), sub-metrics, valid (K,), error) of one scene's candidates (invalid ones left NaN)."""
+def _finite_candidates(poses: np.ndarray) -> tuple[np.ndarray, str]:
+    """(valid (K,), error) of one scene's candidates: finite poses within the position range."""
     num = len(poses)
-    scores = np.full(num, np.nan)
-    metrics = {name: np.full(num, np.nan) for name in METRICS[version]}
     finite = np.all(np.isfinite(poses.reshape(num, -1)), axis=1)
     with np.errstate(invalid="ignore"):
         finite &= np.all(np.abs(poses[..., :2].reshape(num, -1)) <= MAX_ABS_POSITION_M, axis=1)
     error = "" if finite.all() else f"{int((~finite).sum())} candidate(s) with non-finite or out-of-range poses"
-    if finite.any():
-        table = score_trajectories(cache, poses[finite], version)
-        scores[finite] = table.score
-        for name, values in table.metrics.items():
-            metrics[name][finite] = values
-    return scores, metrics, finite, error
+    return finite, error
 
 
-def _worker_score(task: tuple) -> tuple:
-    """Process-pool entry: load (or receive) the cache and score one scene."""
-    token, cache_or_none, poses, version = task
+def _score_chunk(tokens: Sequence[str], caches: Sequence[Any], poses: Sequence[np.ndarray], version: str) -> list[tuple]:
+    """Score a chunk of scenes with one `score_trajectories_batch` call (one shared tracker simulation).
+
+    `caches[i]` is scene i's metric cache or the exception raised when loading it. Returns per scene
+    (token, scores (K,), sub-metrics, valid (K,), error); invalid candidates stay NaN, a scene without a cache
+    gets (token, None, None, None, error). When the batch call raises, the scenes are scored one by one so the
+    error is reported for the scene(s) it belongs to and the others are scored.
+    """
+    results: list[Optional[tuple]] = [None] * len(tokens)
+    scored: list[tuple[int, np.ndarray, str]] = []
+    for i, (token, cache, scene_poses) in enumerate(zip(tokens, caches, poses)):
+        if isinstance(cache, Exception):
+            results[i] = (token, None, None, None, f"{type(cache).__name__}: {cache}")
+            continue
+        finite, error = _finite_candidates(scene_poses)
+        num = len(scene_poses)
+        results[i] = (token, np.full(num, np.nan), {name: np.full(num, np.nan) for name in METRICS[version]},
+                      finite, error)
+        if finite.any():
+            scored.append((i, finite, error))
+
+    def fill(members: list[tuple[int, np.ndarray, str]]) -> None:
+        tables = score_trajectories_batch([caches[i] for i, _, _ in members],
+                                          [poses[i][finite] for i, finite, _ in members], version)
+        for (i, finite, _), table in zip(members, tables):
+            _, scores, metrics, _, _ = results[i]
+            scores[finite] = table.score
+            for name, values in table.metrics.items():
+                metrics[name][finite] = values
+
     try:
-        cache = cache_or_none if cache_or_none is not None else _WORKER_PROVIDER(token)
-        return (token,) + _score_scene(cache, poses, version)
-    except Exception as exc:  # noqa: BLE001 - one scene's failure is reported, the batch goes on
-        return token, None, None, None, f"{type(exc).__name__}: {exc}"
+        if scored:
+            fill(scored)
+    except Exception:  # noqa: BLE001 - find the failing scene(s); the others are scored
+        for member in scored:
+            try:
+                fill([member])
+            except Exception as exc:  # noqa: BLE001 - reported per token, the batch goes on
+                results[member[0]] = (tokens[member[0]], None, None, None, f"{type(exc).__name__}: {exc}")
+    return results
+
+
+def _load_caches(tokens: Sequence[str], given: Sequence[Any], provider: Callable[[str], Any]) -> list[Any]:
+    """Each token's metric cache: the given one, else from the provider (the exception when that fails)."""
+    caches = []
+    for token, cache in zip(tokens, given):
+        if cache is None:
+            try:
+                cache = provider(token)
+            except Exception as exc:  # noqa: BLE001 - reported per token, the batch goes on
+                cache = exc
+        caches.append(cache)
+    return caches
+
+
+def _worker_score(task: tuple) -> list[tuple]:
+    """Process-pool entry: load (or receive) the caches of a chunk of scenes and score them together."""
+    tokens, given, poses, version = task
+    return _score_chunk(tokens, _load_caches(tokens, given, _WORKER_PROVIDER), poses, version)
 
 
 _WORKER_PROVIDER: Optional[CacheProvider] = None
@@ -87,16 +130,20 @@ class PDMReward:
     """Callable reward: `reward(tokens, poses (B, K, 8, 3)) -> RewardResult`.
 
     Metric caches come from a mapping {token: MetricCache}, a MetricCacheStore folder (read as it is), or any
-    callable token -> MetricCache (a ``MetricCacheProvider``: see :meth:`from_loader`). `num_workers` > 0 scores
-    scenes in a process pool (caches are loaded inside the workers when they come from a folder or callable;
-    mappings are sent with each task).
+    callable token -> MetricCache (a ``MetricCacheProvider``: see :meth:`from_loader`). Scenes are scored in
+    chunks of `scenes_per_call` through `score_trajectories_batch` (one tracker simulation per chunk; results
+    equal per-scene scoring). `num_workers` > 0 scores the chunks in a process pool (caches are loaded inside
+    the workers when they come from a folder or callable; mappings are sent with each task).
     """
 
     def __init__(self, caches: Union[Mapping[str, Any], PathLike, CacheProvider], version: str = "v1",
-                 num_workers: int = 0):
+                 num_workers: int = 0, scenes_per_call: int = SCENES_PER_CALL):
         check_version(version)
+        if int(scenes_per_call) < 1:
+            raise ScoringError(f"scenes_per_call must be >= 1, got {scenes_per_call}")
         self.version = version
         self.num_workers = int(num_workers)
+        self.scenes_per_call = int(scenes_per_call)
         self._mapping: Optional[Mapping[str, Any]] = None
         self._provider: Optional[CacheProvider] = None
         if isinstance(caches, Mapping):
@@ -126,6 +173,14 @@ class PDMReward:
         from data_pipelines.scene_loader import SceneLoader
 
         return cls.from_loader(SceneLoader.from_split(split, data_paths), data_paths, cache_dir, version, num_workers)
+
+    def _chunks(self, batch: int) -> list[tuple[int, int]]:
+        """(first, last) scene ranges scored per `score_trajectories_batch` call: `scenes_per_call` scenes, fewer
+        when that would leave workers idle."""
+        size = self.scenes_per_call
+        if self.num_workers > 0:
+            size = max(1, min(size, -(-batch // self.num_workers)))
+        return [(first, min(first + size, batch)) for first in range(0, batch, size)]
 
     def _cache_of(self, token: str):
         if self._mapping is not None:
@@ -170,27 +225,24 @@ class PDMReward:
             for name, values in m.items():
                 metrics[name][index] = values
 
-        tasks = [(str(t), self._mapping[t] if self._mapping is not None and t in self._mapping else None,
-                  poses[i], self.version) for i, t in enumerate(tokens)]
+        tokens = [str(t) for t in tokens]
+        chunks = self._chunks(batch)
         if self.num_workers > 0 and batch > 1:
-            if self._mapping is not None and any(task[1] is None for task in tasks):
-                missing = [task[0] for task in tasks if task[1] is None]
-                for index, task in enumerate(tasks):
-                    if task[1] is None:
-                        store(index, (task[0], None, None, None, f"ScoringError: no metric cache for token {task[0]!r}"))
-                tasks_to_run = [(i, t) for i, t in enumerate(tasks) if t[1] is not None]
-                logger.debug("no metric cache for %s", missing)
-            else:
-                tasks_to_run = list(enumerate(tasks))
-            results = self._executor().map(_worker_score, [t for _, t in tasks_to_run])
-            for (index, _), result in zip(tasks_to_run, results):
-                store(index, result)
+            if self._mapping is not None:  # sent with the tasks; a missing token is that scene's error
+                given = [self._mapping[t] if t in self._mapping else ScoringError(f"no metric cache for token {t!r}")
+                         for t in tokens]
+            else:  # loaded inside the workers
+                given = [None] * batch
+            tasks = [(tokens[a:b], given[a:b], list(poses[a:b]), self.version) for a, b in chunks]
+            for (first, _), results in zip(chunks, self._executor().map(_worker_score, tasks)):
+                for offset, result in enumerate(results):
+                    store(first + offset, result)
         else:
-            for index, (token, _, scene_poses, version) in enumerate(tasks):
-                try:
-                    store(index, (token,) + _score_scene(self._cache_of(token), scene_poses, version))
-                except Exception as exc:  # noqa: BLE001 - reported per token, the batch goes on
-                    store(index, (token, None, None, None, f"{type(exc).__name__}: {exc}"))
+            for first, last in chunks:
+                caches = _load_caches(tokens[first:last], [None] * (last - first), self._cache_of)
+                for offset, result in enumerate(_score_chunk(tokens[first:last], caches, list(poses[first:last]),
+                                                             self.version)):
+                    store(first + offset, result)
         sub_metrics = {short_name(name, self.version): values for name, values in metrics.items()}
         sub_metrics[SCORE_SHORT_NAME[self.version]] = scores.copy()
         return RewardResult(scores=scores, sub_metrics=sub_metrics, valid=valid, errors=errors)

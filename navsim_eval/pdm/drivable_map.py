@@ -10,6 +10,8 @@ import shapely
 from shapely import STRtree
 
 from data_pipelines.maps import MapLayer, NuPlanMap
+from navsim_eval.pdm.compiled_geometry import EdgeIndex, edge_index
+from navsim_eval.pdm.compiled_geometry import containing_pairs as compiled_containing_pairs
 
 # Radius of the proximal map query around the ego box centre [m] (spec §3.2).
 DRIVABLE_MAP_RADIUS = 100.0
@@ -31,7 +33,7 @@ class DrivableMap:
     polygons: np.ndarray  # object array of shapely Polygons
     _tree: Optional[STRtree] = field(default=None, init=False, repr=False, compare=False)
     _bounds: Optional[np.ndarray] = field(default=None, init=False, repr=False, compare=False)
-    _prepared: bool = field(default=False, init=False, repr=False, compare=False)
+    _edge_index: Optional[EdgeIndex] = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.tokens = [str(t) for t in self.tokens]
@@ -51,7 +53,7 @@ class DrivableMap:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_tree"] = None
-        state["_prepared"] = False  # preparation does not survive pickling
+        state["_edge_index"] = None  # rebuilt on first use
         return state
 
     @property
@@ -76,30 +78,27 @@ class DrivableMap:
     def containing_pairs(self, points: np.ndarray, entries: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
         """(point index, entry index) of every point strictly within an entry (default: all entries).
 
-        Point-in-polygon tests run only for points strictly inside the entry's bounding box, found by a binary
-        search on the points sorted by x; the surviving pairs go through one vectorised, prepared
-        `contains_xy` call (strict containment: a point on the boundary is outside, as `within`).
+        One compiled pass (`compiled_geometry.containing_pairs`): per entry, the points strictly inside its
+        bounding box (binary search on the points sorted by x) get a ray-crossing test against the edges of
+        their band of the entry (`edge_index`); strict containment: a point on the boundary is outside, as
+        `within`. Pairs are entry-major, points by increasing x.
         """
-        xy = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        xy = np.ascontiguousarray(points, dtype=np.float64).reshape(-1, 2)
         entries = np.arange(len(self)) if entries is None else np.asarray(entries, dtype=np.int64).reshape(-1)
-        empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         if len(entries) == 0 or len(xy) == 0:
-            return empty
-        bounds = self.bounds[entries]
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        index = self.edge_index
         order = np.argsort(xy[:, 0], kind="stable")
-        sorted_x = xy[order, 0]
-        first = np.searchsorted(sorted_x, bounds[:, 0], side="right")  # x > x_min
-        counts = np.maximum(np.searchsorted(sorted_x, bounds[:, 2], side="left") - first, 0)  # x < x_max
-        total = int(counts.sum())
-        if total == 0:
-            return empty
-        column = np.repeat(np.arange(len(entries)), counts)
-        point = order[np.arange(total) + np.repeat(first - (np.cumsum(counts) - counts), counts)]
-        y = xy[point, 1]
-        in_box = (y > bounds[column, 1]) & (y < bounds[column, 3])
-        point, entry = point[in_box], entries[column[in_box]]
-        inside = shapely.contains_xy(self.prepared_polygons[entry], xy[point, 0], xy[point, 1])
-        return point[inside], entry[inside]
+        return compiled_containing_pairs(xy, order, entries, self.bounds, index.axis, index.u_min, index.band_width,
+                                         index.num_bands, index.band_start, index.band_offsets, index.band_edges,
+                                         index.edges)
+
+    @property
+    def edge_index(self) -> EdgeIndex:
+        """Boundary edges bucketed for the point tests (built once per map object)."""
+        if self._edge_index is None:
+            self._edge_index = edge_index(self.polygons, self.bounds)
+        return self._edge_index
 
     @property
     def bounds(self) -> np.ndarray:
@@ -107,14 +106,6 @@ class DrivableMap:
         if self._bounds is None:
             self._bounds = shapely.bounds(self.polygons).reshape(-1, 4)
         return self._bounds
-
-    @property
-    def prepared_polygons(self) -> np.ndarray:
-        """The polygons, prepared for repeated point tests (once per map object)."""
-        if not self._prepared:
-            shapely.prepare(self.polygons)
-            self._prepared = True
-        return self.polygons
 
     def contains_points(self, points: np.ndarray, types: Optional[Sequence[str]] = None) -> np.ndarray:
         """(N, K') bool: point n lies strictly within entry k (entries restricted to `types`, in map order)."""

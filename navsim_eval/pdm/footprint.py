@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import shapely
 
@@ -32,6 +33,20 @@ def ego_centers(xyh: np.ndarray) -> np.ndarray:
 def ego_corners(xyh: np.ndarray) -> np.ndarray:
     """Ego footprint corners (..., 4, 2) (FL, RL, RR, FR) of rear-axle poses (..., >=3)."""
     return box_corners(ego_centers(xyh), xyh[..., 2], EGO_HALF_LENGTH, EGO_HALF_WIDTH)
+
+
+@numba.njit(cache=True)
+def ego_corners_into(x, y, heading, out):  # pragma: no cover - compiled
+    """:func:`ego_corners` of one rear-axle pose into out (4, 2), for compiled loops (same expressions)."""
+    cos_h, sin_h = np.cos(heading), np.sin(heading)
+    center_x = x + REAR_AXLE_TO_CENTER * cos_h
+    center_y = y + REAR_AXLE_TO_CENTER * sin_h
+    left_x, left_y = np.cos(heading + np.pi / 2.0), np.sin(heading + np.pi / 2.0)
+    for i in range(4):
+        lon = CORNER_SIGNS[i, 0] * EGO_HALF_LENGTH
+        lat = CORNER_SIGNS[i, 1] * EGO_HALF_WIDTH
+        out[i, 0] = center_x + lon * cos_h + lat * left_x
+        out[i, 1] = center_y + lon * sin_h + lat * left_y
 
 
 def polygons_from_corners(corners: np.ndarray) -> np.ndarray:

@@ -199,9 +199,13 @@ def _build_metric_cache(scene, map_api: NuPlanMap, version: str, config: PDMClos
 
 def _observation_to_plain(observation) -> dict:
     steps = observation.num_steps
+    per_step = [np.asarray(observation.polygons(k), dtype=object).reshape(-1) for k in range(steps)]
+    # One WKB call for all steps (the per-step arrays stored are the same).
+    wkb = shapely.to_wkb(np.concatenate(per_step)) if steps else np.zeros(0, dtype=object)
+    bounds = np.cumsum([len(p) for p in per_step])[:-1]
     return {
         "tokens": [list(map(str, observation.tokens(k))) for k in range(steps)],
-        "polygons": [shapely.to_wkb(np.asarray(observation.polygons(k), dtype=object)) for k in range(steps)],
+        "polygons": [np.array(part, dtype=object) for part in np.split(wkb, bounds)] if steps else [],
         "unique_objects": {
             token: {"object_type": u.object_type, "is_agent": bool(u.is_agent), "heading": float(u.heading),
                     "velocity": np.asarray(u.velocity, dtype=np.float64)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
+from navsim_eval.pdm.compiled_geometry import project_on_line
 from navsim_eval.pdm.constants import (
     AGENT_COLLISION_SCORE,
     AHEAD_ANGLE_DEG,
@@ -129,10 +130,13 @@ def driving_direction_compliance(geometry: EgoGeometry, areas: EgoAreas, exclude
 
 
 def raw_progress(geometry: EgoGeometry, centerline: shapely.LineString) -> np.ndarray:
-    """Progress along the centerline from the first to the last centre, clipped at 0 (§7.5)."""
-    starts, start_index = np.unique(geometry.centers[:, 0], axis=0, return_inverse=True)  # usually one start
-    start = shapely.line_locate_point(centerline, shapely.points(starts))[np.asarray(start_index).reshape(-1)]
-    end = shapely.line_locate_point(centerline, shapely.points(geometry.centers[:, -1]))
+    """Progress along the centerline from the first to the last centre, clipped at 0 (§7.5).
+
+    Projections by the compiled `project_on_line` (GEOS's nearest-segment measure, equal to
+    `shapely.line_locate_point` bit for bit)."""
+    line = np.ascontiguousarray(shapely.get_coordinates(centerline), dtype=np.float64)
+    start = project_on_line(line, np.ascontiguousarray(geometry.centers[:, 0]))
+    end = project_on_line(line, np.ascontiguousarray(geometry.centers[:, -1]))
     return np.clip(end - start, 0.0, None)
 
 

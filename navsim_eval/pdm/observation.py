@@ -28,6 +28,7 @@ from navsim_eval.pdm.constants import (
     V2_OBSERVATION_STEPS,
     check_version,
 )
+from navsim_eval.pdm.compiled_geometry import RingTable, convex_quads, quad_entry_pairs, ring_table
 from navsim_eval.pdm.errors import ObservationError
 from navsim_eval.pdm.footprint import box_corners, ego_corners, polygons_from_corners
 from navsim_eval.pdm.objects import frame_objects, red_light_ids
@@ -74,6 +75,10 @@ class FlatObservation:
     track_speed: np.ndarray  # (U,)
     track_heading: np.ndarray  # (U,)
     track_collided: np.ndarray  # (U,) bool: in the observation's collided set
+    quad_corners: np.ndarray  # (E, 4, 2) outline of the convex-quad entries (the boxes), zeros for others
+    is_convex_quad: np.ndarray  # (E,) bool
+    outlines: RingTable  # the distinct polygons (entries of several steps share theirs, e.g. red lights)
+    outline: np.ndarray  # (E,) int: an entry's polygon in `outlines`
 
 
 class Observation:
@@ -132,14 +137,19 @@ class Observation:
             offsets = np.concatenate([[0], np.cumsum(counts)])
             tokens = np.concatenate(self._tokens) if counts.sum() else np.zeros(0, dtype=object)
             polygons = np.concatenate(self._polygons) if counts.sum() else np.zeros(0, dtype=object)
-            unique_tokens, token_ids = np.unique(tokens.astype(str), return_inverse=True)
-            unique_tokens = [str(t) for t in unique_tokens]
+            unique_tokens, token_ids = _sorted_unique(tokens)
             is_red = np.array([is_red_light_token(t) for t in unique_tokens], dtype=bool)
             missing = [t for t, red in zip(unique_tokens, is_red) if not red and t not in self.unique_objects]
             if missing:
                 raise ObservationError(f"observation tokens without a unique object: {missing[:5]}")
             objects = [None if red else self.unique_objects[t] for t, red in zip(unique_tokens, is_red)]
-            centroid_points = shapely.centroid(polygons)
+            # Static objects and red lights are the same polygon object at every step: geometry per distinct one.
+            identity = np.array([id(polygon) for polygon in polygons], dtype=np.int64)
+            _, first, outline = np.unique(identity, return_index=True, return_inverse=True)
+            outline = np.asarray(outline, dtype=np.int64).reshape(-1)
+            distinct = polygons[first]
+            centroid_points = shapely.centroid(distinct)[outline]
+            quad_corners, is_convex_quad = (array[outline] for array in convex_quads(distinct))
             self._flat = FlatObservation(
                 step=np.repeat(np.arange(len(counts)), counts),
                 offsets=offsets,
@@ -148,13 +158,17 @@ class Observation:
                 is_red_light=is_red[token_ids] if len(tokens) else np.zeros(0, dtype=bool),
                 centroids=np.stack([shapely.get_x(centroid_points), shapely.get_y(centroid_points)], axis=-1)
                 .reshape(-1, 2),
-                bounds=shapely.bounds(polygons).reshape(-1, 4),
+                bounds=shapely.bounds(distinct).reshape(-1, 4)[outline],
                 token_ids=np.asarray(token_ids, dtype=np.int64).reshape(-1),
                 unique_tokens=unique_tokens,
                 track_is_agent=np.array([o is not None and o.is_agent for o in objects], dtype=bool),
                 track_speed=np.array([0.0 if o is None else o.speed for o in objects]),
                 track_heading=np.array([0.0 if o is None else o.heading for o in objects]),
                 track_collided=np.array([t in self.collided_tokens for t in unique_tokens], dtype=bool),
+                quad_corners=quad_corners,
+                is_convex_quad=is_convex_quad,
+                outlines=ring_table(distinct),
+                outline=outline,
             )
         return self._flat
 
@@ -170,19 +184,14 @@ class Observation:
         return query[hit], entry[hit]
 
     def query_corners(self, corners: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """As :meth:`query` for quadrilaterals given by corners (N, 4, 2); polygons are built only for
-        quadrilaterals whose bounding box overlaps an obstacle's."""
-        corners = np.asarray(corners, dtype=np.float64).reshape(-1, 4, 2)
-        c0, c1, c2, c3 = corners[:, 0], corners[:, 1], corners[:, 2], corners[:, 3]
-        bounds = np.concatenate([np.minimum(np.minimum(c0, c1), np.minimum(c2, c3)),
-                                 np.maximum(np.maximum(c0, c1), np.maximum(c2, c3))], axis=1)
-        query, entry = self._bbox_candidates(bounds, steps)
-        if len(query) == 0:
-            return query, entry
-        unique_query, inverse = np.unique(query, return_inverse=True)
-        polygons = polygons_from_corners(corners[unique_query])
-        hit = shapely.intersects(polygons[inverse.reshape(-1)], self.flat().polygons[entry])
-        return query[hit], entry[hit]
+        """As :meth:`query` for convex quadrilaterals given by corners (N, 4, 2) (the ego footprints), in one
+        compiled pass (`compiled_geometry.quad_entry_pairs`); pairs are query-major."""
+        corners = np.ascontiguousarray(corners, dtype=np.float64).reshape(-1, 4, 2)
+        steps = np.array(np.broadcast_to(np.asarray(steps, dtype=np.int64).reshape(-1), len(corners)), order="C")
+        flat = self.flat()
+        return quad_entry_pairs(corners, steps, flat.offsets, flat.bounds, flat.quad_corners, flat.is_convex_quad,
+                                flat.outline, flat.outlines.coordinates, flat.outlines.coordinate_start,
+                                flat.outlines.ring_start)
 
     def _bbox_candidates(self, bounds: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(query, entry) pairs of the same step whose closed bounding boxes overlap (vectorised).
@@ -249,6 +258,18 @@ class Observation:
         if not queries:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         return np.concatenate(queries), np.concatenate(entries)
+
+
+def _sorted_unique(tokens: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """(sorted distinct tokens, index of each token among them), as `np.unique(..., return_inverse=True)` on the
+    strings, through a dict: an observation lists few distinct tokens many times."""
+    first_seen: dict[str, int] = {}
+    seen_ids = np.array([first_seen.setdefault(t, len(first_seen)) for t in tokens], dtype=np.int64)
+    unique_tokens = sorted(str(t) for t in first_seen)
+    first_seen = {str(t): i for t, i in first_seen.items()}
+    rank = np.empty(len(first_seen), dtype=np.int64)
+    rank[[first_seen[t] for t in unique_tokens]] = np.arange(len(unique_tokens))
+    return unique_tokens, rank[seen_ids]
 
 
 def _boxes_overlap(first: np.ndarray, second: np.ndarray) -> np.ndarray:

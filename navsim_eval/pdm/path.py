@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import shapely
 from shapely import ops
@@ -132,22 +133,39 @@ class PathSetInterpolator:
         self._progress = np.concatenate([p.progress for p in paths])
         self._search_table = np.concatenate([p.progress + o for p, o in zip(paths, self._offsets)])
         self._poses = np.concatenate([p.poses for p in paths])
+        # The arrays of `interpolate_pose`, as one tuple for the compiled callers.
+        self.tables = (self._first.astype(np.int64), self._last.astype(np.int64), self._lengths, self._offsets,
+                       self._progress, self._search_table, self._poses)
 
     def __call__(self, path_index: np.ndarray, distances: np.ndarray) -> np.ndarray:
         """Poses (N, 3) of path `path_index[i]` at `distances[i]` (clipped to [1e-5, length])."""
-        path_index = np.asarray(path_index, dtype=np.int64)
-        query = np.minimum(np.maximum(np.asarray(distances, dtype=np.float64), MIN_INTERPOLATION_DISTANCE),
-                           self._lengths[path_index])
-        upper = np.searchsorted(self._search_table, query + self._offsets[path_index])
-        upper = np.minimum(np.maximum(upper, self._first[path_index] + 1), self._last[path_index])
-        lower = upper - 1
-        x_lo = self._progress[lower]
-        y_lo = self._poses[lower]
-        span = self._progress[upper] - x_lo
-        with np.errstate(divide="ignore", invalid="ignore"):
-            slope = (self._poses[upper] - y_lo) / span[:, None]
-            slope[span == 0.0] = np.nan
-        result = slope * (query - x_lo)[:, None] + y_lo
-        result[:, 2] = np.arctan2(np.sin(result[:, 2]), np.cos(result[:, 2]))
-        result[np.isnan(result)] = 0.0
-        return result
+        return _interpolate_poses(self.tables, np.ascontiguousarray(path_index, dtype=np.int64).reshape(-1),
+                                  np.ascontiguousarray(distances, dtype=np.float64).reshape(-1))
+
+
+@numba.njit(cache=True)
+def interpolate_pose(tables, path, distance, out):  # pragma: no cover - compiled
+    """Pose of path `path` at `distance` into out (3,): the bracketing vertices of the concatenated progress
+    table, linear in x, y and unwrapped heading, heading wrapped; NaN components (repeated vertices) become 0."""
+    first, last, lengths, offsets, progress, search_table, poses = tables
+    query = min(max(distance, MIN_INTERPOLATION_DISTANCE), lengths[path])
+    upper = np.searchsorted(search_table, query + offsets[path])
+    upper = min(max(upper, first[path] + 1), last[path])
+    lower = upper - 1
+    x_lo = progress[lower]
+    span = progress[upper] - x_lo
+    for c in range(3):
+        slope = (poses[upper, c] - poses[lower, c]) / span if span != 0.0 else np.nan
+        out[c] = slope * (query - x_lo) + poses[lower, c]
+    out[2] = np.arctan2(np.sin(out[2]), np.cos(out[2]))
+    for c in range(3):
+        if np.isnan(out[c]):
+            out[c] = 0.0
+
+
+@numba.njit(cache=True)
+def _interpolate_poses(tables, path_index, distances):  # pragma: no cover - compiled
+    out = np.empty((path_index.shape[0], 3))
+    for i in range(path_index.shape[0]):
+        interpolate_pose(tables, path_index[i], distances[i], out[i])
+    return out

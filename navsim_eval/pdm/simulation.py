@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numba
 import numpy as np
 
 from data_pipelines.geometry import wrap_angle
@@ -129,6 +130,11 @@ class _HorizonSums:
 
 
 _SUMS = _HorizonSums(TRACKING_HORIZON, SIM_DT, WHEEL_BASE)
+# State columns as plain ints for the compiled loop.
+_X, _Y, _HEADING = int(StateIndex.X), int(StateIndex.Y), int(StateIndex.HEADING)
+_VELOCITY_X, _ACCELERATION_X = int(StateIndex.VELOCITY_X), int(StateIndex.ACCELERATION_X)
+_STEERING_ANGLE, _STEERING_RATE = int(StateIndex.STEERING_ANGLE), int(StateIndex.STEERING_RATE)
+_ANGULAR_VELOCITY, _ANGULAR_ACCELERATION = int(StateIndex.ANGULAR_VELOCITY), int(StateIndex.ANGULAR_ACCELERATION)
 
 
 def _horizon_polynomials(v_ref: np.ndarray, kappa_sums: np.ndarray, accel_per_speed: float,
@@ -193,64 +199,76 @@ def simulate(reference_xyh: np.ndarray, initial_state: np.ndarray, dt: float = S
     lon_factor = lon_gain * LON_Q / (lon_gain * LON_Q * lon_gain + LON_R)
     coefficient_0, coefficient_1, coefficient_2 = _horizon_polynomials(v_ref_all, kappa_sums, dt * lon_factor, sums)
     reference_stopping = v_ref_all <= STOPPING_VELOCITY
-    any_reference_stopping = reference_stopping.any(axis=1)
+
+    # A writable C-order copy: one compiled signature whether one initial state is shared or given per row.
+    initial = np.array(np.broadcast_to(np.asarray(initial_state, dtype=np.float64), (batch, STATE_DIM)), order="C")
+    return _track(initial, ref_x, ref_y, ref_h, sin_ref, cos_ref, v_ref_all, reference_stopping,
+                  np.ascontiguousarray(coefficient_0), np.ascontiguousarray(coefficient_1),
+                  np.ascontiguousarray(coefficient_2), dt, lon_factor)
+
+
+@numba.njit(cache=True)
+def _track(initial, ref_x, ref_y, ref_h, sin_ref, cos_ref, v_ref_all, reference_stopping,
+           coefficient_0, coefficient_1, coefficient_2, dt, lon_factor):  # pragma: no cover - compiled
+    """The sequential part of :func:`simulate`, compiled: per row, 40 steps of lateral LQR + bicycle.
+
+    Inputs are (steps, B) rows (coefficients (steps, 7, B)); returns states (B, steps + 1, 11). Each
+    operation is the element-wise float64 expression of the vectorised formulation, in the same order.
+    """
+    num_steps, batch = ref_x.shape
     accel_lag = dt / (dt + ACCEL_TIME_CONSTANT)
     steering_lag = dt / (dt + STEERING_TIME_CONSTANT)
     q_e, q_psi = LAT_Q[0], LAT_Q[1]
-
-    initial = np.broadcast_to(np.asarray(initial_state, dtype=np.float64), (batch, STATE_DIM))
-    x = initial[:, StateIndex.X].copy()
-    y = initial[:, StateIndex.Y].copy()
-    h = initial[:, StateIndex.HEADING].copy()
-    v = initial[:, StateIndex.VELOCITY_X].copy()
-    accel = initial[:, StateIndex.ACCELERATION_X].copy()
-    steering = initial[:, StateIndex.STEERING_ANGLE].copy()
-    tan_steering = np.tan(steering)
-    yaw_rate = initial[:, StateIndex.ANGULAR_VELOCITY].copy()
-    history = []
-    for k in range(num_steps):
-        lateral_error = (y - ref_y[k]) * cos_ref[k] - (x - ref_x[k]) * sin_ref[k]
-        heading_error = wrap_angle(h - ref_h[k])
-        accel_cmd = lon_factor * (v_ref_all[k] - v)
-        horizon = coefficient_2[k] * v
-        horizon += coefficient_1[k]
-        horizon *= v
-        horizon += coefficient_0[k]
-        sum_a, sum_b, psi_input, sum_ab, e_input, sum_c, sum_ac = horizon
-        psi_free = wrap_angle(heading_error + steering * sum_b + sum_c)
-        e_free = lateral_error + heading_error * sum_a + steering * sum_ab + sum_ac
-        steering_rate_cmd = -(q_e * e_input * e_free + q_psi * psi_input * psi_free) / (
-            q_e * e_input * e_input + q_psi * psi_input * psi_input + LAT_R
-        )
-        if any_reference_stopping[k]:
-            stopping = reference_stopping[k] & (v <= STOPPING_VELOCITY)
-            if stopping.any():
-                accel_cmd = np.where(stopping, -STOPPING_PROPORTIONAL_GAIN * (v - v_ref_all[k]), accel_cmd)
-                steering_rate_cmd = np.where(stopping, 0.0, steering_rate_cmd)
-
-        # Kinematic bicycle with first-order actuator lags; explicit Euler using the old steering angle.
-        new_accel = accel + accel_lag * (accel_cmd - accel)
-        new_steering_rate = steering_lag * steering_rate_cmd
-        distance = dt * v
-        x = x + distance * np.cos(h)
-        y = y + distance * np.sin(h)
-        h = wrap_angle(h + distance * tan_steering / WHEEL_BASE)
-        v = v + dt * new_accel
-        steering = np.minimum(np.maximum(steering + dt * new_steering_rate, -MAX_STEERING_ANGLE), MAX_STEERING_ANGLE)
+    states = np.zeros((batch, num_steps + 1, STATE_DIM))
+    for b in range(batch):
+        for column in range(STATE_DIM):
+            states[b, 0, column] = initial[b, column]
+        x = initial[b, _X]
+        y = initial[b, _Y]
+        h = initial[b, _HEADING]
+        v = initial[b, _VELOCITY_X]
+        accel = initial[b, _ACCELERATION_X]
+        steering = initial[b, _STEERING_ANGLE]
         tan_steering = np.tan(steering)
-        new_yaw_rate = v * tan_steering / WHEEL_BASE
-        history.append((x, y, h, v, new_accel, steering, new_steering_rate, new_yaw_rate,
-                        (new_yaw_rate - yaw_rate) / dt))
-        accel, yaw_rate = new_accel, new_yaw_rate
+        yaw_rate = initial[b, _ANGULAR_VELOCITY]
+        horizon = np.empty(7)
+        for k in range(num_steps):
+            lateral_error = (y - ref_y[k, b]) * cos_ref[k, b] - (x - ref_x[k, b]) * sin_ref[k, b]
+            heading_error = h - ref_h[k, b]
+            heading_error = np.arctan2(np.sin(heading_error), np.cos(heading_error))
+            accel_cmd = lon_factor * (v_ref_all[k, b] - v)
+            for row in range(7):
+                horizon[row] = (coefficient_2[k, row, b] * v + coefficient_1[k, row, b]) * v + coefficient_0[k, row, b]
+            sum_a, sum_b, psi_input, sum_ab, e_input, sum_c, sum_ac = (
+                horizon[0], horizon[1], horizon[2], horizon[3], horizon[4], horizon[5], horizon[6])
+            psi_free = heading_error + steering * sum_b + sum_c
+            psi_free = np.arctan2(np.sin(psi_free), np.cos(psi_free))
+            e_free = lateral_error + heading_error * sum_a + steering * sum_ab + sum_ac
+            steering_rate_cmd = -(q_e * e_input * e_free + q_psi * psi_input * psi_free) / (
+                q_e * e_input * e_input + q_psi * psi_input * psi_input + LAT_R
+            )
+            if reference_stopping[k, b] and v <= STOPPING_VELOCITY:
+                accel_cmd = -STOPPING_PROPORTIONAL_GAIN * (v - v_ref_all[k, b])
+                steering_rate_cmd = 0.0
 
-    states = np.zeros((batch, num_states, STATE_DIM))
-    states[:, 0] = initial
-    columns = (StateIndex.X, StateIndex.Y, StateIndex.HEADING, StateIndex.VELOCITY_X, StateIndex.ACCELERATION_X,
-               StateIndex.STEERING_ANGLE, StateIndex.STEERING_RATE, StateIndex.ANGULAR_VELOCITY,
-               StateIndex.ANGULAR_ACCELERATION)
-    if num_steps:
-        stacked = np.asarray(history)  # (steps, 9, B)
-        states[:, 1:, list(columns)] = stacked.transpose(2, 0, 1)
+            # Kinematic bicycle with first-order actuator lags; explicit Euler using the old steering angle.
+            new_accel = accel + accel_lag * (accel_cmd - accel)
+            new_steering_rate = steering_lag * steering_rate_cmd
+            distance = dt * v
+            x = x + distance * np.cos(h)
+            y = y + distance * np.sin(h)
+            h = h + distance * tan_steering / WHEEL_BASE
+            h = np.arctan2(np.sin(h), np.cos(h))
+            v = v + dt * new_accel
+            steering = min(max(steering + dt * new_steering_rate, -MAX_STEERING_ANGLE), MAX_STEERING_ANGLE)
+            tan_steering = np.tan(steering)
+            new_yaw_rate = v * tan_steering / WHEEL_BASE
+            out = states[b, k + 1]
+            out[_X], out[_Y], out[_HEADING], out[_VELOCITY_X] = x, y, h, v
+            out[_ACCELERATION_X], out[_STEERING_ANGLE], out[_STEERING_RATE] = new_accel, steering, new_steering_rate
+            out[_ANGULAR_VELOCITY] = new_yaw_rate
+            out[_ANGULAR_ACCELERATION] = (new_yaw_rate - yaw_rate) / dt
+            accel, yaw_rate = new_accel, new_yaw_rate
     return states
 
 

@@ -49,6 +49,34 @@ def test_reward_matches_scorer_and_flags_invalid(golden_dir, scenes, version):
     assert SCORE_SHORT_NAME[version] in result.sub_metrics
 
 
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_chunked_rewards_equal_per_scene_rewards(golden_dir, version):
+    """Scenes scored several per `score_trajectories_batch` call give the per-scene results; a scene whose
+    cache is missing or unusable fails alone, the rest of its chunk is scored."""
+    log = list(scenes_info(golden_dir)["logs"].values())[5]
+    tokens = log["tokens"][:5]
+    caches = {t: golden_cache(golden_dir, t, version) for t in tokens}
+    other = "v2" if version == "v1" else "v1"
+    caches[tokens[3]] = golden_cache(golden_dir, tokens[3], other)  # scoring it raises inside the batch
+    poses = np.stack([candidate_poses(golden_dir, t, NAMES) for t in tokens])
+    poses[0, 1, 2, 0] = np.nan
+    asked = tokens + ["missing_token"]
+    poses = np.concatenate([poses, poses[:1]])
+    per_scene = PDMReward(caches, version=version, scenes_per_call=1)(asked, poses)
+    assert per_scene.valid[[0, 1, 2, 4]].sum() == 4 * len(NAMES) - 1
+    assert {tokens[0], tokens[3], "missing_token"} == set(per_scene.errors)
+    assert not per_scene.valid[3].any() and not per_scene.valid[5].any()
+    for scenes_per_call in (2, 4, 8):
+        chunked = PDMReward(caches, version=version, scenes_per_call=scenes_per_call)(asked, poses)
+        np.testing.assert_array_equal(chunked.valid, per_scene.valid)
+        assert chunked.errors == per_scene.errors
+        np.testing.assert_allclose(chunked.scores, per_scene.scores, rtol=0, atol=1e-12, equal_nan=True)
+        for name, values in per_scene.sub_metrics.items():
+            np.testing.assert_allclose(chunked.sub_metrics[name], values, rtol=0, atol=1e-12, equal_nan=True)
+    with pytest.raises(ScoringError):
+        PDMReward(caches, version=version, scenes_per_call=0)
+
+
 def test_reward_from_cache_folder_in_worker_processes(golden_dir, scenes, tmp_path):
     store = MetricCacheStore(tmp_path)
     for token in scenes[:2]:

@@ -2,6 +2,9 @@
 
 All proposals (path index x policy index) advance together; the leading-agent search runs per path because
 the policies of one path share the driving corridor and the leading-agent vector (the documented quirk).
+The candidate leaders of each update step (corridor queries, centroid projections) do not depend on the
+proposals' states and are found up front with shapely; the sequential part (nearest leader by footprint
+distance, IDM, path interpolation) runs as one compiled loop (docs/pdm_scorer.md, "Speed").
 """
 
 from __future__ import annotations
@@ -9,18 +12,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+import numba
 import numpy as np
 import shapely
 
+from navsim_eval.pdm.compiled_geometry import quad_polygon_distance, ring_table
 from navsim_eval.pdm.constants import EGO_LENGTH, EGO_WIDTH, RED_LIGHT_PREFIX
-from navsim_eval.pdm.footprint import ego_corners
-from navsim_eval.pdm.path import PathSetInterpolator, PDMPath
+from navsim_eval.pdm.footprint import ego_corners_into
+from navsim_eval.pdm.path import PathSetInterpolator, PDMPath, interpolate_pose
 from navsim_eval.pdm.planner.config import PDMClosedConfig
 from navsim_eval.pdm.planner.forecast import ForecastObservation
 from navsim_eval.pdm.planner.idm import idm_step
 
 # Components of the leading-agent vector (spec §3.8).
 LEAD_PROGRESS, LEAD_VELOCITY, LEAD_REAR_LENGTH = 0, 1, 2
+# Obstacle kinds: an agent's speed is projected on the ego heading, a static object has speed 0, a red light
+# leaves the vector's speed as it is.
+AGENT_KIND, STATIC_KIND, RED_LIGHT_KIND = 0, 1, 2
 
 
 @dataclass
@@ -74,6 +82,7 @@ class ProposalGenerator:
         self._corridor_array = np.array(self.corridors, dtype=object)
         self._linestrings = np.array([path.linestring for path in self.paths], dtype=object)
         self._interpolate = PathSetInterpolator(self.paths)
+        self._obstacle_tables()
 
     @property
     def num_proposals(self) -> int:
@@ -89,61 +98,82 @@ class ProposalGenerator:
             self._group_cache[key] = cached
         return cached
 
-    def step(self, k: int, proposals: Optional[Sequence[int]] = None) -> None:
-        """Advance the given proposals (default all) from step k-1 to k."""
-        s = self.state
-        index, groups = self._groups(proposals)
-        self._update_leading_groups(k, groups)
-        leading = s.leading[index, k]
-        progress, velocity = idm_step(
-            s.progress[index, k - 1], s.velocity[index, k - 1], leading[:, LEAD_PROGRESS],
-            leading[:, LEAD_VELOCITY], leading[:, LEAD_REAR_LENGTH], self._targets[index],
-            self.config.idm, self.config.dt)
-        s.progress[index, k] = progress
-        s.velocity[index, k] = velocity
-        s.poses[index, k] = self._interpolate(self.path_of[index], progress)
-
     def rollout(self, first_step: int, last_step: int, proposals: Optional[Sequence[int]] = None) -> None:
-        for k in range(first_step, last_step + 1):
-            self.step(k, proposals)
+        """Advance the given proposals (default all) from step first_step - 1 to last_step: leading-agent vectors
+        at the update steps, then one IDM step and the path pose per proposal and step (one compiled call)."""
+        index, groups = self._groups(proposals)
+        steps = [k for k in range(first_step, last_step + 1) if k % self.config.leading_agent_update_interval == 0]
+        candidates = self._candidates(steps, groups)
+        rows, group_start, group_path = self._group_arrays(groups)
+        idm = self.config.idm
+        s = self.state
+        _rollout(first_step, last_step, self.config.leading_agent_update_interval, rows, group_start, group_path,
+                 *candidates, s.progress, s.velocity, s.poses, s.leading, self._targets, self.path_lengths,
+                 self._obstacles.coordinates, self._obstacles.coordinate_start, self._obstacles.ring_start,
+                 self._obstacle_outline, self._obstacle_kind, self._obstacle_speed, self._obstacle_heading, self._interpolate.tables,
+                 idm.min_gap_to_lead_agent, idm.headway_time, idm.accel_max, idm.decel_max,
+                 idm.acceleration_exponent, self.config.dt)
 
     def _update_leading(self, k: int, rows: np.ndarray, path_index: int) -> None:
         """Leading-agent vectors at step k of the given proposals of one path."""
         self._update_leading_groups(k, [(path_index, np.asarray(rows, dtype=np.int64))])
 
-    def _leading_pairs(self, k: int, groups: Sequence[tuple[int, np.ndarray]]) -> tuple:
-        """Candidate leaders at step k: (rows, per (row, corridor obstacle) pair: row position, query order,
-        polygon, centroid progress along the row's path, obstacle index; per group: has obstacles).
+    def _update_leading_groups(self, k: int, groups: Sequence[tuple[int, np.ndarray]]) -> None:
+        """Leading-agent vectors at step k for [(path index, its proposal rows)] (see `_leading_vectors`)."""
+        interval = self.config.leading_agent_update_interval
+        candidates = self._candidates([k] if k % interval == 0 else [], groups)
+        rows, group_start, group_path = self._group_arrays(groups)
+        s = self.state
+        _leading_vectors(k, 0, k % interval == 0, rows, group_start, group_path, *candidates, s.progress, s.poses,
+                         s.leading, self.path_lengths, self._obstacles.coordinates, self._obstacles.coordinate_start,
+                         self._obstacles.ring_start, self._obstacle_outline, self._obstacle_kind, self._obstacle_speed, self._obstacle_heading)
 
-        A path's candidates are the obstacles of step k's occupancy map intersecting its corridor, in the tree's
-        query order, without already-collided objects; all paths' centroids are projected in one call.
+    @staticmethod
+    def _group_arrays(groups: Sequence[tuple[int, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows of all groups, start of each group's rows (G + 1,), path of each group)."""
+        rows = np.concatenate([np.asarray(r, dtype=np.int64) for _, r in groups]).astype(np.int64)
+        group_start = np.concatenate([[0], np.cumsum([len(r) for _, r in groups])]).astype(np.int64)
+        return rows, group_start, np.array([p for p, _ in groups], dtype=np.int64)
+
+    def _candidates(self, steps: Sequence[int], groups: Sequence[tuple[int, np.ndarray]]) -> tuple:
+        """Candidate leaders of every group at the given update steps (they do not depend on the ego state):
+        per (step, group) the obstacles of the step's occupancy map intersecting the path's corridor, in the
+        tree's query order, without already-collided objects, with their centroid progress along the path.
+
+        Returns (candidate start per (step, group) (S, G + 1), obstacle (global index), centroid progress).
         """
-        occupancy = self.observation.at_step(k)
         paths = np.array([path_index for path_index, _ in groups], dtype=np.int64)
-        rows_per_group = np.array([len(rows) for _, rows in groups], dtype=np.int64)
-        all_rows = np.concatenate([rows for _, rows in groups])
-        if len(occupancy.tokens):
-            # One bulk query: per corridor the same hits, in the same order, as a query of that corridor alone.
-            group, obstacle = occupancy.tree.query(self._corridor_array[paths], predicate="intersects")
-            order = np.argsort(group, kind="stable")
-            group, obstacle = group[order], obstacle[order]
-            keep = ~self._collided_mask(k)[obstacle]
-            group, obstacle = group[keep], obstacle[keep]
-        else:
-            group, obstacle = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        counts = np.bincount(group, minlength=len(groups))
-        polygons = occupancy.polygons[obstacle]
+        starts = np.zeros((len(steps), len(groups) + 1), dtype=np.int64)
+        groups_of, obstacles = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+        total = 0
+        for j, k in enumerate(steps):
+            occupancy = self.observation.at_step(k)
+            if len(occupancy.tokens):
+                # One bulk query: per corridor the same hits, in the same order, as a query of that corridor alone.
+                group, obstacle = occupancy.tree.query(self._corridor_array[paths], predicate="intersects")
+                order = np.argsort(group, kind="stable")
+                group, obstacle = group[order], obstacle[order]
+                keep = ~self._collided_mask(k)[obstacle]
+                groups_of.append(group[keep])
+                obstacles.append(obstacle[keep] + self._map_offsets[k // self.observation.sample_interval])
+                counts = np.bincount(group[keep], minlength=len(groups))
+            else:
+                counts = np.zeros(len(groups), dtype=np.int64)
+            starts[j, 1:] = np.cumsum(counts)
+            starts[j] += total
+            total = int(starts[j, -1])
+        group = np.concatenate(groups_of).astype(np.int64)
+        obstacle = np.concatenate(obstacles).astype(np.int64)
+        # Centroid progress along each candidate's path: one projection call for all steps, once per (path,
+        # distinct obstacle polygon): static objects and red lights are candidates at every step.
+        progress = np.zeros(len(obstacle))
         if len(obstacle):
-            progress = shapely.line_locate_point(self._linestrings[paths[group]], shapely.centroid(polygons))
-        else:
-            progress = np.zeros(0)
-        group_of_row = np.repeat(np.arange(len(groups)), rows_per_group)
-        per_row = counts[group_of_row]
-        pair_row = np.repeat(np.arange(len(all_rows)), per_row)
-        pair_order = np.arange(int(per_row.sum())) - np.repeat(np.cumsum(per_row) - per_row, per_row)
-        pair_candidate = (np.cumsum(counts) - counts)[group_of_row][pair_row] + pair_order
-        return (all_rows, pair_row, pair_order, polygons[pair_candidate], progress[pair_candidate],
-                obstacle[pair_candidate], counts > 0)
+            outline = self._obstacle_outline[obstacle]
+            key = paths[group] * (int(outline.max()) + 1) + outline
+            _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+            progress = shapely.line_locate_point(self._linestrings[paths[group[first]]],
+                                                 self._obstacle_centroids[obstacle[first]])[inverse.reshape(-1)]
+        return starts, obstacle, np.asarray(progress, dtype=np.float64)
 
     def _collided_mask(self, k: int) -> np.ndarray:
         """(obstacles,) bool of step k's occupancy map: already collided at the start (ignored as leaders)."""
@@ -155,70 +185,123 @@ class ProposalGenerator:
             self._collided_masks[map_index] = mask
         return mask
 
-    def _update_leading_groups(self, k: int, groups: Sequence[tuple[int, np.ndarray]]) -> None:
-        """Leading-agent vectors at step k for [(path index, its proposal rows)], all paths in one pass.
+    def _obstacle_tables(self) -> None:
+        """Every occupancy map's obstacles under one global index: outline (in a `RingTable`), kind (agent,
+        static, red light), speed and heading of their track."""
+        maps = self.observation.maps
+        self._map_offsets = np.concatenate([[0], np.cumsum([len(m.tokens) for m in maps])]).astype(np.int64)
+        polygons = np.concatenate([np.asarray(m.polygons, dtype=object).reshape(-1) for m in maps])
+        # Static objects and red lights are the same polygon object in every map: one outline per distinct one.
+        _, first, outline = np.unique(np.array([id(p) for p in polygons], dtype=np.int64), return_index=True,
+                                      return_inverse=True)
+        self._obstacles = ring_table(polygons[first])
+        self._obstacle_centroids = shapely.centroid(polygons[first])[outline]
+        self._obstacle_outline = np.asarray(outline, dtype=np.int64).reshape(-1)
+        kinds, speeds, headings = [], [], []
+        previous_tokens, previous = None, None
+        for occupancy in maps:  # the maps of a forecast list the same tokens: computed once
+            if occupancy.tokens != previous_tokens:
+                previous_tokens, previous = occupancy.tokens, self._token_attributes(occupancy.tokens)
+            for out, array in zip((kinds, speeds, headings), previous):
+                out.append(array)
+        self._obstacle_kind = np.concatenate(kinds).astype(np.int64) if kinds else np.zeros(0, dtype=np.int64)
+        self._obstacle_speed = np.concatenate(speeds).astype(np.float64) if speeds else np.zeros(0)
+        self._obstacle_heading = np.concatenate(headings).astype(np.float64) if headings else np.zeros(0)
 
-        Per row: the nearest (footprint distance) obstacle of the path's corridor whose centroid lies ahead on
-        the path; ties go to the first in the corridor query order. One vector is shared by the rows of a path
-        within a step (spec §3.8 quirk): each row overwrites only some of its components.
-        """
-        s = self.state
-        if k % self.config.leading_agent_update_interval != 0:
-            for _, rows in groups:
-                s.leading[rows, k] = s.leading[rows, k - 1]
-            return
-        occupancy = self.observation.at_step(k)
-        all_rows, pair_row, pair_order, pair_polygon, pair_progress, pair_obstacle, has_obstacles = (
-            self._leading_pairs(k, groups))
-        ego_progress = s.progress[all_rows, k - 1]
-        ahead = pair_progress > ego_progress[pair_row]
-        nearest_distance = np.full(len(all_rows), np.inf)
-        nearest_obstacle = np.full(len(all_rows), -1, dtype=np.int64)
-        if ahead.any():
-            row, order, obstacle = pair_row[ahead], pair_order[ahead], pair_obstacle[ahead]
-            footprints = shapely.polygons(ego_corners(s.poses[all_rows, k - 1]))
-            distance = shapely.distance(footprints[row], pair_polygon[ahead])
-            ranked = np.lexsort((order, distance, row))  # per row: smallest distance, then first in query order
-            first_of_row = ranked[np.concatenate([[True], row[ranked][1:] != row[ranked][:-1]])]
-            nearest_distance[row[first_of_row]] = distance[first_of_row]
-            nearest_obstacle[row[first_of_row]] = obstacle[first_of_row]
-        need = nearest_obstacle >= 0
-        velocity = self._projected_velocities(s.poses[all_rows, k - 1, 2],
-                                              [occupancy.tokens[i] if i >= 0 else None for i in nearest_obstacle])
-        values = np.zeros((len(all_rows), 3))
-        position = 0
-        for group, (path_index, rows) in enumerate(groups):
-            shared = [0.0, 0.0, 0.0]
-            if not has_obstacles[group]:
-                values[position:position + len(rows)] = (self.path_lengths[path_index], 0.0, EGO_LENGTH / 2.0)
-                position += len(rows)
+    def _token_attributes(self, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(kind, speed, heading) arrays of an occupancy map's tokens."""
+        kind = np.full(len(tokens), RED_LIGHT_KIND, dtype=np.int64)
+        speed, heading = np.zeros(len(tokens)), np.zeros(len(tokens))
+        for i, token in enumerate(tokens):
+            if token.startswith(RED_LIGHT_PREFIX):
                 continue
-            for j in range(position, position + len(rows)):
-                if need[j]:
-                    shared[LEAD_PROGRESS] = ego_progress[j] + nearest_distance[j]
-                    if not np.isnan(velocity[j]):  # red lights keep the vector's velocity
-                        shared[LEAD_VELOCITY] = velocity[j]
-                else:
-                    shared[LEAD_PROGRESS] = self.path_lengths[path_index]
-                    shared[LEAD_REAR_LENGTH] = EGO_LENGTH / 2.0
-                values[j] = shared
-            position += len(rows)
-        s.leading[all_rows, k] = values
+            kind[i] = AGENT_KIND if self.observation.is_agent(token) else STATIC_KIND
+            velocity = self.observation.velocities[token]
+            speed[i] = np.hypot(velocity[0], velocity[1])
+            heading[i] = self.observation.headings[token]
+        return kind, speed, heading
 
-    def _projected_velocities(self, ego_headings: np.ndarray, tokens: Sequence[Optional[str]]) -> np.ndarray:
-        """Per row: the leader's speed projected on the ego heading (0 for static objects, NaN for red lights
-        and rows without a leader)."""
-        result = np.full(len(tokens), np.nan)
-        agents = [j for j, t in enumerate(tokens) if t is not None and not t.startswith(RED_LIGHT_PREFIX)
-                  and self.observation.is_agent(t)]
-        statics = [j for j, t in enumerate(tokens) if t is not None and not t.startswith(RED_LIGHT_PREFIX)
-                   and not self.observation.is_agent(t)]
-        result[statics] = 0.0
-        if agents:
-            velocity = np.array([self.observation.velocities[tokens[j]] for j in agents], dtype=np.float64)
-            heading = np.array([self.observation.headings[tokens[j]] for j in agents], dtype=np.float64)
-            speed = np.hypot(velocity[:, 0], velocity[:, 1])
-            difference = heading - ego_headings[agents]
-            relative = np.arctan2(np.sin(difference), np.cos(difference))
-            result[agents] = speed * np.cos(relative)
-        return result
+
+@numba.njit(cache=True)
+def _leading_vectors(k, step_slot, update, rows, group_start, group_path, candidate_start, candidate_obstacle,
+                     candidate_progress, progress, poses, leading, path_lengths, coordinates, coordinate_start,
+                     ring_start, obstacle_outline, obstacle_kind, obstacle_speed,
+                     obstacle_heading):  # pragma: no cover - compiled
+    """Leading-agent vectors at step k of the rows of every group (path); odd steps hold the previous vector.
+
+    Per row: the nearest (footprint distance, GEOS's formula) candidate whose centroid lies ahead on the path;
+    ties go to the first in the corridor query order. One vector is shared by the rows of a path within a
+    step (spec §3.8 quirk): each row overwrites only some of its components. A group without candidates gets
+    (path length, 0, half the ego length). `step_slot` selects the step's row of `candidate_start`.
+    """
+    if not update:
+        for r in rows:
+            for c in range(3):
+                leading[r, k, c] = leading[r, k - 1, c]
+        return
+    corners = np.empty((4, 2))
+    for g in range(group_start.shape[0] - 1):
+        path_length = path_lengths[group_path[g]]
+        first, last = candidate_start[step_slot, g], candidate_start[step_slot, g + 1]
+        if first == last:
+            for j in range(group_start[g], group_start[g + 1]):
+                r = rows[j]
+                leading[r, k, LEAD_PROGRESS] = path_length
+                leading[r, k, LEAD_VELOCITY] = 0.0
+                leading[r, k, LEAD_REAR_LENGTH] = EGO_LENGTH / 2.0
+            continue
+        shared_progress, shared_velocity, shared_rear = 0.0, 0.0, 0.0
+        for j in range(group_start[g], group_start[g + 1]):
+            r = rows[j]
+            ego_progress = progress[r, k - 1]
+            ego_corners_into(poses[r, k - 1, 0], poses[r, k - 1, 1], poses[r, k - 1, 2], corners)
+            nearest, nearest_distance = -1, np.inf
+            for c in range(first, last):
+                if candidate_progress[c] > ego_progress:
+                    o = candidate_obstacle[c]
+                    u = obstacle_outline[o]
+                    distance = quad_polygon_distance(corners, coordinates, coordinate_start, ring_start[u],
+                                                     ring_start[u + 1])
+                    if distance < nearest_distance:
+                        nearest, nearest_distance = o, distance
+            if nearest >= 0:
+                shared_progress = ego_progress + nearest_distance
+                if obstacle_kind[nearest] == AGENT_KIND:  # projected on the ego heading
+                    difference = obstacle_heading[nearest] - poses[r, k - 1, 2]
+                    relative = np.arctan2(np.sin(difference), np.cos(difference))
+                    shared_velocity = obstacle_speed[nearest] * np.cos(relative)
+                elif obstacle_kind[nearest] == STATIC_KIND:
+                    shared_velocity = 0.0
+                # red lights keep the vector's velocity
+            else:
+                shared_progress = path_length
+                shared_rear = EGO_LENGTH / 2.0
+            leading[r, k, LEAD_PROGRESS] = shared_progress
+            leading[r, k, LEAD_VELOCITY] = shared_velocity
+            leading[r, k, LEAD_REAR_LENGTH] = shared_rear
+
+
+@numba.njit(cache=True)
+def _rollout(first_step, last_step, update_interval, rows, group_start, group_path, candidate_start,
+             candidate_obstacle, candidate_progress, progress, velocity, poses, leading, targets, path_lengths,
+             coordinates, coordinate_start, ring_start, obstacle_outline, obstacle_kind, obstacle_speed,
+             obstacle_heading, tables,
+             min_gap, headway_time, accel_max, decel_max, acceleration_exponent, dt):  # pragma: no cover - compiled
+    """Steps first_step .. last_step of the rows: leading vectors, IDM step, pose on the row's path."""
+    slot = 0
+    for k in range(first_step, last_step + 1):
+        update = k % update_interval == 0
+        _leading_vectors(k, slot, update, rows, group_start, group_path, candidate_start, candidate_obstacle,
+                         candidate_progress, progress, poses, leading, path_lengths, coordinates, coordinate_start,
+                         ring_start, obstacle_outline, obstacle_kind, obstacle_speed, obstacle_heading)
+        if update:
+            slot += 1
+        for g in range(group_start.shape[0] - 1):
+            path = group_path[g]
+            for j in range(group_start[g], group_start[g + 1]):
+                r = rows[j]
+                progress[r, k], velocity[r, k] = idm_step(
+                    progress[r, k - 1], velocity[r, k - 1], leading[r, k, LEAD_PROGRESS], leading[r, k, LEAD_VELOCITY],
+                    leading[r, k, LEAD_REAR_LENGTH], targets[r], min_gap, headway_time, accel_max, decel_max,
+                    acceleration_exponent, dt)
+                interpolate_pose(tables, path, progress[r, k], poses[r, k])

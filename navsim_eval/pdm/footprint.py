@@ -50,8 +50,15 @@ def ego_corners_into(x, y, heading, out):  # pragma: no cover - compiled
 
 
 def polygons_from_corners(corners: np.ndarray) -> np.ndarray:
-    """Shapely polygons (...) from corners (..., 4, 2) (vectorised construction)."""
+    """Shapely polygons (...) from corners (..., V, 2), one closed exterior ring each, built in one call
+    (`shapely.from_ragged_array`; the same geometries as `shapely.polygons`, about 3x faster)."""
     corners = np.asarray(corners, dtype=np.float64)
-    shape = corners.shape[:-2]
-    flat = corners.reshape(-1, corners.shape[-2], 2)
-    return shapely.polygons(flat).reshape(shape)
+    shape, num_vertices = corners.shape[:-2], corners.shape[-2]
+    flat = corners.reshape(-1, num_vertices, 2)
+    if len(flat) == 0:
+        return np.zeros(shape, dtype=object)
+    closed = np.concatenate([flat, flat[:, :1]], axis=1).reshape(-1, 2)
+    ring_offsets = np.arange(0, len(closed) + 1, num_vertices + 1)
+    polygon_offsets = np.arange(len(flat) + 1)
+    polygons = shapely.from_ragged_array(shapely.GeometryType.POLYGON, closed, (ring_offsets, polygon_offsets))
+    return polygons.reshape(shape)

@@ -86,7 +86,7 @@ def no_at_fault_collisions(states: np.ndarray, geometry: EgoGeometry, areas: Ego
     ego_speed = np.hypot(states[row, step, StateIndex.VELOCITY_X], states[row, step, StateIndex.VELOCITY_Y])
     ego_stopped = ego_speed <= STOPPED_SPEED_THRESHOLD
     track_stopped = ~flat.track_is_agent[track] | (flat.track_speed[track] <= STOPPED_SPEED_THRESHOLD)
-    angle = relative_angle(geometry.rear_axles[row, step], geometry.headings[row, step], flat.centroids[entry])
+    angle = relative_angle(geometry.rear_axles[row, step], geometry.headings[row, step], flat.centroids(entry))
     behind = angle > BEHIND_ANGLE
     active = ~ego_stopped & ~track_stopped & ~behind
     front = np.zeros(len(row), dtype=bool)
@@ -185,7 +185,7 @@ def time_to_collision(states: np.ndarray, geometry: EgoGeometry, areas: EgoAreas
     if len(row) == 0:
         return scores
     track = flat.token_ids[entry]
-    angle = relative_angle(geometry.rear_axles[row, step], geometry.headings[row, step], flat.centroids[entry])
+    angle = relative_angle(geometry.rear_axles[row, step], geometry.headings[row, step], flat.centroids(entry))
     ahead = angle < AHEAD_ANGLE
     behind = angle > BEHIND_ANGLE
     risky_area = (areas.multiple_lanes[row, step] | areas.non_drivable[row, step]

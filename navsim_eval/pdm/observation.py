@@ -67,7 +67,6 @@ class FlatObservation:
     tokens: np.ndarray  # (E,) object
     polygons: np.ndarray  # (E,) shapely Polygons
     is_red_light: np.ndarray  # (E,) bool
-    centroids: np.ndarray  # (E, 2)
     bounds: np.ndarray  # (E, 4) x_min, y_min, x_max, y_max
     token_ids: np.ndarray  # (E,) int: index into `unique_tokens`
     unique_tokens: list[str]
@@ -79,6 +78,21 @@ class FlatObservation:
     is_convex_quad: np.ndarray  # (E,) bool
     outlines: RingTable  # the distinct polygons (entries of several steps share theirs, e.g. red lights)
     outline: np.ndarray  # (E,) int: an entry's polygon in `outlines`
+    outline_entry: np.ndarray  # (P,) int: an entry of each distinct polygon
+    _outline_centroids: Optional[np.ndarray] = None  # (P, 2), NaN until asked for
+
+    def centroids(self, entries: np.ndarray) -> np.ndarray:
+        """(n, 2) GEOS centroids of the given entries' polygons, computed once per distinct polygon and only for
+        the polygons asked for (the scorer needs them for the few entries in contact with the ego)."""
+        entries = np.asarray(entries, dtype=np.int64).reshape(-1)
+        if self._outline_centroids is None:
+            self._outline_centroids = np.full((len(self.outlines.ring_start) - 1, 2), np.nan)
+        outlines = self.outline[entries]
+        missing = np.unique(outlines[np.isnan(self._outline_centroids[outlines, 0])])
+        if len(missing):
+            points = shapely.centroid(self.polygons[self.outline_entry[missing]])
+            self._outline_centroids[missing] = np.stack([shapely.get_x(points), shapely.get_y(points)], axis=-1)
+        return self._outline_centroids[outlines]
 
 
 class Observation:
@@ -148,7 +162,6 @@ class Observation:
             _, first, outline = np.unique(identity, return_index=True, return_inverse=True)
             outline = np.asarray(outline, dtype=np.int64).reshape(-1)
             distinct = polygons[first]
-            centroid_points = shapely.centroid(distinct)[outline]
             quad_corners, is_convex_quad = (array[outline] for array in convex_quads(distinct))
             self._flat = FlatObservation(
                 step=np.repeat(np.arange(len(counts)), counts),
@@ -156,8 +169,6 @@ class Observation:
                 tokens=tokens,
                 polygons=polygons,
                 is_red_light=is_red[token_ids] if len(tokens) else np.zeros(0, dtype=bool),
-                centroids=np.stack([shapely.get_x(centroid_points), shapely.get_y(centroid_points)], axis=-1)
-                .reshape(-1, 2),
                 bounds=shapely.bounds(distinct).reshape(-1, 4)[outline],
                 token_ids=np.asarray(token_ids, dtype=np.int64).reshape(-1),
                 unique_tokens=unique_tokens,
@@ -169,6 +180,7 @@ class Observation:
                 is_convex_quad=is_convex_quad,
                 outlines=ring_table(distinct),
                 outline=outline,
+                outline_entry=np.asarray(first, dtype=np.int64).reshape(-1),
             )
         return self._flat
 
@@ -282,41 +294,92 @@ def _boxes_overlap(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class _TrackSamples:
-    object_type: str
-    length: float
-    width: float
-    times: list[float]
-    poses: list[np.ndarray]  # (x, y, heading, vx, vy)
+class _Tracks:
+    """The scored boxes of a frame window as tracks (first-seen order): per track its type and size at its first
+    frame, per (track, frame) whether it is seen and its global (x, y, heading, vx, vy)."""
+
+    tokens: list[str]
+    types: list[str]
+    length: np.ndarray  # (T,)
+    width: np.ndarray  # (T,)
+    seen: np.ndarray  # (T, F) bool
+    samples: np.ndarray  # (T, F, 5)
 
 
-def _global_objects(frame) -> list[tuple[str, str, float, float, np.ndarray]]:
-    """(track token, type, length, width, (x, y, heading, vx, vy)) of a frame's scored boxes in the map frame
-    (§1.3)."""
-    objects = frame_objects(frame)
-    return [
-        (objects.tokens[i], objects.types[i], float(objects.length[i]), float(objects.width[i]),
-         np.array([objects.x[i], objects.y[i], objects.heading[i], objects.vx[i], objects.vy[i]]))
-        for i in np.flatnonzero(objects.is_scored)
-    ]
+def _window_tracks(frames) -> _Tracks:
+    """:class:`_Tracks` of the scored boxes of `frames` in the map frame (§1.3); a track token listed twice in
+    one frame is an ObservationError."""
+    per_frame = []
+    index: dict[str, int] = {}
+    types: list[str] = []
+    sizes: list[tuple[float, float]] = []
+    for frame in frames:
+        objects = frame_objects(frame)
+        scored = np.flatnonzero(objects.is_scored)
+        rows = np.empty(len(scored), dtype=np.int64)
+        for position, i in enumerate(scored):
+            token = objects.tokens[i]
+            row = index.setdefault(token, len(index))
+            if row == len(types):
+                types.append(objects.types[i])
+                sizes.append((float(objects.length[i]), float(objects.width[i])))
+            rows[position] = row
+        if len(np.unique(rows)) != len(rows):
+            repeated = sorted({objects.tokens[i] for i in scored if list(rows).count(index[objects.tokens[i]]) > 1})
+            raise ObservationError(f"frame {frame.token}: track token(s) listed more than once: {repeated[:5]}")
+        values = np.stack([objects.x, objects.y, objects.heading, objects.vx, objects.vy], axis=-1)[scored]
+        per_frame.append((rows, values))
+    seen = np.zeros((len(index), len(frames)), dtype=bool)
+    samples = np.zeros((len(index), len(frames), 5))
+    for column, (rows, values) in enumerate(per_frame):
+        seen[rows, column] = True
+        samples[rows, column] = values
+    size = np.array(sizes, dtype=np.float64).reshape(-1, 2)
+    return _Tracks(list(index), types, size[:, 0], size[:, 1], seen, samples)
 
 
-def _interpolate_track(track: _TrackSamples, step_times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(present (S,), poses (S, 5)) of a track at the step times (§3.5)."""
-    times = np.asarray(track.times)
-    poses = np.stack(track.poses)
-    if len(times) == 1:
-        return np.ones(len(step_times), dtype=bool), np.repeat(poses, len(step_times), axis=0)
-    order = np.argsort(times, kind="stable")
-    times, poses = times[order], poses[order]
-    present = (step_times >= times[0]) & (step_times <= times[-1])
-    out = np.empty((len(step_times), poses.shape[1]))
-    unwrapped = np.unwrap(poses[:, 2])
-    for column in range(poses.shape[1]):
-        series = unwrapped if column == 2 else poses[:, column]
-        out[:, column] = np.interp(step_times, times, series)
-    out[:, 2] = wrap_angle(out[:, 2])
-    return present, out
+def _interpolate_tracks(seen: np.ndarray, samples: np.ndarray, frame_times: np.ndarray,
+                        step_times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(present (T, S), poses (T, S, 5)) of every track at the step times (§3.5): linear interpolation between a
+    track's seen samples (headings unwrapped first), present between its first and last sample; a track seen
+    once is present at every step. Computes what `np.interp` / `np.unwrap` give per track and column, for all
+    tracks at once."""
+    num_tracks, num_frames = seen.shape
+    if num_tracks == 0:
+        return np.zeros((0, len(step_times)), dtype=bool), np.zeros((0, len(step_times), samples.shape[-1]))
+    counts = seen.sum(axis=1)
+    rows = np.arange(num_tracks)[:, None]
+    # Each track's seen samples first, in frame order; the slots after them repeat its last sample.
+    order = np.argsort(~seen, axis=1, kind="stable")
+    last = np.maximum(counts - 1, 0)
+    slot = np.minimum(np.arange(num_frames)[None, :], last[:, None])
+    order = order[rows, slot]
+    times = frame_times[order]  # (T, F)
+    values = samples[rows, order]  # (T, F, 5)
+    values[..., 2] = np.unwrap(values[..., 2], axis=1)
+
+    x = step_times[None, :]  # (1, S)
+    below = (times[:, :, None] <= x[:, None, :]) & (np.arange(num_frames)[None, :, None] < counts[:, None, None])
+    j = below.sum(axis=1) - 1  # (T, S): last sample at or before x, -1 before the first
+    first_time, last_time = times[:, :1], times[np.arange(num_tracks), last][:, None]
+    present = (x >= first_time) & (x <= last_time)
+    left = np.clip(j, 0, np.maximum(counts - 2, 0)[:, None])
+    right = np.minimum(left + 1, last[:, None])
+    x_left, x_right = times[rows, left], times[rows, right]
+    y_left, y_right = values[rows, left], values[rows, right]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = (y_right - y_left) / (x_right - x_left)[..., None]
+        interpolated = slope * (x - x_left)[..., None] + y_left
+    exact = (j >= 0) & (x == times[rows, np.maximum(j, 0)])
+    at_sample = values[rows, np.clip(j, 0, last[:, None])]
+    poses = np.where(exact[..., None] | (j >= last[:, None])[..., None], at_sample, interpolated)
+    poses = np.where((j < 0)[..., None], values[:, :1], poses)
+    once = counts == 1
+    present[once] = True
+    poses[:, :, 2] = wrap_angle(poses[:, :, 2])
+    if once.any():
+        poses[once] = values[once, :1]  # not wrapped, as the sample itself
+    return present, poses
 
 
 def _red_light_obstacles(scene, num_steps: int, lane_ids: Optional[Iterable[str]], route_ids: Sequence[str],
@@ -375,36 +438,25 @@ def build_ground_truth_observation(
             f"scene {scene.token}: {version} needs {num_frames} future frames, "
             f"the window has {len(scene.frames) - current - 1}"
         )
-    tracks: dict[str, _TrackSamples] = {}
     relative_time_s = np.arange(num_frames + 1, dtype=np.float64) * OBSERVATION_FRAME_INTERVAL_S
-    for frame, time_s in zip(scene.frames[current : current + num_frames + 1], relative_time_s):
-        time_s = float(time_s)  # frame index * 0.5 s, not the timestamp difference (§3.5)
-        for token, name, length, width, pose in _global_objects(frame):
-            track = tracks.get(token)
-            if track is None:
-                track = tracks[token] = _TrackSamples(name, length, width, [], [])
-            track.times.append(time_s)
-            track.poses.append(pose)
+    # frame index * 0.5 s, not the timestamp difference (§3.5)
+    tracks = _window_tracks(scene.frames[current : current + num_frames + 1])
     step_times = np.arange(num_steps) * SIM_DT
+    present, poses = _interpolate_tracks(tracks.seen, tracks.samples, relative_time_s, step_times)
 
-    tokens = list(tracks)
-    present = np.zeros((len(tokens), num_steps), dtype=bool)
-    poses = np.zeros((len(tokens), num_steps, 5))
-    unique_objects: dict[str, UniqueObject] = {}
-    for index, token in enumerate(tokens):
-        present[index], poses[index] = _interpolate_track(tracks[token], step_times)
-        first = int(np.argmax(present[index]))
-        track = tracks[token]
-        unique_objects[token] = UniqueObject(
+    tokens = list(tracks.tokens)
+    first = np.argmax(present, axis=1) if tokens else np.zeros(0, dtype=np.int64)
+    unique_objects: dict[str, UniqueObject] = {
+        token: UniqueObject(
             token=token,
-            object_type=track.object_type,
-            is_agent=track.object_type in AGENT_TYPES,
-            heading=float(poses[index, first, 2]),
-            velocity=poses[index, first, 3:5].copy(),
+            object_type=tracks.types[index],
+            is_agent=tracks.types[index] in AGENT_TYPES,
+            heading=float(poses[index, first[index], 2]),
+            velocity=poses[index, first[index], 3:5].copy(),
         )
-    lengths = np.array([tracks[t].length for t in tokens])
-    widths = np.array([tracks[t].width for t in tokens])
-    corners = box_corners(poses[..., :2], poses[..., 2], lengths[:, None] / 2.0, widths[:, None] / 2.0)
+        for index, token in enumerate(tokens)
+    }
+    corners = box_corners(poses[..., :2], poses[..., 2], tracks.length[:, None] / 2.0, tracks.width[:, None] / 2.0)
     polygons = polygons_from_corners(corners) if tokens else np.zeros((0, num_steps), dtype=object)
 
     if version == "v2" and tokens:

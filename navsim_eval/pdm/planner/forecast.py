@@ -50,6 +50,7 @@ class ForecastObservation:
     velocities: dict[str, np.ndarray]
     object_types: dict[str, str]
     collided_tokens: set[str]
+    _observation: Optional[object] = field(default=None, init=False, repr=False)
 
     def at_step(self, step: int) -> OccupancyMap:
         return self.maps[step // self.sample_interval]
@@ -61,11 +62,14 @@ class ForecastObservation:
     def is_agent(self, token: str) -> bool:
         return self.object_types.get(token) in AGENT_ORDER
 
-    def to_observation(self, num_steps: Optional[int] = None):
-        """The scorer's `Observation` container with one entry list per 10 Hz step."""
+    def to_observation(self):
+        """The scorer's `Observation` container with one entry list per 10 Hz step (built once: the proposal
+        generator reads its obstacle outlines, the scorer scores the proposals against it)."""
         from navsim_eval.pdm.observation import Observation, UniqueObject
 
-        steps = self.num_steps if num_steps is None else num_steps
+        if self._observation is not None:
+            return self._observation
+        steps = self.num_steps
         tokens = [self.at_step(k).tokens for k in range(steps)]
         polygons = [self.at_step(k).polygons for k in range(steps)]
         unique = {
@@ -74,7 +78,8 @@ class ForecastObservation:
                 heading=float(self.headings[token]), velocity=np.asarray(self.velocities[token], dtype=np.float64))
             for token in self.object_types
         }
-        return Observation(tokens, polygons, unique, set(self.collided_tokens))
+        self._observation = Observation(tokens, polygons, unique, set(self.collided_tokens))
+        return self._observation
 
 
 def _nearest(indices: np.ndarray, distances: np.ndarray, limit: int) -> np.ndarray:
@@ -115,22 +120,20 @@ def build_forecast_observation(
         centers = np.stack([objects.x[index], objects.y[index]], axis=-1)
         return box_corners(centers, objects.heading[index], objects.length[index] / 2.0, objects.width[index] / 2.0)
 
-    static_polygons = shapely.polygons(corners(static_index)) if len(static_index) else np.zeros(0, dtype=object)
+    static_polygons = polygons_from_corners(corners(static_index))
     agent_corners = corners(agent_index)
     agent_dxy = dxy[agent_index]
     light_tokens = [f"{RED_LIGHT_PREFIX}{i}" for i in red_light_ids]
     light_polygons = np.array(list(red_light_polygons), dtype=object)
     tokens = ([objects.tokens[i] for i in static_index] + [objects.tokens[i] for i in agent_index] + light_tokens)
 
+    samples = range(0, config.trajectory_steps + config.observation_sample_interval, config.observation_sample_interval)
+    delta_t = np.array([float(sample) * config.dt for sample in samples])
+    # Agents move at constant velocity: every map's agent boxes, built in one call.
+    agent_polygons = polygons_from_corners(agent_corners[None] + delta_t[:, None, None, None] * agent_dxy[None, :, None, :])
     maps: list[OccupancyMap] = []
-    for sample in range(0, config.trajectory_steps + config.observation_sample_interval,
-                        config.observation_sample_interval):
-        delta_t = float(sample) * config.dt
-        if len(agent_index):
-            agent_polygons = shapely.polygons(agent_corners + delta_t * agent_dxy[:, None, :])
-        else:
-            agent_polygons = np.zeros(0, dtype=object)
-        polygons = np.concatenate([static_polygons, agent_polygons, light_polygons]).astype(object)
+    for sample_polygons in agent_polygons:
+        polygons = np.concatenate([static_polygons, sample_polygons, light_polygons]).astype(object)
         maps.append(OccupancyMap(list(tokens), polygons))
 
     footprint = polygons_from_corners(ego_corners(np.asarray(ego_pose, dtype=np.float64)))[()]

@@ -16,7 +16,7 @@ import numba
 import numpy as np
 import shapely
 
-from navsim_eval.pdm.compiled_geometry import quad_polygon_distance, ring_table
+from navsim_eval.pdm.compiled_geometry import quad_polygon_distance
 from navsim_eval.pdm.constants import EGO_LENGTH, EGO_WIDTH, RED_LIGHT_PREFIX
 from navsim_eval.pdm.footprint import ego_corners_into
 from navsim_eval.pdm.path import PathSetInterpolator, PDMPath, interpolate_pose
@@ -171,8 +171,10 @@ class ProposalGenerator:
             outline = self._obstacle_outline[obstacle]
             key = paths[group] * (int(outline.max()) + 1) + outline
             _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+            # Centroids of the candidates only (a corridor meets few of the obstacles).
+            centroids = shapely.centroid(self._obstacle_polygons[obstacle[first]])
             progress = shapely.line_locate_point(self._linestrings[paths[group[first]]],
-                                                 self._obstacle_centroids[obstacle[first]])[inverse.reshape(-1)]
+                                                 centroids)[inverse.reshape(-1)]
         return starts, obstacle, np.asarray(progress, dtype=np.float64)
 
     def _collided_mask(self, k: int) -> np.ndarray:
@@ -190,13 +192,15 @@ class ProposalGenerator:
         static, red light), speed and heading of their track."""
         maps = self.observation.maps
         self._map_offsets = np.concatenate([[0], np.cumsum([len(m.tokens) for m in maps])]).astype(np.int64)
-        polygons = np.concatenate([np.asarray(m.polygons, dtype=object).reshape(-1) for m in maps])
-        # Static objects and red lights are the same polygon object in every map: one outline per distinct one.
-        _, first, outline = np.unique(np.array([id(p) for p in polygons], dtype=np.int64), return_index=True,
-                                      return_inverse=True)
-        self._obstacles = ring_table(polygons[first])
-        self._obstacle_centroids = shapely.centroid(polygons[first])[outline]
-        self._obstacle_outline = np.asarray(outline, dtype=np.int64).reshape(-1)
+        # The outlines of the scorer's view of the forecast (static objects and red lights are one polygon in
+        # every map); map m is the view's step m * sample_interval.
+        flat = self.observation.to_observation().flat()
+        steps = np.arange(len(maps)) * self.observation.sample_interval
+        entries = np.concatenate([flat.offsets[k] + np.arange(len(m.tokens)) for k, m in zip(steps, maps)])
+        entries = entries.astype(np.int64)
+        self._obstacles = flat.outlines
+        self._obstacle_outline = flat.outline[entries]
+        self._obstacle_polygons = flat.polygons[entries]
         kinds, speeds, headings = [], [], []
         previous_tokens, previous = None, None
         for occupancy in maps:  # the maps of a forecast list the same tokens: computed once

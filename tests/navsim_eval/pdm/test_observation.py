@@ -74,3 +74,78 @@ def test_v2_removes_tracks_touching_the_ego_at_step_zero(golden_dir):
     v2 = build_ground_truth_observation(scene, "v2", map_api=map_api)
     assert all("on_ego" in v1.tokens(k) for k in range(51))  # single-frame track: present at every step
     assert not any("on_ego" in v2.tokens(k) for k in range(41))
+
+
+def _interpolate_one_track(times, samples, step_times):
+    """The per-track definition (§3.5): np.interp over the seen samples, headings unwrapped then wrapped."""
+    if len(times) == 1:
+        return np.ones(len(step_times), dtype=bool), np.repeat(samples, len(step_times), axis=0)
+    present = (step_times >= times[0]) & (step_times <= times[-1])
+    out = np.empty((len(step_times), samples.shape[1]))
+    unwrapped = np.unwrap(samples[:, 2])
+    for column in range(samples.shape[1]):
+        out[:, column] = np.interp(step_times, times, unwrapped if column == 2 else samples[:, column])
+    out[:, 2] = np.arctan2(np.sin(out[:, 2]), np.cos(out[:, 2]))
+    return present, out
+
+
+def test_interpolated_tracks_equal_the_per_track_definition_bit_for_bit():
+    """Gaps, late starts, early ends, single samples and headings crossing ±pi, all tracks in one call."""
+    from navsim_eval.pdm.observation import _interpolate_tracks
+
+    rng = np.random.default_rng(7)
+    num_tracks, num_frames = 300, 11
+    seen = rng.random((num_tracks, num_frames)) < 0.7
+    seen[0] = True  # seen in every frame
+    seen[1] = False
+    seen[1, 4] = True  # seen once
+    seen[2] = False
+    seen[2, [0, 10]] = True  # only at both ends
+    seen[~seen.any(axis=1), 5] = True
+    samples = rng.normal(scale=30.0, size=(num_tracks, num_frames, 5))
+    samples[..., 2] = rng.uniform(-np.pi, np.pi, size=(num_tracks, num_frames))
+    samples[3, :, 2] = np.where(np.arange(num_frames) % 2 == 0, 3.1, -3.1)  # wraps every frame
+    frame_times = np.arange(num_frames, dtype=np.float64) * 0.5
+    step_times = np.arange(51) * 0.1
+
+    present, poses = _interpolate_tracks(seen, samples, frame_times, step_times)
+
+    for track in range(num_tracks):
+        columns = np.flatnonzero(seen[track])
+        expected_present, expected = _interpolate_one_track(frame_times[columns], samples[track, columns], step_times)
+        assert np.array_equal(present[track], expected_present), track
+        assert np.array_equal(poses[track], expected), track
+
+
+def test_track_listed_twice_in_a_frame_is_an_error_naming_the_frame(golden_dir):
+    from tests.navsim_eval.pdm.scorer_golden import _loader
+
+    token = next(iter(scenes_info(golden_dir)["logs"].values()))["tokens"][0]
+    scene = _loader(golden_dir).get_scene_from_token(token)
+    frame = scene.current_frame
+    annotations = frame.annotations
+    if len(annotations.names) == 0:
+        pytest.skip("golden scene without boxes")
+    annotations.boxes = np.concatenate([annotations.boxes, annotations.boxes[:1]])
+    annotations.names = list(annotations.names) + [annotations.names[0]]
+    annotations.velocity_3d = np.concatenate([annotations.velocity_3d, annotations.velocity_3d[:1]])
+    annotations.track_tokens = list(annotations.track_tokens) + [annotations.track_tokens[0]]
+    annotations.instance_tokens = list(annotations.instance_tokens) + [annotations.instance_tokens[0]]
+    with pytest.raises(ObservationError, match=f"frame {frame.token}.*{annotations.track_tokens[0]}"):
+        build_ground_truth_observation(scene, "v1")
+
+
+def test_flat_centroids_are_geos_centroids_computed_only_when_asked():
+    unique = {t: UniqueObject(t, "vehicle", True, 0.0, np.zeros(2)) for t in "abc"}
+    static = shapely.Polygon([(0, 0), (3, 0), (3, 1), (1, 2)])
+    polygons = [[static, _box(5, 1, 3.3, 1.7)], [static, _box(9, -2)], [_box(-4, 4, 1.0, 0.5)]]
+    observation = Observation([["a", "b"], ["a", "c"], ["b"]], polygons, unique)
+    flat = observation.flat()
+    entries = np.array([3, 0, 2])
+    expected = shapely.centroid(flat.polygons[entries])
+    assert np.array_equal(flat.centroids(entries),
+                          np.stack([shapely.get_x(expected), shapely.get_y(expected)], axis=-1))
+    # Entries 0 and 2 are the static polygon (one outline); outlines never asked for stay uncomputed.
+    assert flat.outline[0] == flat.outline[2]
+    assert np.isnan(flat._outline_centroids[:, 0]).sum() == len(flat.outline_entry) - 2
+    assert np.array_equal(flat.centroids(np.array([2])), flat.centroids(np.array([0])))

@@ -16,11 +16,11 @@ from typing import Mapping, Optional, Union
 import numpy as np
 
 from navsim_eval.pdm.constants import V1_OBSERVATION_FRAMES, V2_OBSERVATION_FRAMES
-from navsim_eval.pdm.objects import traffic_light_array
+from navsim_eval.pdm.objects import red_lane_connector_ids
 
 SCENE, MAP, METRIC = "scene", "map", "metric"
 PART_DESCRIPTIONS = {
-    SCENE: "the scene window's frames (ego states, boxes, route or traffic lights)",
+    SCENE: "the scene window's frames (ego states, boxes, route or red lights)",
     MAP: "the map file",
     METRIC: "the metric version",
 }
@@ -58,7 +58,8 @@ def scene_fingerprint(scene, version: str) -> str:
     for frame in scene.frames[:end]:
         status = frame.ego_status
         _update(hasher, str(frame.token), int(frame.timestamp), [str(r) for r in frame.roadblock_ids],
-                traffic_light_array(frame.traffic_lights), np.asarray(status.ego_pose), np.asarray(status.ego_velocity), np.asarray(status.ego_acceleration))
+                red_lane_connector_ids(frame.traffic_lights), np.asarray(status.ego_pose),
+                np.asarray(status.ego_velocity), np.asarray(status.ego_acceleration))
         annotations = frame.annotations
         if annotations is None:
             _update(hasher, None)

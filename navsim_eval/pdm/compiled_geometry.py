@@ -27,7 +27,8 @@ def convex_quads(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
               & (shapely.get_num_interior_rings(polygons) == 0))
     simple[simple] = shapely.get_num_coordinates(polygons[simple]) == 5
     if simple.any():
-        coordinates = shapely.get_coordinates(shapely.get_exterior_ring(polygons[simple])).reshape(-1, 5, 2)[:, :4]
+        # A polygon without holes lists its exterior ring's coordinates (no ring objects made).
+        coordinates = shapely.get_coordinates(polygons[simple]).reshape(-1, 5, 2)[:, :4]
         edges = np.roll(coordinates, -1, axis=1) - coordinates
         turns = edges[:, :, 0] * np.roll(edges, -1, axis=1)[:, :, 1] - edges[:, :, 1] * np.roll(edges, -1, axis=1)[:, :, 0]
         convex = np.all(turns > 0.0, axis=1) | np.all(turns < 0.0, axis=1)
@@ -292,6 +293,13 @@ class RingTable:
 def ring_table(polygons: np.ndarray) -> RingTable:
     """The :class:`RingTable` of polygons (P,) (Polygons or MultiPolygons)."""
     polygons = np.asarray(polygons, dtype=object).reshape(-1)
+    if len(polygons) and np.all(shapely.get_type_id(polygons) == shapely.GeometryType.POLYGON) \
+            and not shapely.get_num_interior_rings(polygons).any():
+        # Polygons without holes (every box): one ring each, their coordinates in one call.
+        counts = shapely.get_num_coordinates(polygons)
+        coordinate_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        coordinates = np.ascontiguousarray(shapely.get_coordinates(polygons), dtype=np.float64).reshape(-1, 2)
+        return RingTable(coordinates, coordinate_start, np.arange(len(polygons) + 1, dtype=np.int64))
     parts, part_polygon = shapely.get_parts(polygons, return_index=True)
     rings, ring_part = shapely.get_rings(parts, return_index=True)
     coordinates, coordinate_ring = shapely.get_coordinates(rings, return_index=True)

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 # Version of the on-disk format written by MetricCacheStore; bump on any change of the stored fields or of
 # how they are computed (2: observation timed by frame index, see docs/pdm_scorer.md "Audit notes";
 # 3: source fingerprint stored and checked on load; 4: traffic lights fingerprinted as an integer array).
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5  # 5: the scene fingerprint hashes the red lane connectors, not every light pair
 CACHE_FILE_SUFFIX = ".mcache"
 # zlib level of the stored caches: level 1 writes a city-map cache in 2/3 of level 3's time for 4 % more bytes
 # (measured on the `realistic` preset, docs/pdm_scorer.md); reading does not depend on the level.

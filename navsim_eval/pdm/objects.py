@@ -6,7 +6,6 @@ fingerprint.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,14 +79,12 @@ def frame_objects(frame: Frame) -> SceneObjects:
 __all__ = ["SceneObjects", "frame_objects"]
 
 
-def traffic_light_array(traffic_lights) -> np.ndarray:
-    """(N, 2) int64 (lane connector id, is red) of a frame's `traffic_lights` pairs. City maps list every lane
-    connector of the map (thousands) in every frame, so the pairs go through one array, not one item each."""
-    flat = np.fromiter(itertools.chain.from_iterable(traffic_lights), dtype=np.int64, count=2 * len(traffic_lights))
-    return flat.reshape(-1, 2)
+def red_lane_connector_ids(traffic_lights) -> np.ndarray:
+    """(N,) int64 ids of the RED lane connectors of a frame's `traffic_lights` pairs, in the frame's order: what
+    the scorer reads of them (city maps list every signalised connector in every frame, thousands of pairs)."""
+    return np.array([lane for lane, is_red in traffic_lights if is_red], dtype=np.int64)
 
 
 def red_light_ids(traffic_lights) -> list[str]:
     """Ids (as map id strings) of the RED lane connectors of a frame, in the frame's order."""
-    lights = traffic_light_array(traffic_lights)
-    return [str(i) for i in lights[lights[:, 1] != 0, 0].tolist()]
+    return [str(lane) for lane in red_lane_connector_ids(traffic_lights).tolist()]

@@ -31,7 +31,7 @@ from navsim_eval.pdm.constants import (
 from navsim_eval.pdm.compiled_geometry import RingTable, convex_quads, quad_entry_pairs, ring_table
 from navsim_eval.pdm.errors import ObservationError
 from navsim_eval.pdm.footprint import box_corners, ego_corners, polygons_from_corners
-from navsim_eval.pdm.objects import frame_objects, red_light_ids
+from navsim_eval.pdm.objects import frame_objects, red_lane_connector_ids
 
 
 def red_light_token(connector_id: Any) -> str:
@@ -109,8 +109,8 @@ class Observation:
             raise ObservationError(
                 f"observation has {len(tokens_per_step)} token lists but {len(polygons_per_step)} polygon lists"
             )
-        self._tokens = [np.asarray(list(t), dtype=object) for t in tokens_per_step]
-        self._polygons = [np.asarray(list(p), dtype=object).reshape(-1) for p in polygons_per_step]
+        self._tokens = [_object_array(t) for t in tokens_per_step]
+        self._polygons = [_object_array(p) for p in polygons_per_step]
         for step, (tokens, polygons) in enumerate(zip(self._tokens, self._polygons)):
             if len(tokens) != len(polygons):
                 raise ObservationError(f"observation step {step}: {len(tokens)} tokens, {len(polygons)} polygons")
@@ -272,6 +272,16 @@ class Observation:
         return np.concatenate(queries), np.concatenate(entries)
 
 
+def _object_array(values) -> np.ndarray:
+    """A new 1-D object array of `values` (an object array is copied without looking at its elements)."""
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        return values.reshape(-1).copy()
+    values = list(values)
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
 def _sorted_unique(tokens: np.ndarray) -> tuple[list[str], np.ndarray]:
     """(sorted distinct tokens, index of each token among them), as `np.unique(..., return_inverse=True)` on the
     strings, through a dict: an observation lists few distinct tokens many times."""
@@ -387,23 +397,43 @@ def _red_light_obstacles(scene, num_steps: int, lane_ids: Optional[Iterable[str]
     """Per step: (token, polygon) of RED on-route lane connectors from frame ⌊k/5⌋ (§3.6)."""
     current = scene.current_frame_index
     route_lanes = None if lane_ids is None else {str(i) for i in lane_ids}
+    route_numbers: Optional[np.ndarray] = None
     polygons: dict[str, Any] = {}
     per_frame: dict[int, list[tuple[str, Any]]] = {}  # steps of one frame share its obstacles
     for frame_index in sorted({current + step // FRAMES_PER_STEP for step in range(num_steps)}):
         obstacles = per_frame[frame_index] = []
-        for connector_id in red_light_ids(scene.frames[frame_index].traffic_lights):
-            if route_lanes is None:
-                if map_api is None:
-                    raise ObservationError(f"scene {scene.token}: v2 red lights need the map (no map_api given)")
-                route_lanes = _uncorrected_route_lane_ids(map_api, route_ids)
-            if connector_id not in route_lanes:
-                continue
+        red = red_lane_connector_ids(scene.frames[frame_index].traffic_lights)
+        if len(red) and route_lanes is None:
+            if map_api is None:
+                raise ObservationError(f"scene {scene.token}: v2 red lights need the map (no map_api given)")
+            route_lanes = _uncorrected_route_lane_ids(map_api, route_ids)
+        if len(red) and route_numbers is None:
+            route_numbers = _canonical_integer_ids(route_lanes)
+        # On-route first (a city frame lists hundreds of red connectors), as ids: str(id) is in the route's
+        # lane ids exactly when id is among its canonical integer ids.
+        for connector_id in map(str, red[np.isin(red, route_numbers)].tolist()) if len(red) else ():
             if connector_id not in polygons:
                 if map_api is None:
                     raise ObservationError(f"scene {scene.token}: v2 red lights need the map (no map_api given)")
                 polygons[connector_id] = map_api.get_lane_connector(connector_id).polygon
             obstacles.append((red_light_token(connector_id), polygons[connector_id]))
     return [list(per_frame[current + step // FRAMES_PER_STEP]) for step in range(num_steps)]
+
+
+INT64_MIN, INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+
+
+def _canonical_integer_ids(ids: Iterable[str]) -> np.ndarray:
+    """int64 values of the ids written as integers are (str(int(i)) == i); other ids match no connector id."""
+    numbers = []
+    for text in ids:
+        try:
+            value = int(text)
+        except ValueError:
+            continue
+        if str(value) == text and INT64_MIN <= value <= INT64_MAX:
+            numbers.append(value)
+    return np.array(numbers, dtype=np.int64)
 
 
 def _uncorrected_route_lane_ids(map_api, roadblock_ids: Sequence[str]) -> set[str]:
@@ -468,17 +498,18 @@ def build_ground_truth_observation(
         present, polygons = present[keep], polygons[keep]
         unique_objects = {t: unique_objects[t] for t in tokens}
 
-    tokens_array = np.asarray(tokens, dtype=object)
-    tokens_per_step = [list(tokens_array[present[:, k]]) for k in range(num_steps)]
-    polygons_per_step = [list(polygons[present[:, k], k]) for k in range(num_steps)]
+    tokens_array = _object_array(tokens)
+    tokens_per_step = [tokens_array[present[:, k]] for k in range(num_steps)]
+    polygons_per_step = [polygons[present[:, k], k] for k in range(num_steps)]
     if version == "v2":
         route_ids = scene.current_frame.roadblock_ids if route_roadblock_ids is None else route_roadblock_ids
         obstacles_per_step = _red_light_obstacles(scene, num_steps, route_lane_ids, route_ids, map_api)
         for step, obstacles in enumerate(obstacles_per_step):
-            for token, polygon in obstacles:
-                tokens_per_step[step].append(token)
-                polygons_per_step[step].append(polygon)
-                unique_objects.setdefault(
-                    token, UniqueObject(token, RED_LIGHT_TYPE, False, 0.0, np.zeros(2))
-                )
+            if not obstacles:
+                continue
+            light_tokens, light_polygons = zip(*obstacles)
+            tokens_per_step[step] = np.concatenate([tokens_per_step[step], _object_array(light_tokens)])
+            polygons_per_step[step] = np.concatenate([polygons_per_step[step], _object_array(light_polygons)])
+            for token in light_tokens:
+                unique_objects.setdefault(token, UniqueObject(token, RED_LIGHT_TYPE, False, 0.0, np.zeros(2)))
     return Observation(tokens_per_step, polygons_per_step, unique_objects)

@@ -105,3 +105,25 @@ def test_projection_on_a_line_equals_shapely_line_locate_point_bit_for_bit():
                              line[:40], (line[:40] + line[1:41]) / 2.0, [[1e3, 1e3], [-1e3, 0.0]]])
     expected = shapely.line_locate_point(shapely.LineString(line), shapely.points(points))
     np.testing.assert_array_equal(project_on_line(np.ascontiguousarray(line), points), expected)
+
+
+def test_ring_table_and_convex_quads_list_every_ring_in_order():
+    """Boxes only (one ring each, the fast path) and with holes and multi-part polygons (the general path):
+    rings and coordinates in shapely's order; only strictly convex 4-gons count as quads."""
+    rng = np.random.default_rng(5)
+    boxes = polygons_from_corners(box_corners(rng.normal(scale=50.0, size=(40, 2)), rng.uniform(-3, 3, 40), 2.0, 1.0))
+    holed = shapely.box(0, 0, 10, 10).difference(shapely.box(2, 2, 4, 4))
+    multi = shapely.MultiPolygon([shapely.box(20, 0, 21, 1), shapely.box(30, 0, 31, 1)])
+    arrow = shapely.Polygon([(0, 0), (4, 2), (0, 4), (1, 2)])  # a concave 4-gon
+    for polygons in (boxes, np.concatenate([boxes[:3], [holed, multi, arrow]])):
+        table = ring_table(polygons)
+        rings = [ring for p in polygons for part in shapely.get_parts(p) for ring in shapely.get_rings(part)]
+        assert len(table.coordinate_start) == len(rings) + 1
+        for index, ring in enumerate(rings):
+            run = table.coordinates[table.coordinate_start[index]:table.coordinate_start[index + 1]]
+            assert np.array_equal(run, shapely.get_coordinates(ring))
+        per_polygon = [sum(len(shapely.get_rings(part)) for part in shapely.get_parts(p)) for p in polygons]
+        assert table.ring_start.tolist() == np.concatenate([[0], np.cumsum(per_polygon)]).tolist()
+    corners, is_quad = convex_quads(np.concatenate([boxes[:3], [holed, multi, arrow]]))
+    assert is_quad.tolist() == [True, True, True, False, False, False]
+    assert np.array_equal(corners[:3], shapely.get_coordinates(boxes[:3]).reshape(3, 5, 2)[:, :4])

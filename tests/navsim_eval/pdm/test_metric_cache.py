@@ -165,6 +165,24 @@ def test_stale_entries_name_what_changed(tmp_path, golden_dir, built):
         == ["metric", "scene"]
 
 
+def test_scene_fingerprint_follows_red_lights_only(golden_dir):
+    """The cache reads the RED lane connectors of the traffic-light pairs: a light turning red (or a red one
+    turning green) changes the scene part; a green light listed or not does not."""
+    token = representative_tokens(golden_dir)[0]
+    scene, _ = golden_scene(golden_dir, token)
+    base = cache_fingerprint.scene_fingerprint(scene, "v1")
+    frame_index = scene.current_frame_index + 3
+    turned_red = copy.deepcopy(scene)
+    turned_red.frames[frame_index].traffic_lights = list(scene.frames[frame_index].traffic_lights) + [(987654, True)]
+    assert cache_fingerprint.scene_fingerprint(turned_red, "v1") != base
+    extra_green = copy.deepcopy(scene)
+    extra_green.frames[frame_index].traffic_lights = list(scene.frames[frame_index].traffic_lights) + [(987654, False)]
+    assert cache_fingerprint.scene_fingerprint(extra_green, "v1") == base
+    back_to_green = copy.deepcopy(turned_red)
+    back_to_green.frames[frame_index].traffic_lights[-1] = (987654, False)
+    assert cache_fingerprint.scene_fingerprint(back_to_green, "v1") == base
+
+
 def test_load_or_build_rebuilds_stale_entries_only(tmp_path, golden_dir, built):
     token = representative_tokens(golden_dir)[3]
     scene, map_api = golden_scene(golden_dir, token)

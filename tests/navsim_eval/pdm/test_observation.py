@@ -149,3 +149,10 @@ def test_flat_centroids_are_geos_centroids_computed_only_when_asked():
     assert flat.outline[0] == flat.outline[2]
     assert np.isnan(flat._outline_centroids[:, 0]).sum() == len(flat.outline_entry) - 2
     assert np.array_equal(flat.centroids(np.array([2])), flat.centroids(np.array([0])))
+
+
+def test_route_lane_ids_match_connector_ids_only_as_written():
+    from navsim_eval.pdm.observation import _canonical_integer_ids
+
+    ids = ["12", "007", "-3", "lane_4", " 5", str(2**70), "9"]
+    assert _canonical_integer_ids(ids).tolist() == [12, -3, 9]

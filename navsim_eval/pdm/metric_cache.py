@@ -34,7 +34,10 @@ logger = logging.getLogger(__name__)
 # Version of the on-disk format written by MetricCacheStore; bump on any change of the stored fields or of
 # how they are computed (2: observation timed by frame index, see docs/pdm_scorer.md "Audit notes";
 # 3: source fingerprint stored and checked on load; 4: traffic lights fingerprinted as an integer array).
-FORMAT_VERSION = 5  # 5: the scene fingerprint hashes the red lane connectors, not every light pair
+# 5: the scene fingerprint hashes the red lane connectors, not every light pair; polygons stored as coordinate
+# runs where they are all Polygons
+FORMAT_VERSION = 5
+MIN_RING_COORDINATES = 4  # a closed ring: at least three points and the closing one
 CACHE_FILE_SUFFIX = ".mcache"
 # zlib level of the stored caches: level 1 writes a city-map cache in 2/3 of level 3's time for 4 % more bytes
 # (measured on the `realistic` preset, docs/pdm_scorer.md); reading does not depend on the level.
@@ -200,15 +203,42 @@ def _build_metric_cache(scene, map_api: NuPlanMap, version: str, config: PDMClos
 # ----------------------------------------------------------------------------------------------------- storage
 
 
+def _polygons_to_plain(polygons: np.ndarray) -> dict:
+    """Polygons (P,) as plain values: coordinate runs when every one is a non-empty Polygon (one coordinate call
+    for hole-free ones, the boxes of an observation), else WKB."""
+    polygons = np.asarray(polygons, dtype=object).reshape(-1)
+    types = shapely.get_type_id(polygons)
+    counts = shapely.get_num_coordinates(polygons)
+    if not (np.all(types == shapely.GeometryType.POLYGON) and np.all(counts >= MIN_RING_COORDINATES)):
+        return {"wkb": shapely.to_wkb(polygons)}
+    if shapely.get_num_interior_rings(polygons).any():
+        _, coordinates, (ring_offsets, polygon_offsets) = shapely.to_ragged_array(polygons)
+    else:
+        coordinates = shapely.get_coordinates(polygons)
+        ring_offsets = np.concatenate([[0], np.cumsum(counts)])
+        polygon_offsets = np.arange(len(polygons) + 1)
+    return {"coordinates": np.asarray(coordinates, dtype=np.float64),
+            "ring_offsets": np.asarray(ring_offsets, dtype=np.int64),
+            "polygon_offsets": np.asarray(polygon_offsets, dtype=np.int64)}
+
+
+def _polygons_from_plain(data: dict) -> np.ndarray:
+    if "wkb" in data:
+        return shapely.from_wkb(data["wkb"]) if len(data["wkb"]) else np.zeros(0, dtype=object)
+    if len(data["polygon_offsets"]) == 1:
+        return np.zeros(0, dtype=object)
+    return shapely.from_ragged_array(shapely.GeometryType.POLYGON, data["coordinates"],
+                                     (data["ring_offsets"], data["polygon_offsets"]))
+
+
 def _observation_to_plain(observation) -> dict:
     steps = observation.num_steps
     per_step = [np.asarray(observation.polygons(k), dtype=object).reshape(-1) for k in range(steps)]
-    # One WKB call for all steps (the per-step arrays stored are the same).
-    wkb = shapely.to_wkb(np.concatenate(per_step)) if steps else np.zeros(0, dtype=object)
-    bounds = np.cumsum([len(p) for p in per_step])[:-1]
     return {
         "tokens": [list(map(str, observation.tokens(k))) for k in range(steps)],
-        "polygons": [np.array(part, dtype=object) for part in np.split(wkb, bounds)] if steps else [],
+        # All steps in one table; `step_sizes` splits it again.
+        "polygons": _polygons_to_plain(np.concatenate(per_step) if steps else np.zeros(0, dtype=object)),
+        "step_sizes": np.array([len(p) for p in per_step], dtype=np.int64),
         "unique_objects": {
             token: {"object_type": u.object_type, "is_agent": bool(u.is_agent), "heading": float(u.heading),
                     "velocity": np.asarray(u.velocity, dtype=np.float64)}
@@ -222,8 +252,8 @@ def _observation_from_plain(data: dict):
     from navsim_eval.pdm.observation import Observation, UniqueObject
 
     unique = {token: UniqueObject(token=token, **fields) for token, fields in data["unique_objects"].items()}
-    polygons = [shapely.from_wkb(p) if len(p) else np.zeros(0, dtype=object) for p in data["polygons"]]
-    return Observation(data["tokens"], polygons, unique, set(data["collided_tokens"]))
+    polygons = np.split(_polygons_from_plain(data["polygons"]), np.cumsum(data["step_sizes"])[:-1])
+    return Observation(data["tokens"], polygons[: len(data["tokens"])], unique, set(data["collided_tokens"]))
 
 
 def metric_cache_to_plain(cache: MetricCache) -> dict:
@@ -236,7 +266,7 @@ def metric_cache_to_plain(cache: MetricCache) -> dict:
         "pdm_trajectory_time_us": np.asarray(cache.pdm_trajectory_time_us), "centerline": np.asarray(cache.centerline),
         "route_lane_ids": list(cache.route_lane_ids),
         "drivable_map": {"tokens": list(cache.drivable_map.tokens), "types": list(cache.drivable_map.types),
-                         "polygons": shapely.to_wkb(np.asarray(cache.drivable_map.polygons, dtype=object))},
+                         "polygons": _polygons_to_plain(cache.drivable_map.polygons)},
         "observation": _observation_to_plain(cache.observation),
         "route_roadblock_ids": list(cache.route_roadblock_ids),
         "original_route_roadblock_ids": list(cache.original_route_roadblock_ids),
@@ -249,7 +279,7 @@ def metric_cache_to_plain(cache: MetricCache) -> dict:
 
 def metric_cache_from_plain(data: dict) -> MetricCache:
     drivable = data["drivable_map"]
-    polygons = shapely.from_wkb(drivable["polygons"]) if len(drivable["polygons"]) else np.zeros(0, dtype=object)
+    polygons = _polygons_from_plain(drivable["polygons"])
     fields = {k: v for k, v in data.items() if k not in ("drivable_map", "observation", "format_version")}
     return MetricCache(
         **fields,

@@ -203,3 +203,19 @@ def test_load_or_build_rebuilds_stale_entries_only(tmp_path, golden_dir, built):
                                   lambda: build(moved))
     assert calls == [moved] and rebuilt.source_fingerprint != built[(token, "v1")].source_fingerprint
     assert store.load(token, expected_source_fingerprint(moved, golden_dir / "maps", "v1")).token == token
+
+
+def test_polygons_round_trip_exactly_through_plain_values():
+    """Boxes as coordinate runs, polygons with holes as ragged runs, anything else (multi-part, empty) as WKB."""
+    from navsim_eval.pdm.metric_cache import _polygons_from_plain, _polygons_to_plain
+
+    rng = np.random.default_rng(2)
+    boxes = list(shapely.polygons(rng.normal(scale=1e3, size=(6, 4, 2))))
+    holed = shapely.box(0, 0, 10, 10).difference(shapely.box(2, 2, 4, 4))
+    multi = shapely.MultiPolygon([shapely.box(0, 0, 1, 1), shapely.box(3, 0, 4, 1)])
+    for polygons, stored_as in ((boxes, "coordinates"), (boxes + [holed], "coordinates"),
+                                (boxes + [multi], "wkb"), (boxes + [shapely.Polygon()], "wkb"), ([], "coordinates")):
+        plain = _polygons_to_plain(np.array(polygons, dtype=object))
+        assert stored_as in plain
+        restored = _polygons_from_plain(plain)
+        assert shapely.to_wkb(restored).tolist() == shapely.to_wkb(np.array(polygons, dtype=object)).tolist()

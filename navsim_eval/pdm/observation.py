@@ -319,33 +319,36 @@ class _Tracks:
 def _window_tracks(frames) -> _Tracks:
     """:class:`_Tracks` of the scored boxes of `frames` in the map frame (§1.3); a track token listed twice in
     one frame is an ObservationError."""
-    per_frame = []
-    index: dict[str, int] = {}
-    types: list[str] = []
-    sizes: list[tuple[float, float]] = []
-    for frame in frames:
-        objects = frame_objects(frame)
-        scored = np.flatnonzero(objects.is_scored)
-        rows = np.empty(len(scored), dtype=np.int64)
-        for position, i in enumerate(scored):
-            token = objects.tokens[i]
-            row = index.setdefault(token, len(index))
-            if row == len(types):
-                types.append(objects.types[i])
-                sizes.append((float(objects.length[i]), float(objects.width[i])))
-            rows[position] = row
-        if len(np.unique(rows)) != len(rows):
-            repeated = sorted({objects.tokens[i] for i in scored if list(rows).count(index[objects.tokens[i]]) > 1})
-            raise ObservationError(f"frame {frame.token}: track token(s) listed more than once: {repeated[:5]}")
-        values = np.stack([objects.x, objects.y, objects.heading, objects.vx, objects.vy], axis=-1)[scored]
-        per_frame.append((rows, values))
-    seen = np.zeros((len(index), len(frames)), dtype=bool)
-    samples = np.zeros((len(index), len(frames), 5))
-    for column, (rows, values) in enumerate(per_frame):
-        seen[rows, column] = True
-        samples[rows, column] = values
-    size = np.array(sizes, dtype=np.float64).reshape(-1, 2)
-    return _Tracks(list(index), types, size[:, 0], size[:, 1], seen, samples)
+    objects = [frame_objects(frame) for frame in frames]
+    scored = [np.flatnonzero(o.is_scored) for o in objects]
+    counts = [len(index) for index in scored]
+    tokens = _object_array([o.tokens[i] for o, index in zip(objects, scored) for i in index])
+    types = [o.types[i] for o, index in zip(objects, scored) for i in index]
+    values = np.concatenate([np.stack([o.x, o.y, o.heading, o.vx, o.vy], axis=-1)[index]
+                             for o, index in zip(objects, scored)]).reshape(-1, 5)
+    sizes = np.concatenate([np.stack([o.length, o.width], axis=-1)[index]
+                            for o, index in zip(objects, scored)]).reshape(-1, 2)
+    column = np.repeat(np.arange(len(frames)), counts)
+    # Rows in first-seen order (entries are frame-major).
+    distinct, first, inverse = np.unique(tokens, return_index=True, return_inverse=True) if len(tokens) else (
+        np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    row = rank[np.asarray(inverse, dtype=np.int64).reshape(-1)]
+    cell = row * len(frames) + column
+    if len(np.unique(cell)) != len(cell):
+        cells, cell_counts = np.unique(cell, return_counts=True)
+        repeated = cells[cell_counts > 1]
+        frame = frames[int(repeated[0] % len(frames))]
+        names = sorted({str(tokens[i]) for i in np.flatnonzero(np.isin(cell, repeated))})
+        raise ObservationError(f"frame {frame.token}: track token(s) listed more than once: {names[:5]}")
+    order = np.sort(first)  # each track's first entry, in row order
+    seen = np.zeros((len(first), len(frames)), dtype=bool)
+    samples = np.zeros((len(first), len(frames), 5))
+    seen[row, column] = True
+    samples[row, column] = values
+    return _Tracks([str(tokens[i]) for i in order], [types[i] for i in order], sizes[order, 0].copy(),
+                   sizes[order, 1].copy(), seen, samples)
 
 
 def _interpolate_tracks(seen: np.ndarray, samples: np.ndarray, frame_times: np.ndarray,

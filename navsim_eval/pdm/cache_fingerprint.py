@@ -15,7 +15,12 @@ from typing import Mapping, Optional, Union
 
 import numpy as np
 
-from navsim_eval.pdm.constants import V1_OBSERVATION_FRAMES, V2_OBSERVATION_FRAMES
+from navsim_eval.pdm.constants import (
+    FRAMES_PER_STEP,
+    V1_OBSERVATION_FRAMES,
+    V2_OBSERVATION_FRAMES,
+    V2_OBSERVATION_STEPS,
+)
 from navsim_eval.pdm.objects import red_lane_connector_ids
 
 SCENE, MAP, METRIC = "scene", "map", "metric"
@@ -29,6 +34,10 @@ READ_CHUNK_BYTES = 1 << 20
 # Future frames each metric version's cache reads: its ground-truth observation (spec §3.5; v2 human
 # trajectory, §3.7, reads as many). Frames beyond them do not enter the fingerprint.
 FUTURE_FRAMES_USED = {"v1": V1_OBSERVATION_FRAMES, "v2": V2_OBSERVATION_FRAMES}
+# Frames whose traffic lights a cache reads, as offsets from the current frame: the current frame (the planner's
+# red lights) and, in v2, the frames of the observation's red-light steps (frame k // 5 for k < 41, §3.6). A city
+# frame lists thousands of light pairs, so the other frames' lights are not hashed.
+LIGHT_FRAMES_USED = {"v1": range(0, 1), "v2": range(0, (V2_OBSERVATION_STEPS - 1) // FRAMES_PER_STEP + 1)}
 
 Fingerprint = dict[str, str]
 
@@ -51,14 +60,16 @@ def _update(hasher, *values) -> None:
 
 
 def scene_fingerprint(scene, version: str) -> str:
-    """Hash of what a metric cache reads from a scene: history frames and the version's future frames."""
+    """Hash of what a metric cache reads from a scene: history frames and the version's future frames (their
+    traffic lights: red connectors of the frames in `LIGHT_FRAMES_USED`)."""
     hasher = _hasher()
     end = scene.current_frame_index + 1 + FUTURE_FRAMES_USED[version]
     _update(hasher, scene.token, scene.scene_metadata.log_name, scene.current_frame_index)
-    for frame in scene.frames[:end]:
+    for index, frame in enumerate(scene.frames[:end]):
         status = frame.ego_status
+        reads_lights = index - scene.current_frame_index in LIGHT_FRAMES_USED[version]
         _update(hasher, str(frame.token), int(frame.timestamp), [str(r) for r in frame.roadblock_ids],
-                red_lane_connector_ids(frame.traffic_lights), np.asarray(status.ego_pose),
+                red_lane_connector_ids(frame.traffic_lights) if reads_lights else None, np.asarray(status.ego_pose),
                 np.asarray(status.ego_velocity), np.asarray(status.ego_acceleration))
         annotations = frame.annotations
         if annotations is None:

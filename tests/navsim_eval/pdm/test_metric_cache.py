@@ -165,22 +165,26 @@ def test_stale_entries_name_what_changed(tmp_path, golden_dir, built):
         == ["metric", "scene"]
 
 
-def test_scene_fingerprint_follows_red_lights_only(golden_dir):
-    """The cache reads the RED lane connectors of the traffic-light pairs: a light turning red (or a red one
-    turning green) changes the scene part; a green light listed or not does not."""
+def test_scene_fingerprint_follows_the_red_lights_a_cache_reads(golden_dir):
+    """The cache reads the RED lane connectors of the current frame (v1, v2) and of the next 8 frames (v2's
+    red-light steps): a light turning red there changes the scene part; a green light, or a red one in a frame
+    the version does not read, does not."""
     token = representative_tokens(golden_dir)[0]
     scene, _ = golden_scene(golden_dir, token)
-    base = cache_fingerprint.scene_fingerprint(scene, "v1")
-    frame_index = scene.current_frame_index + 3
-    turned_red = copy.deepcopy(scene)
-    turned_red.frames[frame_index].traffic_lights = list(scene.frames[frame_index].traffic_lights) + [(987654, True)]
-    assert cache_fingerprint.scene_fingerprint(turned_red, "v1") != base
-    extra_green = copy.deepcopy(scene)
-    extra_green.frames[frame_index].traffic_lights = list(scene.frames[frame_index].traffic_lights) + [(987654, False)]
-    assert cache_fingerprint.scene_fingerprint(extra_green, "v1") == base
-    back_to_green = copy.deepcopy(turned_red)
-    back_to_green.frames[frame_index].traffic_lights[-1] = (987654, False)
-    assert cache_fingerprint.scene_fingerprint(back_to_green, "v1") == base
+
+    def with_light(offset: int, is_red: bool):
+        changed = copy.deepcopy(scene)
+        frame = changed.frames[scene.current_frame_index + offset]
+        frame.traffic_lights = list(frame.traffic_lights) + [(987654, is_red)]
+        return changed
+
+    for version, read, unread in (("v1", [0], [-1, 3]), ("v2", [0, 3, 8], [-1, 9])):
+        base = cache_fingerprint.scene_fingerprint(scene, version)
+        for offset in read:
+            assert cache_fingerprint.scene_fingerprint(with_light(offset, True), version) != base, (version, offset)
+            assert cache_fingerprint.scene_fingerprint(with_light(offset, False), version) == base, (version, offset)
+        for offset in unread:
+            assert cache_fingerprint.scene_fingerprint(with_light(offset, True), version) == base, (version, offset)
 
 
 def test_load_or_build_rebuilds_stale_entries_only(tmp_path, golden_dir, built):

@@ -50,7 +50,7 @@ class ForecastObservation:
     velocities: dict[str, np.ndarray]
     object_types: dict[str, str]
     collided_tokens: set[str]
-    _observation: Optional[object] = field(default=None, init=False, repr=False)
+    _observation: Optional[object] = field(default=None, init=False, repr=False, compare=False)
 
     def at_step(self, step: int) -> OccupancyMap:
         return self.maps[step // self.sample_interval]
@@ -130,7 +130,8 @@ def build_forecast_observation(
     samples = range(0, config.trajectory_steps + config.observation_sample_interval, config.observation_sample_interval)
     delta_t = np.array([float(sample) * config.dt for sample in samples])
     # Agents move at constant velocity: every map's agent boxes, built in one call.
-    agent_polygons = polygons_from_corners(agent_corners[None] + delta_t[:, None, None, None] * agent_dxy[None, :, None, :])
+    agent_polygons = polygons_from_corners(
+        agent_corners[None] + delta_t[:, None, None, None] * agent_dxy[None, :, None, :])
     maps: list[OccupancyMap] = []
     for sample_polygons in agent_polygons:
         polygons = np.concatenate([static_polygons, sample_polygons, light_polygons]).astype(object)

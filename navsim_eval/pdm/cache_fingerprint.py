@@ -21,7 +21,7 @@ from navsim_eval.pdm.constants import (
     V2_OBSERVATION_FRAMES,
     V2_OBSERVATION_STEPS,
 )
-from navsim_eval.pdm.objects import red_lane_connector_ids
+from navsim_eval.pdm.objects import SceneRedLights
 
 SCENE, MAP, METRIC = "scene", "map", "metric"
 PART_DESCRIPTIONS = {
@@ -59,17 +59,18 @@ def _update(hasher, *values) -> None:
             hasher.update(text)
 
 
-def scene_fingerprint(scene, version: str) -> str:
+def scene_fingerprint(scene, version: str, red_lights: Optional[SceneRedLights] = None) -> str:
     """Hash of what a metric cache reads from a scene: history frames and the version's future frames (their
     traffic lights: red connectors of the frames in `LIGHT_FRAMES_USED`)."""
     hasher = _hasher()
+    red_lights = SceneRedLights(scene.frames) if red_lights is None else red_lights
     end = scene.current_frame_index + 1 + FUTURE_FRAMES_USED[version]
     _update(hasher, scene.token, scene.scene_metadata.log_name, scene.current_frame_index)
     for index, frame in enumerate(scene.frames[:end]):
         status = frame.ego_status
         reads_lights = index - scene.current_frame_index in LIGHT_FRAMES_USED[version]
         _update(hasher, str(frame.token), int(frame.timestamp), [str(r) for r in frame.roadblock_ids],
-                red_lane_connector_ids(frame.traffic_lights) if reads_lights else None, np.asarray(status.ego_pose),
+                red_lights.ids(index) if reads_lights else None, np.asarray(status.ego_pose),
                 np.asarray(status.ego_velocity), np.asarray(status.ego_acceleration))
         annotations = frame.annotations
         if annotations is None:
@@ -104,9 +105,10 @@ def map_fingerprint(location: str, map_path: Optional[Union[str, Path]]) -> str:
 
 
 def source_fingerprint(scene, version: str, location: Optional[str] = None,
-                       map_path: Optional[Union[str, Path]] = None) -> Fingerprint:
+                       map_path: Optional[Union[str, Path]] = None,
+                       red_lights: Optional[SceneRedLights] = None) -> Fingerprint:
     """The parts a cache of `scene` depends on; the map part only when the map location is known."""
-    parts = {METRIC: version, SCENE: scene_fingerprint(scene, version)}
+    parts = {METRIC: version, SCENE: scene_fingerprint(scene, version, red_lights)}
     if location is not None:
         parts[MAP] = map_fingerprint(location, map_path)
     return parts

@@ -24,7 +24,7 @@ from navsim_eval.pdm.centerline import CenterlineError, build_centerline, starti
 from navsim_eval.pdm.constants import STATE_DIM, StateIndex, check_version, is_synthetic_token
 from navsim_eval.pdm.drivable_map import DrivableMap, build_drivable_map
 from navsim_eval.pdm.footprint import ego_centers, ego_corners, polygons_from_corners
-from navsim_eval.pdm.objects import red_light_ids
+from navsim_eval.pdm.objects import SceneRedLights
 from navsim_eval.pdm.path import PDMPath
 from navsim_eval.pdm.planner import PDMClosedConfig, build_forecast_observation, frame_objects, plan_pdm_closed
 from navsim_eval.pdm.route import Route, build_route
@@ -118,11 +118,12 @@ def ego_state_of_frame(frame) -> np.ndarray:
     return state
 
 
-def red_light_connectors(frame, route: Route) -> tuple[list[str], list[shapely.Geometry]]:
-    """Ids and polygons of the frame's RED lane connectors that are lanes of the route (spec §3.8)."""
+def red_light_connectors(red_ids: np.ndarray, route: Route) -> tuple[list[str], list[shapely.Geometry]]:
+    """Ids and polygons of the RED lane connectors `red_ids` (a frame's, `objects.SceneRedLights`) that are lanes
+    of the route (spec §3.8)."""
     lanes = route.lane_by_id()
     ids, polygons = [], []
-    for key in red_light_ids(frame.traffic_lights):
+    for key in map(str, np.asarray(red_ids).tolist()):
         if key in lanes:
             ids.append(key)
             polygons.append(lanes[key].polygon)
@@ -160,13 +161,15 @@ def _build_metric_cache(scene, map_api: NuPlanMap, version: str, config: PDMClos
     start = starting_lane(route, drivable_map, pose, center, footprint)
     centerline = build_centerline(map_api, route, start)
 
-    light_ids, light_polygons = red_light_connectors(frame, route)
+    red_lights = SceneRedLights(scene.frames)  # read once for the planner, the observation and the fingerprint
+    light_ids, light_polygons = red_light_connectors(red_lights.ids(scene.current_frame_index), route)
     forecast = build_forecast_observation(frame_objects(frame), pose, light_ids, light_polygons, config)
     plan = plan_pdm_closed(ego_state, forecast, centerline, route.lane_ids, drivable_map,
                            start.speed_limit_mps, version, config)
 
     observation = build_ground_truth_observation(
-        scene, version, map_api=map_api, route_roadblock_ids=original_route.roadblock_ids, ego_state=ego_state)
+        scene, version, map_api=map_api, route_roadblock_ids=original_route.roadblock_ids, ego_state=ego_state,
+        red_lights=red_lights)
 
     human, past_states, past_time = None, None, None
     if version == "v2":
@@ -196,7 +199,8 @@ def _build_metric_cache(scene, map_api: NuPlanMap, version: str, config: PDMClos
         human_trajectory=human,
         past_human_states=past_states,
         past_human_time_us=past_time,
-        source_fingerprint=source_fingerprint(scene, version, map_api.location, getattr(map_api, "path", None)),
+        source_fingerprint=source_fingerprint(scene, version, map_api.location, getattr(map_api, "path", None),
+                                              red_lights),
     )
 
 

@@ -76,15 +76,25 @@ def frame_objects(frame: Frame) -> SceneObjects:
     )
 
 
-__all__ = ["SceneObjects", "frame_objects"]
-
-
 def red_lane_connector_ids(traffic_lights) -> np.ndarray:
     """(N,) int64 ids of the RED lane connectors of a frame's `traffic_lights` pairs, in the frame's order: what
     the scorer reads of them (city maps list every signalised connector in every frame, thousands of pairs)."""
     return np.array([lane for lane, is_red in traffic_lights if is_red], dtype=np.int64)
 
 
-def red_light_ids(traffic_lights) -> list[str]:
-    """Ids (as map id strings) of the RED lane connectors of a frame, in the frame's order."""
-    return [str(lane) for lane in red_lane_connector_ids(traffic_lights).tolist()]
+class SceneRedLights:
+    """Red lane connector ids per frame of a scene, each frame's light pairs read once: a city frame lists
+    thousands, and one cache build asks for the same frames three times (planner, observation, fingerprint)."""
+
+    def __init__(self, frames):
+        self._frames = frames
+        self._ids: dict[int, np.ndarray] = {}
+
+    def ids(self, frame_index: int) -> np.ndarray:
+        """:func:`red_lane_connector_ids` of frame `frame_index`."""
+        if frame_index not in self._ids:
+            self._ids[frame_index] = red_lane_connector_ids(self._frames[frame_index].traffic_lights)
+        return self._ids[frame_index]
+
+
+__all__ = ["SceneObjects", "SceneRedLights", "frame_objects", "red_lane_connector_ids"]

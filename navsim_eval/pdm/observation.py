@@ -31,7 +31,7 @@ from navsim_eval.pdm.constants import (
 from navsim_eval.pdm.compiled_geometry import RingTable, convex_quads, quad_entry_pairs, ring_table
 from navsim_eval.pdm.errors import ObservationError
 from navsim_eval.pdm.footprint import box_corners, ego_corners, polygons_from_corners
-from navsim_eval.pdm.objects import frame_objects, red_lane_connector_ids
+from navsim_eval.pdm.objects import SceneRedLights, frame_objects
 
 
 def red_light_token(connector_id: Any) -> str:
@@ -396,7 +396,7 @@ def _interpolate_tracks(seen: np.ndarray, samples: np.ndarray, frame_times: np.n
 
 
 def _red_light_obstacles(scene, num_steps: int, lane_ids: Optional[Iterable[str]], route_ids: Sequence[str],
-                         map_api) -> list[list[tuple[str, Any]]]:
+                         map_api, red_lights: SceneRedLights) -> list[list[tuple[str, Any]]]:
     """Per step: (token, polygon) of RED on-route lane connectors from frame ⌊k/5⌋ (§3.6)."""
     current = scene.current_frame_index
     route_lanes = None if lane_ids is None else {str(i) for i in lane_ids}
@@ -405,7 +405,7 @@ def _red_light_obstacles(scene, num_steps: int, lane_ids: Optional[Iterable[str]
     per_frame: dict[int, list[tuple[str, Any]]] = {}  # steps of one frame share its obstacles
     for frame_index in sorted({current + step // FRAMES_PER_STEP for step in range(num_steps)}):
         obstacles = per_frame[frame_index] = []
-        red = red_lane_connector_ids(scene.frames[frame_index].traffic_lights)
+        red = red_lights.ids(frame_index)
         if len(red) and route_lanes is None:
             if map_api is None:
                 raise ObservationError(f"scene {scene.token}: v2 red lights need the map (no map_api given)")
@@ -453,6 +453,7 @@ def build_ground_truth_observation(
     route_roadblock_ids: Optional[Sequence[str]] = None,
     route_lane_ids: Optional[Iterable[str]] = None,
     ego_state: Optional[np.ndarray] = None,
+    red_lights: Optional[SceneRedLights] = None,
 ) -> Observation:
     """The observation a trajectory is scored against (§3.5, and §3.6 red lights in v2).
 
@@ -460,7 +461,8 @@ def build_ground_truth_observation(
     ego footprint at step 0 removed (log-replay agents), plus red on-route lane connectors. The red-light lane
     set is `route_lane_ids` if given, else the lanes of the *uncorrected* route `route_roadblock_ids` (default:
     the current frame's route) looked up in `map_api`; the map is only needed when a RED light is listed.
-    `ego_state` (11,) defaults to the current frame's ego pose.
+    `ego_state` (11,) defaults to the current frame's ego pose; `red_lights` shares the frames' red connectors
+    with the caller.
     """
     check_version(version)
     num_frames = V1_OBSERVATION_FRAMES if version == "v1" else V2_OBSERVATION_FRAMES
@@ -506,7 +508,8 @@ def build_ground_truth_observation(
     polygons_per_step = [polygons[present[:, k], k] for k in range(num_steps)]
     if version == "v2":
         route_ids = scene.current_frame.roadblock_ids if route_roadblock_ids is None else route_roadblock_ids
-        obstacles_per_step = _red_light_obstacles(scene, num_steps, route_lane_ids, route_ids, map_api)
+        obstacles_per_step = _red_light_obstacles(scene, num_steps, route_lane_ids, route_ids, map_api,
+                                                  SceneRedLights(scene.frames) if red_lights is None else red_lights)
         for step, obstacles in enumerate(obstacles_per_step):
             if not obstacles:
                 continue

@@ -12,6 +12,7 @@ from navsim_eval.pdm.constants import EGO_LENGTH
 from navsim_eval.pdm.drivable_map import build_drivable_map
 from navsim_eval.pdm.footprint import ego_centers, ego_corners, polygons_from_corners
 from navsim_eval.pdm.metric_cache import ego_state_of_frame, red_light_connectors
+from navsim_eval.pdm.objects import red_lane_connector_ids
 from navsim_eval.pdm.path import PDMPath
 from navsim_eval.pdm.planner import PDMClosedConfig, SceneObjects, build_forecast_observation, frame_objects
 from navsim_eval.pdm.planner.generator import LEAD_PROGRESS, LEAD_REAR_LENGTH, LEAD_VELOCITY, ProposalGenerator
@@ -38,7 +39,7 @@ def _golden_generators(golden_dir, token):
     lane = starting_lane(route, build_drivable_map(map_api, center), pose, center,
                          polygons_from_corners(ego_corners(pose))[()])
     centerline = build_centerline(map_api, route, lane)
-    ids, polygons = red_light_connectors(frame, route)
+    ids, polygons = red_light_connectors(red_lane_connector_ids(frame.traffic_lights), route)
     forecast = build_forecast_observation(frame_objects(frame), pose, ids, polygons, CONFIG)
     targets = target_velocities(lane.speed_limit_mps, CONFIG)
     return ProposalGenerator(proposal_paths(centerline, CONFIG), targets, forecast, pose, float(ego[3]), CONFIG)

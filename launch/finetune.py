@@ -1,7 +1,7 @@
 """Fine-tune a DipoleVLA policy: imitation warm start, DIPOLE rounds (or the EWR baseline), evaluation.
 
     accelerate launch launch/finetune.py                       # embedded CPU demo on a synthetic world
-    accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml launch/finetune.py \\
+    accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml --mixed_precision bf16 launch/finetune.py \\
         --config configs/train/navsim_florence2_large.yaml dipole.rounds=5
     accelerate launch launch/finetune.py --resume              # continue from the last checkpoint
 

@@ -99,8 +99,20 @@ def gathered_policy_state(accelerator, engine) -> Optional[dict]:
     return {k[len(POLICY_PREFIX):] if k.startswith(POLICY_PREFIX) else k: v for k, v in full.items()}
 
 
+def training_precision(accelerator) -> str:
+    """"bf16", "fp16" or "no". Under DeepSpeed the engine's config decides (accelerate reports "no" there):
+    its ``"auto"`` entries take the launcher's ``--mixed_precision``."""
+    if not is_deepspeed(accelerator):
+        return str(accelerator.mixed_precision)
+    config = deepspeed_config(accelerator)
+    for name in ("bf16", "fp16"):
+        if str(config.get(name, {}).get("enabled", False)).lower() == "true":
+            return name
+    return "no"
+
+
 def describe(accelerator) -> str:
     zero = zero_stage(accelerator)
     return (f"{accelerator.num_processes} process(es), {accelerator.distributed_type}"
             + (f" ZeRO-{zero}" if zero else "") + f", device {accelerator.device}, "
-            f"mixed precision {accelerator.mixed_precision}")
+            f"mixed precision {training_precision(accelerator)}")

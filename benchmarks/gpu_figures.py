@@ -40,6 +40,9 @@ from vla.testing import make_target_poses  # noqa: E402
 
 LATENCY_TARGET_S = 0.040  # issue target: guided planning <= 40 ms per scene
 LATENCY_RATIO_TARGET = 1.2  # issue target: guided <= 1.2 x IL
+# the launched run uses the local word-level tokenizer (random weights, no hub access needed); the preset's own
+# tokenizer changes only the prompt's token ids
+TOKENIZER_OVERRIDE = "model.overrides.backbone.tokenizer=null"
 
 
 def random_model(preset: str, device, dtype) -> DipoleVLA:
@@ -132,6 +135,7 @@ def run(cmd: list[str], timeout: int) -> tuple[float, str]:
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
+        print(proc.stderr, file=sys.stderr, flush=True)  # whole traceback in the log; the figure keeps its tail
         raise RuntimeError(f"{' '.join(cmd[:4])} ... failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     return time.perf_counter() - start, proc.stdout
 
@@ -142,7 +146,7 @@ def zero2_and_bf16_checkpoint(preset: str, world: Path, work: Path, timeout: int
                            str(REPO / "configs/accelerate/deepspeed_zero2.yaml"), "--num_processes", "1",
                            "--mixed_precision", "bf16",
                            str(REPO / "launch/finetune.py"), f"data.data_root={world}", f"output_dir={out_dir}",
-                           f"model.preset={preset}", "stages=[il,dipole]", "il.steps=10", "il.batch_size=4",
+                           f"model.preset={preset}", TOKENIZER_OVERRIDE, "stages=[il,dipole]", "il.steps=10", "il.batch_size=4",
                            "dipole.rounds=1", "dipole.steps_per_round=5", "dipole.batch_size=2",
                            "dipole.rollout.num_candidates=8", "eval.enabled=false", "tensorboard=false",
                            "progress_bars=false", "log_every=1"], timeout)
@@ -174,6 +178,7 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=5)
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the GPU (H100/H200 SXM)")
     parser.add_argument("--skip-launch", action="store_true", help="skip the ZeRO-2 and checkpoint parts (3, 4)")
+    parser.add_argument("--launch-only", action="store_true", help="only the ZeRO-2 and checkpoint parts (3, 4)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per launched command")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -194,11 +199,13 @@ def main() -> None:
         if args.out:
             args.out.write_text(text)
 
-    model = random_model(args.preset, device, args.dtype)
-    measure("planning", lambda: planning_latency(model, device, args.steps, args.repeats, args.throughput_scenes))
-    measure("training", lambda: training_steps(model, device, args.scenes, args.candidates, args.train_steps,
-                                               args.peak_tflops))
-    del model
+    if not args.launch_only:
+        model = random_model(args.preset, device, args.dtype)
+        measure("planning", lambda: planning_latency(model, device, args.steps, args.repeats,
+                                                     args.throughput_scenes))
+        measure("training", lambda: training_steps(model, device, args.scenes, args.candidates, args.train_steps,
+                                                   args.peak_tflops))
+        del model
     if not args.skip_launch:
         from data_pipelines.synthetic.config import build_config as world_config
         from data_pipelines.synthetic.generate import generate_dataset

@@ -22,6 +22,16 @@ def deepspeed_config(accelerator) -> dict:
     return accelerator.state.deepspeed_plugin.deepspeed_config
 
 
+DEEPSPEED_PRECISIONS = (("bf16", torch.bfloat16), ("fp16", torch.float16))  # DeepSpeed config sections
+
+
+def deepspeed_weight_dtype(accelerator) -> Optional[torch.dtype]:
+    """The 16-bit dtype the DeepSpeed engine keeps its weights in (its config's enabled section), else None."""
+    config = deepspeed_config(accelerator)
+    return next((dtype for name, dtype in DEEPSPEED_PRECISIONS
+                 if str(config.get(name, {}).get("enabled", False)).lower() == "true"), None)
+
+
 def zero_stage(accelerator) -> int:
     if not is_deepspeed(accelerator):
         return 0
@@ -64,11 +74,10 @@ def autocast(accelerator):
     """Mixed-precision context for forwards: accelerate's, or bf16/fp16 autocast under DeepSpeed (whose
     engine keeps 16-bit weights but does not cast float inputs such as camera images)."""
     if is_deepspeed(accelerator):
-        ds = deepspeed_config(accelerator)
-        for key, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
-            if str(ds.get(key, {}).get("enabled", False)).lower() == "true":
-                return torch.autocast(device_type=accelerator.device.type, dtype=dtype)
-        return contextlib.nullcontext()
+        dtype = deepspeed_weight_dtype(accelerator)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=accelerator.device.type, dtype=dtype)
     return accelerator.autocast()
 
 
@@ -104,11 +113,8 @@ def training_precision(accelerator) -> str:
     its ``"auto"`` entries take the launcher's ``--mixed_precision``."""
     if not is_deepspeed(accelerator):
         return str(accelerator.mixed_precision)
-    config = deepspeed_config(accelerator)
-    for name in ("bf16", "fp16"):
-        if str(config.get(name, {}).get("enabled", False)).lower() == "true":
-            return name
-    return "no"
+    dtype = deepspeed_weight_dtype(accelerator)
+    return next((name for name, value in DEEPSPEED_PRECISIONS if value == dtype), "no")
 
 
 def describe(accelerator) -> str:

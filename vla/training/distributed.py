@@ -108,6 +108,16 @@ def gathered_policy_state(accelerator, engine) -> Optional[dict]:
     return {k[len(POLICY_PREFIX):] if k.startswith(POLICY_PREFIX) else k: v for k, v in full.items()}
 
 
+def match_engine_dtype(accelerator, policy) -> None:
+    """After preparing a 16-bit DeepSpeed engine: DeepSpeed casts parameters only, so the model's dtype policy
+    (``apply_dtype``) also casts its stored buffers (Florence-2's temporal position table), and no layer meets a
+    float32 input outside autocast."""
+    if is_deepspeed(accelerator):
+        dtype = deepspeed_weight_dtype(accelerator)
+        if dtype is not None:
+            policy.apply_dtype(dtype)
+
+
 def training_precision(accelerator) -> str:
     """"bf16", "fp16" or "no". Under DeepSpeed the engine's config decides (accelerate reports "no" there):
     its ``"auto"`` entries take the launcher's ``--mixed_precision``."""

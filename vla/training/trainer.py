@@ -268,10 +268,7 @@ class Trainer:
         distributed.configure_engine(self.acc, stage.micro_batch_size(), self.cfg.gradient_accumulation_steps,
                                      optim.max_grad_norm)
         engine, optimizer = self.acc.prepare(PolicyObjective(policy), optimizer)
-        if distributed.is_deepspeed(self.acc) and distributed.deepspeed_weight_dtype(self.acc) is not None:
-            # DeepSpeed casts parameters only; the model's dtype policy also casts its stored buffers (the
-            # vision tower's position tables), so no layer meets a float32 input outside autocast
-            policy.apply_dtype(distributed.deepspeed_weight_dtype(self.acc))
+        distributed.match_engine_dtype(self.acc, policy)
         return StageContext(stage, policy, engine, optimizer, scheduler)
 
     def optimizer_step(self, ctx: StageContext, micro_batches: Callable[[int], tuple[str, dict, dict]]) -> dict:

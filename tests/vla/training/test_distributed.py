@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
-from vla.training.distributed import describe, training_precision
+from vla.testing import make_agent_input, tiny_model
+from vla.training.distributed import describe, match_engine_dtype, training_precision
 
 ACCELERATE_CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "accelerate"
 
@@ -49,3 +52,24 @@ def test_deepspeed_configs_leave_precision_to_the_command_line(path):
     assert "mixed_precision" not in config
     json_file = Path(config["deepspeed_config"]["deepspeed_config_file"])
     assert (ACCELERATE_CONFIGS.parents[1] / json_file).is_file()
+
+
+def test_a_16_bit_engine_gets_the_models_dtype_policy_for_its_buffers():
+    """DeepSpeed 0.19 casts parameters only; Florence-2's stored position table stayed float32 and a forward
+    outside autocast failed on a GPU. After ``match_engine_dtype`` the model runs in bf16 without autocast."""
+    model = tiny_model("tiny-florence2")
+    for param in model.parameters():  # what the engine does
+        param.data = param.data.to(torch.bfloat16)
+    batch = model.processor([make_agent_input(np.random.default_rng(0))])
+    with pytest.raises(RuntimeError, match="dtype"):
+        model.encode(batch)
+    match_engine_dtype(fake_accelerator("DistributedType.DEEPSPEED", ds_config={"bf16": {"enabled": True}}), model)
+    assert all(b.dtype == torch.bfloat16 for n, b in model.named_buffers() if n.endswith("pos_idx_to_embed"))
+    assert model.encode(batch).tokens.dtype == torch.bfloat16
+
+
+def test_no_cast_without_a_16_bit_engine():
+    model = tiny_model("tiny-florence2")
+    match_engine_dtype(fake_accelerator("DistributedType.DEEPSPEED", ds_config={"bf16": {"enabled": "auto"}}), model)
+    match_engine_dtype(fake_accelerator("DistributedType.MULTI_GPU", "bf16"), model)
+    assert all(p.dtype == torch.float32 for p in model.parameters())

@@ -15,6 +15,9 @@ import numba
 import numpy as np
 import shapely
 
+from navsim_eval.pdm.footprint import closed_rings
+
+
 def convex_quads(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(corners (E, 4, 2), is_convex_quad (E,)) of shapely polygons: entries with a 4-vertex exterior, no
     holes and a strictly convex, non-degenerate outline (every box of an observation); others get zeros."""
@@ -29,13 +32,18 @@ def convex_quads(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if simple.any():
         # A polygon without holes lists its exterior ring's coordinates (no ring objects made).
         coordinates = shapely.get_coordinates(polygons[simple]).reshape(-1, 5, 2)[:, :4]
-        edges = np.roll(coordinates, -1, axis=1) - coordinates
-        turns = edges[:, :, 0] * np.roll(edges, -1, axis=1)[:, :, 1] - edges[:, :, 1] * np.roll(edges, -1, axis=1)[:, :, 0]
-        convex = np.all(turns > 0.0, axis=1) | np.all(turns < 0.0, axis=1)
         index = np.flatnonzero(simple)
-        corners[index[convex]] = coordinates[convex]
-        is_quad[index[convex]] = True
+        corners[index], is_quad[index] = convex_quads_of_corners(coordinates)
     return corners, is_quad
+
+
+def convex_quads_of_corners(coordinates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`convex_quads` of the polygons whose rings list the corners (N, 4, 2), without making them."""
+    coordinates = np.asarray(coordinates, dtype=np.float64).reshape(-1, 4, 2)
+    edges = np.roll(coordinates, -1, axis=1) - coordinates
+    turns = edges[:, :, 0] * np.roll(edges, -1, axis=1)[:, :, 1] - edges[:, :, 1] * np.roll(edges, -1, axis=1)[:, :, 0]
+    convex = np.all(turns > 0.0, axis=1) | np.all(turns < 0.0, axis=1)
+    return np.where(convex[:, None, None], coordinates, 0.0), convex
 
 
 @numba.njit(cache=True)
@@ -306,6 +314,22 @@ def ring_table(polygons: np.ndarray) -> RingTable:
     coordinate_start = np.searchsorted(coordinate_ring, np.arange(len(rings) + 1)).astype(np.int64)
     ring_start = np.searchsorted(part_polygon[ring_part], np.arange(len(polygons) + 1)).astype(np.int64)
     return RingTable(np.ascontiguousarray(coordinates, dtype=np.float64).reshape(-1, 2), coordinate_start, ring_start)
+
+
+def ring_table_of_corners(corners: np.ndarray) -> RingTable:
+    """:func:`ring_table` of the polygons whose rings list the corners (N, V, 2), without making them."""
+    corners = np.asarray(corners, dtype=np.float64)
+    count, run = len(corners), corners.shape[1] + 1
+    coordinates = closed_rings(corners).reshape(-1, 2)
+    return RingTable(np.ascontiguousarray(coordinates), np.arange(0, count * run + 1, run, dtype=np.int64),
+                     np.arange(count + 1, dtype=np.int64))
+
+
+def concatenate_ring_tables(first: RingTable, second: RingTable) -> RingTable:
+    """The polygons of `first`, then those of `second`, in one table."""
+    return RingTable(np.ascontiguousarray(np.concatenate([first.coordinates, second.coordinates]).reshape(-1, 2)),
+                     np.concatenate([first.coordinate_start[:-1], second.coordinate_start + len(first.coordinates)]),
+                     np.concatenate([first.ring_start[:-1], second.ring_start + len(first.coordinate_start) - 1]))
 
 
 @numba.njit(cache=True)

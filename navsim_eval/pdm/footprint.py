@@ -49,6 +49,11 @@ def ego_corners_into(x, y, heading, out):  # pragma: no cover - compiled
         out[i, 1] = center_y + lon * sin_h + lat * left_y
 
 
+def closed_rings(corners: np.ndarray) -> np.ndarray:
+    """Corners (N, V, 2) -> the closed coordinate runs (N, V + 1, 2) of their polygons (first corner repeated)."""
+    return np.concatenate([corners, corners[:, :1]], axis=1)
+
+
 def polygons_from_corners(corners: np.ndarray) -> np.ndarray:
     """Shapely polygons (...) from corners (..., V, 2), one closed exterior ring each, built in one call
     (`shapely.from_ragged_array`; the same geometries as `shapely.polygons`, about 3x faster)."""
@@ -57,7 +62,7 @@ def polygons_from_corners(corners: np.ndarray) -> np.ndarray:
     flat = corners.reshape(-1, num_vertices, 2)
     if len(flat) == 0:
         return np.zeros(shape, dtype=object)
-    closed = np.concatenate([flat, flat[:, :1]], axis=1).reshape(-1, 2)
+    closed = closed_rings(flat).reshape(-1, 2)
     ring_offsets = np.arange(0, len(closed) + 1, num_vertices + 1)
     polygon_offsets = np.arange(len(flat) + 1)
     polygons = shapely.from_ragged_array(shapely.GeometryType.POLYGON, closed, (ring_offsets, polygon_offsets))

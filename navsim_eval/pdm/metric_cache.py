@@ -23,7 +23,7 @@ from navsim_eval.pdm.cache_fingerprint import changed_parts, describe_changes, s
 from navsim_eval.pdm.centerline import CenterlineError, build_centerline, starting_lane
 from navsim_eval.pdm.constants import STATE_DIM, StateIndex, check_version, is_synthetic_token
 from navsim_eval.pdm.drivable_map import DrivableMap, build_drivable_map
-from navsim_eval.pdm.footprint import ego_centers, ego_corners, polygons_from_corners
+from navsim_eval.pdm.footprint import closed_rings, ego_centers, ego_corners, polygons_from_corners
 from navsim_eval.pdm.objects import SceneRedLights
 from navsim_eval.pdm.path import PDMPath
 from navsim_eval.pdm.planner import PDMClosedConfig, build_forecast_observation, frame_objects, plan_pdm_closed
@@ -211,19 +211,43 @@ def _polygons_to_plain(polygons: np.ndarray) -> dict:
     """Polygons (P,) as plain values: coordinate runs when every one is a non-empty Polygon (one coordinate call
     for hole-free ones, the boxes of an observation), else WKB."""
     polygons = np.asarray(polygons, dtype=object).reshape(-1)
-    types = shapely.get_type_id(polygons)
-    counts = shapely.get_num_coordinates(polygons)
-    if not (np.all(types == shapely.GeometryType.POLYGON) and np.all(counts >= MIN_RING_COORDINATES)):
+    if not _ring_polygons(polygons):
         return {"wkb": shapely.to_wkb(polygons)}
     if shapely.get_num_interior_rings(polygons).any():
         _, coordinates, (ring_offsets, polygon_offsets) = shapely.to_ragged_array(polygons)
     else:
         coordinates = shapely.get_coordinates(polygons)
-        ring_offsets = np.concatenate([[0], np.cumsum(counts)])
+        ring_offsets = np.concatenate([[0], np.cumsum(shapely.get_num_coordinates(polygons))])
         polygon_offsets = np.arange(len(polygons) + 1)
     return {"coordinates": np.asarray(coordinates, dtype=np.float64),
             "ring_offsets": np.asarray(ring_offsets, dtype=np.int64),
             "polygon_offsets": np.asarray(polygon_offsets, dtype=np.int64)}
+
+
+def _ring_polygons(polygons: np.ndarray) -> bool:
+    """Every one a Polygon with a non-empty ring: storable as coordinate runs."""
+    return bool(np.all(shapely.get_type_id(polygons) == shapely.GeometryType.POLYGON)
+                and np.all(shapely.get_num_coordinates(polygons) >= MIN_RING_COORDINATES))
+
+
+def _observation_polygons_to_plain(observation) -> dict:
+    """All steps' polygons as :func:`_polygons_to_plain` stores them; boxes held as corners are written from
+    their corners (the same coordinate runs) without making their polygons."""
+    parts = [observation.entry_parts(k) for k in range(observation.num_steps)]
+    given = [polygons for _, polygons in parts]
+    if not any(len(corners) for corners, _ in parts):
+        return _polygons_to_plain(np.concatenate(given) if given else np.zeros(0, dtype=object))
+    others = np.concatenate(given)
+    if not _ring_polygons(others) or shapely.get_num_interior_rings(others).any():
+        return _polygons_to_plain(np.concatenate([observation.polygons(k) for k in range(observation.num_steps)]))
+    runs, counts = [], []
+    for corners, polygons in parts:
+        runs += [closed_rings(corners).reshape(-1, 2), shapely.get_coordinates(polygons).reshape(-1, 2)]
+        counts += [np.full(len(corners), corners.shape[1] + 1), shapely.get_num_coordinates(polygons)]
+    counts = np.concatenate(counts)
+    return {"coordinates": np.concatenate(runs).astype(np.float64),
+            "ring_offsets": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            "polygon_offsets": np.arange(len(counts) + 1, dtype=np.int64)}
 
 
 def _polygons_from_plain(data: dict) -> np.ndarray:
@@ -237,12 +261,11 @@ def _polygons_from_plain(data: dict) -> np.ndarray:
 
 def _observation_to_plain(observation) -> dict:
     steps = observation.num_steps
-    per_step = [np.asarray(observation.polygons(k), dtype=object).reshape(-1) for k in range(steps)]
     return {
         "tokens": [list(map(str, observation.tokens(k))) for k in range(steps)],
         # All steps in one table; `step_sizes` splits it again.
-        "polygons": _polygons_to_plain(np.concatenate(per_step) if steps else np.zeros(0, dtype=object)),
-        "step_sizes": np.array([len(p) for p in per_step], dtype=np.int64),
+        "polygons": _observation_polygons_to_plain(observation),
+        "step_sizes": np.array([len(observation.tokens(k)) for k in range(steps)], dtype=np.int64),
         "unique_objects": {
             token: {"object_type": u.object_type, "is_agent": bool(u.is_agent), "heading": float(u.heading),
                     "velocity": np.asarray(u.velocity, dtype=np.float64)}

@@ -8,7 +8,7 @@ step where it appears (its speed decides "stopped", its heading the direction te
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import shapely
@@ -28,7 +28,15 @@ from navsim_eval.pdm.constants import (
     V2_OBSERVATION_STEPS,
     check_version,
 )
-from navsim_eval.pdm.compiled_geometry import RingTable, convex_quads, quad_entry_pairs, ring_table
+from navsim_eval.pdm.compiled_geometry import (
+    RingTable,
+    concatenate_ring_tables,
+    convex_quads,
+    convex_quads_of_corners,
+    quad_entry_pairs,
+    ring_table,
+    ring_table_of_corners,
+)
 from navsim_eval.pdm.errors import ObservationError
 from navsim_eval.pdm.footprint import box_corners, ego_corners, polygons_from_corners
 from navsim_eval.pdm.objects import SceneRedLights, frame_objects
@@ -65,7 +73,7 @@ class FlatObservation:
     step: np.ndarray  # (E,) int
     offsets: np.ndarray  # (num_steps + 1,) start of each step's entries
     tokens: np.ndarray  # (E,) object
-    polygons: np.ndarray  # (E,) shapely Polygons
+    polygon_source: Callable[[], np.ndarray]  # -> (E,) shapely Polygons, called once on first use of `polygons`
     is_red_light: np.ndarray  # (E,) bool
     bounds: np.ndarray  # (E, 4) x_min, y_min, x_max, y_max
     token_ids: np.ndarray  # (E,) int: index into `unique_tokens`
@@ -80,6 +88,15 @@ class FlatObservation:
     outline: np.ndarray  # (E,) int: an entry's polygon in `outlines`
     outline_entry: np.ndarray  # (P,) int: an entry of each distinct polygon
     _outline_centroids: Optional[np.ndarray] = None  # (P, 2), NaN until asked for
+    _polygons: Optional[np.ndarray] = None
+
+    @property
+    def polygons(self) -> np.ndarray:
+        """(E,) the entries' shapely polygons (the boxes of a ground-truth observation are made on first use:
+        the compiled tests and the cache file need only their corners)."""
+        if self._polygons is None:
+            self._polygons = self.polygon_source()
+        return self._polygons
 
     def centroids(self, entries: np.ndarray) -> np.ndarray:
         """(n, 2) GEOS centroids of the given entries' polygons, computed once per distinct polygon and only for
@@ -104,16 +121,28 @@ class Observation:
         polygons_per_step: Sequence[Any],
         unique_objects: dict[str, UniqueObject],
         collided_tokens: Optional[Iterable[str]] = None,
+        box_corners_per_step: Optional[Sequence[np.ndarray]] = None,
     ):
+        """`box_corners_per_step[k]` (optional): corners (m_k, 4, 2) of the first m_k entries of step k, whose
+        polygons are made only when asked for; `polygons_per_step[k]` then holds the step's other entries."""
         if len(tokens_per_step) != len(polygons_per_step):
             raise ObservationError(
                 f"observation has {len(tokens_per_step)} token lists but {len(polygons_per_step)} polygon lists"
             )
         self._tokens = [_object_array(t) for t in tokens_per_step]
-        self._polygons = [_object_array(p) for p in polygons_per_step]
-        for step, (tokens, polygons) in enumerate(zip(self._tokens, self._polygons)):
-            if len(tokens) != len(polygons):
-                raise ObservationError(f"observation step {step}: {len(tokens)} tokens, {len(polygons)} polygons")
+        self._given = [_object_array(p) for p in polygons_per_step]
+        if box_corners_per_step is None:
+            self._box_corners = [np.zeros((0, 4, 2)) for _ in self._tokens]
+        else:
+            if len(box_corners_per_step) != len(self._tokens):
+                raise ObservationError(f"observation has {len(self._tokens)} steps but "
+                                       f"{len(box_corners_per_step)} box-corner lists")
+            self._box_corners = [np.asarray(c, dtype=np.float64).reshape(-1, 4, 2) for c in box_corners_per_step]
+        for step, (tokens, boxes, polygons) in enumerate(zip(self._tokens, self._box_corners, self._given)):
+            if len(tokens) != len(boxes) + len(polygons):
+                raise ObservationError(f"observation step {step}: {len(tokens)} tokens, "
+                                       f"{len(boxes) + len(polygons)} polygons")
+        self._polygons: Optional[list[np.ndarray]] = None if any(len(c) for c in self._box_corners) else self._given
         self.unique_objects = dict(unique_objects)
         self.collided_tokens: set[str] = set(collided_tokens or ())
         self._trees: dict[int, STRtree] = {}
@@ -130,12 +159,24 @@ class Observation:
         return self._tokens[step]
 
     def polygons(self, step: int) -> np.ndarray:
-        return self._polygons[step]
+        return self._all_polygons()[step]
+
+    def entry_parts(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(corners (m, 4, 2) of the step's first m entries, the polygons of the others), without making the
+        boxes' polygons."""
+        return self._box_corners[step], self._given[step]
+
+    def _all_polygons(self) -> list[np.ndarray]:
+        if self._polygons is None:  # every step's boxes in one construction call
+            sizes = [len(c) for c in self._box_corners]
+            boxes = np.split(polygons_from_corners(np.concatenate(self._box_corners)), np.cumsum(sizes)[:-1])
+            self._polygons = [np.concatenate([b, g]) if len(g) else b for b, g in zip(boxes, self._given)]
+        return self._polygons
 
     def tree(self, step: int) -> STRtree:
         """STRtree over the polygons of one step (built on first use)."""
         if step not in self._trees:
-            self._trees[step] = STRtree(self._polygons[step])
+            self._trees[step] = STRtree(self.polygons(step))
         return self._trees[step]
 
     def __getstate__(self) -> dict:
@@ -150,37 +191,50 @@ class Observation:
             counts = np.array([len(t) for t in self._tokens], dtype=np.int64)
             offsets = np.concatenate([[0], np.cumsum(counts)])
             tokens = np.concatenate(self._tokens) if counts.sum() else np.zeros(0, dtype=object)
-            polygons = np.concatenate(self._polygons) if counts.sum() else np.zeros(0, dtype=object)
             unique_tokens, token_ids = _sorted_unique(tokens)
             is_red = np.array([is_red_light_token(t) for t in unique_tokens], dtype=bool)
             missing = [t for t, red in zip(unique_tokens, is_red) if not red and t not in self.unique_objects]
             if missing:
                 raise ObservationError(f"observation tokens without a unique object: {missing[:5]}")
             objects = [None if red else self.unique_objects[t] for t, red in zip(unique_tokens, is_red)]
-            # Static objects and red lights are the same polygon object at every step: geometry per distinct one.
-            identity = np.array([id(polygon) for polygon in polygons], dtype=np.int64)
-            _, first, outline = np.unique(identity, return_index=True, return_inverse=True)
-            outline = np.asarray(outline, dtype=np.int64).reshape(-1)
-            distinct = polygons[first]
-            quad_corners, is_convex_quad = (array[outline] for array in convex_quads(distinct))
+            # Entries, step-major, are each step's boxes (given by corners) then its other polygons. Every box is
+            # its own outline; static objects and red lights given as polygons are the same polygon object at
+            # every step: geometry once per distinct one.
+            box_count = np.array([len(c) for c in self._box_corners], dtype=np.int64)
+            is_box = np.arange(int(counts.sum())) < np.repeat(offsets[:-1] + box_count, counts)
+            corners = np.concatenate(self._box_corners) if box_count.sum() else np.zeros((0, 4, 2))
+            given = np.concatenate(self._given) if (counts - box_count).sum() else np.zeros(0, dtype=object)
+            identity = np.array([id(polygon) for polygon in given], dtype=np.int64)
+            _, first, inverse = np.unique(identity, return_index=True, return_inverse=True)
+            distinct = given[first]
+            num_boxes = len(corners)
+            outline = np.empty(len(tokens), dtype=np.int64)
+            outline[is_box] = np.arange(num_boxes)
+            outline[~is_box] = num_boxes + np.asarray(inverse, dtype=np.int64).reshape(-1)
+            box_quads, box_convex = convex_quads_of_corners(corners)
+            given_quads, given_convex = convex_quads(distinct)
+            bounds = np.concatenate([np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1),
+                                     shapely.bounds(distinct).reshape(-1, 4)])
             self._flat = FlatObservation(
                 step=np.repeat(np.arange(len(counts)), counts),
                 offsets=offsets,
                 tokens=tokens,
-                polygons=polygons,
+                polygon_source=lambda: (np.concatenate(self._all_polygons()) if len(tokens)
+                                        else np.zeros(0, dtype=object)),
                 is_red_light=is_red[token_ids] if len(tokens) else np.zeros(0, dtype=bool),
-                bounds=shapely.bounds(distinct).reshape(-1, 4)[outline],
+                bounds=bounds[outline],
                 token_ids=np.asarray(token_ids, dtype=np.int64).reshape(-1),
                 unique_tokens=unique_tokens,
                 track_is_agent=np.array([o is not None and o.is_agent for o in objects], dtype=bool),
                 track_speed=np.array([0.0 if o is None else o.speed for o in objects]),
                 track_heading=np.array([0.0 if o is None else o.heading for o in objects]),
                 track_collided=np.array([t in self.collided_tokens for t in unique_tokens], dtype=bool),
-                quad_corners=quad_corners,
-                is_convex_quad=is_convex_quad,
-                outlines=ring_table(distinct),
+                quad_corners=np.concatenate([box_quads, given_quads])[outline],
+                is_convex_quad=np.concatenate([box_convex, given_convex])[outline],
+                outlines=concatenate_ring_tables(ring_table_of_corners(corners), ring_table(distinct)),
                 outline=outline,
-                outline_entry=np.asarray(first, dtype=np.int64).reshape(-1),
+                outline_entry=np.concatenate([np.flatnonzero(is_box),
+                                              np.flatnonzero(~is_box)[np.asarray(first, dtype=np.int64)]]),
             )
         return self._flat
 
@@ -492,20 +546,22 @@ def build_ground_truth_observation(
         for index, token in enumerate(tokens)
     }
     corners = box_corners(poses[..., :2], poses[..., 2], tracks.length[:, None] / 2.0, tracks.width[:, None] / 2.0)
-    polygons = polygons_from_corners(corners) if tokens else np.zeros((0, num_steps), dtype=object)
+    corners = corners.reshape(len(tokens), num_steps, 4, 2)
 
     if version == "v2" and tokens:
         ego_pose = scene.current_frame.ego_status.ego_pose if ego_state is None else ego_state
         ego = polygons_from_corners(ego_corners(np.asarray(ego_pose, dtype=np.float64)[:3]))
-        touching = present[:, 0] & shapely.intersects(polygons[:, 0], ego)
+        touching = present[:, 0] & shapely.intersects(polygons_from_corners(corners[:, 0]), ego)
         keep = ~touching
         tokens = [t for t, k in zip(tokens, keep) if k]
-        present, polygons = present[keep], polygons[keep]
+        present, corners = present[keep], corners[keep]
         unique_objects = {t: unique_objects[t] for t in tokens}
 
     tokens_array = _object_array(tokens)
     tokens_per_step = [tokens_array[present[:, k]] for k in range(num_steps)]
-    polygons_per_step = [polygons[present[:, k], k] for k in range(num_steps)]
+    # the boxes stay corners: their polygons are made only if a scorer step needs them (`Observation`)
+    corners_per_step = [corners[present[:, k], k] for k in range(num_steps)]
+    polygons_per_step = [np.zeros(0, dtype=object) for _ in range(num_steps)]
     if version == "v2":
         route_ids = scene.current_frame.roadblock_ids if route_roadblock_ids is None else route_roadblock_ids
         obstacles_per_step = _red_light_obstacles(scene, num_steps, route_lane_ids, route_ids, map_api,
@@ -518,4 +574,4 @@ def build_ground_truth_observation(
             polygons_per_step[step] = np.concatenate([polygons_per_step[step], _object_array(light_polygons)])
             for token in light_tokens:
                 unique_objects.setdefault(token, UniqueObject(token, RED_LIGHT_TYPE, False, 0.0, np.zeros(2)))
-    return Observation(tokens_per_step, polygons_per_step, unique_objects)
+    return Observation(tokens_per_step, polygons_per_step, unique_objects, box_corners_per_step=corners_per_step)

@@ -156,3 +156,41 @@ def test_route_lane_ids_match_connector_ids_only_as_written():
 
     ids = ["12", "007", "-3", "lane_4", " 5", str(2**70), "9"]
     assert _canonical_integer_ids(ids).tolist() == [12, -3, 9]
+
+
+def test_boxes_given_by_corners_equal_boxes_given_as_polygons_and_are_made_only_when_asked():
+    """The ground-truth observation keeps its boxes as corners: the scorer's tables, the stored coordinate runs,
+    the queries and the polygons (made on demand) equal those of the same boxes given as polygons; other
+    entries (a shared red-light polygon, a degenerate box) keep their polygon path."""
+    from navsim_eval.pdm.footprint import box_corners, polygons_from_corners
+    from navsim_eval.pdm.metric_cache import _observation_polygons_to_plain, _polygons_to_plain
+
+    rng = np.random.default_rng(3)
+    unique = {t: UniqueObject(t, "vehicle", True, 0.0, np.zeros(2)) for t in "abcd"}
+    light = shapely.Polygon([(0, 0), (6, 0), (6, 3), (2, 5)])
+    corners = [box_corners(rng.normal(size=(n, 2)) * 8, rng.uniform(-3, 3, n), 2.2, np.array([1.0] * (n - 1) + [0.0]))
+               for n in (3, 1, 2)]  # the last box of each step has zero width: not a convex quad
+    tokens = [["a", "b", "c", red_light_token(1)], ["d", red_light_token(1)], ["a", "b"]]
+    others = [[light], [light], []]
+    by_corners = Observation(tokens, others, unique, box_corners_per_step=corners)
+    as_polygons = Observation(tokens, [list(polygons_from_corners(c)) + o for c, o in zip(corners, others)], unique)
+    fast, reference = by_corners.flat(), as_polygons.flat()
+    assert by_corners._polygons is None  # nothing made yet
+    for name in ("step", "offsets", "bounds", "quad_corners", "is_convex_quad", "token_ids", "is_red_light"):
+        assert np.array_equal(getattr(fast, name), getattr(reference, name)), name
+    assert fast.is_convex_quad.tolist() == [True, True, False, True, False, True, True, False]  # zero-width: no
+    rings = lambda flat, e: flat.outlines.coordinates[  # noqa: E731 - the closed run of entry e's outline
+        flat.outlines.coordinate_start[flat.outlines.ring_start[flat.outline[e]]]:
+        flat.outlines.coordinate_start[flat.outlines.ring_start[flat.outline[e]] + 1]]
+    for entry in range(len(fast.step)):
+        assert np.array_equal(rings(fast, entry), rings(reference, entry))
+    assert fast.outline[3] == fast.outline[5]  # the red light is one outline at both steps
+    plain = _observation_polygons_to_plain(by_corners)
+    expected = _polygons_to_plain(np.concatenate([as_polygons.polygons(k) for k in range(3)]))
+    assert plain.keys() == expected.keys() and all(np.array_equal(plain[k], expected[k]) for k in plain)
+    assert by_corners._polygons is None
+    ego = polygons_from_corners(corners[0][:1] + 0.5)
+    assert [a.tolist() for a in by_corners.query(ego, np.array([0]))] == \
+           [a.tolist() for a in as_polygons.query(ego, np.array([0]))]
+    for k in range(3):
+        assert all(p.equals_exact(q, 0.0) for p, q in zip(by_corners.polygons(k), as_polygons.polygons(k)))

@@ -287,9 +287,11 @@ def main() -> None:
     splits = args.split or []
     for index, data_root in enumerate(args.data_root):
         stride = args.stride[min(index, len(args.stride) - 1)]
-        arguments = _forwarded(args, data_root, splits[index] if index < len(splits) else None, stride)
+        split = splits[index] if index < len(splits) else None
+        arguments = _forwarded(args, data_root, split, stride)
         current, baseline = interleaved_rounds(script, arguments, args.baseline, args.rounds)
-        per_root.append((data_root, report(data_root, current, baseline, official, args)))
+        label = f"{data_root} ({split})" if split else str(data_root)  # one root can be given with two splits
+        per_root.append((label, report(data_root, current, baseline, official, args)))
     if len(per_root) > 1:
         reference_root, reference = per_root[0]
         print(f"\n## cost growth over {reference_root} (per trajectory at K={TARGET_K}; per metric cache)")
@@ -297,7 +299,7 @@ def main() -> None:
             for version in VERSIONS:
                 growth_traj = [np.median(reference[version][0]) / v for v in targets[version][0]]
                 growth_cache = [c / np.median(reference[version][1]) for c in targets[version][1]]
-                print(f"{version:8}{str(data_root):>40}  per trajectory {_span(growth_traj, '.2f')}x, "
+                print(f"{version:8}{data_root:>52}  per trajectory {_span(growth_traj, '.2f')}x, "
                       f"per cache {_span(growth_cache, '.2f')}x (target <= 1.5x)")
 
 

@@ -23,7 +23,7 @@ from navsim_eval.pdm.cache_fingerprint import changed_parts, describe_changes, s
 from navsim_eval.pdm.centerline import CenterlineError, build_centerline, starting_lane
 from navsim_eval.pdm.constants import STATE_DIM, StateIndex, check_version, is_synthetic_token
 from navsim_eval.pdm.drivable_map import DrivableMap, build_drivable_map
-from navsim_eval.pdm.footprint import closed_rings, ego_centers, ego_corners, polygons_from_corners
+from navsim_eval.pdm.footprint import ego_centers, ego_corners, polygons_from_corners
 from navsim_eval.pdm.objects import SceneRedLights
 from navsim_eval.pdm.path import PDMPath
 from navsim_eval.pdm.planner import PDMClosedConfig, build_forecast_observation, frame_objects, plan_pdm_closed
@@ -35,8 +35,8 @@ logger = logging.getLogger(__name__)
 # how they are computed (2: observation timed by frame index, see docs/pdm_scorer.md "Audit notes";
 # 3: source fingerprint stored and checked on load; 4: traffic lights fingerprinted as an integer array).
 # 5: the scene fingerprint hashes the red lane connectors, not every light pair; polygons stored as coordinate
-# runs where they are all Polygons
-FORMAT_VERSION = 5
+# runs where they are all Polygons; 6: an observation's boxes stored as their corners
+FORMAT_VERSION = 6
 MIN_RING_COORDINATES = 4  # a closed ring: at least three points and the closing one
 CACHE_FILE_SUFFIX = ".mcache"
 # zlib level of the stored caches: level 1 writes a city-map cache in 2/3 of level 3's time for 4 % more bytes
@@ -211,43 +211,19 @@ def _polygons_to_plain(polygons: np.ndarray) -> dict:
     """Polygons (P,) as plain values: coordinate runs when every one is a non-empty Polygon (one coordinate call
     for hole-free ones, the boxes of an observation), else WKB."""
     polygons = np.asarray(polygons, dtype=object).reshape(-1)
-    if not _ring_polygons(polygons):
+    types = shapely.get_type_id(polygons)
+    counts = shapely.get_num_coordinates(polygons)
+    if not (np.all(types == shapely.GeometryType.POLYGON) and np.all(counts >= MIN_RING_COORDINATES)):
         return {"wkb": shapely.to_wkb(polygons)}
     if shapely.get_num_interior_rings(polygons).any():
         _, coordinates, (ring_offsets, polygon_offsets) = shapely.to_ragged_array(polygons)
     else:
         coordinates = shapely.get_coordinates(polygons)
-        ring_offsets = np.concatenate([[0], np.cumsum(shapely.get_num_coordinates(polygons))])
+        ring_offsets = np.concatenate([[0], np.cumsum(counts)])
         polygon_offsets = np.arange(len(polygons) + 1)
     return {"coordinates": np.asarray(coordinates, dtype=np.float64),
             "ring_offsets": np.asarray(ring_offsets, dtype=np.int64),
             "polygon_offsets": np.asarray(polygon_offsets, dtype=np.int64)}
-
-
-def _ring_polygons(polygons: np.ndarray) -> bool:
-    """Every one a Polygon with a non-empty ring: storable as coordinate runs."""
-    return bool(np.all(shapely.get_type_id(polygons) == shapely.GeometryType.POLYGON)
-                and np.all(shapely.get_num_coordinates(polygons) >= MIN_RING_COORDINATES))
-
-
-def _observation_polygons_to_plain(observation) -> dict:
-    """All steps' polygons as :func:`_polygons_to_plain` stores them; boxes held as corners are written from
-    their corners (the same coordinate runs) without making their polygons."""
-    parts = [observation.entry_parts(k) for k in range(observation.num_steps)]
-    given = [polygons for _, polygons in parts]
-    if not any(len(corners) for corners, _ in parts):
-        return _polygons_to_plain(np.concatenate(given) if given else np.zeros(0, dtype=object))
-    others = np.concatenate(given)
-    if not _ring_polygons(others) or shapely.get_num_interior_rings(others).any():
-        return _polygons_to_plain(np.concatenate([observation.polygons(k) for k in range(observation.num_steps)]))
-    runs, counts = [], []
-    for corners, polygons in parts:
-        runs += [closed_rings(corners).reshape(-1, 2), shapely.get_coordinates(polygons).reshape(-1, 2)]
-        counts += [np.full(len(corners), corners.shape[1] + 1), shapely.get_num_coordinates(polygons)]
-    counts = np.concatenate(counts)
-    return {"coordinates": np.concatenate(runs).astype(np.float64),
-            "ring_offsets": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-            "polygon_offsets": np.arange(len(counts) + 1, dtype=np.int64)}
 
 
 def _polygons_from_plain(data: dict) -> np.ndarray:
@@ -261,11 +237,17 @@ def _polygons_from_plain(data: dict) -> np.ndarray:
 
 def _observation_to_plain(observation) -> dict:
     steps = observation.num_steps
+    parts = [observation.entry_parts(k) for k in range(steps)]
+    others = [polygons for _, polygons in parts]
     return {
         "tokens": [list(map(str, observation.tokens(k))) for k in range(steps)],
-        # All steps in one table; `step_sizes` splits it again.
-        "polygons": _observation_polygons_to_plain(observation),
-        "step_sizes": np.array([len(observation.tokens(k)) for k in range(steps)], dtype=np.int64),
+        # Each step lists its boxes (stored as their 4 corners), then its other polygons; all steps in one table
+        # each, split again by the step sizes.
+        "box_corners": (np.concatenate([corners for corners, _ in parts]) if steps else np.zeros((0, 4, 2))
+                        ).astype(np.float64),
+        "box_step_sizes": np.array([len(corners) for corners, _ in parts], dtype=np.int64),
+        "polygons": _polygons_to_plain(np.concatenate(others) if steps else np.zeros(0, dtype=object)),
+        "step_sizes": np.array([len(p) for p in others], dtype=np.int64),
         "unique_objects": {
             token: {"object_type": u.object_type, "is_agent": bool(u.is_agent), "heading": float(u.heading),
                     "velocity": np.asarray(u.velocity, dtype=np.float64)}
@@ -279,8 +261,11 @@ def _observation_from_plain(data: dict):
     from navsim_eval.pdm.observation import Observation, UniqueObject
 
     unique = {token: UniqueObject(token=token, **fields) for token, fields in data["unique_objects"].items()}
-    polygons = np.split(_polygons_from_plain(data["polygons"]), np.cumsum(data["step_sizes"])[:-1])
-    return Observation(data["tokens"], polygons[: len(data["tokens"])], unique, set(data["collided_tokens"]))
+    steps = len(data["tokens"])
+    polygons = np.split(_polygons_from_plain(data["polygons"]), np.cumsum(data["step_sizes"])[:-1])[:steps]
+    corners = np.split(np.asarray(data["box_corners"], dtype=np.float64).reshape(-1, 4, 2),
+                       np.cumsum(data["box_step_sizes"])[:-1])[:steps]
+    return Observation(data["tokens"], polygons, unique, set(data["collided_tokens"]), box_corners_per_step=corners)
 
 
 def metric_cache_to_plain(cache: MetricCache) -> dict:

@@ -93,7 +93,7 @@ def no_at_fault_collisions(states: np.ndarray, geometry: EgoGeometry, areas: Ego
     if active.any():
         corners = geometry.corners[row[active], step[active]]
         edges = shapely.linestrings(corners[:, [FRONT_LEFT, FRONT_RIGHT]])
-        front[active] = shapely.intersects(edges, flat.polygons[entry[active]])
+        front[active] = shapely.intersects(edges, flat.polygons_of(entry[active]))
     lateral = active & ~front
     off_lane = areas.multiple_lanes[row, step] | areas.non_drivable[row, step]
     at_fault = (~ego_stopped & track_stopped) | (active & front) | (lateral & off_lane)

@@ -8,7 +8,7 @@ step where it appears (its speed decides "stopped", its heading the direction te
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 import shapely
@@ -73,7 +73,8 @@ class FlatObservation:
     step: np.ndarray  # (E,) int
     offsets: np.ndarray  # (num_steps + 1,) start of each step's entries
     tokens: np.ndarray  # (E,) object
-    polygon_source: Callable[[], np.ndarray]  # -> (E,) shapely Polygons, called once on first use of `polygons`
+    box_corners: np.ndarray  # (B, 4, 2) corners of the box entries, whose outlines are 0 .. B - 1
+    given_polygons: np.ndarray  # (P - B,) the other distinct polygons, outlines B .. P - 1
     is_red_light: np.ndarray  # (E,) bool
     bounds: np.ndarray  # (E, 4) x_min, y_min, x_max, y_max
     token_ids: np.ndarray  # (E,) int: index into `unique_tokens`
@@ -88,15 +89,17 @@ class FlatObservation:
     outline: np.ndarray  # (E,) int: an entry's polygon in `outlines`
     outline_entry: np.ndarray  # (P,) int: an entry of each distinct polygon
     _outline_centroids: Optional[np.ndarray] = None  # (P, 2), NaN until asked for
-    _polygons: Optional[np.ndarray] = None
 
-    @property
-    def polygons(self) -> np.ndarray:
-        """(E,) the entries' shapely polygons (the boxes of a ground-truth observation are made on first use:
-        the compiled tests and the cache file need only their corners)."""
-        if self._polygons is None:
-            self._polygons = self.polygon_source()
-        return self._polygons
+    def polygons_of(self, entries: np.ndarray) -> np.ndarray:
+        """(n,) shapely polygons of the given entries. Boxes held as corners (a ground-truth observation's) are
+        made here, only those asked for: the compiled tests and the cache file need their corners alone."""
+        outlines = self.outline[np.asarray(entries, dtype=np.int64).reshape(-1)]
+        polygons = np.empty(len(outlines), dtype=object)
+        is_box = outlines < len(self.box_corners)
+        if is_box.any():
+            polygons[is_box] = polygons_from_corners(self.box_corners[outlines[is_box]])
+        polygons[~is_box] = self.given_polygons[outlines[~is_box] - len(self.box_corners)]
+        return polygons
 
     def centroids(self, entries: np.ndarray) -> np.ndarray:
         """(n, 2) GEOS centroids of the given entries' polygons, computed once per distinct polygon and only for
@@ -107,7 +110,7 @@ class FlatObservation:
         outlines = self.outline[entries]
         missing = np.unique(outlines[np.isnan(self._outline_centroids[outlines, 0])])
         if len(missing):
-            points = shapely.centroid(self.polygons[self.outline_entry[missing]])
+            points = shapely.centroid(self.polygons_of(self.outline_entry[missing]))
             self._outline_centroids[missing] = np.stack([shapely.get_x(points), shapely.get_y(points)], axis=-1)
         return self._outline_centroids[outlines]
 
@@ -129,8 +132,9 @@ class Observation:
             raise ObservationError(
                 f"observation has {len(tokens_per_step)} token lists but {len(polygons_per_step)} polygon lists"
             )
-        self._tokens = [_object_array(t) for t in tokens_per_step]
-        self._given = [_object_array(p) for p in polygons_per_step]
+        # steps that list the same sequence object (a forecast's steps between two samples) share its array
+        self._tokens = _shared_object_arrays(tokens_per_step)
+        self._given = _shared_object_arrays(polygons_per_step)
         if box_corners_per_step is None:
             self._box_corners = [np.zeros((0, 4, 2)) for _ in self._tokens]
         else:
@@ -191,7 +195,7 @@ class Observation:
             counts = np.array([len(t) for t in self._tokens], dtype=np.int64)
             offsets = np.concatenate([[0], np.cumsum(counts)])
             tokens = np.concatenate(self._tokens) if counts.sum() else np.zeros(0, dtype=object)
-            unique_tokens, token_ids = _sorted_unique(tokens)
+            unique_tokens, token_ids = _sorted_unique(self._tokens)
             is_red = np.array([is_red_light_token(t) for t in unique_tokens], dtype=bool)
             missing = [t for t, red in zip(unique_tokens, is_red) if not red and t not in self.unique_objects]
             if missing:
@@ -204,7 +208,8 @@ class Observation:
             is_box = np.arange(int(counts.sum())) < np.repeat(offsets[:-1] + box_count, counts)
             corners = np.concatenate(self._box_corners) if box_count.sum() else np.zeros((0, 4, 2))
             given = np.concatenate(self._given) if (counts - box_count).sum() else np.zeros(0, dtype=object)
-            identity = np.array([id(polygon) for polygon in given], dtype=np.int64)
+            identity = _per_distinct_array(self._given, lambda polygons: np.array([id(p) for p in polygons],
+                                                                                 dtype=np.int64))
             _, first, inverse = np.unique(identity, return_index=True, return_inverse=True)
             distinct = given[first]
             num_boxes = len(corners)
@@ -213,14 +218,18 @@ class Observation:
             outline[~is_box] = num_boxes + np.asarray(inverse, dtype=np.int64).reshape(-1)
             box_quads, box_convex = convex_quads_of_corners(corners)
             given_quads, given_convex = convex_quads(distinct)
-            bounds = np.concatenate([np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1),
-                                     shapely.bounds(distinct).reshape(-1, 4)])
+            bounds = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
+            if len(distinct):
+                bounds = np.concatenate([bounds, shapely.bounds(distinct).reshape(-1, 4)])
+            outlines = ring_table_of_corners(corners)
+            if len(distinct):
+                outlines = concatenate_ring_tables(outlines, ring_table(distinct))
             self._flat = FlatObservation(
                 step=np.repeat(np.arange(len(counts)), counts),
                 offsets=offsets,
                 tokens=tokens,
-                polygon_source=lambda: (np.concatenate(self._all_polygons()) if len(tokens)
-                                        else np.zeros(0, dtype=object)),
+                box_corners=corners,
+                given_polygons=distinct,
                 is_red_light=is_red[token_ids] if len(tokens) else np.zeros(0, dtype=bool),
                 bounds=bounds[outline],
                 token_ids=np.asarray(token_ids, dtype=np.int64).reshape(-1),
@@ -231,7 +240,7 @@ class Observation:
                 track_collided=np.array([t in self.collided_tokens for t in unique_tokens], dtype=bool),
                 quad_corners=np.concatenate([box_quads, given_quads])[outline],
                 is_convex_quad=np.concatenate([box_convex, given_convex])[outline],
-                outlines=concatenate_ring_tables(ring_table_of_corners(corners), ring_table(distinct)),
+                outlines=outlines,
                 outline=outline,
                 outline_entry=np.concatenate([np.flatnonzero(is_box),
                                               np.flatnonzero(~is_box)[np.asarray(first, dtype=np.int64)]]),
@@ -246,7 +255,7 @@ class Observation:
         """
         polygons = np.asarray(polygons, dtype=object).reshape(-1)
         query, entry = self._bbox_candidates(shapely.bounds(polygons).reshape(-1, 4), steps)
-        hit = shapely.intersects(polygons[query], self.flat().polygons[entry])
+        hit = shapely.intersects(polygons[query], self.flat().polygons_of(entry))
         return query[hit], entry[hit]
 
     def query_corners(self, corners: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -336,11 +345,33 @@ def _object_array(values) -> np.ndarray:
     return array
 
 
-def _sorted_unique(tokens: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """(sorted distinct tokens, index of each token among them), as `np.unique(..., return_inverse=True)` on the
-    strings, through a dict: an observation lists few distinct tokens many times."""
+def _shared_object_arrays(sequences: Sequence[Any]) -> list[np.ndarray]:
+    """:func:`_object_array` of each sequence; a sequence object listed several times gets one array."""
+    kept: dict[int, tuple[Any, np.ndarray]] = {}  # holds each sequence, so that its id is not reused meanwhile
+    arrays = []
+    for values in sequences:
+        if id(values) not in kept:
+            kept[id(values)] = (values, _object_array(values))
+        arrays.append(kept[id(values)][1])
+    return arrays
+
+
+def _per_distinct_array(arrays: Sequence[np.ndarray], function) -> np.ndarray:
+    """`function` of every array concatenated, evaluated once per distinct array object."""
+    if len({id(a) for a in arrays}) == len(arrays):  # no sharing (a ground-truth observation): one call
+        return function(np.concatenate(arrays) if len(arrays) else np.zeros(0, dtype=object))
+    done: dict[int, np.ndarray] = {}
+    parts = [done[id(a)] if id(a) in done else done.setdefault(id(a), function(a)) for a in arrays]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _sorted_unique(token_arrays: Sequence[np.ndarray]) -> tuple[list[str], np.ndarray]:
+    """(sorted distinct tokens, index of each token among them) of the arrays concatenated, as
+    `np.unique(..., return_inverse=True)` on the strings, through a dict: an observation lists few distinct
+    tokens many times, and a shared array is looked at once."""
     first_seen: dict[str, int] = {}
-    seen_ids = np.array([first_seen.setdefault(t, len(first_seen)) for t in tokens], dtype=np.int64)
+    seen_ids = _per_distinct_array(token_arrays, lambda tokens: np.array(
+        [first_seen.setdefault(t, len(first_seen)) for t in tokens], dtype=np.int64))
     unique_tokens = sorted(str(t) for t in first_seen)
     first_seen = {str(t): i for t, i in first_seen.items()}
     rank = np.empty(len(first_seen), dtype=np.int64)

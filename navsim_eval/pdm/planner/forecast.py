@@ -133,9 +133,9 @@ def build_forecast_observation(
     agent_polygons = polygons_from_corners(
         agent_corners[None] + delta_t[:, None, None, None] * agent_dxy[None, :, None, :])
     maps: list[OccupancyMap] = []
-    for sample_polygons in agent_polygons:
+    for sample_polygons in agent_polygons:  # every map lists the same tokens: one (read-only) list
         polygons = np.concatenate([static_polygons, sample_polygons, light_polygons]).astype(object)
-        maps.append(OccupancyMap(list(tokens), polygons))
+        maps.append(OccupancyMap(tokens, polygons))
 
     footprint = polygons_from_corners(ego_corners(np.asarray(ego_pose, dtype=np.float64)))[()]
     collided: set[str] = set()

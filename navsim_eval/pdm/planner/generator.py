@@ -200,7 +200,7 @@ class ProposalGenerator:
         entries = entries.astype(np.int64)
         self._obstacles = flat.outlines
         self._obstacle_outline = flat.outline[entries]
-        self._obstacle_polygons = flat.polygons[entries]
+        self._obstacle_polygons = flat.polygons_of(entries)
         kinds, speeds, headings = [], [], []
         previous_tokens, previous = None, None
         for occupancy in maps:  # the maps of a forecast list the same tokens: computed once

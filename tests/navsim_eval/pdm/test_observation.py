@@ -142,7 +142,7 @@ def test_flat_centroids_are_geos_centroids_computed_only_when_asked():
     observation = Observation([["a", "b"], ["a", "c"], ["b"]], polygons, unique)
     flat = observation.flat()
     entries = np.array([3, 0, 2])
-    expected = shapely.centroid(flat.polygons[entries])
+    expected = shapely.centroid(flat.polygons_of(entries))
     assert np.array_equal(flat.centroids(entries),
                           np.stack([shapely.get_x(expected), shapely.get_y(expected)], axis=-1))
     # Entries 0 and 2 are the static polygon (one outline); outlines never asked for stay uncomputed.
@@ -159,11 +159,11 @@ def test_route_lane_ids_match_connector_ids_only_as_written():
 
 
 def test_boxes_given_by_corners_equal_boxes_given_as_polygons_and_are_made_only_when_asked():
-    """The ground-truth observation keeps its boxes as corners: the scorer's tables, the stored coordinate runs,
-    the queries and the polygons (made on demand) equal those of the same boxes given as polygons; other
+    """The ground-truth observation keeps its boxes as corners: the scorer's tables, the cache file's round trip,
+    the queries, centroids and polygons (made on demand) equal those of the same boxes given as polygons; other
     entries (a shared red-light polygon, a degenerate box) keep their polygon path."""
     from navsim_eval.pdm.footprint import box_corners, polygons_from_corners
-    from navsim_eval.pdm.metric_cache import _observation_polygons_to_plain, _polygons_to_plain
+    from navsim_eval.pdm.metric_cache import _observation_from_plain, _observation_to_plain
 
     rng = np.random.default_rng(3)
     unique = {t: UniqueObject(t, "vehicle", True, 0.0, np.zeros(2)) for t in "abcd"}
@@ -185,9 +185,14 @@ def test_boxes_given_by_corners_equal_boxes_given_as_polygons_and_are_made_only_
     for entry in range(len(fast.step)):
         assert np.array_equal(rings(fast, entry), rings(reference, entry))
     assert fast.outline[3] == fast.outline[5]  # the red light is one outline at both steps
-    plain = _observation_polygons_to_plain(by_corners)
-    expected = _polygons_to_plain(np.concatenate([as_polygons.polygons(k) for k in range(3)]))
-    assert plain.keys() == expected.keys() and all(np.array_equal(plain[k], expected[k]) for k in plain)
+    plain = _observation_to_plain(by_corners)  # the cache file keeps the corners: nothing is made
+    assert np.array_equal(plain["box_corners"], np.concatenate(corners)) and by_corners._polygons is None
+    reloaded = _observation_from_plain(plain).flat()
+    for name in ("bounds", "quad_corners", "is_convex_quad", "token_ids"):  # (the file does not keep sharing)
+        assert np.array_equal(getattr(reloaded, name), getattr(fast, name)), name
+    entries = np.arange(len(fast.step))
+    assert all(p.equals_exact(q, 0.0) for p, q in zip(fast.polygons_of(entries), reference.polygons_of(entries)))
+    assert np.array_equal(fast.centroids(entries), reference.centroids(entries))
     assert by_corners._polygons is None
     ego = polygons_from_corners(corners[0][:1] + 0.5)
     assert [a.tolist() for a in by_corners.query(ego, np.array([0]))] == \

@@ -219,10 +219,9 @@ class Observation:
             box_quads, box_convex = convex_quads_of_corners(corners)
             given_quads, given_convex = convex_quads(distinct)
             bounds = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
-            if len(distinct):
-                bounds = np.concatenate([bounds, shapely.bounds(distinct).reshape(-1, 4)])
             outlines = ring_table_of_corners(corners)
-            if len(distinct):
+            if len(distinct):  # the boxes' tables first, then the given polygons' (outline order)
+                bounds = np.concatenate([bounds, shapely.bounds(distinct).reshape(-1, 4)])
                 outlines = concatenate_ring_tables(outlines, ring_table(distinct))
             self._flat = FlatObservation(
                 step=np.repeat(np.arange(len(counts)), counts),

@@ -132,12 +132,21 @@ def training_steps(model: DipoleVLA, device, scenes: int, candidates: int, steps
 
 
 def run(cmd: list[str], timeout: int) -> tuple[float, str]:
+    """Run ``cmd``, echoing each output line with its elapsed seconds (a run cut off still shows where it was)."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        print(f"[{time.perf_counter() - start:7.1f}s] {line}", end="", file=sys.stderr, flush=True)
+        if time.perf_counter() - start > timeout:
+            proc.kill()
+            raise TimeoutError(f"{' '.join(cmd[:4])} ... ran past {timeout} s")
+    proc.wait()
+    output = "".join(lines)
     if proc.returncode != 0:
-        print(proc.stderr, file=sys.stderr, flush=True)  # whole traceback in the log; the figure keeps its tail
-        raise RuntimeError(f"{' '.join(cmd[:4])} ... failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-    return time.perf_counter() - start, proc.stdout
+        raise RuntimeError(f"{' '.join(cmd[:4])} ... failed:\n{output[-6000:]}")
+    return time.perf_counter() - start, output
 
 
 def zero2_and_bf16_checkpoint(preset: str, world: Path, work: Path, timeout: int) -> dict:
@@ -151,7 +160,7 @@ def zero2_and_bf16_checkpoint(preset: str, world: Path, work: Path, timeout: int
                            "dipole.rollout.num_candidates=8", "eval.enabled=false", "tensorboard=false",
                            "progress_bars=false", "log_every=1"], timeout)
     logged = [line for line in stdout.splitlines()
-              if "[setup]" in line or "samples_per_s" in line or "] round 0 step" in line]
+              if line.startswith(("[setup]", "[il]", "[dipole]"))]
     eval_dir = work / "evaluation"
     eval_s, eval_stdout = run([sys.executable, str(REPO / "launch/evaluate.py"), f"checkpoint={out_dir / 'model'}",
                                "dtype=auto", f"data_root={world}", "omegas=0,1", "metrics=v1", "baselines=il",
@@ -160,9 +169,9 @@ def zero2_and_bf16_checkpoint(preset: str, world: Path, work: Path, timeout: int
 
     rows = read_rows(eval_dir / "results.csv")
     reloaded = DipoleVLA.from_pretrained(out_dir / "model")
-    return {"zero2_wall_s": seconds, "zero2_log_lines": logged[-6:], "checkpoint_dtype": str(reloaded.dtype),
+    return {"zero2_wall_s": seconds, "zero2_log_lines": logged, "checkpoint_dtype": str(reloaded.dtype),
             "evaluate_wall_s": eval_s, "evaluate_rows": len(rows), "evaluate_failed_rows": sum(bool(r["error"]) for r in rows),
-            "evaluate_summary": eval_stdout.splitlines()[:12]}
+            "evaluate_summary": [line for line in eval_stdout.splitlines() if line.startswith(("#", "|"))][:12]}
 
 
 def main() -> None:

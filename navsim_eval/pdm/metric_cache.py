@@ -24,7 +24,7 @@ from navsim_eval.pdm.centerline import CenterlineError, build_centerline, starti
 from navsim_eval.pdm.constants import STATE_DIM, StateIndex, check_version, is_synthetic_token
 from navsim_eval.pdm.drivable_map import DrivableMap, build_drivable_map
 from navsim_eval.pdm.footprint import ego_centers, ego_corners, polygons_from_corners
-from navsim_eval.pdm.objects import SceneRedLights
+from navsim_eval.pdm.objects import SceneRedLights, integer_lane_ids, red_ids_among
 from navsim_eval.pdm.path import PDMPath
 from navsim_eval.pdm.planner import PDMClosedConfig, build_forecast_observation, frame_objects, plan_pdm_closed
 from navsim_eval.pdm.route import Route, build_route
@@ -122,12 +122,8 @@ def red_light_connectors(red_ids: np.ndarray, route: Route) -> tuple[list[str], 
     """Ids and polygons of the RED lane connectors `red_ids` (a frame's, `objects.SceneRedLights`) that are lanes
     of the route (spec §3.8)."""
     lanes = route.lane_by_id()
-    ids, polygons = [], []
-    for key in map(str, np.asarray(red_ids).tolist()):
-        if key in lanes:
-            ids.append(key)
-            polygons.append(lanes[key].polygon)
-    return ids, polygons
+    ids = red_ids_among(red_ids, integer_lane_ids(lanes))
+    return ids, [lanes[key].polygon for key in ids]
 
 
 def build_metric_cache(
@@ -168,7 +164,7 @@ def _build_metric_cache(scene, map_api: NuPlanMap, version: str, config: PDMClos
                            start.speed_limit_mps, version, config)
 
     observation = build_ground_truth_observation(
-        scene, version, map_api=map_api, route_roadblock_ids=original_route.roadblock_ids, ego_state=ego_state,
+        scene, version, map_api=map_api, route_lane_ids=original_route.lane_ids, ego_state=ego_state,
         red_lights=red_lights)
 
     human, past_states, past_time = None, None, None

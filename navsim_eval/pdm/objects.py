@@ -7,6 +7,7 @@ fingerprint.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 
@@ -82,6 +83,30 @@ def red_lane_connector_ids(traffic_lights) -> np.ndarray:
     return np.array([lane for lane, is_red in traffic_lights if is_red], dtype=np.int64)
 
 
+INT64_MIN, INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+
+
+def integer_lane_ids(lane_ids: Iterable[str]) -> np.ndarray:
+    """int64 values of the lane ids written as integers (str(int(i)) == i): a connector id `c` of the traffic
+    lights names one of `lane_ids` exactly when `c` is among these. Other ids match no connector id."""
+    numbers = []
+    for text in lane_ids:
+        try:
+            value = int(text)
+        except ValueError:
+            continue
+        if str(value) == text and INT64_MIN <= value <= INT64_MAX:
+            numbers.append(value)
+    return np.array(numbers, dtype=np.int64)
+
+
+def red_ids_among(red_ids: np.ndarray, lane_numbers: np.ndarray) -> list[str]:
+    """The red connector ids (a frame's, in its order) that are among `lane_numbers` (:func:`integer_lane_ids`),
+    as lane id strings: a city frame lists hundreds of red connectors, a route holds a few of them."""
+    red_ids = np.asarray(red_ids, dtype=np.int64)
+    return list(map(str, red_ids[np.isin(red_ids, lane_numbers)].tolist())) if len(red_ids) else []
+
+
 class SceneRedLights:
     """Red lane connector ids per frame of a scene, each frame's light pairs read once: a city frame lists
     thousands, and one cache build asks for the same frames three times (planner, observation, fingerprint)."""
@@ -97,4 +122,5 @@ class SceneRedLights:
         return self._ids[frame_index]
 
 
-__all__ = ["SceneObjects", "SceneRedLights", "frame_objects", "red_lane_connector_ids"]
+__all__ = ["SceneObjects", "SceneRedLights", "frame_objects", "integer_lane_ids", "red_ids_among",
+           "red_lane_connector_ids"]

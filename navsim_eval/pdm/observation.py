@@ -39,7 +39,7 @@ from navsim_eval.pdm.compiled_geometry import (
 )
 from navsim_eval.pdm.errors import ObservationError
 from navsim_eval.pdm.footprint import box_corners, ego_corners, polygons_from_corners
-from navsim_eval.pdm.objects import SceneRedLights, frame_objects
+from navsim_eval.pdm.objects import SceneRedLights, frame_objects, integer_lane_ids, red_ids_among
 
 
 def red_light_token(connector_id: Any) -> str:
@@ -495,32 +495,14 @@ def _red_light_obstacles(scene, num_steps: int, lane_ids: Optional[Iterable[str]
                 raise ObservationError(f"scene {scene.token}: v2 red lights need the map (no map_api given)")
             route_lanes = _uncorrected_route_lane_ids(map_api, route_ids)
         if len(red) and route_numbers is None:
-            route_numbers = _canonical_integer_ids(route_lanes)
-        # On-route first (a city frame lists hundreds of red connectors), as ids: str(id) is in the route's
-        # lane ids exactly when id is among its canonical integer ids.
-        for connector_id in map(str, red[np.isin(red, route_numbers)].tolist()) if len(red) else ():
+            route_numbers = integer_lane_ids(route_lanes)
+        for connector_id in red_ids_among(red, route_numbers) if len(red) else ():
             if connector_id not in polygons:
                 if map_api is None:
                     raise ObservationError(f"scene {scene.token}: v2 red lights need the map (no map_api given)")
                 polygons[connector_id] = map_api.get_lane_connector(connector_id).polygon
             obstacles.append((red_light_token(connector_id), polygons[connector_id]))
     return [list(per_frame[current + step // FRAMES_PER_STEP]) for step in range(num_steps)]
-
-
-INT64_MIN, INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
-
-
-def _canonical_integer_ids(ids: Iterable[str]) -> np.ndarray:
-    """int64 values of the ids written as integers are (str(int(i)) == i); other ids match no connector id."""
-    numbers = []
-    for text in ids:
-        try:
-            value = int(text)
-        except ValueError:
-            continue
-        if str(value) == text and INT64_MIN <= value <= INT64_MAX:
-            numbers.append(value)
-    return np.array(numbers, dtype=np.int64)
 
 
 def _uncorrected_route_lane_ids(map_api, roadblock_ids: Sequence[str]) -> set[str]:
@@ -580,8 +562,16 @@ def build_ground_truth_observation(
 
     if version == "v2" and tokens:
         ego_pose = scene.current_frame.ego_status.ego_pose if ego_state is None else ego_state
-        ego = polygons_from_corners(ego_corners(np.asarray(ego_pose, dtype=np.float64)[:3]))
-        touching = present[:, 0] & shapely.intersects(polygons_from_corners(corners[:, 0]), ego)
+        ego_quad = ego_corners(np.asarray(ego_pose, dtype=np.float64)[:3])
+        # A polygon lies within the bounds of its corners, so only boxes whose bounds meet the ego's can touch
+        # it: the exact test runs on those (a city scene has hundreds of boxes, a handful near the ego).
+        low, high = corners[:, 0].min(axis=1), corners[:, 0].max(axis=1)
+        near = (present[:, 0] & np.all(low <= ego_quad.max(axis=0), axis=1)
+                & np.all(high >= ego_quad.min(axis=0), axis=1))
+        touching = np.zeros(len(tokens), dtype=bool)
+        if near.any():
+            touching[near] = shapely.intersects(polygons_from_corners(corners[near, 0]),
+                                                polygons_from_corners(ego_quad))
         keep = ~touching
         tokens = [t for t, k in zip(tokens, keep) if k]
         present, corners = present[keep], corners[keep]

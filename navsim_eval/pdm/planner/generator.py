@@ -171,8 +171,8 @@ class ProposalGenerator:
             outline = self._obstacle_outline[obstacle]
             key = paths[group] * (int(outline.max()) + 1) + outline
             _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-            # Centroids of the candidates only (a corridor meets few of the obstacles).
-            centroids = shapely.centroid(self._obstacle_polygons[obstacle[first]])
+            # Centroids of the candidates only (a corridor meets few of the obstacles), once per outline.
+            centroids = shapely.points(self._flat.centroids(self._obstacle_entries[obstacle[first]]))
             progress = shapely.line_locate_point(self._linestrings[paths[group[first]]],
                                                  centroids)[inverse.reshape(-1)]
         return starts, obstacle, np.asarray(progress, dtype=np.float64)
@@ -198,9 +198,9 @@ class ProposalGenerator:
         steps = np.arange(len(maps)) * self.observation.sample_interval
         entries = np.concatenate([flat.offsets[k] + np.arange(len(m.tokens)) for k, m in zip(steps, maps)])
         entries = entries.astype(np.int64)
+        self._flat, self._obstacle_entries = flat, entries
         self._obstacles = flat.outlines
         self._obstacle_outline = flat.outline[entries]
-        self._obstacle_polygons = flat.polygons_of(entries)
         kinds, speeds, headings = [], [], []
         previous_tokens, previous = None, None
         for occupancy in maps:  # the maps of a forecast list the same tokens: computed once

@@ -151,13 +151,6 @@ def test_flat_centroids_are_geos_centroids_computed_only_when_asked():
     assert np.array_equal(flat.centroids(np.array([2])), flat.centroids(np.array([0])))
 
 
-def test_route_lane_ids_match_connector_ids_only_as_written():
-    from navsim_eval.pdm.observation import _canonical_integer_ids
-
-    ids = ["12", "007", "-3", "lane_4", " 5", str(2**70), "9"]
-    assert _canonical_integer_ids(ids).tolist() == [12, -3, 9]
-
-
 def test_boxes_given_by_corners_equal_boxes_given_as_polygons_and_are_made_only_when_asked():
     """The ground-truth observation keeps its boxes as corners: the scorer's tables, the cache file's round trip,
     the queries, centroids and polygons (made on demand) equal those of the same boxes given as polygons; other

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from transformers import PretrainedConfig
 
+from data_pipelines.types import DRIVING_COMMANDS
 from vla.errors import ModelConfigError
 
 # DP-VLA constants (specs/dipole.md §7, [hdp]).
@@ -131,11 +132,22 @@ class ProcessorSettings:
     history_interval_s: float = HISTORY_INTERVAL_S
     wheelbase_m: float = PACIFICA_WHEELBASE_M
     min_speed_for_steering: float = MIN_SPEED_FOR_STEERING
+    # also give the head the one-hot driving command in the proprio vector (NAVSIM's TransFuser puts it in its
+    # ego status); the prompt carries it either way
+    command_in_proprio: bool = False
 
     @property
     def proprio_dim(self) -> int:
-        """History poses (x, y, heading) + current velocity (2) + acceleration (2)."""
-        return self.num_history_frames * 3 + 4
+        """History poses (x, y, heading) + current velocity (2) + acceleration (2) [+ driving command one-hot]."""
+        return self.num_history_frames * 3 + 4 + len(self.one_hot_proprio_columns)
+
+    @property
+    def one_hot_proprio_columns(self) -> tuple:
+        """Proprio columns that hold a one-hot code (the driving command): normalisation leaves them as 0 / 1."""
+        if not self.command_in_proprio:
+            return ()
+        start = self.num_history_frames * 3 + 4
+        return tuple(range(start, start + len(DRIVING_COMMANDS)))
 
 
 BEV_CHANNELS = ("drivable_area", "objects")  # what vla.training.bev_targets can rasterise

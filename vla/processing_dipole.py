@@ -80,11 +80,13 @@ class NormalizationStats:
 
 
 def compute_normalization_stats(target_poses: ArrayLike, proprio: Optional[ArrayLike] = None,
-                                per_timestep: bool = False, min_std: float = MIN_STD) -> NormalizationStats:
+                                per_timestep: bool = False, min_std: float = MIN_STD,
+                                one_hot_proprio_columns: Sequence[int] = ()) -> NormalizationStats:
     """Mean/std of (x, y, cos h, sin h) over the training targets (N, num_poses, 3), and of proprio (N, P).
 
     per_timestep=False pools all poses per dimension (robust for small data); True keeps one value per pose.
-    Standard deviations are floored at `min_std`.
+    Standard deviations are floored at `min_std`. Proprio columns in `one_hot_proprio_columns` get mean 0 and
+    std 1 (a code that is rare or absent in training, like "unknown", must not be scaled by its tiny std).
     """
     poses = torch.as_tensor(np.asarray(target_poses), dtype=torch.float64)
     if poses.dim() != 3 or poses.shape[-1] != 3:
@@ -105,6 +107,8 @@ def compute_normalization_stats(target_poses: ArrayLike, proprio: Optional[Array
         if not torch.isfinite(p).all():
             raise VLAInputError("proprio", "contains NaN or inf")
         p_mean, p_std = p.mean(0).numpy(), p.std(0, unbiased=False).clamp_min(min_std).numpy()
+        columns = list(one_hot_proprio_columns)
+        p_mean[columns], p_std[columns] = 0.0, 1.0
     return NormalizationStats(mean.numpy().astype(np.float32), std.numpy().astype(np.float32),
                               None if p_mean is None else p_mean.astype(np.float32),
                               None if p_std is None else p_std.astype(np.float32))
@@ -255,7 +259,8 @@ class DipoleProcessor:
             raise VLAInputError("processor.prompt_template", f"unknown field {err}") from None
 
     def proprio(self, agent_input: AgentInput) -> np.ndarray:
-        """(P,) = history poses (x, y, heading), oldest first, + current velocity (2) + acceleration (2)."""
+        """(P,) = history poses (x, y, heading), oldest first, + current velocity (2) + acceleration (2)
+        [+ the current driving command, one-hot, with ``command_in_proprio``]."""
         settings = self.settings
         statuses = agent_input.ego_statuses
         if len(statuses) < settings.num_history_frames:
@@ -265,6 +270,9 @@ class DipoleProcessor:
         parts = [self._vector(s.ego_pose, f"ego_statuses[{i}].ego_pose", 3) for i, s in enumerate(history)]
         parts.append(self._vector(statuses[-1].ego_velocity, "ego_statuses[-1].ego_velocity", 2))
         parts.append(self._vector(statuses[-1].ego_acceleration, "ego_statuses[-1].ego_acceleration", 2))
+        if settings.command_in_proprio:
+            parts.append(self._vector(statuses[-1].driving_command, "ego_statuses[-1].driving_command",
+                                      len(DRIVING_COMMANDS)))
         return np.concatenate(parts).astype(np.float32)
 
     def proprio_array(self, agent_inputs: Sequence[AgentInput]) -> np.ndarray:

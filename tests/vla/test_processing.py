@@ -87,6 +87,24 @@ def test_normalisation_statistics():
         compute_normalization_stats(np.full((2, 8, 3), np.nan))
 
 
+def test_driving_command_in_proprio_is_one_hot_and_left_unscaled():
+    config = build_config("tiny-florence2", {"processor": {"command_in_proprio": True}})
+    settings = config.processor_settings
+    assert config.proprio_dim == 20 and settings.one_hot_proprio_columns == (16, 17, 18, 19)
+    assert build_config("tiny-florence2").proprio_dim == 16  # off by default: saved configs keep their width
+    rng = np.random.default_rng(4)
+    inputs = [make_agent_input(rng, command=c) for c in (0, 1, 1, 2)]
+    processor = DipoleProcessor.from_config(config)
+    proprio = processor.proprio_array(inputs)
+    np.testing.assert_array_equal(proprio[:, 16:], np.eye(4)[[0, 1, 1, 2]])
+    # "unknown" never occurs here: its std would be floored to 1e-3 and an unknown command scaled by 1000
+    stats = compute_normalization_stats(make_target_poses(rng, 4), proprio=proprio,
+                                        one_hot_proprio_columns=settings.one_hot_proprio_columns)
+    np.testing.assert_array_equal(stats.proprio_mean[16:], 0.0)
+    np.testing.assert_array_equal(stats.proprio_std[16:], 1.0)
+    np.testing.assert_allclose(stats.proprio_mean[:16], proprio[:, :16].mean(0), rtol=1e-5)
+
+
 def test_bad_agent_inputs_raise_named_errors(processor):
     rng = np.random.default_rng(4)
     missing_camera = make_agent_input(rng)

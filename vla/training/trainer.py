@@ -217,7 +217,9 @@ class Trainer:
             if self.train_items_sharded:  # statistics of the whole split: every process's shard
                 targets = np.concatenate(self.gather_from_processes(targets))
                 proprio = np.concatenate(self.gather_from_processes(proprio))
-            policy.set_normalization_stats(compute_normalization_stats(targets, proprio))
+            one_hot = policy.config.processor_settings.one_hot_proprio_columns
+            policy.set_normalization_stats(compute_normalization_stats(targets, proprio,
+                                                                       one_hot_proprio_columns=one_hot))
         return policy
 
     def load_policy(self, path: Path) -> torch.nn.Module:

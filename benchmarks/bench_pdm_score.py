@@ -110,6 +110,15 @@ def load_scenes(data_root: Path, split: Optional[str], stride: int, max_scenes: 
     return scenes, {s.token: load_map(data_root / "maps", s.scene_metadata.map_name) for s in scenes}
 
 
+def scene_base_poses(data_root: Path, scenes) -> dict[str, np.ndarray]:
+    """{token: (n, 8, 3)} trajectories the candidates perturb: the data root's named ones (`trajectories.json`,
+    the golden fixtures') where it lists the scene, else the scene's logged future."""
+    trajectories_file = data_root / "trajectories.json"
+    named = json.loads(trajectories_file.read_text()) if trajectories_file.is_file() else {}
+    return {s.token: (np.array(list(named[s.token].values())) if s.token in named
+                      else s.get_future_trajectory(8).poses[None].astype(np.float64)) for s in scenes}
+
+
 def measure(args) -> dict:
     """All figures of one data root for the packages on the import path (run in a fresh process)."""
     from data_pipelines.maps import MapLayer
@@ -124,10 +133,7 @@ def measure(args) -> dict:
     data_root = args.data_root[0]
     scenes, maps = load_scenes(data_root, (args.split or [None])[0], args.stride[0], args.max_scenes)
     tokens = [s.token for s in scenes]
-    trajectories_file = data_root / "trajectories.json"
-    named = json.loads(trajectories_file.read_text()) if trajectories_file.is_file() else {}
-    base_poses = {s.token: (np.array(list(named[s.token].values())) if s.token in named
-                            else s.get_future_trajectory(8).poses[None].astype(np.float64)) for s in scenes}
+    base_poses = scene_base_poses(data_root, scenes)
     locations = {m.location: m for m in maps.values()}
     lanes = {loc: len(m.get_ids(MapLayer.LANE)) + len(m.get_ids(MapLayer.LANE_CONNECTOR)) for loc, m in locations.items()}
     import navsim_eval

@@ -148,6 +148,7 @@ class DipoleVLA(PreTrainedModel):
         self.schedule = VPLinearSchedule(diffusion.beta_min, diffusion.beta_max)
         self._processor: Optional[DipoleProcessor] = None
         self._trainable_scope: Optional[str] = None
+        self._adapter_modules: Optional[tuple[str, ...]] = None
         self.post_init()
         self.set_trainable("base")
 
@@ -192,7 +193,7 @@ class DipoleVLA(PreTrainedModel):
         model.backbone = backbone
         model._configure_backbone()
         config.backbone["model_config"] = backbone.resolved_model_config()
-        model.set_trainable(model._trainable_scope or "base", force=True)
+        model.set_trainable(model._trainable_scope or "base", force=True, adapter_modules=model._adapter_modules)
         return model
 
     @property
@@ -310,27 +311,39 @@ class DipoleVLA(PreTrainedModel):
         return value.reshape(b * k)
 
     # Trainability ------------------------------------------------------------------------------------------
-    def set_trainable(self, scope: str, force: bool = False) -> None:
+    def set_trainable(self, scope: str, force: bool = False, adapter_modules: Optional[Sequence[str]] = None) -> None:
         """Which parameters require grad; the only place that changes it (losses never do).
 
         "base": the base head (+ the backbone unless ``backbone.freeze``; only its LoRA when
         ``backbone.lora_rank``), i.e. imitation learning; "adapters": only the `positive`/`negative` LoRA
         weights of the head (DIPOLE); "positive": only the `positive` adapter (the EWR baseline); "none": nothing.
+        ``adapter_modules`` (with "adapters" / "positive"): only the adapters of these ``lora.target_modules``
+        train; the others keep their initial zero update.
         """
         if scope not in TRAINABLE_SCOPES:
             raise ModelConfigError("trainable scope", f"unknown scope {scope!r}; expected one of {TRAINABLE_SCOPES}")
         if scope in ("adapters", "positive"):
             self._require_branches("training the adapters")
-        if scope == self._trainable_scope and not force:
+        modules = None if adapter_modules is None else tuple(adapter_modules)
+        if modules is not None:
+            unknown = sorted(set(modules) - set(self.config.lora_settings.target_modules))
+            if unknown:
+                raise ModelConfigError("adapter_modules", f"{unknown} are not among lora.target_modules "
+                                                          f"{list(self.config.lora_settings.target_modules)}")
+        if (scope, modules) == (self._trainable_scope, self._adapter_modules) and not force:
             return
+
+        def adapter_trains(name: str) -> bool:
+            return is_lora_parameter(name) and (modules is None or any(f".{m}.lora_" in name for m in modules))
+
         settings = self.config.backbone_settings
         for name, param in self.head.named_parameters():
             if scope == "base":
                 param.requires_grad_(not is_lora_parameter(name))
             elif scope == "adapters":
-                param.requires_grad_(is_lora_parameter(name))
+                param.requires_grad_(adapter_trains(name))
             elif scope == "positive":
-                param.requires_grad_(is_lora_parameter(name) and f".{POSITIVE}." in name + ".")
+                param.requires_grad_(adapter_trains(name) and f".{POSITIVE}." in name + ".")
             else:
                 param.requires_grad_(False)
         if self.bev_decoder is not None:
@@ -342,7 +355,7 @@ class DipoleVLA(PreTrainedModel):
                 param.requires_grad_(is_lora_parameter(name) and BACKBONE_ADAPTER in name)
             else:
                 param.requires_grad_(True)
-        self._trainable_scope = scope
+        self._trainable_scope, self._adapter_modules = scope, modules
 
     @property
     def trainable_scope(self) -> Optional[str]:

@@ -170,6 +170,24 @@ def test_loss_dipole_equals_weighted_losses_of_separate_branch_forwards(trained_
     assert torch.allclose(out.loss, loss_pos + loss_neg, atol=1e-5)
 
 
+def test_adapter_modules_limit_which_adapters_train():
+    from vla.errors import ModelConfigError
+
+    model = tiny_model("tiny-florence2")
+    model.set_trainable("adapters", adapter_modules=["attn.qkv", "mlp.fc2"])
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trained and all(".attn.qkv.lora_" in n or ".mlp.fc2.lora_" in n for n in trained)
+    assert not any(".cross_mlp.fc2." in n for n in trained)  # a suffix of another module's name does not match
+    assert {n.split(".lora_")[1].split(".")[1] for n in trained} == {"positive", "negative"}
+    model.set_trainable("positive", adapter_modules=["attn.qkv"])
+    assert all(".attn.qkv.lora_" in n and ".positive." in n
+               for n, p in model.named_parameters() if p.requires_grad)
+    model.set_trainable("adapters")  # all adapters again
+    assert any(".cross_attn.k.lora_" in n for n, p in model.named_parameters() if p.requires_grad)
+    with pytest.raises(ModelConfigError, match="adapter_modules"):
+        model.set_trainable("adapters", adapter_modules=["attn.nope"])
+
+
 def test_dipole_step_trains_only_the_adapters_on_shared_noise(agent_inputs, rng):
     model = tiny_model("tiny-florence2")
     perturb(model.head, seed=2, only_lora=False)

@@ -106,6 +106,7 @@ class DipoleSection:
     rollout: RolloutSection = RolloutSection()  # how candidates are drawn
     ewr_max_weight: PositiveFloat = 20.0  # EWR baseline: exp(beta G) clipped here (the instability §2.1 describes)
     eval_every_round: bool = False  # evaluate on the eval split after each round, every eval omega (§6 step 6)
+    adapter_modules: Optional[tuple[str, ...]] = None  # adapters that train (a subset of lora.target_modules, e.g. [attn.qkv,mlp.fc1]); None: all
     reuse_context: bool = True  # DIPOLE: keep the rollout's backbone context (frozen backbone) for the update
     context_cache_max_mb: NonNegativeFloat = 4096.0  # per process, on CPU; a larger round re-encodes each micro-batch
 

@@ -261,7 +261,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ steps
     def prepare_stage(self, stage: Stage, policy) -> StageContext:
         """Trainable parameters, optimizer, schedule and the accelerate / DeepSpeed engine of a stage."""
-        policy.set_trainable(stage.trainable)
+        policy.set_trainable(stage.trainable, adapter_modules=getattr(stage.section, "adapter_modules", None))
         if self.cfg.model.gradient_checkpointing:
             enable_activation_checkpointing(policy)
         optim = stage.section.optim

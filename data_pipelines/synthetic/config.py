@@ -35,6 +35,9 @@ class SyntheticWorldConfig:
     # Map: layout instances per location folder, laid out far apart (instance_spacing_m) in one GPKG.
     instances_per_location: PositiveInt = 3  # layout instances per map location
     held_out_test_instances: bool = True  # the last instance of every location is used by test logs only
+    # the instance before the last one of every location is used only by synthetic_val_maps logs (as many as
+    # test_logs_per_instance): validation on unseen maps, to choose omega where it transfers
+    held_out_val_instances: bool = False
     # Kind of instance i at location j: layout_kinds[(i + j) % len]; junctions twice for more turns.
     layout_kinds: tuple[str, ...] = ("junction", "straight", "junction", "curve", "obstacles")  # cycled over instances
     instance_spacing_m: Annotated[float, Range(low=MIN_INSTANCE_SPACING_M)] = 3000.0  # distance between instances
@@ -98,6 +101,9 @@ def _validate(cfg: SyntheticWorldConfig) -> None:
         raise SyntheticConfigError("log_locations", f"unknown location(s) {unknown}; choose from {MAP_LOCATIONS}")
     if cfg.held_out_test_instances and cfg.instances_per_location < 2:
         raise SyntheticConfigError("instances_per_location", "must be >= 2 when held_out_test_instances is true")
+    if cfg.held_out_val_instances and not (cfg.held_out_test_instances and cfg.instances_per_location >= 3):
+        raise SyntheticConfigError("held_out_val_instances", "needs held_out_test_instances and instances_per_location "
+                                                             ">= 3 (training, validation and test instances)")
     if cfg.train_logs_per_instance + cfg.val_logs_per_instance + cfg.test_logs_per_instance == 0:
         raise SyntheticConfigError("train_logs_per_instance", "no logs requested")
 

@@ -41,7 +41,7 @@ TWO_STAGE_DIRNAME = TWO_STAGE_SPLIT  # the devkit's convention: <data root>/<two
 INFO_FILENAME = "dataset_info.json"
 LOCATION_ID_STRIDE = 10_000_000  # map ids of location j start at (j + 1) * stride
 BASE_YEAR = 2021
-ROLE_INDEX = {"train": 0, "val": 1, "test": 2}  # part of every log's random seed
+ROLE_INDEX = {"train": 0, "val": 1, "test": 2, "val_maps": 3}  # part of every log's random seed
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class LogJob:
     index: int
     location: str
     instance: int
-    role: str  # train, val or test
+    role: str  # train, val, test or val_maps
     seed: tuple[int, ...]
 
 
@@ -100,12 +100,15 @@ def plan_logs(cfg: SyntheticWorldConfig) -> list[LogJob]:
             continue
         for i in range(cfg.instances_per_location):
             test_only = cfg.held_out_test_instances and i == cfg.instances_per_location - 1
-            train_too = not (cfg.held_out_test_instances and test_only)
+            val_maps_only = cfg.held_out_val_instances and i == cfg.instances_per_location - 2
+            train_too = not (cfg.held_out_test_instances and test_only) and not val_maps_only
             counts = []
             if train_too:
                 counts += [("train", cfg.train_logs_per_instance), ("val", cfg.val_logs_per_instance)]
             if test_only or not cfg.held_out_test_instances:
                 counts += [("test", cfg.test_logs_per_instance)]
+            if val_maps_only:
+                counts += [("val_maps", cfg.test_logs_per_instance)]
             for role, n in counts:
                 for k in range(n):
                     jobs.append(LogJob(len(jobs), location, i, role, (cfg.seed, j, i, ROLE_INDEX[role], k)))
@@ -210,7 +213,7 @@ def generate_dataset(config: SyntheticWorldConfig, out_root: str | Path, *, over
     else:
         results = [run_log_job(job) for job in jobs]
     results.sort(key=lambda r: r["job"])
-    tokens_by_split: dict[str, dict[str, list[str]]] = {"synthetic_train": {}, "synthetic_val": {}, "synthetic_test": {}}
+    tokens_by_split: dict[str, dict[str, list[str]]] = {name: {} for name in SPLIT_FOLDERS}
     for r in results:
         tokens_by_split[f"synthetic_{r['role']}"][r["log_name"]] = r["scene_tokens"]
     tokens_by_split = {k: v for k, v in tokens_by_split.items() if v}

@@ -8,7 +8,10 @@ from data_pipelines.scene_filter import SceneFilter, TwoStageLink, write_split_y
 
 TRAINVAL_FOLDER = "synthetic_trainval"  # navsim_logs/ and sensor_blobs/ folder of train + val logs
 TEST_FOLDER = "synthetic_test"
-SPLIT_FOLDERS = {"synthetic_train": TRAINVAL_FOLDER, "synthetic_val": TRAINVAL_FOLDER, "synthetic_test": TEST_FOLDER}
+SPLIT_FOLDERS = {"synthetic_train": TRAINVAL_FOLDER, "synthetic_val": TRAINVAL_FOLDER, "synthetic_test": TEST_FOLDER,
+                 "synthetic_val_maps": TRAINVAL_FOLDER}
+"""Split -> log folder. synthetic_val: held-out drives on the training maps; synthetic_val_maps (with
+``held_out_val_instances``): drives on map instances seen neither in training nor in test."""
 FRAME_INTERVAL = 1  # every frame with enough history and future is a scene (as navtrain / navtest)
 TWO_STAGE_SPLIT = "synthetic_test_two_stage"
 """The two-stage split; like the devkit's navhard_two_stage, its stage-2 data folder has the split's name."""

@@ -70,6 +70,7 @@ def test_seed_and_config_choose_the_geometry(tiny_config):
         (["lane_change_probability=1.5"], "lane_change_probability"),
         (["two_stage_lateral_offsets_m=1,nan"], "two_stage_lateral_offsets_m[1]"),
         (["instance_spacing_m=10"], "instance_spacing_m"),
+        (["held_out_val_instances=true", "instances_per_location=2"], "held_out_val_instances"),
     ],
 )
 def test_bad_config_names_the_key(overrides, key):
@@ -77,6 +78,24 @@ def test_bad_config_names_the_key(overrides, key):
         build_config("tiny", overrides)
     assert err.value.key == key
     assert repr(key) in str(err.value)
+
+
+def test_held_out_validation_instances_keep_the_training_drives():
+    from data_pipelines.synthetic.generate import plan_logs
+
+    base = build_config("default", [])
+    held = build_config("default", ["instances_per_location=4", "held_out_val_instances=true"])
+    roles = {(job.location, job.instance): {j.role for j in plan_logs(held)
+                                            if (j.location, j.instance) == (job.location, job.instance)}
+             for job in plan_logs(held)}
+    assert {frozenset(r) for r in roles.values()} == {frozenset({"train", "val"}), frozenset({"val_maps"}),
+                                                      frozenset({"test"})}
+    assert all(roles[(location, 2)] == {"val_maps"} and roles[(location, 3)] == {"test"}
+               for location, _ in roles)
+    # the training and validation drives are those of the world without the held-out validation instance
+    seeds = lambda cfg, role: sorted(j.seed for j in plan_logs(cfg) if j.role == role)  # noqa: E731
+    assert seeds(held, "train") == seeds(base, "train") and seeds(held, "val") == seeds(base, "val")
+    assert len(seeds(held, "val_maps")) == len(seeds(base, "test"))
 
 
 def test_unknown_preset():

@@ -35,9 +35,7 @@ class SyntheticWorldConfig:
     # Map: layout instances per location folder, laid out far apart (instance_spacing_m) in one GPKG.
     instances_per_location: PositiveInt = 3  # layout instances per map location
     held_out_test_instances: bool = True  # the last instance of every location is used by test logs only
-    # the instance before the last one of every location is used only by synthetic_val_maps logs (as many as
-    # test_logs_per_instance): validation on unseen maps, to choose omega where it transfers
-    held_out_val_instances: bool = False
+    held_out_val_instances: bool = False  # the instance before the last one holds only synthetic_val_maps logs (unseen maps)
     # Kind of instance i at location j: layout_kinds[(i + j) % len]; junctions twice for more turns.
     layout_kinds: tuple[str, ...] = ("junction", "straight", "junction", "curve", "obstacles")  # cycled over instances
     instance_spacing_m: Annotated[float, Range(low=MIN_INSTANCE_SPACING_M)] = 3000.0  # distance between instances

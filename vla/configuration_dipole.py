@@ -139,15 +139,19 @@ class ProcessorSettings:
     @property
     def proprio_dim(self) -> int:
         """History poses (x, y, heading) + current velocity (2) + acceleration (2) [+ driving command one-hot]."""
-        return self.num_history_frames * 3 + 4 + len(self.one_hot_proprio_columns)
+        return self._ego_motion_dim + len(self.one_hot_proprio_columns)
 
     @property
     def one_hot_proprio_columns(self) -> tuple:
         """Proprio columns that hold a one-hot code (the driving command): normalisation leaves them as 0 / 1."""
         if not self.command_in_proprio:
             return ()
-        start = self.num_history_frames * 3 + 4
-        return tuple(range(start, start + len(DRIVING_COMMANDS)))
+        return tuple(range(self._ego_motion_dim, self._ego_motion_dim + len(DRIVING_COMMANDS)))
+
+    @property
+    def _ego_motion_dim(self) -> int:
+        """The proprio columns before the command: history poses (x, y, heading), velocity (2), acceleration (2)."""
+        return self.num_history_frames * 3 + 4
 
 
 BEV_CHANNELS = ("drivable_area", "objects")  # what vla.training.bev_targets can rasterise

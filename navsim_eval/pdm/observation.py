@@ -496,7 +496,7 @@ def _red_light_obstacles(scene, num_steps: int, lane_ids: Optional[Iterable[str]
             route_lanes = _uncorrected_route_lane_ids(map_api, route_ids)
         if len(red) and route_numbers is None:
             route_numbers = integer_lane_ids(route_lanes)
-        for connector_id in red_ids_among(red, route_numbers) if len(red) else ():
+        for connector_id in red_ids_among(red, route_numbers):  # no red ids: none
             if connector_id not in polygons:
                 if map_api is None:
                     raise ObservationError(f"scene {scene.token}: v2 red lights need the map (no map_api given)")

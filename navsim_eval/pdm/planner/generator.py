@@ -109,7 +109,7 @@ class ProposalGenerator:
         s = self.state
         _rollout(first_step, last_step, self.config.leading_agent_update_interval, rows, group_start, group_path,
                  *candidates, s.progress, s.velocity, s.poses, s.leading, self._targets, self.path_lengths,
-                 self._obstacles.coordinates, self._obstacles.coordinate_start, self._obstacles.ring_start,
+                 self._flat.outlines.coordinates, self._flat.outlines.coordinate_start, self._flat.outlines.ring_start,
                  self._obstacle_outline, self._obstacle_kind, self._obstacle_speed, self._obstacle_heading, self._interpolate.tables,
                  idm.min_gap_to_lead_agent, idm.headway_time, idm.accel_max, idm.decel_max,
                  idm.acceleration_exponent, self.config.dt)
@@ -125,8 +125,8 @@ class ProposalGenerator:
         rows, group_start, group_path = self._group_arrays(groups)
         s = self.state
         _leading_vectors(k, 0, k % interval == 0, rows, group_start, group_path, *candidates, s.progress, s.poses,
-                         s.leading, self.path_lengths, self._obstacles.coordinates, self._obstacles.coordinate_start,
-                         self._obstacles.ring_start, self._obstacle_outline, self._obstacle_kind, self._obstacle_speed, self._obstacle_heading)
+                         s.leading, self.path_lengths, self._flat.outlines.coordinates, self._flat.outlines.coordinate_start,
+                         self._flat.outlines.ring_start, self._obstacle_outline, self._obstacle_kind, self._obstacle_speed, self._obstacle_heading)
 
     @staticmethod
     def _group_arrays(groups: Sequence[tuple[int, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -198,8 +198,7 @@ class ProposalGenerator:
         steps = np.arange(len(maps)) * self.observation.sample_interval
         entries = np.concatenate([flat.offsets[k] + np.arange(len(m.tokens)) for k, m in zip(steps, maps)])
         entries = entries.astype(np.int64)
-        self._flat, self._obstacle_entries = flat, entries
-        self._obstacles = flat.outlines
+        self._flat, self._obstacle_entries = flat, entries  # outlines: flat.outlines
         self._obstacle_outline = flat.outline[entries]
         kinds, speeds, headings = [], [], []
         previous_tokens, previous = None, None

@@ -18,6 +18,9 @@ import shapely
 from navsim_eval.pdm.footprint import closed_rings
 
 
+QUAD_RING_COORDINATES = 5  # a closed ring of 4 corners
+
+
 def convex_quads(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(corners (E, 4, 2), is_convex_quad (E,)) of shapely polygons: entries with a 4-vertex exterior, no
     holes and a strictly convex, non-degenerate outline (every box of an observation); others get zeros."""
@@ -28,21 +31,52 @@ def convex_quads(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return corners, is_quad
     simple = ((shapely.get_type_id(polygons) == shapely.GeometryType.POLYGON)
               & (shapely.get_num_interior_rings(polygons) == 0))
-    simple[simple] = shapely.get_num_coordinates(polygons[simple]) == 5
+    simple[simple] = shapely.get_num_coordinates(polygons[simple]) == QUAD_RING_COORDINATES
     if simple.any():
         # A polygon without holes lists its exterior ring's coordinates (no ring objects made).
-        coordinates = shapely.get_coordinates(polygons[simple]).reshape(-1, 5, 2)[:, :4]
+        coordinates = shapely.get_coordinates(polygons[simple]).reshape(-1, QUAD_RING_COORDINATES, 2)[:, :4]
         index = np.flatnonzero(simple)
         corners[index], is_quad[index] = convex_quads_of_corners(coordinates)
     return corners, is_quad
 
 
+def polygon_tables(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray, "RingTable", np.ndarray]:
+    """(:func:`convex_quads` corners and flags, :func:`ring_table`, `shapely.bounds` (P, 4)) of polygons (P,):
+    the same values, with the coordinates read once when every polygon is a hole-free Polygon (an observation's
+    boxes and lane connectors; the three separate calls each read them again)."""
+    polygons = np.asarray(polygons, dtype=object).reshape(-1)
+    if len(polygons) == 0:
+        return (np.zeros((0, 4, 2)), np.zeros(0, dtype=bool), RingTable(np.zeros((0, 2)), np.zeros(1, np.int64),
+                                                                         np.zeros(1, np.int64)), np.zeros((0, 4)))
+    counts = shapely.get_num_coordinates(polygons)
+    if not (np.all(shapely.get_type_id(polygons) == shapely.GeometryType.POLYGON) and np.all(counts > 0)
+            and not shapely.get_num_interior_rings(polygons).any()):
+        return (*convex_quads(polygons), ring_table(polygons), shapely.bounds(polygons).reshape(-1, 4))
+    coordinates = np.ascontiguousarray(shapely.get_coordinates(polygons), dtype=np.float64).reshape(-1, 2)
+    coordinate_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    table = RingTable(coordinates, coordinate_start, np.arange(len(polygons) + 1, dtype=np.int64))
+    bounds = shapely.bounds(polygons).reshape(-1, 4)  # cheaper than numpy reductions over the rings
+    if np.all(counts == QUAD_RING_COORDINATES):  # boxes only: one reshape
+        return (*convex_quads_of_corners(coordinates.reshape(-1, QUAD_RING_COORDINATES, 2)[:, :4]), table, bounds)
+    corners, is_quad = np.zeros((len(polygons), 4, 2)), np.zeros(len(polygons), dtype=bool)
+    quad = np.flatnonzero(counts == QUAD_RING_COORDINATES)
+    if len(quad):
+        rows = coordinate_start[quad][:, None] + np.arange(4)
+        corners[quad], is_quad[quad] = convex_quads_of_corners(coordinates[rows])
+    return corners, is_quad, table, bounds
+
+
 def convex_quads_of_corners(coordinates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`convex_quads` of the polygons whose rings list the corners (N, 4, 2), without making them."""
     coordinates = np.asarray(coordinates, dtype=np.float64).reshape(-1, 4, 2)
-    edges = np.roll(coordinates, -1, axis=1) - coordinates
-    turns = edges[:, :, 0] * np.roll(edges, -1, axis=1)[:, :, 1] - edges[:, :, 1] * np.roll(edges, -1, axis=1)[:, :, 0]
-    convex = np.all(turns > 0.0, axis=1) | np.all(turns < 0.0, axis=1)
+    x, y = coordinates[:, :, 0], coordinates[:, :, 1]
+    edge_x = np.concatenate([x[:, 1:] - x[:, :-1], x[:, :1] - x[:, 3:]], axis=1)  # corner i + 1 - corner i
+    edge_y = np.concatenate([y[:, 1:] - y[:, :-1], y[:, :1] - y[:, 3:]], axis=1)
+    # turn at corner i + 1: cross product of edges i and i + 1 (column-wise: reductions over the short axis
+    # cost more than the arithmetic)
+    turns = [edge_x[:, i] * edge_y[:, (i + 1) % 4] - edge_y[:, i] * edge_x[:, (i + 1) % 4] for i in range(4)]
+    convex = (((turns[0] > 0.0) & (turns[1] > 0.0) & (turns[2] > 0.0) & (turns[3] > 0.0))
+              | ((turns[0] < 0.0) & (turns[1] < 0.0) & (turns[2] < 0.0) & (turns[3] < 0.0)))
     return np.where(convex[:, None, None], coordinates, 0.0), convex
 
 

@@ -13,15 +13,34 @@ CORNER_SIGNS = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
 FRONT_LEFT, REAR_LEFT, REAR_RIGHT, FRONT_RIGHT = range(4)
 
 
+# From this many boxes on, corners are written per (corner, axis) over all boxes: fewer operations on the
+# (..., 4, 2) broadcast (about 2x fewer instructions for a city scene's 40 tracks x 51 steps), more calls (a
+# few boxes, e.g. one ego pose, cost more that way). Both forms compute the same values.
+MANY_BOXES = 64
+
+
 def box_corners(center_xy: np.ndarray, heading: np.ndarray, half_length, half_width) -> np.ndarray:
-    """Corners (..., 4, 2) of boxes with centres (..., 2), headings (...) and half sizes (scalars or (...))."""
+    """Corners (..., 4, 2) of boxes with centres (..., 2), headings (...) and half sizes (scalars or (...)):
+    centre + lon * forward + lat * left, forward = (cos h, sin h), left = (cos(h + pi/2), sin(h + pi/2))."""
     heading = np.asarray(heading, dtype=np.float64)
-    forward = np.stack([np.cos(heading), np.sin(heading)], axis=-1)
-    left = np.stack([np.cos(heading + np.pi / 2.0), np.sin(heading + np.pi / 2.0)], axis=-1)
-    lon = CORNER_SIGNS[:, 0] * np.asarray(half_length, dtype=np.float64)[..., None]
-    lat = CORNER_SIGNS[:, 1] * np.asarray(half_width, dtype=np.float64)[..., None]
-    return (np.asarray(center_xy, dtype=np.float64)[..., None, :]
-            + lon[..., None] * forward[..., None, :] + lat[..., None] * left[..., None, :])
+    center = np.asarray(center_xy, dtype=np.float64)
+    half_length = np.asarray(half_length, dtype=np.float64)
+    half_width = np.asarray(half_width, dtype=np.float64)
+    shape = np.broadcast_shapes(center.shape[:-1], heading.shape, half_length.shape, half_width.shape)
+    if np.prod(shape) < MANY_BOXES:
+        forward = np.stack([np.cos(heading), np.sin(heading)], axis=-1)
+        left = np.stack([np.cos(heading + np.pi / 2.0), np.sin(heading + np.pi / 2.0)], axis=-1)
+        lon = CORNER_SIGNS[:, 0] * half_length[..., None]
+        lat = CORNER_SIGNS[:, 1] * half_width[..., None]
+        return center[..., None, :] + lon[..., None] * forward[..., None, :] + lat[..., None] * left[..., None, :]
+    forward = np.cos(heading), np.sin(heading)
+    left = np.cos(heading + np.pi / 2.0), np.sin(heading + np.pi / 2.0)
+    corners = np.empty(shape + (4, 2))
+    for corner, (lon_sign, lat_sign) in enumerate(CORNER_SIGNS):
+        lon, lat = lon_sign * half_length, lat_sign * half_width
+        for axis in range(2):
+            corners[..., corner, axis] = center[..., axis] + lon * forward[axis] + lat * left[axis]
+    return corners
 
 
 def ego_centers(xyh: np.ndarray) -> np.ndarray:

@@ -31,10 +31,9 @@ from navsim_eval.pdm.constants import (
 from navsim_eval.pdm.compiled_geometry import (
     RingTable,
     concatenate_ring_tables,
-    convex_quads,
     convex_quads_of_corners,
+    polygon_tables,
     quad_entry_pairs,
-    ring_table,
     ring_table_of_corners,
 )
 from navsim_eval.pdm.errors import ObservationError
@@ -217,12 +216,12 @@ class Observation:
             outline[is_box] = np.arange(num_boxes)
             outline[~is_box] = num_boxes + np.asarray(inverse, dtype=np.int64).reshape(-1)
             box_quads, box_convex = convex_quads_of_corners(corners)
-            given_quads, given_convex = convex_quads(distinct)
+            given_quads, given_convex, given_outlines, given_bounds = polygon_tables(distinct)
             bounds = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
             outlines = ring_table_of_corners(corners)
             if len(distinct):  # the boxes' tables first, then the given polygons' (outline order)
-                bounds = np.concatenate([bounds, shapely.bounds(distinct).reshape(-1, 4)])
-                outlines = concatenate_ring_tables(outlines, ring_table(distinct))
+                bounds = np.concatenate([bounds, given_bounds])
+                outlines = concatenate_ring_tables(outlines, given_outlines)
             self._flat = FlatObservation(
                 step=np.repeat(np.arange(len(counts)), counts),
                 offsets=offsets,

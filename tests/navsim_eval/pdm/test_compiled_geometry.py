@@ -8,6 +8,8 @@ import shapely
 
 from navsim_eval.pdm.compiled_geometry import (
     convex_quads,
+    convex_quads_of_corners,
+    polygon_tables,
     project_on_line,
     quad_entry_pairs,
     quad_polygon_distances,
@@ -127,3 +129,41 @@ def test_ring_table_and_convex_quads_list_every_ring_in_order():
     corners, is_quad = convex_quads(np.concatenate([boxes[:3], [holed, multi, arrow]]))
     assert is_quad.tolist() == [True, True, True, False, False, False]
     assert np.array_equal(corners[:3], shapely.get_coordinates(boxes[:3]).reshape(3, 5, 2)[:, :4])
+
+
+def test_polygon_tables_equal_the_separate_quads_ring_table_and_bounds():
+    """One coordinate read (boxes only; boxes with other hole-free polygons) or the separate calls (holes,
+    multi-part polygons): the same corners, flags, rings and bounds as convex_quads, ring_table, shapely.bounds."""
+    rng = np.random.default_rng(11)
+    corners = box_corners(rng.normal(scale=50.0, size=(30, 2)), rng.uniform(-3, 3, 30), 2.0, 1.0)
+    corners[4] = corners[4, [0, 2, 1, 3]]  # a self-crossing 4-gon: not a convex quad
+    boxes = polygons_from_corners(corners)
+    lane = shapely.Polygon([(0, 0), (10, 0), (12, 3), (10, 6), (0, 6)])
+    triangle = shapely.Polygon([(0, 0), (3, 0), (0, 3)])
+    arrow = shapely.Polygon([(0, 0), (4, 2), (0, 4), (1, 2)])
+    holed = shapely.box(0, 0, 10, 10).difference(shapely.box(2, 2, 4, 4))
+    multi = shapely.MultiPolygon([shapely.box(20, 0, 21, 1), shapely.box(30, 0, 31, 1)])
+    for polygons in (boxes, np.concatenate([boxes[:5], [lane, triangle, arrow], boxes[5:9]]),
+                     np.concatenate([boxes[:3], [holed, multi, lane]]), np.zeros(0, dtype=object)):
+        quads, is_quad, table, bounds = polygon_tables(polygons)
+        expected_quads, expected_is_quad = convex_quads(polygons)
+        np.testing.assert_array_equal(quads, expected_quads)
+        np.testing.assert_array_equal(is_quad, expected_is_quad)
+        np.testing.assert_array_equal(bounds, shapely.bounds(polygons).reshape(-1, 4))
+        if len(polygons):
+            expected = ring_table(polygons)
+            for field in ("coordinates", "coordinate_start", "ring_start"):
+                np.testing.assert_array_equal(getattr(table, field), getattr(expected, field))
+        else:
+            assert len(table.ring_start) == 1 and len(table.coordinates) == 0
+    assert not polygon_tables(boxes)[1][4] and polygon_tables(boxes)[1][:4].all()
+
+
+def test_convex_quads_of_corners_turn_the_same_way_at_every_corner():
+    square = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
+    quads = np.stack([square, square[::-1], square[[0, 2, 1, 3]], [[0, 0], [1, 0], [2, 0], [1, 1]],
+                      [[0, 0], [4, 2], [0, 4], [1, 2]]])
+    corners, convex = convex_quads_of_corners(quads)
+    assert convex.tolist() == [True, True, False, False, False]  # either orientation; crossing, flat, concave no
+    np.testing.assert_array_equal(corners[:2], quads[:2])
+    assert not corners[2:].any()

@@ -68,6 +68,17 @@ def ego_corners_into(x, y, heading, out):  # pragma: no cover - compiled
         out[i, 1] = center_y + lon * sin_h + lat * left_y
 
 
+def corner_bounds(corners: np.ndarray) -> np.ndarray:
+    """(N, 4) x_min, y_min, x_max, y_max of boxes given by corners (N, 4, 2); corner by corner (numpy's
+    reductions over a 4-long middle axis cost ~20x more instructions per box)."""
+    corners = np.asarray(corners, dtype=np.float64).reshape(-1, 4, 2)
+    x, y = corners[:, :, 0], corners[:, :, 1]
+    return np.stack([np.minimum(np.minimum(x[:, 0], x[:, 1]), np.minimum(x[:, 2], x[:, 3])),
+                     np.minimum(np.minimum(y[:, 0], y[:, 1]), np.minimum(y[:, 2], y[:, 3])),
+                     np.maximum(np.maximum(x[:, 0], x[:, 1]), np.maximum(x[:, 2], x[:, 3])),
+                     np.maximum(np.maximum(y[:, 0], y[:, 1]), np.maximum(y[:, 2], y[:, 3]))], axis=-1)
+
+
 def closed_rings(corners: np.ndarray) -> np.ndarray:
     """Corners (N, V, 2) -> the closed coordinate runs (N, V + 1, 2) of their polygons (first corner repeated)."""
     return np.concatenate([corners, corners[:, :1]], axis=1)

@@ -37,7 +37,7 @@ from navsim_eval.pdm.compiled_geometry import (
     ring_table_of_corners,
 )
 from navsim_eval.pdm.errors import ObservationError
-from navsim_eval.pdm.footprint import box_corners, ego_corners, polygons_from_corners
+from navsim_eval.pdm.footprint import box_corners, corner_bounds, ego_corners, polygons_from_corners
 from navsim_eval.pdm.objects import SceneRedLights, frame_objects, integer_lane_ids, red_ids_among
 
 
@@ -217,7 +217,7 @@ class Observation:
             outline[~is_box] = num_boxes + np.asarray(inverse, dtype=np.int64).reshape(-1)
             box_quads, box_convex = convex_quads_of_corners(corners)
             given_quads, given_convex, given_outlines, given_bounds = polygon_tables(distinct)
-            bounds = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
+            bounds = corner_bounds(corners)
             outlines = ring_table_of_corners(corners)
             if len(distinct):  # the boxes' tables first, then the given polygons' (outline order)
                 bounds = np.concatenate([bounds, given_bounds])
@@ -461,15 +461,19 @@ def _interpolate_tracks(seen: np.ndarray, samples: np.ndarray, frame_times: np.n
     present = (x >= first_time) & (x <= last_time)
     left = np.clip(j, 0, np.maximum(counts - 2, 0)[:, None])
     right = np.minimum(left + 1, last[:, None])
-    x_left, x_right = times[rows, left], times[rows, right]
-    y_left, y_right = values[rows, left], values[rows, right]
+    # (track, slot) lookups as rows of the flattened arrays: one index array is a plain take, much cheaper than
+    # indexing with broadcast (rows, slots) pairs
+    row_start = rows * num_frames
+    flat_times, flat_values = times.reshape(-1), values.reshape(num_tracks * num_frames, -1)
+    x_left, x_right = flat_times[row_start + left], flat_times[row_start + right]
+    y_left, y_right = flat_values[row_start + left], flat_values[row_start + right]
     with np.errstate(divide="ignore", invalid="ignore"):
         slope = (y_right - y_left) / (x_right - x_left)[..., None]
         interpolated = slope * (x - x_left)[..., None] + y_left
-    exact = (j >= 0) & (x == times[rows, np.maximum(j, 0)])
-    at_sample = values[rows, np.clip(j, 0, last[:, None])]
-    poses = np.where(exact[..., None] | (j >= last[:, None])[..., None], at_sample, interpolated)
-    poses = np.where((j < 0)[..., None], values[:, :1], poses)
+    exact = (j >= 0) & (x == flat_times[row_start + np.maximum(j, 0)])
+    at_sample = flat_values[row_start + np.clip(j, 0, last[:, None])]
+    # before the first sample (j < 0) at_sample is the first sample
+    poses = np.where((exact | (j >= last[:, None]) | (j < 0))[..., None], at_sample, interpolated)
     once = counts == 1
     present[once] = True
     poses[:, :, 2] = wrap_angle(poses[:, :, 2])
@@ -564,9 +568,8 @@ def build_ground_truth_observation(
         ego_quad = ego_corners(np.asarray(ego_pose, dtype=np.float64)[:3])
         # A polygon lies within the bounds of its corners, so only boxes whose bounds meet the ego's can touch
         # it: the exact test runs on those (a city scene has hundreds of boxes, a handful near the ego).
-        low, high = corners[:, 0].min(axis=1), corners[:, 0].max(axis=1)
-        near = (present[:, 0] & np.all(low <= ego_quad.max(axis=0), axis=1)
-                & np.all(high >= ego_quad.min(axis=0), axis=1))
+        box_bounds, ego_bounds = corner_bounds(corners[:, 0]), corner_bounds(ego_quad)
+        near = present[:, 0] & _boxes_overlap(box_bounds, ego_bounds)
         touching = np.zeros(len(tokens), dtype=bool)
         if near.any():
             touching[near] = shapely.intersects(polygons_from_corners(corners[near, 0]),

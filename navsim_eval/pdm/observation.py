@@ -72,7 +72,7 @@ class FlatObservation:
     step: np.ndarray  # (E,) int
     offsets: np.ndarray  # (num_steps + 1,) start of each step's entries
     tokens: np.ndarray  # (E,) object
-    box_corners: np.ndarray  # (B, 4, 2) corners of the box entries, whose outlines are 0 .. B - 1
+    box_corners: np.ndarray  # (B, 4, 2) corners of the distinct boxes, whose outlines are 0 .. B - 1
     given_polygons: np.ndarray  # (P - B,) the other distinct polygons, outlines B .. P - 1
     is_red_light: np.ndarray  # (E,) bool
     bounds: np.ndarray  # (E, 4) x_min, y_min, x_max, y_max
@@ -126,7 +126,8 @@ class Observation:
         box_corners_per_step: Optional[Sequence[np.ndarray]] = None,
     ):
         """`box_corners_per_step[k]` (optional): corners (m_k, 4, 2) of the first m_k entries of step k, whose
-        polygons are made only when asked for; `polygons_per_step[k]` then holds the step's other entries."""
+        polygons are made only when asked for; `polygons_per_step[k]` then holds the step's other entries. Steps
+        that list the same corner array (a forecast's steps between two samples) share its boxes' outlines."""
         if len(tokens_per_step) != len(polygons_per_step):
             raise ObservationError(
                 f"observation has {len(tokens_per_step)} token lists but {len(polygons_per_step)} polygon lists"
@@ -140,7 +141,8 @@ class Observation:
             if len(box_corners_per_step) != len(self._tokens):
                 raise ObservationError(f"observation has {len(self._tokens)} steps but "
                                        f"{len(box_corners_per_step)} box-corner lists")
-            self._box_corners = [np.asarray(c, dtype=np.float64).reshape(-1, 4, 2) for c in box_corners_per_step]
+            self._box_corners = _shared_object_arrays(
+                box_corners_per_step, lambda c: np.asarray(c, dtype=np.float64).reshape(-1, 4, 2))
         for step, (tokens, boxes, polygons) in enumerate(zip(self._tokens, self._box_corners, self._given)):
             if len(tokens) != len(boxes) + len(polygons):
                 raise ObservationError(f"observation step {step}: {len(tokens)} tokens, "
@@ -170,10 +172,12 @@ class Observation:
         return self._box_corners[step], self._given[step]
 
     def _all_polygons(self) -> list[np.ndarray]:
-        if self._polygons is None:  # every step's boxes in one construction call
-            sizes = [len(c) for c in self._box_corners]
-            boxes = np.split(polygons_from_corners(np.concatenate(self._box_corners)), np.cumsum(sizes)[:-1])
-            self._polygons = [np.concatenate([b, g]) if len(g) else b for b, g in zip(boxes, self._given)]
+        if self._polygons is None:  # every distinct box array's polygons in one construction call
+            distinct, array_of_step = _distinct_objects(self._box_corners)
+            sizes = [len(c) for c in distinct]
+            boxes = np.split(polygons_from_corners(np.concatenate(distinct)), np.cumsum(sizes)[:-1])
+            self._polygons = [np.concatenate([boxes[a], g]) if len(g) else boxes[a]
+                              for a, g in zip(array_of_step, self._given)]
         return self._polygons
 
     def tree(self, step: int) -> STRtree:
@@ -200,12 +204,23 @@ class Observation:
             if missing:
                 raise ObservationError(f"observation tokens without a unique object: {missing[:5]}")
             objects = [None if red else self.unique_objects[t] for t, red in zip(unique_tokens, is_red)]
-            # Entries, step-major, are each step's boxes (given by corners) then its other polygons. Every box is
-            # its own outline; static objects and red lights given as polygons are the same polygon object at
-            # every step: geometry once per distinct one.
+            # Entries, step-major, are each step's boxes (given by corners) then its other polygons. A box is its
+            # own outline, shared by the steps that list the same corner array; static objects and red lights
+            # given as polygons are the same polygon object at every step: geometry once per distinct one.
             box_count = np.array([len(c) for c in self._box_corners], dtype=np.int64)
             is_box = np.arange(int(counts.sum())) < np.repeat(offsets[:-1] + box_count, counts)
-            corners = np.concatenate(self._box_corners) if box_count.sum() else np.zeros((0, 4, 2))
+            box_arrays, array_of_step = _distinct_objects(self._box_corners)
+            corners = np.concatenate(box_arrays) if box_count.sum() else np.zeros((0, 4, 2))
+            array_start = np.concatenate([[0], np.cumsum([len(c) for c in box_arrays])]).astype(np.int64)
+            step_box_start = array_start[array_of_step]  # each step's first box outline
+            box_entries = int(box_count.sum())
+            box_outline = (np.repeat(step_box_start - (np.cumsum(box_count) - box_count), box_count)
+                           + np.arange(box_entries))
+            # each box outline's first entry: the entries of the first step listing its array
+            first_step = np.unique(array_of_step, return_index=True)[1]
+            array_size = np.diff(array_start)
+            first_box_entry = (np.repeat(offsets[first_step] - array_start[:-1], array_size)
+                               + np.arange(int(array_start[-1]))).astype(np.int64)
             given = np.concatenate(self._given) if (counts - box_count).sum() else np.zeros(0, dtype=object)
             identity = _per_distinct_array(self._given, lambda polygons: np.array([id(p) for p in polygons],
                                                                                  dtype=np.int64))
@@ -213,7 +228,7 @@ class Observation:
             distinct = given[first]
             num_boxes = len(corners)
             outline = np.empty(len(tokens), dtype=np.int64)
-            outline[is_box] = np.arange(num_boxes)
+            outline[is_box] = box_outline
             outline[~is_box] = num_boxes + np.asarray(inverse, dtype=np.int64).reshape(-1)
             box_quads, box_convex = convex_quads_of_corners(corners)
             given_quads, given_convex, given_outlines, given_bounds = polygon_tables(distinct)
@@ -240,7 +255,7 @@ class Observation:
                 is_convex_quad=np.concatenate([box_convex, given_convex])[outline],
                 outlines=outlines,
                 outline=outline,
-                outline_entry=np.concatenate([np.flatnonzero(is_box),
+                outline_entry=np.concatenate([first_box_entry,
                                               np.flatnonzero(~is_box)[np.asarray(first, dtype=np.int64)]]),
             )
         return self._flat
@@ -343,15 +358,28 @@ def _object_array(values) -> np.ndarray:
     return array
 
 
-def _shared_object_arrays(sequences: Sequence[Any]) -> list[np.ndarray]:
-    """:func:`_object_array` of each sequence; a sequence object listed several times gets one array."""
+def _shared_object_arrays(sequences: Sequence[Any], convert=None) -> list[np.ndarray]:
+    """`convert` (default :func:`_object_array`) of each sequence; a sequence object listed several times gets
+    one array."""
+    convert = _object_array if convert is None else convert
     kept: dict[int, tuple[Any, np.ndarray]] = {}  # holds each sequence, so that its id is not reused meanwhile
     arrays = []
     for values in sequences:
         if id(values) not in kept:
-            kept[id(values)] = (values, _object_array(values))
+            kept[id(values)] = (values, convert(values))
         arrays.append(kept[id(values)][1])
     return arrays
+
+
+def _distinct_objects(arrays: Sequence[Any]) -> tuple[list[Any], np.ndarray]:
+    """(the distinct objects of `arrays` in first-listed order, index of each listed one among them)."""
+    index: dict[int, int] = {}
+    distinct = []
+    for array in arrays:
+        if id(array) not in index:
+            index[id(array)] = len(distinct)
+            distinct.append(array)
+    return distinct, np.array([index[id(a)] for a in arrays], dtype=np.int64)
 
 
 def _per_distinct_array(arrays: Sequence[np.ndarray], function) -> np.ndarray:

@@ -21,10 +21,12 @@ AGENT_ORDER = ("vehicle", "pedestrian", "bicycle")
 
 @dataclass
 class OccupancyMap:
-    """Obstacles at one forecast time: tokens and polygons with an STRtree in the same order."""
+    """Obstacles at one forecast time: tokens and polygons with an STRtree in the same order; the first
+    `len(box_corners)` polygons are boxes made from those corners (the scorer's view keeps them as corners)."""
 
     tokens: list[str]
     polygons: np.ndarray
+    box_corners: np.ndarray  # (m, 4, 2)
     _tree: Optional[STRtree] = field(default=None, init=False, repr=False)
 
     @property
@@ -70,15 +72,20 @@ class ForecastObservation:
         if self._observation is not None:
             return self._observation
         steps = self.num_steps
+        # Boxes by their corners, the other polygons (red lights) as they are; the two steps of a map share
+        # its arrays (one array object per map).
+        others = {id(m): m.polygons[len(m.box_corners):] for m in self.maps}
         tokens = [self.at_step(k).tokens for k in range(steps)]
-        polygons = [self.at_step(k).polygons for k in range(steps)]
+        corners = [self.at_step(k).box_corners for k in range(steps)]
+        polygons = [others[id(self.at_step(k))] for k in range(steps)]
         unique = {
             token: UniqueObject(
                 token=token, object_type=self.object_types[token], is_agent=self.is_agent(token),
                 heading=float(self.headings[token]), velocity=np.asarray(self.velocities[token], dtype=np.float64))
             for token in self.object_types
         }
-        self._observation = Observation(tokens, polygons, unique, set(self.collided_tokens))
+        self._observation = Observation(tokens, polygons, unique, set(self.collided_tokens),
+                                        box_corners_per_step=corners)
         return self._observation
 
 
@@ -120,7 +127,8 @@ def build_forecast_observation(
         centers = np.stack([objects.x[index], objects.y[index]], axis=-1)
         return box_corners(centers, objects.heading[index], objects.length[index] / 2.0, objects.width[index] / 2.0)
 
-    static_polygons = polygons_from_corners(corners(static_index))
+    static_corners = corners(static_index)
+    static_polygons = polygons_from_corners(static_corners)
     agent_corners = corners(agent_index)
     agent_dxy = dxy[agent_index]
     light_tokens = [f"{RED_LIGHT_PREFIX}{i}" for i in red_light_ids]
@@ -130,12 +138,12 @@ def build_forecast_observation(
     samples = range(0, config.trajectory_steps + config.observation_sample_interval, config.observation_sample_interval)
     delta_t = np.array([float(sample) * config.dt for sample in samples])
     # Agents move at constant velocity: every map's agent boxes, built in one call.
-    agent_polygons = polygons_from_corners(
-        agent_corners[None] + delta_t[:, None, None, None] * agent_dxy[None, :, None, :])
+    agent_sample_corners = agent_corners[None] + delta_t[:, None, None, None] * agent_dxy[None, :, None, :]
+    agent_polygons = polygons_from_corners(agent_sample_corners)
     maps: list[OccupancyMap] = []
-    for sample_polygons in agent_polygons:  # every map lists the same tokens: one (read-only) list
+    for sample_corners, sample_polygons in zip(agent_sample_corners, agent_polygons):  # one (read-only) token list
         polygons = np.concatenate([static_polygons, sample_polygons, light_polygons]).astype(object)
-        maps.append(OccupancyMap(tokens, polygons))
+        maps.append(OccupancyMap(tokens, polygons, np.concatenate([static_corners, sample_corners])))
 
     footprint = polygons_from_corners(ego_corners(np.asarray(ego_pose, dtype=np.float64)))[()]
     collided: set[str] = set()

@@ -165,11 +165,11 @@ class ProposalGenerator:
         group = np.concatenate(groups_of).astype(np.int64)
         obstacle = np.concatenate(obstacles).astype(np.int64)
         # Centroid progress along each candidate's path: one projection call for all steps, once per (path,
-        # distinct obstacle polygon): static objects and red lights are candidates at every step.
+        # distinct obstacle shape): static objects and red lights are candidates at every step.
         progress = np.zeros(len(obstacle))
         if len(obstacle):
-            outline = self._obstacle_outline[obstacle]
-            key = paths[group] * (int(outline.max()) + 1) + outline
+            shape = self._obstacle_shape[obstacle]
+            key = paths[group] * (int(shape.max()) + 1) + shape
             _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
             # Centroids of the candidates only (a corridor meets few of the obstacles), once per outline.
             centroids = shapely.points(self._flat.centroids(self._obstacle_entries[obstacle[first]]))
@@ -210,6 +210,13 @@ class ProposalGenerator:
         self._obstacle_kind = np.concatenate(kinds).astype(np.int64) if kinds else np.zeros(0, dtype=np.int64)
         self._obstacle_speed = np.concatenate(speeds).astype(np.float64) if speeds else np.zeros(0)
         self._obstacle_heading = np.concatenate(headings).astype(np.float64) if headings else np.zeros(0)
+        # Shape of each obstacle: a static object or red light keeps its polygon in every map (its place in the
+        # shared token list names it), an agent's box moves (its own outline).
+        self._obstacle_shape = self._obstacle_outline
+        if maps and all(m.tokens is maps[0].tokens for m in maps):
+            index_in_map = np.tile(np.arange(len(maps[0].tokens), dtype=np.int64), len(maps))
+            self._obstacle_shape = np.where(self._obstacle_kind == AGENT_KIND,
+                                            len(maps[0].tokens) + self._obstacle_outline, index_in_map)
 
     def _token_attributes(self, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(kind, speed, heading) arrays of an occupancy map's tokens."""

@@ -192,3 +192,33 @@ def test_boxes_given_by_corners_equal_boxes_given_as_polygons_and_are_made_only_
            [a.tolist() for a in as_polygons.query(ego, np.array([0]))]
     for k in range(3):
         assert all(p.equals_exact(q, 0.0) for p, q in zip(by_corners.polygons(k), as_polygons.polygons(k)))
+
+
+def test_steps_listing_the_same_corner_array_share_its_box_outlines():
+    """A forecast lists each map's corner array at two steps: those boxes get one outline each (tables built
+    once), and every per-entry table, query, centroid and polygon equals that of the same boxes copied per step."""
+    from navsim_eval.pdm.footprint import box_corners
+
+    rng = np.random.default_rng(8)
+    unique = {t: UniqueObject(t, "vehicle", True, 0.0, np.zeros(2)) for t in "ab"}
+    light = shapely.Polygon([(0, 0), (6, 0), (6, 3), (2, 5)])
+    maps = [box_corners(rng.normal(size=(2, 2)) * 6, rng.uniform(-3, 3, 2), 2.2, 1.0) for _ in range(2)]
+    tokens = [["a", "b", red_light_token(1)]] * 4
+    others = [[light]] * 4
+    shared = Observation(tokens, others, unique, box_corners_per_step=[maps[0], maps[0], maps[1], maps[1]])
+    copied = Observation(tokens, others, unique, box_corners_per_step=[m.copy() for m in (maps[0], maps[0],
+                                                                                          maps[1], maps[1])])
+    fast, reference = shared.flat(), copied.flat()
+    assert len(fast.box_corners) == 4 and len(reference.box_corners) == 8
+    assert fast.outline[:3].tolist() == fast.outline[3:6].tolist() and fast.outline[0] != fast.outline[6]
+    assert np.array_equal(fast.step[fast.outline_entry[:4]], [0, 0, 2, 2])  # first entries of each box outline
+    for name in ("step", "offsets", "bounds", "quad_corners", "is_convex_quad", "token_ids", "is_red_light"):
+        assert np.array_equal(getattr(fast, name), getattr(reference, name)), name
+    entries = np.arange(len(fast.step))
+    assert all(p.equals_exact(q, 0.0) for p, q in zip(fast.polygons_of(entries), reference.polygons_of(entries)))
+    assert np.array_equal(fast.centroids(entries), reference.centroids(entries))
+    ego = box_corners(maps[1][:1, 0] + 0.5, np.zeros(1), 2.0, 1.0)
+    for step in range(4):
+        assert [a.tolist() for a in shared.query_corners(ego, np.array([step]))] == \
+               [a.tolist() for a in copied.query_corners(ego, np.array([step]))]
+        assert all(p.equals_exact(q, 0.0) for p, q in zip(shared.polygons(step), copied.polygons(step)))

@@ -15,6 +15,15 @@ from data_pipelines.geometry import wrap_angle
 from data_pipelines.types import AGENT_TYPES, STATIC_OBJECT_TYPES, Frame
 
 
+AGENT_TYPE_SET = frozenset(AGENT_TYPES)
+SCORED_TYPE_SET = frozenset(AGENT_TYPES) | frozenset(STATIC_OBJECT_TYPES)
+
+
+def _of_types(types: list[str], kinds: frozenset) -> np.ndarray:
+    """(N,) bool: each type is one of `kinds`."""
+    return np.fromiter(map(kinds.__contains__, types), dtype=bool, count=len(types))
+
+
 @dataclass
 class SceneObjects:
     """Boxes of one frame: tokens (track tokens), types, global centre/heading/size, global velocity."""
@@ -34,12 +43,12 @@ class SceneObjects:
 
     @property
     def is_agent(self) -> np.ndarray:
-        return np.array([t in AGENT_TYPES for t in self.types], dtype=bool)
+        return _of_types(self.types, AGENT_TYPE_SET)
 
     @property
     def is_scored(self) -> np.ndarray:
         """Boxes of a class the scorer considers: agents and static objects (§1.3)."""
-        return np.array([t in AGENT_TYPES or t in STATIC_OBJECT_TYPES for t in self.types], dtype=bool)
+        return _of_types(self.types, SCORED_TYPE_SET)
 
     def subset(self, index: np.ndarray) -> "SceneObjects":
         index = np.asarray(index, dtype=np.int64)
@@ -60,12 +69,12 @@ def frame_objects(frame: Frame) -> SceneObjects:
     boxes = np.asarray(annotations.boxes, dtype=np.float64)
     velocity = np.asarray(annotations.velocity_3d, dtype=np.float64)
     cos_h, sin_h = np.cos(ego_h), np.sin(ego_h)
-    types = [str(n) for n in annotations.names]
-    agent = np.array([t in AGENT_TYPES for t in types], dtype=bool)
+    types = list(map(str, annotations.names))
+    agent = _of_types(types, AGENT_TYPE_SET)
     vx = np.where(agent, cos_h * velocity[:, 0] - sin_h * velocity[:, 1], 0.0)
     vy = np.where(agent, sin_h * velocity[:, 0] + cos_h * velocity[:, 1], 0.0)
     return SceneObjects(
-        tokens=[str(t) for t in annotations.track_tokens],
+        tokens=list(map(str, annotations.track_tokens)),
         types=types,
         x=cos_h * boxes[:, 0] - sin_h * boxes[:, 1] + ego_x,
         y=sin_h * boxes[:, 0] + cos_h * boxes[:, 1] + ego_y,

@@ -431,21 +431,19 @@ def _window_tracks(frames) -> _Tracks:
     """:class:`_Tracks` of the scored boxes of `frames` in the map frame (§1.3); a track token listed twice in
     one frame is an ObservationError."""
     objects = [frame_objects(frame) for frame in frames]
-    scored = [np.flatnonzero(o.is_scored) for o in objects]
-    counts = [len(index) for index in scored]
-    tokens = _object_array([o.tokens[i] for o, index in zip(objects, scored) for i in index])
-    types = [o.types[i] for o, index in zip(objects, scored) for i in index]
-    values = np.concatenate([np.stack([o.x, o.y, o.heading, o.vx, o.vy], axis=-1)[index]
-                             for o, index in zip(objects, scored)]).reshape(-1, 5)
-    sizes = np.concatenate([np.stack([o.length, o.width], axis=-1)[index]
-                            for o, index in zip(objects, scored)]).reshape(-1, 2)
-    column = np.repeat(np.arange(len(frames)), counts)
-    # Rows in first-seen order (entries are frame-major).
-    distinct, first, inverse = np.unique(tokens, return_index=True, return_inverse=True) if len(tokens) else (
-        np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-    rank = np.empty(len(first), dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    row = rank[np.asarray(inverse, dtype=np.int64).reshape(-1)]
+    # every box of the window, frame-major, then the scored ones
+    scored = np.flatnonzero(np.concatenate([o.is_scored for o in objects])) if objects else np.zeros(0, np.int64)
+    all_tokens = _object_array([t for o in objects for t in o.tokens])
+    all_types = _object_array([t for o in objects for t in o.types])
+    tokens, types = all_tokens[scored], all_types[scored].tolist()
+    fields = [np.concatenate([getattr(o, name) for o in objects])[scored] if objects else np.zeros(0)
+              for name in ("x", "y", "heading", "vx", "vy", "length", "width")]
+    values, sizes = np.stack(fields[:5], axis=-1), np.stack(fields[5:], axis=-1)
+    column = np.repeat(np.arange(len(frames)), [len(o) for o in objects])[scored]
+    # Rows in first-seen order (entries are frame-major), numbered as the tokens first appear.
+    row_of: dict[str, int] = {}
+    row = np.fromiter((row_of.setdefault(t, len(row_of)) for t in tokens), dtype=np.int64, count=len(tokens))
+    order = np.unique(row, return_index=True)[1]  # each track's first entry, in row order
     cell = row * len(frames) + column
     if len(np.unique(cell)) != len(cell):
         cells, cell_counts = np.unique(cell, return_counts=True)
@@ -453,9 +451,8 @@ def _window_tracks(frames) -> _Tracks:
         frame = frames[int(repeated[0] % len(frames))]
         names = sorted({str(tokens[i]) for i in np.flatnonzero(np.isin(cell, repeated))})
         raise ObservationError(f"frame {frame.token}: track token(s) listed more than once: {names[:5]}")
-    order = np.sort(first)  # each track's first entry, in row order
-    seen = np.zeros((len(first), len(frames)), dtype=bool)
-    samples = np.zeros((len(first), len(frames), 5))
+    seen = np.zeros((len(order), len(frames)), dtype=bool)
+    samples = np.zeros((len(order), len(frames), 5))
     seen[row, column] = True
     samples[row, column] = values
     return _Tracks([str(tokens[i]) for i in order], [types[i] for i in order], sizes[order, 0].copy(),

@@ -436,6 +436,11 @@ def _in_closed_rings(px, py, coordinates, coordinate_start, ring_first, ring_las
     return inside
 
 
+# Bounding-box gaps exceeding the best distance by more than this cannot hold the minimum: far above the
+# rounding of either figure (~1e-12 m), far below any distance that matters.
+SEGMENT_BOUND_SLACK = 1e-6
+
+
 @numba.njit(cache=True)
 def quad_polygon_distance(quad, coordinates, coordinate_start, ring_first, ring_last):  # pragma: no cover - compiled
     """Distance between the quadrilateral (4, 2) and the polygon of rings ring_first .. ring_last - 1 of a
@@ -451,13 +456,21 @@ def quad_polygon_distance(quad, coordinates, coordinate_start, ring_first, ring_
         m = coordinate_start[ring]
         if _in_closed_rings(coordinates[m, 0], coordinates[m, 1], quad_ring, quad_start, 0, 1):
             return 0.0
+    # The smallest segment-to-segment distance; a polygon segment whose bounding box lies farther from the
+    # quad's than the best so far (by more than SEGMENT_BOUND_SLACK) is skipped: it cannot give the minimum.
+    low_x, low_y = min(quad[0, 0], quad[1, 0], quad[2, 0], quad[3, 0]), min(quad[0, 1], quad[1, 1], quad[2, 1], quad[3, 1])
+    high_x, high_y = max(quad[0, 0], quad[1, 0], quad[2, 0], quad[3, 0]), max(quad[0, 1], quad[1, 1], quad[2, 1], quad[3, 1])
     best = np.inf
-    for i in range(4):
-        ax, ay, bx, by = quad_ring[i, 0], quad_ring[i, 1], quad_ring[i + 1, 0], quad_ring[i + 1, 1]
-        for ring in range(ring_first, ring_last):
-            for m in range(coordinate_start[ring], coordinate_start[ring + 1] - 1):
-                distance = _segment_distance(ax, ay, bx, by, coordinates[m, 0], coordinates[m, 1],
-                                             coordinates[m + 1, 0], coordinates[m + 1, 1])
+    for ring in range(ring_first, ring_last):
+        for m in range(coordinate_start[ring], coordinate_start[ring + 1] - 1):
+            cx, cy, dx, dy = coordinates[m, 0], coordinates[m, 1], coordinates[m + 1, 0], coordinates[m + 1, 1]
+            gap_x = max(min(cx, dx) - high_x, low_x - max(cx, dx), 0.0)
+            gap_y = max(min(cy, dy) - high_y, low_y - max(cy, dy), 0.0)
+            if gap_x * gap_x + gap_y * gap_y > (best + SEGMENT_BOUND_SLACK) ** 2:
+                continue
+            for i in range(4):
+                distance = _segment_distance(quad_ring[i, 0], quad_ring[i, 1], quad_ring[i + 1, 0],
+                                             quad_ring[i + 1, 1], cx, cy, dx, dy)
                 if distance < best:
                     best = distance
                     if best == 0.0:

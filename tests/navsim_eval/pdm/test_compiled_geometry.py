@@ -83,8 +83,13 @@ def test_quad_polygon_distance_equals_shapely_distance_bit_for_bit():
     polygons.append(shapely.Polygon([(10, 10), (14, 10), (14, 14), (12, 11), (10, 14)]))  # concave
     polygons.append(shapely.Polygon([(0, 0), (20, 0), (20, 20), (0, 20)], holes=[[(5, 5), (15, 5), (15, 15), (5, 15)]]))
     polygons.append(shapely.MultiPolygon([shapely.box(40, 0, 42, 2), shapely.box(25, 25, 27, 26)]))
+    # a turning lane connector: a band along a quarter circle, 80 vertices (segments far from the quad are skipped)
+    angles = np.linspace(0.0, np.pi / 2.0, 40)
+    arc = np.stack([np.cos(angles), np.sin(angles)], axis=-1)
+    polygons.append(shapely.Polygon(np.concatenate([5.0 + 12.0 * arc, (5.0 + 15.5 * arc)[::-1]])))
     polygons = np.array(polygons, dtype=object)
     which = rng.integers(0, len(polygons), num)
+    which[::7] = len(polygons) - 1
     got = quad_polygon_distances(quads, which, ring_table(polygons))
     expected = shapely.distance(polygons_from_corners(quads), polygons[which])
     np.testing.assert_array_equal(got, expected)

@@ -113,7 +113,14 @@ def red_ids_among(red_ids: np.ndarray, lane_numbers: np.ndarray) -> list[str]:
     """The red connector ids (a frame's, in its order) that are among `lane_numbers` (:func:`integer_lane_ids`),
     as lane id strings: a city frame lists hundreds of red connectors, a route holds a few of them."""
     red_ids = np.asarray(red_ids, dtype=np.int64)
-    return list(map(str, red_ids[np.isin(red_ids, lane_numbers)].tolist())) if len(red_ids) else []
+    if len(red_ids) == 0:  # (the lane numbers may then be left uncomputed, None)
+        return []
+    lanes = np.sort(np.asarray(lane_numbers, dtype=np.int64))
+    if len(lanes) == 0:
+        return []
+    # membership by binary search in the few route lanes (np.isin compares every red id with each lane: ~5x slower)
+    among = lanes[np.minimum(np.searchsorted(lanes, red_ids), len(lanes) - 1)] == red_ids
+    return list(map(str, red_ids[among].tolist()))
 
 
 class SceneRedLights:

@@ -458,8 +458,10 @@ def quad_polygon_distance(quad, coordinates, coordinate_start, ring_first, ring_
             return 0.0
     # The smallest segment-to-segment distance; a polygon segment whose bounding box lies farther from the
     # quad's than the best so far (by more than SEGMENT_BOUND_SLACK) is skipped: it cannot give the minimum.
-    low_x, low_y = min(quad[0, 0], quad[1, 0], quad[2, 0], quad[3, 0]), min(quad[0, 1], quad[1, 1], quad[2, 1], quad[3, 1])
-    high_x, high_y = max(quad[0, 0], quad[1, 0], quad[2, 0], quad[3, 0]), max(quad[0, 1], quad[1, 1], quad[2, 1], quad[3, 1])
+    low_x = min(quad[0, 0], quad[1, 0], quad[2, 0], quad[3, 0])
+    low_y = min(quad[0, 1], quad[1, 1], quad[2, 1], quad[3, 1])
+    high_x = max(quad[0, 0], quad[1, 0], quad[2, 0], quad[3, 0])
+    high_y = max(quad[0, 1], quad[1, 1], quad[2, 1], quad[3, 1])
     best = np.inf
     for ring in range(ring_first, ring_last):
         for m in range(coordinate_start[ring], coordinate_start[ring + 1] - 1):

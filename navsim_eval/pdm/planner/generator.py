@@ -113,9 +113,7 @@ class ProposalGenerator:
         s = self.state
         _rollout(first_step, last_step, self.config.leading_agent_update_interval, rows, group_start, group_path,
                  *candidates, s.progress, s.velocity, s.poses, s.leading, self._targets, self.path_lengths,
-                 self._flat.outlines.coordinates, self._flat.outlines.coordinate_start, self._flat.outlines.ring_start,
-                 self._obstacle_outline, self._obstacle_bounds, self._obstacle_kind, self._obstacle_speed, self._obstacle_heading,
-                 self._interpolate.tables,
+                 *self._obstacle_arrays(), self._interpolate.tables,
                  idm.min_gap_to_lead_agent, idm.headway_time, idm.accel_max, idm.decel_max,
                  idm.acceleration_exponent, self.config.dt)
 
@@ -130,9 +128,14 @@ class ProposalGenerator:
         rows, group_start, group_path = self._group_arrays(groups)
         s = self.state
         _leading_vectors(k, 0, k % interval == 0, rows, group_start, group_path, *candidates, s.progress, s.poses,
-                         s.leading, self.path_lengths, self._flat.outlines.coordinates, self._flat.outlines.coordinate_start,
-                         self._flat.outlines.ring_start, self._obstacle_outline, self._obstacle_bounds, self._obstacle_kind,
-                         self._obstacle_speed, self._obstacle_heading)
+                         s.leading, self.path_lengths, *self._obstacle_arrays())
+
+    def _obstacle_arrays(self) -> tuple:
+        """The obstacle arguments of the compiled loops: the outlines' ring table (coordinates, coordinate start,
+        ring start), then per obstacle its outline, bounds, kind, speed and heading."""
+        outlines = self._flat.outlines
+        return (outlines.coordinates, outlines.coordinate_start, outlines.ring_start, self._obstacle_outline,
+                self._obstacle_bounds, self._obstacle_kind, self._obstacle_speed, self._obstacle_heading)
 
     @staticmethod
     def _group_arrays(groups: Sequence[tuple[int, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

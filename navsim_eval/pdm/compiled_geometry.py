@@ -436,9 +436,26 @@ def _in_closed_rings(px, py, coordinates, coordinate_start, ring_first, ring_las
     return inside
 
 
-# Bounding-box gaps exceeding the best distance by more than this cannot hold the minimum: far above the
+# A bounding-box gap exceeding the best exact distance by more than this cannot hold the minimum: far above the
 # rounding of either figure (~1e-12 m), far below any distance that matters.
-SEGMENT_BOUND_SLACK = 1e-6
+BOUND_SLACK_M = 1e-6
+
+
+@numba.njit(cache=True)
+def quad_bounds(quad):  # pragma: no cover - compiled
+    """(x_min, y_min, x_max, y_max) of a quadrilateral (4, 2)."""
+    return (min(quad[0, 0], quad[1, 0], quad[2, 0], quad[3, 0]), min(quad[0, 1], quad[1, 1], quad[2, 1], quad[3, 1]),
+            max(quad[0, 0], quad[1, 0], quad[2, 0], quad[3, 0]), max(quad[0, 1], quad[1, 1], quad[2, 1], quad[3, 1]))
+
+
+@numba.njit(cache=True)
+def box_gap_squared(low_x, low_y, high_x, high_y, other_low_x, other_low_y, other_high_x,
+                    other_high_y):  # pragma: no cover - compiled
+    """Squared distance between two closed axis-aligned boxes (0 when they meet): a lower bound of the squared
+    distance between any geometries inside them."""
+    gap_x = max(other_low_x - high_x, low_x - other_high_x, 0.0)
+    gap_y = max(other_low_y - high_y, low_y - other_high_y, 0.0)
+    return gap_x * gap_x + gap_y * gap_y
 
 
 @numba.njit(cache=True)
@@ -457,18 +474,14 @@ def quad_polygon_distance(quad, coordinates, coordinate_start, ring_first, ring_
         if _in_closed_rings(coordinates[m, 0], coordinates[m, 1], quad_ring, quad_start, 0, 1):
             return 0.0
     # The smallest segment-to-segment distance; a polygon segment whose bounding box lies farther from the
-    # quad's than the best so far (by more than SEGMENT_BOUND_SLACK) is skipped: it cannot give the minimum.
-    low_x = min(quad[0, 0], quad[1, 0], quad[2, 0], quad[3, 0])
-    low_y = min(quad[0, 1], quad[1, 1], quad[2, 1], quad[3, 1])
-    high_x = max(quad[0, 0], quad[1, 0], quad[2, 0], quad[3, 0])
-    high_y = max(quad[0, 1], quad[1, 1], quad[2, 1], quad[3, 1])
+    # quad's than the best so far (by more than BOUND_SLACK_M) is skipped: it cannot give the minimum.
+    low_x, low_y, high_x, high_y = quad_bounds(quad)
     best = np.inf
     for ring in range(ring_first, ring_last):
         for m in range(coordinate_start[ring], coordinate_start[ring + 1] - 1):
             cx, cy, dx, dy = coordinates[m, 0], coordinates[m, 1], coordinates[m + 1, 0], coordinates[m + 1, 1]
-            gap_x = max(min(cx, dx) - high_x, low_x - max(cx, dx), 0.0)
-            gap_y = max(min(cy, dy) - high_y, low_y - max(cy, dy), 0.0)
-            if gap_x * gap_x + gap_y * gap_y > (best + SEGMENT_BOUND_SLACK) ** 2:
+            if box_gap_squared(low_x, low_y, high_x, high_y, min(cx, dx), min(cy, dy), max(cx, dx),
+                               max(cy, dy)) > (best + BOUND_SLACK_M) ** 2:
                 continue
             for i in range(4):
                 distance = _segment_distance(quad_ring[i, 0], quad_ring[i, 1], quad_ring[i + 1, 0],

@@ -16,7 +16,8 @@ import numba
 import numpy as np
 import shapely
 
-from navsim_eval.pdm.compiled_geometry import project_on_line, quad_polygon_distance
+from navsim_eval.pdm.compiled_geometry import (BOUND_SLACK_M, box_gap_squared, project_on_line, quad_bounds,
+                                                quad_polygon_distance)
 from navsim_eval.pdm.constants import EGO_LENGTH, EGO_WIDTH, RED_LIGHT_PREFIX
 from navsim_eval.pdm.footprint import ego_corners_into
 from navsim_eval.pdm.path import PathSetInterpolator, PDMPath, interpolate_pose
@@ -29,9 +30,6 @@ LEAD_PROGRESS, LEAD_VELOCITY, LEAD_REAR_LENGTH = 0, 1, 2
 # Obstacle kinds: an agent's speed is projected on the ego heading, a static object has speed 0, a red light
 # leaves the vector's speed as it is.
 AGENT_KIND, STATIC_KIND, RED_LIGHT_KIND = 0, 1, 2
-# A candidate whose bounding-box distance to the ego exceeds the nearest exact distance by more than this cannot
-# be nearer: far above the rounding of either distance (~1e-12 m), far below any distance that matters.
-BOUND_SLACK_M = 1e-6
 
 
 @dataclass
@@ -257,7 +255,7 @@ def _leading_vectors(k, step_slot, update, rows, group_start, group_path, candid
     Per row: the nearest (footprint distance, GEOS's formula) candidate whose centroid lies ahead on the path;
     ties go to the first in the corridor query order. Candidates are measured in the order of their bounding
     boxes' distance to the ego's, a lower bound of the exact distance: once that bound exceeds the nearest
-    distance found (by more than `BOUND_SLACK_M`) no later candidate can be nearer, so it stops there (a red light's
+    distance found (by more than `compiled_geometry.BOUND_SLACK_M`) no later candidate can be nearer, so it stops there (a red light's
     lane connector has ~100 vertices). One vector is shared by the rows of a path within a
     step (spec §3.8 quirk): each row overwrites only some of its components. A group without candidates gets
     (path length, 0, half the ego length). `step_slot` selects the step's row of `candidate_start`.
@@ -288,20 +286,18 @@ def _leading_vectors(k, step_slot, update, rows, group_start, group_path, candid
             r = rows[j]
             ego_progress = progress[r, k - 1]
             ego_corners_into(poses[r, k - 1, 0], poses[r, k - 1, 1], poses[r, k - 1, 2], corners)
-            ego_low_x, ego_low_y = corners[:, 0].min(), corners[:, 1].min()
-            ego_high_x, ego_high_y = corners[:, 0].max(), corners[:, 1].max()
+            ego_low_x, ego_low_y, ego_high_x, ego_high_y = quad_bounds(corners)
             count = 0
             for c in range(first, last):
                 if candidate_progress[c] > ego_progress:
                     o = candidate_obstacle[c]
-                    gap_x = max(obstacle_bounds[o, 0] - ego_high_x, ego_low_x - obstacle_bounds[o, 2], 0.0)
-                    gap_y = max(obstacle_bounds[o, 1] - ego_high_y, ego_low_y - obstacle_bounds[o, 3], 0.0)
                     ahead[count] = c
-                    bound[count] = np.sqrt(gap_x * gap_x + gap_y * gap_y)
+                    bound[count] = box_gap_squared(ego_low_x, ego_low_y, ego_high_x, ego_high_y, obstacle_bounds[o, 0],
+                                                   obstacle_bounds[o, 1], obstacle_bounds[o, 2], obstacle_bounds[o, 3])
                     count += 1
             nearest, nearest_candidate, nearest_distance = -1, -1, np.inf
             for i in np.argsort(bound[:count], kind="mergesort"):
-                if bound[i] > nearest_distance + BOUND_SLACK_M:
+                if bound[i] > (nearest_distance + BOUND_SLACK_M) ** 2:
                     break
                 c = ahead[i]
                 o = candidate_obstacle[c]

@@ -210,6 +210,7 @@ class Observation:
             box_count = np.array([len(c) for c in self._box_corners], dtype=np.int64)
             is_box = np.arange(int(counts.sum())) < np.repeat(offsets[:-1] + box_count, counts)
             box_arrays, array_of_step = _distinct_objects(self._box_corners)
+            array_of_step = np.asarray(array_of_step, dtype=np.int64)
             corners = np.concatenate(box_arrays) if box_count.sum() else np.zeros((0, 4, 2))
             array_start = np.concatenate([[0], np.cumsum([len(c) for c in box_arrays])]).astype(np.int64)
             step_box_start = array_start[array_of_step]  # each step's first box outline
@@ -362,33 +363,30 @@ def _shared_object_arrays(sequences: Sequence[Any], convert=None) -> list[np.nda
     """`convert` (default :func:`_object_array`) of each sequence; a sequence object listed several times gets
     one array."""
     convert = _object_array if convert is None else convert
-    kept: dict[int, tuple[Any, np.ndarray]] = {}  # holds each sequence, so that its id is not reused meanwhile
-    arrays = []
-    for values in sequences:
-        if id(values) not in kept:
-            kept[id(values)] = (values, convert(values))
-        arrays.append(kept[id(values)][1])
-    return arrays
+    distinct, index = _distinct_objects(sequences)
+    arrays = [convert(values) for values in distinct]
+    return [arrays[i] for i in index]
 
 
-def _distinct_objects(arrays: Sequence[Any]) -> tuple[list[Any], np.ndarray]:
-    """(the distinct objects of `arrays` in first-listed order, index of each listed one among them)."""
+def _distinct_objects(arrays: Sequence[Any]) -> tuple[list[Any], list[int]]:
+    """(the distinct objects of `arrays` in first-listed order, index of each listed one among them), by
+    identity (the list holds each object, so no id is reused meanwhile)."""
     index: dict[int, int] = {}
     distinct = []
     for array in arrays:
         if id(array) not in index:
             index[id(array)] = len(distinct)
             distinct.append(array)
-    return distinct, np.array([index[id(a)] for a in arrays], dtype=np.int64)
+    return distinct, [index[id(a)] for a in arrays]
 
 
 def _per_distinct_array(arrays: Sequence[np.ndarray], function) -> np.ndarray:
     """`function` of every array concatenated, evaluated once per distinct array object."""
-    if len({id(a) for a in arrays}) == len(arrays):  # no sharing (a ground-truth observation): one call
+    distinct, index = _distinct_objects(arrays)
+    if len(distinct) == len(arrays):  # no sharing (a ground-truth observation): one call
         return function(np.concatenate(arrays) if len(arrays) else np.zeros(0, dtype=object))
-    done: dict[int, np.ndarray] = {}
-    parts = [done[id(a)] if id(a) in done else done.setdefault(id(a), function(a)) for a in arrays]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    parts = [function(a) for a in distinct]
+    return np.concatenate([parts[i] for i in index])
 
 
 def _sorted_unique(token_arrays: Sequence[np.ndarray]) -> tuple[list[str], np.ndarray]:

@@ -448,15 +448,20 @@ class DipoleVLA(PreTrainedModel):
         return self.schedule.add_noise(actions, eps, t), eps, t
 
     def loss_il(self, batch: dict, *, context: Optional[Context] = None, sample_weights=None, sample_mask=None,
-                bev_weight: float = 0.0, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                bev_weight: float = 0.0, proprio_dropout: float = 0.0,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Behaviour-cloning eps-MSE of the base head (adapters off).
 
         batch["target_poses"] raw (B, 8, 3) | (B, K, 8, 3), normalised here with the config's statistics.
         sample_weights (B,)|(B, K) multiply the per-sample loss (e.g. exp-weighted regression baselines);
         sample_mask (B,)|(B, K) bool drops samples. Plain mean over the kept samples. ``bev_weight`` > 0 adds
         that multiple of the BEV decoder's loss on batch["bev_target"] (B, channels, cells, cells), computed
-        on the same context. Gradients reach what :meth:`set_trainable` enabled (``"base"`` for imitation).
+        on the same context. ``proprio_dropout`` is the probability that a scene's normalised ego-state vector is
+        replaced by zeros (the training mean), so the head has to plan from the cameras and the prompt alone.
+        Gradients reach what :meth:`set_trainable` enabled (``"base"`` for imitation).
         """
+        if not 0.0 <= proprio_dropout <= 1.0:
+            raise ValueError(f"proprio_dropout must be in [0, 1], got {proprio_dropout}")
         actions = self._target(batch)
         b, k = actions.shape[:2]
         ctx = self._context(batch, context, grad=not self.config.backbone_settings.freeze)
@@ -467,8 +472,11 @@ class DipoleVLA(PreTrainedModel):
         flat = actions.reshape(b * k, NUM_TRAJECTORY_POSES, ACTION_DIM)
         a_t, eps, t = self._noised(flat, generator)
         kv = self.head.context_kv(ctx.tokens, ctx.mask, None)
-        proprio = self._proprio(batch).repeat_interleave(k, dim=0)
-        eps_hat = self.head(a_t, t, proprio, kv, None)
+        proprio = self._proprio(batch)
+        if proprio_dropout > 0:
+            keep = torch.rand(b, device=proprio.device, generator=generator) >= proprio_dropout
+            proprio = proprio * keep[:, None].to(proprio.dtype)
+        eps_hat = self.head(a_t, t, proprio.repeat_interleave(k, dim=0), kv, None)
         per_sample = ((eps_hat - eps) ** 2).mean(dim=(-2, -1))
         loss = weighted_mean(per_sample, weights, mask)
         if bev_weight > 0:

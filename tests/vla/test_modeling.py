@@ -309,6 +309,23 @@ def test_loss_il_weights_masks_and_candidates(trained_like_model, agent_inputs, 
     assert all(p.requires_grad for n, p in model.head.named_parameters() if "lora_" not in n)
 
 
+def test_loss_il_proprio_dropout_hides_the_ego_state(trained_like_model, agent_inputs, rng):
+    model = trained_like_model
+    batch = make_batch(model, agent_inputs, rng, k=K)
+    mean = (model.config.normalization or {}).get("proprio_mean")
+    hidden = dict(batch, proprio=torch.as_tensor(mean, dtype=torch.float32).expand_as(batch["proprio"]).clone()
+                  if mean is not None else torch.zeros_like(batch["proprio"]))
+
+    def loss(data, **kwargs):
+        return model.loss_il(data, generator=torch.Generator().manual_seed(0), **kwargs)
+
+    assert torch.equal(loss(batch, proprio_dropout=0.0), loss(batch))
+    assert torch.allclose(loss(batch, proprio_dropout=1.0), loss(hidden), atol=1e-6)
+    assert not torch.allclose(loss(batch, proprio_dropout=1.0), loss(batch))
+    with pytest.raises(ValueError, match="proprio_dropout"):
+        loss(batch, proprio_dropout=1.5)
+
+
 def test_trainable_scope_options():
     frozen = tiny_model("tiny-florence2", overrides=["backbone.freeze=true"])
     assert not any(p.requires_grad for p in frozen.backbone.parameters())

@@ -45,6 +45,8 @@ class ImitationStage(Stage):
             t.restore(ctx, ckpt)
         batcher = t.batcher(self.training_items(policy), policy, "train split")
         extra = {"bev_weight": float(sec.bev_loss_weight)} if sec.bev_loss_weight > 0 else {}
+        if sec.proprio_dropout > 0:
+            extra["proprio_dropout"] = float(sec.proprio_dropout)
         accum = self.cfg.gradient_accumulation_steps
         t0, first_step = time.perf_counter(), t.state.step_in_stage
 

@@ -462,8 +462,10 @@ def _interpolate_tracks(seen: np.ndarray, samples: np.ndarray, frame_times: np.n
     """(present (T, S), poses (T, S, 5)) of every track at the step times (§3.5): linear interpolation between a
     track's seen samples (headings unwrapped first), present between its first and last sample; a track seen
     once is present at every step. Computes what `np.interp` / `np.unwrap` give per track and column, for all
-    tracks at once."""
+    tracks at once. `frame_times` (F,) must be ascending."""
     num_tracks, num_frames = seen.shape
+    if np.any(np.diff(frame_times) < 0):
+        raise ValueError("_interpolate_tracks: frame_times must be ascending")
     if num_tracks == 0:
         return np.zeros((0, len(step_times)), dtype=bool), np.zeros((0, len(step_times), samples.shape[-1]))
     counts = seen.sum(axis=1)
@@ -478,8 +480,11 @@ def _interpolate_tracks(seen: np.ndarray, samples: np.ndarray, frame_times: np.n
     values[..., 2] = np.unwrap(values[..., 2], axis=1)
 
     x = step_times[None, :]  # (1, S)
-    below = (times[:, :, None] <= x[:, None, :]) & (np.arange(num_frames)[None, :, None] < counts[:, None, None])
-    j = below.sum(axis=1) - 1  # (T, S): last sample at or before x, -1 before the first
+    # (T, S): the last sample at or before x, -1 before the first: a track's seen frames up to the last frame at or
+    # before x (the frame times are ascending), counted once per track instead of compared per (sample, step)
+    frames_up_to = np.searchsorted(frame_times, step_times, side="right")  # (S,) frames with time <= x
+    seen_up_to = np.concatenate([np.zeros((num_tracks, 1), dtype=np.int64), np.cumsum(seen, axis=1)], axis=1)
+    j = seen_up_to[:, frames_up_to] - 1
     first_time, last_time = times[:, :1], times[np.arange(num_tracks), last][:, None]
     present = (x >= first_time) & (x <= last_time)
     left = np.clip(j, 0, np.maximum(counts - 2, 0)[:, None])

@@ -117,6 +117,14 @@ def test_interpolated_tracks_equal_the_per_track_definition_bit_for_bit():
         assert np.array_equal(poses[track], expected), track
 
 
+def test_interpolation_needs_ascending_frame_times():
+    from navsim_eval.pdm.observation import _interpolate_tracks
+
+    seen = np.ones((1, 3), dtype=bool)
+    with pytest.raises(ValueError, match="ascending"):
+        _interpolate_tracks(seen, np.zeros((1, 3, 5)), np.array([0.0, 1.0, 0.5]), np.arange(5) * 0.1)
+
+
 def test_track_listed_twice_in_a_frame_is_an_error_naming_the_frame(golden_dir):
     from tests.navsim_eval.pdm.scorer_golden import _loader
 

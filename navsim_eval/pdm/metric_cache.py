@@ -35,8 +35,9 @@ logger = logging.getLogger(__name__)
 # how they are computed (2: observation timed by frame index, see docs/pdm_scorer.md "Audit notes";
 # 3: source fingerprint stored and checked on load; 4: traffic lights fingerprinted as an integer array).
 # 5: the scene fingerprint hashes the red lane connectors, not every light pair; polygons stored as coordinate
-# runs where they are all Polygons; 6: an observation's boxes stored as their corners
-FORMAT_VERSION = 6
+# runs where they are all Polygons; 6: an observation's boxes stored as their corners; 7: a ground-truth
+# observation's boxes stored as their poses (centre, heading, half sizes), corners computed on load
+FORMAT_VERSION = 7
 MIN_RING_COORDINATES = 4  # a closed ring: at least three points and the closing one
 CACHE_FILE_SUFFIX = ".mcache"
 # zlib level of the stored caches: level 1 writes a city-map cache in 2/3 of level 3's time for 4 % more bytes
@@ -232,15 +233,22 @@ def _polygons_from_plain(data: dict) -> np.ndarray:
 
 
 def _observation_to_plain(observation) -> dict:
+    from navsim_eval.pdm.observation import BOX_POSE_COLUMNS
+
     steps = observation.num_steps
     parts = [observation.entry_parts(k) for k in range(steps)]
     others = [polygons for _, polygons in parts]
+    # Each step lists its boxes (stored as their poses, or as their 4 corners where the observation holds no
+    # poses), then its other polygons; all steps in one table each, split again by the step sizes.
+    if observation.has_box_poses:
+        boxes = {"box_poses": (np.concatenate([observation.box_poses(k) for k in range(steps)]) if steps
+                               else np.zeros((0, len(BOX_POSE_COLUMNS)))).astype(np.float64)}
+    else:
+        boxes = {"box_corners": (np.concatenate([corners for corners, _ in parts]) if steps
+                                 else np.zeros((0, 4, 2))).astype(np.float64)}
     return {
         "tokens": [list(map(str, observation.tokens(k))) for k in range(steps)],
-        # Each step lists its boxes (stored as their 4 corners), then its other polygons; all steps in one table
-        # each, split again by the step sizes.
-        "box_corners": (np.concatenate([corners for corners, _ in parts]) if steps else np.zeros((0, 4, 2))
-                        ).astype(np.float64),
+        **boxes,
         "box_step_sizes": np.array([len(corners) for corners, _ in parts], dtype=np.int64),
         "polygons": _polygons_to_plain(np.concatenate(others) if steps else np.zeros(0, dtype=object)),
         "step_sizes": np.array([len(p) for p in others], dtype=np.int64),
@@ -254,13 +262,17 @@ def _observation_to_plain(observation) -> dict:
 
 
 def _observation_from_plain(data: dict):
-    from navsim_eval.pdm.observation import Observation, UniqueObject
+    from navsim_eval.pdm.observation import BOX_POSE_COLUMNS, Observation, UniqueObject
 
     unique = {token: UniqueObject(token=token, **fields) for token, fields in data["unique_objects"].items()}
     steps = len(data["tokens"])
     polygons = np.split(_polygons_from_plain(data["polygons"]), np.cumsum(data["step_sizes"])[:-1])[:steps]
-    corners = np.split(np.asarray(data["box_corners"], dtype=np.float64).reshape(-1, 4, 2),
-                       np.cumsum(data["box_step_sizes"])[:-1])[:steps]
+    box_starts = np.cumsum(data["box_step_sizes"])[:-1]
+    if "box_poses" in data:
+        poses = np.asarray(data["box_poses"], dtype=np.float64).reshape(-1, len(BOX_POSE_COLUMNS))
+        return Observation(data["tokens"], polygons, unique, set(data["collided_tokens"]),
+                           box_poses_per_step=np.split(poses, box_starts)[:steps])
+    corners = np.split(np.asarray(data["box_corners"], dtype=np.float64).reshape(-1, 4, 2), box_starts)[:steps]
     return Observation(data["tokens"], polygons, unique, set(data["collided_tokens"]), box_corners_per_step=corners)
 
 

@@ -41,6 +41,10 @@ from navsim_eval.pdm.footprint import box_corners, corner_bounds, ego_corners, p
 from navsim_eval.pdm.objects import SceneRedLights, frame_objects, integer_lane_ids, red_ids_among
 
 
+# A box given by its pose: centre, heading and half sizes (`footprint.box_corners` makes its corners).
+BOX_POSE_COLUMNS = ("x", "y", "heading", "half_length", "half_width")
+
+
 def red_light_token(connector_id: Any) -> str:
     """Observation token of a red lane connector (§3.6)."""
     return f"{RED_LIGHT_PREFIX}{connector_id}"
@@ -124,10 +128,14 @@ class Observation:
         unique_objects: dict[str, UniqueObject],
         collided_tokens: Optional[Iterable[str]] = None,
         box_corners_per_step: Optional[Sequence[np.ndarray]] = None,
+        box_poses_per_step: Optional[Sequence[np.ndarray]] = None,
     ):
         """`box_corners_per_step[k]` (optional): corners (m_k, 4, 2) of the first m_k entries of step k, whose
         polygons are made only when asked for; `polygons_per_step[k]` then holds the step's other entries. Steps
-        that list the same corner array (a forecast's steps between two samples) share its boxes' outlines."""
+        that list the same corner array (a forecast's steps between two samples) share its boxes' outlines.
+        `box_poses_per_step[k]` (instead of the corners): those boxes as (m_k, 5) rows of `BOX_POSE_COLUMNS`;
+        their corners are computed here (one `box_corners` call for all steps), and the poses are what a cache
+        file stores (3 numbers per box and step where the track's size repeats, against 8 corner coordinates)."""
         if len(tokens_per_step) != len(polygons_per_step):
             raise ObservationError(
                 f"observation has {len(tokens_per_step)} token lists but {len(polygons_per_step)} polygon lists"
@@ -135,6 +143,16 @@ class Observation:
         # steps that list the same sequence object (a forecast's steps between two samples) share its array
         self._tokens = _shared_object_arrays(tokens_per_step)
         self._given = _shared_object_arrays(polygons_per_step)
+        self._box_poses: Optional[list[np.ndarray]] = None
+        if box_poses_per_step is not None:
+            if box_corners_per_step is not None:
+                raise ObservationError("observation: give its boxes as corners or as poses, not both")
+            if len(box_poses_per_step) != len(self._tokens):
+                raise ObservationError(f"observation has {len(self._tokens)} steps but "
+                                       f"{len(box_poses_per_step)} box-pose lists")
+            self._box_poses = [np.asarray(p, dtype=np.float64).reshape(-1, len(BOX_POSE_COLUMNS))
+                               for p in box_poses_per_step]
+            box_corners_per_step = _corners_of_poses(self._box_poses)
         if box_corners_per_step is None:
             self._box_corners = [np.zeros((0, 4, 2)) for _ in self._tokens]
         else:
@@ -170,6 +188,17 @@ class Observation:
         """(corners (m, 4, 2) of the step's first m entries, the polygons of the others), without making the
         boxes' polygons."""
         return self._box_corners[step], self._given[step]
+
+    @property
+    def has_box_poses(self) -> bool:
+        """Whether the boxes were given as poses (:meth:`box_poses`), as a ground-truth observation's are."""
+        return self._box_poses is not None
+
+    def box_poses(self, step: int) -> np.ndarray:
+        """(m, 5) `BOX_POSE_COLUMNS` of the step's boxes (only for an observation built from poses)."""
+        if self._box_poses is None:
+            raise ObservationError("observation: its boxes were given as corners, it holds no poses")
+        return self._box_poses[step]
 
     def _all_polygons(self) -> list[np.ndarray]:
         if self._polygons is None:  # every distinct box array's polygons in one construction call
@@ -366,6 +395,20 @@ def _shared_object_arrays(sequences: Sequence[Any], convert=None) -> list[np.nda
     distinct, index = _distinct_objects(sequences)
     arrays = [convert(values) for values in distinct]
     return [arrays[i] for i in index]
+
+
+def _corners_of_poses(poses_per_step: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Corners (m_k, 4, 2) of every step's (m_k, 5) box poses, computed in one call."""
+    table = np.concatenate(poses_per_step) if len(poses_per_step) else np.zeros((0, len(BOX_POSE_COLUMNS)))
+    corners = box_corners(table[:, :2], table[:, 2], table[:, 3], table[:, 4])
+    return _split_rows(corners, [len(p) for p in poses_per_step])
+
+
+def _split_rows(table: np.ndarray, sizes: Sequence[int]) -> list[np.ndarray]:
+    """Consecutive row blocks of `table` of the given sizes, as views (what `np.split` gives, at a fraction of its
+    per-block cost: a v1 observation has 51 steps)."""
+    ends = np.cumsum(sizes).tolist()
+    return [table[start:end] for start, end in zip([0] + ends[:-1], ends)]
 
 
 def _distinct_objects(arrays: Sequence[Any]) -> tuple[list[Any], list[int]]:
@@ -588,29 +631,34 @@ def build_ground_truth_observation(
         )
         for index, token in enumerate(tokens)
     }
-    corners = box_corners(poses[..., :2], poses[..., 2], tracks.length[:, None] / 2.0, tracks.width[:, None] / 2.0)
-    corners = corners.reshape(len(tokens), num_steps, 4, 2)
+    half_length, half_width = tracks.length / 2.0, tracks.width / 2.0
+    # (tracks, steps, 5) rows of BOX_POSE_COLUMNS
+    box_table = np.concatenate([poses[..., :3], np.broadcast_to(half_length[:, None, None], present.shape + (1,)),
+                                np.broadcast_to(half_width[:, None, None], present.shape + (1,))], axis=-1)
 
     if version == "v2" and tokens:
         ego_pose = scene.current_frame.ego_status.ego_pose if ego_state is None else ego_state
         ego_quad = ego_corners(np.asarray(ego_pose, dtype=np.float64)[:3])
+        first_corners = box_corners(poses[:, 0, :2], poses[:, 0, 2], half_length, half_width)
         # A polygon lies within the bounds of its corners, so only boxes whose bounds meet the ego's can touch
         # it: the exact test runs on those (a city scene has hundreds of boxes, a handful near the ego).
-        box_bounds, ego_bounds = corner_bounds(corners[:, 0]), corner_bounds(ego_quad)
+        box_bounds, ego_bounds = corner_bounds(first_corners), corner_bounds(ego_quad)
         near = present[:, 0] & _boxes_overlap(box_bounds, ego_bounds)
         touching = np.zeros(len(tokens), dtype=bool)
         if near.any():
-            touching[near] = shapely.intersects(polygons_from_corners(corners[near, 0]),
+            touching[near] = shapely.intersects(polygons_from_corners(first_corners[near]),
                                                 polygons_from_corners(ego_quad))
         keep = ~touching
         tokens = [t for t, k in zip(tokens, keep) if k]
-        present, corners = present[keep], corners[keep]
+        present, box_table = present[keep], box_table[keep]
         unique_objects = {t: unique_objects[t] for t in tokens}
 
-    tokens_array = _object_array(tokens)
-    tokens_per_step = [tokens_array[present[:, k]] for k in range(num_steps)]
-    # the boxes stay corners: their polygons are made only if a scorer step needs them (`Observation`)
-    corners_per_step = [corners[present[:, k], k] for k in range(num_steps)]
+    # Step-major: each step's present boxes in track order, as views of one table. The boxes are given by their
+    # poses; `Observation` makes their corners, and polygons only if a scorer step needs them.
+    entry_step, entry_track = np.nonzero(present.T)
+    step_sizes = present.sum(axis=0).tolist()
+    tokens_per_step = _split_rows(_object_array(tokens)[entry_track], step_sizes)
+    poses_per_step = _split_rows(box_table[entry_track, entry_step], step_sizes)
     polygons_per_step = [np.zeros(0, dtype=object) for _ in range(num_steps)]
     if version == "v2":
         route_ids = scene.current_frame.roadblock_ids if route_roadblock_ids is None else route_roadblock_ids
@@ -624,4 +672,4 @@ def build_ground_truth_observation(
             polygons_per_step[step] = np.concatenate([polygons_per_step[step], _object_array(light_polygons)])
             for token in light_tokens:
                 unique_objects.setdefault(token, UniqueObject(token, RED_LIGHT_TYPE, False, 0.0, np.zeros(2)))
-    return Observation(tokens_per_step, polygons_per_step, unique_objects, box_corners_per_step=corners_per_step)
+    return Observation(tokens_per_step, polygons_per_step, unique_objects, box_poses_per_step=poses_per_step)

@@ -202,6 +202,43 @@ def test_boxes_given_by_corners_equal_boxes_given_as_polygons_and_are_made_only_
         assert all(p.equals_exact(q, 0.0) for p, q in zip(by_corners.polygons(k), as_polygons.polygons(k)))
 
 
+def test_boxes_given_by_pose_are_their_corners_and_the_cache_file_keeps_the_poses():
+    """A ground-truth observation gives its boxes as poses: the corners are `box_corners` of them bit for bit
+    (the many-box and the few-box forms alike), the stored form keeps the poses, and a reload gives the same
+    corners; an observation given corners stores corners."""
+    from navsim_eval.pdm.footprint import MANY_BOXES, box_corners
+    from navsim_eval.pdm.metric_cache import _observation_from_plain, _observation_to_plain
+    from navsim_eval.pdm.observation import BOX_POSE_COLUMNS
+
+    rng = np.random.default_rng(11)
+    unique = {t: UniqueObject(t, "vehicle", True, 0.0, np.zeros(2)) for t in map(str, range(MANY_BOXES))}
+    sizes = (3, 0, MANY_BOXES)  # below and above the many-box threshold, and an empty step
+    poses = [np.column_stack([rng.normal(scale=50.0, size=(n, 2)), rng.uniform(-np.pi, np.pi, n),
+                              rng.uniform(0.5, 3.0, n), rng.uniform(0.3, 1.2, n)]) for n in sizes]
+    tokens = [[str(i) for i in range(n)] for n in sizes]
+    by_pose = Observation(tokens, [[]] * 3, unique, box_poses_per_step=poses)
+    assert by_pose.has_box_poses and len(BOX_POSE_COLUMNS) == 5
+    for step, table in enumerate(poses):
+        expected = box_corners(table[:, :2], table[:, 2], table[:, 3], table[:, 4])
+        assert np.array_equal(by_pose.entry_parts(step)[0], expected)
+        for i in range(len(table)):  # one box at a time: the same numbers
+            assert np.array_equal(by_pose.entry_parts(step)[0][i], box_corners(table[i, :2], table[i, 2], table[i, 3],
+                                                                               table[i, 4]))
+    plain = _observation_to_plain(by_pose)
+    assert "box_corners" not in plain and np.array_equal(plain["box_poses"], np.concatenate(poses))
+    reloaded = _observation_from_plain(plain)
+    for step in range(3):
+        assert np.array_equal(reloaded.entry_parts(step)[0], by_pose.entry_parts(step)[0])
+        assert np.array_equal(reloaded.box_poses(step), poses[step])
+    by_corners = Observation(tokens, [[]] * 3, unique, box_corners_per_step=[by_pose.entry_parts(k)[0] for k in range(3)])
+    assert not by_corners.has_box_poses and "box_poses" not in _observation_to_plain(by_corners)
+    with pytest.raises(ObservationError, match="holds no poses"):
+        by_corners.box_poses(0)
+    with pytest.raises(ObservationError, match="not both"):
+        Observation(tokens, [[]] * 3, unique, box_poses_per_step=poses,
+                    box_corners_per_step=[by_pose.entry_parts(k)[0] for k in range(3)])
+
+
 def test_steps_listing_the_same_corner_array_share_its_box_outlines():
     """A forecast lists each map's corner array at two steps: those boxes get one outline each (tables built
     once), and every per-entry table, query, centroid and polygon equals that of the same boxes copied per step."""

@@ -484,17 +484,19 @@ def _window_tracks(frames) -> _Tracks:
     # Rows in first-seen order (entries are frame-major), numbered as the tokens first appear.
     row_of: dict[str, int] = {}
     row = np.fromiter((row_of.setdefault(t, len(row_of)) for t in tokens), dtype=np.int64, count=len(tokens))
-    order = np.unique(row, return_index=True)[1]  # each track's first entry, in row order
-    cell = row * len(frames) + column
-    if len(np.unique(cell)) != len(cell):
+    # each track's first entry, in row order: rows are numbered as they first appear, so a row's first entry is
+    # where the running maximum grows (what np.unique(row, return_index=True) gives)
+    order = np.flatnonzero(np.diff(np.maximum.accumulate(row), prepend=-1) > 0)
+    seen = np.zeros((len(order), len(frames)), dtype=bool)
+    seen[row, column] = True
+    if np.count_nonzero(seen) != len(row):  # a (track, frame) cell listed twice
+        cell = row * len(frames) + column
         cells, cell_counts = np.unique(cell, return_counts=True)
         repeated = cells[cell_counts > 1]
         frame = frames[int(repeated[0] % len(frames))]
         names = sorted({str(tokens[i]) for i in np.flatnonzero(np.isin(cell, repeated))})
         raise ObservationError(f"frame {frame.token}: track token(s) listed more than once: {names[:5]}")
-    seen = np.zeros((len(order), len(frames)), dtype=bool)
     samples = np.zeros((len(order), len(frames), 5))
-    seen[row, column] = True
     samples[row, column] = values
     return _Tracks([str(tokens[i]) for i in order], [types[i] for i in order], sizes[order, 0].copy(),
                    sizes[order, 1].copy(), seen, samples)

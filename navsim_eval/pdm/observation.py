@@ -135,7 +135,8 @@ class Observation:
         that list the same corner array (a forecast's steps between two samples) share its boxes' outlines.
         `box_poses_per_step[k]` (instead of the corners): those boxes as (m_k, 5) rows of `BOX_POSE_COLUMNS`;
         their corners are computed here (one `box_corners` call for all steps), and the poses are what a cache
-        file stores (3 numbers per box and step where the track's size repeats, against 8 corner coordinates)."""
+        file stores (5 numbers per box and step, of which the two half sizes repeat along a track, against 8 corner
+        coordinates)."""
         if len(tokens_per_step) != len(polygons_per_step):
             raise ObservationError(
                 f"observation has {len(tokens_per_step)} token lists but {len(polygons_per_step)} polygon lists"

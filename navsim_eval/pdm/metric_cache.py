@@ -262,17 +262,17 @@ def _observation_to_plain(observation) -> dict:
 
 
 def _observation_from_plain(data: dict):
-    from navsim_eval.pdm.observation import BOX_POSE_COLUMNS, Observation, UniqueObject
+    from navsim_eval.pdm.observation import BOX_POSE_COLUMNS, Observation, UniqueObject, split_rows
 
     unique = {token: UniqueObject(token=token, **fields) for token, fields in data["unique_objects"].items()}
     steps = len(data["tokens"])
-    polygons = np.split(_polygons_from_plain(data["polygons"]), np.cumsum(data["step_sizes"])[:-1])[:steps]
-    box_starts = np.cumsum(data["box_step_sizes"])[:-1]
+    polygons = split_rows(_polygons_from_plain(data["polygons"]), data["step_sizes"])[:steps]
     if "box_poses" in data:
         poses = np.asarray(data["box_poses"], dtype=np.float64).reshape(-1, len(BOX_POSE_COLUMNS))
         return Observation(data["tokens"], polygons, unique, set(data["collided_tokens"]),
-                           box_poses_per_step=np.split(poses, box_starts)[:steps])
-    corners = np.split(np.asarray(data["box_corners"], dtype=np.float64).reshape(-1, 4, 2), box_starts)[:steps]
+                           box_poses_per_step=split_rows(poses, data["box_step_sizes"])[:steps])
+    corners = split_rows(np.asarray(data["box_corners"], dtype=np.float64).reshape(-1, 4, 2),
+                         data["box_step_sizes"])[:steps]
     return Observation(data["tokens"], polygons, unique, set(data["collided_tokens"]), box_corners_per_step=corners)
 
 

@@ -205,7 +205,7 @@ class Observation:
         if self._polygons is None:  # every distinct box array's polygons in one construction call
             distinct, array_of_step = _distinct_objects(self._box_corners)
             sizes = [len(c) for c in distinct]
-            boxes = np.split(polygons_from_corners(np.concatenate(distinct)), np.cumsum(sizes)[:-1])
+            boxes = split_rows(polygons_from_corners(np.concatenate(distinct)), sizes)
             self._polygons = [np.concatenate([boxes[a], g]) if len(g) else boxes[a]
                               for a, g in zip(array_of_step, self._given)]
         return self._polygons
@@ -402,10 +402,10 @@ def _corners_of_poses(poses_per_step: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Corners (m_k, 4, 2) of every step's (m_k, 5) box poses, computed in one call."""
     table = np.concatenate(poses_per_step) if len(poses_per_step) else np.zeros((0, len(BOX_POSE_COLUMNS)))
     corners = box_corners(table[:, :2], table[:, 2], table[:, 3], table[:, 4])
-    return _split_rows(corners, [len(p) for p in poses_per_step])
+    return split_rows(corners, [len(p) for p in poses_per_step])
 
 
-def _split_rows(table: np.ndarray, sizes: Sequence[int]) -> list[np.ndarray]:
+def split_rows(table: np.ndarray, sizes: Sequence[int]) -> list[np.ndarray]:
     """Consecutive row blocks of `table` of the given sizes, as views (what `np.split` gives, at a fraction of its
     per-block cost: a v1 observation has 51 steps)."""
     ends = np.cumsum(sizes).tolist()
@@ -660,8 +660,8 @@ def build_ground_truth_observation(
     # poses; `Observation` makes their corners, and polygons only if a scorer step needs them.
     entry_step, entry_track = np.nonzero(present.T)
     step_sizes = present.sum(axis=0).tolist()
-    tokens_per_step = _split_rows(_object_array(tokens)[entry_track], step_sizes)
-    poses_per_step = _split_rows(box_table[entry_track, entry_step], step_sizes)
+    tokens_per_step = split_rows(_object_array(tokens)[entry_track], step_sizes)
+    poses_per_step = split_rows(box_table[entry_track, entry_step], step_sizes)
     polygons_per_step = [np.zeros(0, dtype=object) for _ in range(num_steps)]
     if version == "v2":
         route_ids = scene.current_frame.roadblock_ids if route_roadblock_ids is None else route_roadblock_ids

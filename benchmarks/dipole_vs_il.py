@@ -13,7 +13,8 @@ EWR temperature, mean over seeds) and on the test split (unseen maps): ``SAMPLES
 with the training seed's own evaluation seed, the same initial noise for every row (noise per scene token).
 Rows: standing still, constant velocity, the logged human, IL, DIPOLE and the control at every omega, EWR;
 and for IL the input ablations (cameras zeroed, cameras taken from a scene of another log, driving command forced to
-"forward" on the scenes whose command turns). Each row's PDMS gain over IL has a paired 95 % confidence
+"forward" on the scenes whose command turns, where the plans' final heading towards the command is reported
+too). Each row's PDMS gain over IL has a paired 95 % confidence
 interval over scenes (per-scene means over samples; the mean table averages each scene over seeds first).
 The per-round training-rollout PDMS and weight statistics come from each run's tensorboard log. Writes
 ``summary.json`` and ``summary.md`` under ``--out``.
@@ -54,6 +55,8 @@ COMMAND_LEFT, COMMAND_FORWARD, COMMAND_RIGHT = 0, 1, 2
 ROLLOUT_TAGS = ("rollout/PDMS", "rollout/mean_sigmoid_beta_G", "rollout/mean_abs_G", "rollout/zero_variance_group_frac",
                 "drift/l2_to_mu0_m")
 IL_LABEL = "IL"
+END_HEADING = "end heading (deg)"
+"""Per-scene extra of ``per_scene``: the plan's heading at its last pose (ego frame, degrees, left positive)."""
 
 
 # ------------------------------------------------------------------------------------------------- training
@@ -231,16 +234,19 @@ def row_label(row: dict) -> str:
 
 
 def per_scene(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
-    """{row label: {metric: {token: mean over samples}}} (failed rows are left out and counted)."""
+    """{row label: {metric: {token: mean over samples}}} (failed rows are left out and counted); besides the
+    table's metrics (percent) each plan's ``END_HEADING``."""
     acc: dict[str, dict[str, dict[str, list[float]]]] = {}
     for row in rows:
         if row["metric"] != METRIC_VERSION or int(row["stage"]) != 1 or row.get("error"):
             continue
         label = row_label(row)
-        for short, column in TABLE:
-            value = float(row[column])
+        values = [(short, 100.0 * float(row[column])) for short, column in TABLE]
+        if row.get("poses") is not None:
+            values.append((END_HEADING, float(np.degrees(np.asarray(row["poses"], dtype=float)[-1, 2]))))
+        for key, value in values:
             if np.isfinite(value):
-                acc.setdefault(label, {}).setdefault(short, {}).setdefault(row["token"], []).append(100.0 * value)
+                acc.setdefault(label, {}).setdefault(key, {}).setdefault(row["token"], []).append(value)
     return {label: {m: {t: float(np.mean(v)) for t, v in tokens.items()} for m, tokens in metrics.items()}
             for label, metrics in acc.items()}
 
@@ -333,7 +339,7 @@ def main() -> None:
                  + (f", EWR {best_ewr}" if best_ewr else "")]
 
     def headline(table: dict, name: str) -> list[str]:
-        turning = {t for t in table[IL_LABEL]["PDMS"] if t in turning_tokens}
+        turning = {t for t in table[IL_LABEL]["PDMS"] if t in turn_sign}
         lines = [f"\n### {name}: {args.test_split}, {SAMPLES_PER_SCENE} samples per scene, percent\n",
                  markdown(table, order), ""]
         pairs = ((best_dipole, IL_LABEL), (best_dipole, same_omega_control), (best_dipole, best_control),
@@ -345,6 +351,10 @@ def main() -> None:
         if ablated in table and turning:
             lines.append(f"- {ablated} - {IL_LABEL} on the {len(turning)} scenes whose command turns: PDMS "
                          + fmt_ci(paired(table[ablated]["PDMS"], table[IL_LABEL]["PDMS"], turning)))
+            toward = {label: heading_toward_command(table[label].get(END_HEADING, {}), turn_sign)
+                      for label in ("human", IL_LABEL, ablated) if label in table}
+            lines.append(f"- final heading toward the command on those scenes, degrees: "
+                         + ", ".join(f"{label} {value:+.1f}" for label, value in toward.items()))
         return lines
 
     val_order = ["standing still", "constant_velocity", "human", IL_LABEL] + dipole_labels + control_labels + ewr_labels
@@ -352,7 +362,7 @@ def main() -> None:
                   markdown(val_mean, val_order), ""]
     out_lines += [f"- {d} - {c}: PDMS {fmt_ci(paired(val_mean[d]['PDMS'], val_mean[c]['PDMS']))}"
                   for d, c in zip(dipole_labels, control_labels) if d in val_mean and c in val_mean]
-    turning_tokens = command_turning_tokens(args.data_root, args.test_split)
+    turn_sign = command_turn_signs(args.data_root, args.test_split)
     for seed in args.seeds:
         out_lines += headline(test[seed], f"seed {seed} (evaluation seed {seed + EVAL_SEED_OFFSET})")
         for name, run_dir in runs_of[seed].items():
@@ -374,13 +384,21 @@ def main() -> None:
     (args.out / "summary.json").write_text(json.dumps(report, indent=2))
 
 
-def command_turning_tokens(data_root: Path, split: str) -> set:
-    """Tokens of the split whose current driving command is left or right."""
+def command_turn_signs(data_root: Path, split: str) -> dict[str, int]:
+    """{token: +1 (left) or -1 (right)} for the split's scenes whose current driving command turns."""
     from navsim_eval.evaluation.pipeline import EvaluationConfig, build_sources
 
     source = build_sources(EvaluationConfig(split=split, data_root=str(data_root), two_stage="off"))[0]
-    return {t for t in source.tokens if int(np.argmax(source.agent_input(t).ego_statuses[-1].driving_command))
-            in (COMMAND_LEFT, COMMAND_RIGHT)}
+    sign = {COMMAND_LEFT: 1, COMMAND_RIGHT: -1}
+    commands = {t: int(np.argmax(source.agent_input(t).ego_statuses[-1].driving_command)) for t in source.tokens}
+    return {t: sign[c] for t, c in commands.items() if c in sign}
+
+
+def heading_toward_command(end_heading: dict[str, float], turn_sign: dict[str, int]) -> float:
+    """Mean final heading of the plans towards their scene's command (degrees; 0 = straight on) over the turning
+    scenes present in ``end_heading``: how much a policy turns where the command says to."""
+    common = [t for t in turn_sign if t in end_heading]
+    return float(np.mean([turn_sign[t] * end_heading[t] for t in common])) if common else math.nan
 
 
 if __name__ == "__main__":

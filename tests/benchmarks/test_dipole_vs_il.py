@@ -1,10 +1,12 @@
-"""benchmarks/dipole_vs_il.py: the cameras_shuffled ablation takes each scene's cameras from another log."""
+"""benchmarks/dipole_vs_il.py: the cameras_shuffled ablation takes each scene's cameras from another log; the
+command-response figure (final heading towards the command)."""
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.vla.training.helpers import generate_tiny_world, split_items
@@ -40,3 +42,27 @@ def test_one_log_cannot_be_shuffled(loader):
 
     with pytest.raises(ValueError, match="two logs"):
         _benchmark().camera_donors(OneLog())
+
+
+def _row(token: str, planner: str, end_heading_rad: float, score: float = 0.5) -> dict:
+    bench = _benchmark()
+    poses = [[2.0 * (i + 1), 0.0, end_heading_rad * (i + 1) / 8] for i in range(8)]
+    row = {"token": token, "planner": planner, "omega": None, "metric": bench.METRIC_VERSION, "stage": 1,
+           "error": "", "poses": poses}
+    row.update({column: score for _, column in bench.TABLE})
+    return row
+
+
+def test_heading_toward_the_command_is_signed_by_the_command():
+    """A plan that turns left scores + on a left-command scene and - on a right-command scene; straight plans 0."""
+    bench = _benchmark()
+    quarter = float(np.pi / 2)
+    rows = [_row("left_scene", "IL", quarter), _row("right_scene", "IL", quarter),
+            _row("left_scene", "IL", 0.0), _row("other", "IL", -quarter)]
+    table = bench.per_scene(rows)
+    headings = table["IL"][bench.END_HEADING]
+    assert headings["left_scene"] == pytest.approx(45.0) and headings["other"] == pytest.approx(-90.0)
+    assert table["IL"]["PDMS"]["left_scene"] == pytest.approx(50.0)
+    signs = {"left_scene": 1, "right_scene": -1}
+    assert bench.heading_toward_command(headings, signs) == pytest.approx((45.0 - 90.0) / 2)
+    assert np.isnan(bench.heading_toward_command({"other": 10.0}, signs))  # no turning scene: undefined, not 0

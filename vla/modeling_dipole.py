@@ -456,8 +456,10 @@ class DipoleVLA(PreTrainedModel):
         sample_weights (B,)|(B, K) multiply the per-sample loss (e.g. exp-weighted regression baselines);
         sample_mask (B,)|(B, K) bool drops samples. Plain mean over the kept samples. ``bev_weight`` > 0 adds
         that multiple of the BEV decoder's loss on batch["bev_target"] (B, channels, cells, cells), computed
-        on the same context. ``proprio_dropout`` is the probability that a scene's normalised ego-state vector is
-        replaced by zeros (the training mean), so the head has to plan from the cameras and the prompt alone.
+        on the same context. ``proprio_dropout`` is the probability that a scene's normalised ego motion (history
+        poses, velocity, acceleration) is replaced by zeros (the training mean), so the head has to plan from the
+        cameras and the prompt alone; a driving command in the proprio vector stays (it is the route, which the
+        cameras cannot show).
         Gradients reach what :meth:`set_trainable` enabled (``"base"`` for imitation).
         """
         if not 0.0 <= proprio_dropout <= 1.0:
@@ -474,8 +476,10 @@ class DipoleVLA(PreTrainedModel):
         kv = self.head.context_kv(ctx.tokens, ctx.mask, None)
         proprio = self._proprio(batch)
         if proprio_dropout > 0:
-            keep = torch.rand(b, device=proprio.device, generator=generator) >= proprio_dropout
-            proprio = proprio * keep[:, None].to(proprio.dtype)
+            hidden = torch.rand(b, device=proprio.device, generator=generator) < proprio_dropout
+            motion = torch.ones(proprio.shape[1], dtype=torch.bool, device=proprio.device)
+            motion[list(self.config.processor_settings.one_hot_proprio_columns)] = False
+            proprio = proprio.masked_fill(hidden[:, None] & motion[None, :], 0.0)
         eps_hat = self.head(a_t, t, proprio.repeat_interleave(k, dim=0), kv, None)
         per_sample = ((eps_hat - eps) ** 2).mean(dim=(-2, -1))
         loss = weighted_mean(per_sample, weights, mask)

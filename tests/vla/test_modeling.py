@@ -326,6 +326,23 @@ def test_loss_il_proprio_dropout_hides_the_ego_state(trained_like_model, agent_i
         loss(batch, proprio_dropout=1.5)
 
 
+def test_loss_il_proprio_dropout_keeps_the_driving_command(rng):
+    """With the command in the proprio vector, dropout hides the ego motion but not the command (the route)."""
+    torch.set_num_threads(1)
+    model = tiny_model("tiny-florence2", overrides=["processor.command_in_proprio=true"])
+    perturb(model.head, seed=1)
+    inputs = [make_agent_input(rng, command=c) for c in (0, 2)]
+    batch = make_batch(model.eval(), inputs, rng)
+    seen = []
+    handle = model.head.proprio_embed.register_forward_hook(lambda _m, args, _out: seen.append(args[0].clone()))
+    model.loss_il(batch, proprio_dropout=1.0, generator=torch.Generator().manual_seed(0))
+    handle.remove()
+    command = list(model.config.processor_settings.one_hot_proprio_columns)
+    motion = [i for i in range(model.config.proprio_dim) if i not in command]
+    assert torch.equal(seen[0][:, motion], torch.zeros_like(seen[0][:, motion]))
+    assert torch.equal(seen[0][:, command], torch.as_tensor(np.eye(4)[[0, 2]], dtype=seen[0].dtype))
+
+
 def test_trainable_scope_options():
     frozen = tiny_model("tiny-florence2", overrides=["backbone.freeze=true"])
     assert not any(p.requires_grad for p in frozen.backbone.parameters())

@@ -74,7 +74,7 @@ class ILSection:
     batch_size: PositiveInt = 32  # per process, per micro-step
     optim: OptimSection = OptimSection(lr=1e-3, warmup_steps=20)  # optimizer of the IL stage
     bev_loss_weight: NonNegativeFloat = 0.0  # > 0: add the BEV decoder's loss (model bev.cells > 0; maps + boxes)
-    proprio_dropout: UnitInterval = 0.0  # probability that a scene's ego-state vector is hidden (set to its mean)
+    proprio_dropout: UnitInterval = 0.0  # probability that a scene's ego motion state is hidden (set to its mean; a command in it stays)
 
 
 @dataclass(frozen=True)

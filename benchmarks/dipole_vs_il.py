@@ -34,6 +34,7 @@ from typing import Optional
 
 import numpy as np
 
+from data_pipelines.types import DRIVING_COMMANDS
 from navsim_eval import names
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -50,8 +51,8 @@ METRIC_VERSION = "v1"
 TABLE = ((names.SCORE_SHORT_NAME[METRIC_VERSION], names.SCORE_COLUMN),) + tuple(
     (short, names.BY_SHORT[short].column) for short in ("NC", "DAC", "EP", "TTC", "C"))
 """(short name, result column) of the table, PDMS first."""
-COMMAND_LEFT, COMMAND_FORWARD, COMMAND_RIGHT = 0, 1, 2
-"""Indices in the one-hot driving command (left, forward, right, unknown)."""
+COMMAND_LEFT, COMMAND_FORWARD, COMMAND_RIGHT = (DRIVING_COMMANDS.index(name) for name in ("left", "forward", "right"))
+"""Indices in the one-hot driving command (order of ``data_pipelines.types.DRIVING_COMMANDS``)."""
 ROLLOUT_TAGS = ("rollout/PDMS", "rollout/mean_sigmoid_beta_G", "rollout/mean_abs_G", "rollout/zero_variance_group_frac",
                 "drift/l2_to_mu0_m")
 IL_LABEL = "IL"

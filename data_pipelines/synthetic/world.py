@@ -11,13 +11,15 @@ from shapely.geometry import Point
 
 from data_pipelines.geometry import wrap_angle
 from data_pipelines.synthetic.layouts import LayoutInstance
+from data_pipelines.types import DRIVING_COMMANDS
 
 PATH_EXTENSION_M = 200.0
 CURVATURE_HALF_WINDOW_M = 2.0  # straight extension past a path's last vertex so nobody runs off its end
 # Driving command as OpenScene's producer computes it (navsim_data.md §3).
 COMMAND_LOOKAHEAD_M = 20.0
 COMMAND_LATERAL_THRESHOLD_M = 2.0
-COMMAND_LEFT, COMMAND_FORWARD, COMMAND_RIGHT, COMMAND_UNKNOWN = range(4)
+COMMAND_LEFT, COMMAND_FORWARD, COMMAND_RIGHT, COMMAND_UNKNOWN = (
+    DRIVING_COMMANDS.index(name) for name in ("left", "forward", "right", "unknown"))
 
 
 class Path:

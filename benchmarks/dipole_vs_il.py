@@ -51,8 +51,8 @@ METRIC_VERSION = "v1"
 TABLE = ((names.SCORE_SHORT_NAME[METRIC_VERSION], names.SCORE_COLUMN),) + tuple(
     (short, names.BY_SHORT[short].column) for short in ("NC", "DAC", "EP", "TTC", "C"))
 """(short name, result column) of the table, PDMS first."""
-COMMAND_LEFT, COMMAND_FORWARD, COMMAND_RIGHT = (DRIVING_COMMANDS.index(name) for name in ("left", "forward", "right"))
-"""Indices in the one-hot driving command (order of ``data_pipelines.types.DRIVING_COMMANDS``)."""
+COMMAND_FORWARD = DRIVING_COMMANDS.index("forward")
+"""Index of "forward" in the one-hot driving command (order of ``data_pipelines.types.DRIVING_COMMANDS``)."""
 ROLLOUT_TAGS = ("rollout/PDMS", "rollout/mean_sigmoid_beta_G", "rollout/mean_abs_G", "rollout/zero_variance_group_frac",
                 "drift/l2_to_mu0_m")
 IL_LABEL = "IL"
@@ -390,8 +390,8 @@ def command_turn_signs(data_root: Path, split: str) -> dict[str, int]:
     from navsim_eval.evaluation.pipeline import EvaluationConfig, build_sources
 
     source = build_sources(EvaluationConfig(split=split, data_root=str(data_root), two_stage="off"))[0]
-    sign = {COMMAND_LEFT: 1, COMMAND_RIGHT: -1}
-    commands = {t: int(np.argmax(source.agent_input(t).ego_statuses[-1].driving_command)) for t in source.tokens}
+    sign = {"left": 1, "right": -1}
+    commands = {t: source.agent_input(t).ego_statuses[-1].command for t in source.tokens}
     return {t: sign[c] for t, c in commands.items() if c in sign}
 
 

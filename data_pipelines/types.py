@@ -78,6 +78,11 @@ class EgoStatus:
     driving_command: np.ndarray  # (4,) one-hot (left, forward, right, unknown)
     in_global_frame: bool = False
 
+    @property
+    def command(self) -> str:
+        """The driving command's name (a ``DRIVING_COMMANDS`` entry)."""
+        return DRIVING_COMMANDS[int(np.argmax(self.driving_command))]
+
 
 @dataclass
 class Camera:

@@ -29,6 +29,7 @@ class ModelSection:
     load_backbone_weights: bool = False  # real presets: backbone weights by hub id / local path
     overrides: dict[str, Any] = field(default_factory=dict)  # model config changes, e.g. model.overrides.head.depth=4
     gradient_checkpointing: bool = False  # recompute activations in the backward pass to save memory
+    action_normalization: Literal["pooled", "per_pose"] = "pooled"  # trajectory stats of a fresh model: pooled over the 8 poses, or one mean/std per pose
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class ILSection:
     optim: OptimSection = OptimSection(lr=1e-3, warmup_steps=20)  # optimizer of the IL stage
     bev_loss_weight: NonNegativeFloat = 0.0  # > 0: add the BEV decoder's loss (model bev.cells > 0; maps + boxes)
     proprio_dropout: UnitInterval = 0.0  # probability that a scene's ego motion state is hidden (set to its mean; a command in it stays)
+    turn_command_repeats: PositiveInt = 1  # scenes whose driving command is left or right appear this many times per epoch
 
 
 @dataclass(frozen=True)

@@ -196,22 +196,31 @@ class SceneBatcher:
         return BatchStream(self, index_lists, with_targets)
 
     # orders ----------------------------------------------------------------------------------------------
-    def _epoch_permutation(self, epoch: int, salt: int = 0) -> np.ndarray:
+    def _epoch_permutation(self, epoch: int, salt: int = 0, size: Optional[int] = None) -> np.ndarray:
         key = [self.seed, salt, epoch] + ([self.process_index] if self.local else [])
-        return np.random.default_rng(key).permutation(len(self.items))
+        return np.random.default_rng(key).permutation(len(self.items) if size is None else size)
 
-    def stream_indices(self, micro_step: int, batch_per_process: int, salt: int = 0) -> np.ndarray:
-        """This process's scene indices for global micro-step ``micro_step`` of an endless shuffled stream."""
+    def stream_indices(self, micro_step: int, batch_per_process: int, salt: int = 0,
+                       repeats: Optional[np.ndarray] = None) -> np.ndarray:
+        """This process's scene indices for global micro-step ``micro_step`` of an endless shuffled stream.
+        ``repeats`` (one positive count per scene): each epoch holds scene i that many times."""
         if self.local:
             start = micro_step * batch_per_process
         else:
             start = micro_step * batch_per_process * self.num_processes + self.process_index * batch_per_process
         positions = np.arange(start, start + batch_per_process)
-        n = len(self.items)
+        pool = np.arange(len(self.items))
+        if repeats is not None:
+            repeats = np.asarray(repeats, dtype=np.int64)
+            if repeats.shape != pool.shape or (repeats < 1).any():
+                raise TrainingError(f"{self.name}: repeats must hold one count >= 1 per scene ({len(pool)}), "
+                                    f"got shape {repeats.shape}, min {repeats.min() if repeats.size else None}")
+            pool = np.repeat(pool, repeats)
+        n = len(pool)
         out = np.empty(batch_per_process, dtype=np.int64)
         for epoch in np.unique(positions // n):
             sel = positions // n == epoch
-            out[sel] = self._epoch_permutation(int(epoch), salt)[positions[sel] % n]
+            out[sel] = pool[self._epoch_permutation(int(epoch), salt, n)[positions[sel] % n]]
         return out
 
     def shard(self, indices: Sequence[int]) -> np.ndarray:

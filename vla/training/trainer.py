@@ -218,7 +218,8 @@ class Trainer:
                 targets = np.concatenate(self.gather_from_processes(targets))
                 proprio = np.concatenate(self.gather_from_processes(proprio))
             one_hot = policy.config.processor_settings.one_hot_proprio_columns
-            policy.set_normalization_stats(compute_normalization_stats(targets, proprio,
+            per_pose = self.cfg.model.action_normalization == "per_pose"
+            policy.set_normalization_stats(compute_normalization_stats(targets, proprio, per_timestep=per_pose,
                                                                        one_hot_proprio_columns=one_hot))
         return policy
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
+
 import pytest
 import torch
 from accelerate import Accelerator
@@ -10,6 +14,7 @@ from safetensors.torch import load_file
 from data_pipelines.configuration import ConfigError, load_config
 from vla.training import TrainConfig, Trainer
 from vla.training.stages import stage_names
+from vla.training.stages.il import turn_command_repeats
 
 from tests.vla.training.helpers import DistanceReward, make_items
 
@@ -39,6 +44,18 @@ def test_stages_come_from_the_registry():
         load_config(TrainConfig, None, ["stages=[il,grpo_typo]"])
     with pytest.raises(ConfigError, match="advantage"):
         load_config(TrainConfig, None, ["dipole.advantage=G7"])
+
+
+def test_turn_command_repeats_count_the_scenes_whose_command_turns(items):
+    scenes = [dict(it) for it in items]
+    for index, command in ((1, 0), (4, 2), (5, 3)):  # left, right, unknown
+        statuses = list(scenes[index]["agent_input"].ego_statuses)
+        statuses[-1] = replace(statuses[-1], driving_command=np.eye(4)[command])
+        scenes[index]["agent_input"] = replace(scenes[index]["agent_input"], ego_statuses=statuses)
+    assert [s["agent_input"].ego_statuses[-1].command for s in scenes] == (
+        ["forward", "left", "forward", "forward", "right", "unknown"])
+    assert turn_command_repeats(scenes, 1) is None
+    assert turn_command_repeats(scenes, 4).tolist() == [1, 4, 1, 1, 4, 1]
 
 
 def test_reused_context_gives_the_recomputed_losses_and_resumes_bitwise(tmp_path, items):

@@ -5,12 +5,25 @@ from __future__ import annotations
 import itertools
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
+import numpy as np
+
+from vla.training.data import item_ego_inputs
 from vla.training.errors import TrainingError
 from vla.training.stages.base import Stage, register_stage
 
 IL_DATA_SALT = 0  # sample-stream salt of the IL scene order
+TURN_COMMANDS = ("left", "right")
+
+
+def turn_command_repeats(items: Sequence[dict], repeats: int) -> Optional[np.ndarray]:
+    """Per-scene counts for the IL stream: ``repeats`` where the current driving command turns, else 1 (None
+    when ``repeats`` is 1). Read from the ego statuses, without decoding any sensor."""
+    if repeats == 1:
+        return None
+    commands = [inputs.ego_statuses[-1].command for inputs in item_ego_inputs(items)]
+    return np.where(np.isin(commands, TURN_COMMANDS), int(repeats), 1)
 
 
 @register_stage
@@ -50,8 +63,10 @@ class ImitationStage(Stage):
         accum = self.cfg.gradient_accumulation_steps
         t0, first_step = time.perf_counter(), t.state.step_in_stage
 
+        repeats = turn_command_repeats(batcher.items, sec.turn_command_repeats)
+
         def indices(micro_step: int):
-            return batcher.stream_indices(micro_step, sec.batch_size, salt=IL_DATA_SALT)
+            return batcher.stream_indices(micro_step, sec.batch_size, salt=IL_DATA_SALT, repeats=repeats)
 
         # the sample stream from this step on, loaded ahead by the data workers
         batches = batcher.stream(map(indices, itertools.count(t.state.step_in_stage * accum)), with_targets=True)

@@ -173,6 +173,7 @@ class Trainer:
         """What a checkpoint must agree on to be resumed under this config."""
         model = config_to_dict(self.cfg.model)
         model.pop("gradient_checkpointing", None)
+        model.pop("action_normalization", None)  # only a fresh model's statistics; a checkpoint carries its own
         out = {
             "model": model,
             "stages": list(self.cfg.stages),

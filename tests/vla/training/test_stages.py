@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from safetensors.torch import load_file
 from data_pipelines.configuration import ConfigError, load_config
 from vla.training import TrainConfig, Trainer
 from vla.training.stages import stage_names
-from vla.training.stages.il import turn_command_repeats
+from vla.training.stages.il import ImitationStage, turn_command_repeats
 
 from tests.vla.training.helpers import DistanceReward, make_items
 
@@ -56,6 +57,9 @@ def test_turn_command_repeats_count_the_scenes_whose_command_turns(items):
         ["forward", "left", "forward", "forward", "right", "unknown"])
     assert turn_command_repeats(scenes, 1) is None
     assert turn_command_repeats(scenes, 4).tolist() == [1, 4, 1, 1, 4, 1]
+    stage = ImitationStage(SimpleNamespace(cfg=load_config(TrainConfig, None, ["il.turn_command_repeats=4"])))
+    assert stage.fingerprint()["il.turn_command_repeats"] == 4  # a resume must keep the data order
+    assert "il.turn_command_repeats" not in ImitationStage(SimpleNamespace(cfg=TrainConfig())).fingerprint()
 
 
 def test_reused_context_gives_the_recomputed_losses_and_resumes_bitwise(tmp_path, items):

@@ -35,6 +35,12 @@ class ImitationStage(Stage):
     def total_steps(self) -> int:
         return int(self.section.steps)
 
+    def fingerprint(self) -> dict:
+        out = super().fingerprint()
+        if self.section.turn_command_repeats != 1:  # it changes the data order (absent at 1: older checkpoints match)
+            out["il.turn_command_repeats"] = int(self.section.turn_command_repeats)
+        return out
+
     def training_items(self, policy):
         """The train split's items, with the BEV decoder's targets when its loss is on (``il.bev_loss_weight``)."""
         t, weight = self.trainer, self.section.bev_loss_weight

@@ -200,27 +200,30 @@ class SceneBatcher:
         key = [self.seed, salt, epoch] + ([self.process_index] if self.local else [])
         return np.random.default_rng(key).permutation(len(self.items) if size is None else size)
 
+    def repeated_scenes(self, repeats: Sequence[int]) -> np.ndarray:
+        """The scenes of one epoch of a stream where scene i comes ``repeats[i]`` (>= 1) times, for
+        :meth:`stream_indices`; built once per stage, not per micro-step."""
+        repeats = np.asarray(repeats, dtype=np.int64)
+        if repeats.shape != (len(self.items),) or (repeats < 1).any():
+            raise TrainingError(f"{self.name}: repeats must hold one count >= 1 per scene ({len(self.items)}), "
+                                f"got shape {repeats.shape}, min {repeats.min() if repeats.size else None}")
+        return np.repeat(np.arange(len(self.items)), repeats)
+
     def stream_indices(self, micro_step: int, batch_per_process: int, salt: int = 0,
-                       repeats: Optional[np.ndarray] = None) -> np.ndarray:
+                       epoch_scenes: Optional[np.ndarray] = None) -> np.ndarray:
         """This process's scene indices for global micro-step ``micro_step`` of an endless shuffled stream.
-        ``repeats`` (one positive count per scene): each epoch holds scene i that many times."""
+        ``epoch_scenes`` (:meth:`repeated_scenes`): what one epoch holds; None: every scene once."""
         if self.local:
             start = micro_step * batch_per_process
         else:
             start = micro_step * batch_per_process * self.num_processes + self.process_index * batch_per_process
         positions = np.arange(start, start + batch_per_process)
-        pool = np.arange(len(self.items))
-        if repeats is not None:
-            repeats = np.asarray(repeats, dtype=np.int64)
-            if repeats.shape != pool.shape or (repeats < 1).any():
-                raise TrainingError(f"{self.name}: repeats must hold one count >= 1 per scene ({len(pool)}), "
-                                    f"got shape {repeats.shape}, min {repeats.min() if repeats.size else None}")
-            pool = np.repeat(pool, repeats)
-        n = len(pool)
+        n = len(self.items) if epoch_scenes is None else len(epoch_scenes)
         out = np.empty(batch_per_process, dtype=np.int64)
         for epoch in np.unique(positions // n):
             sel = positions // n == epoch
-            out[sel] = pool[self._epoch_permutation(int(epoch), salt, n)[positions[sel] % n]]
+            drawn = self._epoch_permutation(int(epoch), salt, n)[positions[sel] % n]
+            out[sel] = drawn if epoch_scenes is None else epoch_scenes[drawn]
         return out
 
     def shard(self, indices: Sequence[int]) -> np.ndarray:

@@ -112,11 +112,12 @@ def test_stream_repeats_give_each_scene_its_count_per_epoch_and_ones_keep_the_pl
     batcher = SceneBatcher(make_items(5, seed=1), None, "cpu", seed=3)
     plain = np.concatenate([batcher.stream_indices(m, 5) for m in range(2)])
     assert sorted(plain[:5]) == sorted(plain[5:]) == list(range(5))
-    ones = np.concatenate([batcher.stream_indices(m, 5, repeats=np.ones(5, dtype=int)) for m in range(2)])
-    assert np.array_equal(plain, ones)
+    ones = batcher.repeated_scenes(np.ones(5, dtype=int))
+    assert np.array_equal(plain, np.concatenate([batcher.stream_indices(m, 5, epoch_scenes=ones) for m in range(2)]))
     repeats = np.array([1, 3, 1, 1, 2])
-    epoch = np.concatenate([batcher.stream_indices(m, 4, repeats=repeats) for m in range(2)])  # 8 = one epoch
+    scenes = batcher.repeated_scenes(repeats)
+    epoch = np.concatenate([batcher.stream_indices(m, 4, epoch_scenes=scenes) for m in range(2)])  # 8 = one epoch
     assert np.bincount(epoch, minlength=5).tolist() == repeats.tolist()
     for bad in (np.array([1, 0, 1, 1, 1]), np.ones(4, dtype=int)):
         with pytest.raises(TrainingError, match="repeats"):
-            batcher.stream_indices(0, 4, repeats=bad)
+            batcher.repeated_scenes(bad)

@@ -70,9 +70,10 @@ class ImitationStage(Stage):
         t0, first_step = time.perf_counter(), t.state.step_in_stage
 
         repeats = turn_command_repeats(batcher.items, sec.turn_command_repeats)
+        epoch_scenes = None if repeats is None else batcher.repeated_scenes(repeats)
 
         def indices(micro_step: int):
-            return batcher.stream_indices(micro_step, sec.batch_size, salt=IL_DATA_SALT, repeats=repeats)
+            return batcher.stream_indices(micro_step, sec.batch_size, salt=IL_DATA_SALT, epoch_scenes=epoch_scenes)
 
         # the sample stream from this step on, loaded ahead by the data workers
         batches = batcher.stream(map(indices, itertools.count(t.state.step_in_stage * accum)), with_targets=True)

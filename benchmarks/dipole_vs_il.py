@@ -34,7 +34,7 @@ from typing import Optional
 
 import numpy as np
 
-from data_pipelines.types import DRIVING_COMMANDS
+from data_pipelines.types import DRIVING_COMMANDS, TURN_COMMAND_SIGNS
 from navsim_eval import names
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -390,9 +390,8 @@ def command_turn_signs(data_root: Path, split: str) -> dict[str, int]:
     from navsim_eval.evaluation.pipeline import EvaluationConfig, build_sources
 
     source = build_sources(EvaluationConfig(split=split, data_root=str(data_root), two_stage="off"))[0]
-    sign = {"left": 1, "right": -1}
     commands = {t: source.agent_input(t).ego_statuses[-1].command for t in source.tokens}
-    return {t: sign[c] for t, c in commands.items() if c in sign}
+    return {t: TURN_COMMAND_SIGNS[c] for t, c in commands.items() if c in TURN_COMMAND_SIGNS}
 
 
 def heading_toward_command(end_heading: dict[str, float], turn_sign: dict[str, int]) -> float:

@@ -20,6 +20,10 @@ STATIC_OBJECT_TYPES = ("traffic_cone", "barrier", "czone_sign", "generic_object"
 DRIVING_COMMANDS = ("left", "forward", "right", "unknown")
 """Order of the one-hot `driving_command` vector in OpenScene logs."""
 
+TURN_COMMAND_SIGNS = {"left": 1, "right": -1}
+"""The driving commands that turn, with the sign of the turn's heading change (ego frame: y left, yaw
+counter-clockwise)."""
+
 
 @dataclass
 class TrajectorySampling:

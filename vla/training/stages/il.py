@@ -9,12 +9,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from data_pipelines.types import TURN_COMMAND_SIGNS
 from vla.training.data import item_ego_inputs
 from vla.training.errors import TrainingError
 from vla.training.stages.base import Stage, register_stage
 
 IL_DATA_SALT = 0  # sample-stream salt of the IL scene order
-TURN_COMMANDS = ("left", "right")
 
 
 def turn_command_repeats(items: Sequence[dict], repeats: int) -> Optional[np.ndarray]:
@@ -23,7 +23,7 @@ def turn_command_repeats(items: Sequence[dict], repeats: int) -> Optional[np.nda
     if repeats == 1:
         return None
     commands = [inputs.ego_statuses[-1].command for inputs in item_ego_inputs(items)]
-    return np.where(np.isin(commands, TURN_COMMANDS), int(repeats), 1)
+    return np.where(np.isin(commands, list(TURN_COMMAND_SIGNS)), int(repeats), 1)
 
 
 @register_stage

@@ -70,6 +70,17 @@ def resolve_data(cfg: TrainConfig, accelerator) -> DataPaths:
             print(f"generating the synthetic world ({data.synthetic_preset}) into {root}", flush=True)
             generate_dataset(build_config(data.synthetic_preset, list(data.synthetic_overrides)), root)
         accelerator.wait_for_everyone()
+    elif data.generate_synthetic and accelerator.is_local_main_process:
+        from data_pipelines.synthetic.config import build_config
+        from data_pipelines.synthetic.generate import settings_differing_from
+
+        # a world generated earlier (another version's defaults, or other settings) is used as it is: say so
+        differing = settings_differing_from(root, build_config(data.synthetic_preset, list(data.synthetic_overrides)))
+        if differing:
+            changes = ", ".join(f"{key}: {was} here, {wanted} in {data.synthetic_preset!r}"
+                                for key, (was, wanted) in sorted(differing.items()))
+            print(f"note: using the synthetic world at {root} as it is; it was generated with other settings "
+                  f"({changes}); delete it to regenerate", flush=True)
     return paths
 
 

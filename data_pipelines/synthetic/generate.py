@@ -42,6 +42,7 @@ INFO_FILENAME = "dataset_info.json"
 LOCATION_ID_STRIDE = 10_000_000  # map ids of location j start at (j + 1) * stride
 BASE_YEAR = 2021
 ROLE_INDEX = {"train": 0, "val": 1, "test": 2, "val_maps": 3}  # part of every log's random seed
+OUTPUT_NEUTRAL_SETTINGS = ("num_workers",)  # change how a world is generated, not what it holds
 
 
 @dataclass(frozen=True)
@@ -259,6 +260,21 @@ def _info_json(info: DatasetInfo) -> dict:
         "logs_by_split": info.logs_by_split, "num_scenes": info.num_scenes,
         "num_stage_two_scenes": info.num_stage_two_scenes, "layouts": info.layouts,
     }
+
+
+def settings_differing_from(root: str | Path, config: SyntheticWorldConfig) -> dict[str, tuple] | None:
+    """Settings of the world at ``root`` (its dataset_info.json) that differ from ``config``, as
+    {key: (recorded, requested)}; None when ``root`` holds no dataset_info.json (not a generated world)."""
+    path = Path(root) / INFO_FILENAME
+    if not path.is_file():
+        return None
+    try:
+        recorded = json.loads(path.read_text())["config"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ConfigError(f"{path}: not a dataset_info.json written by the generator ({err})", "config") from None
+    requested = json.loads(json.dumps(config_to_dict(config)))
+    return {key: (recorded.get(key), value) for key, value in requested.items()
+            if key not in OUTPUT_NEUTRAL_SETTINGS and recorded.get(key) != value}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,6 +111,21 @@ def test_bad_input_fails_before_work(world, tmp_path):
                       + QUIET)
 
 
+def test_an_existing_world_generated_with_other_settings_is_named(world, capsys):
+    from types import SimpleNamespace
+
+    finetune = _finetune_module()
+    main_process = SimpleNamespace(is_local_main_process=True)
+    for overrides, note in ((["data.synthetic_preset=tiny"], False),
+                            (["data.synthetic_preset=tiny", "data.synthetic_overrides=[seed=3]"], True),
+                            (["data.synthetic_preset=tiny", "data.generate_synthetic=false"], False)):
+        cfg, _ = finetune.parse_args([f"data.data_root={world}"] + overrides)
+        finetune.resolve_data(cfg, main_process)
+        out = capsys.readouterr().out
+        assert ("other settings (seed: 0 here, 3 in 'tiny')" in out) is note, (overrides, out)
+    assert (world / "navsim_logs").is_dir()  # used as it is, never regenerated
+
+
 def test_a_missing_train_camera_image_fails_before_training(world, tmp_path):
     import shutil
 

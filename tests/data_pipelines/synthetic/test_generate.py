@@ -9,7 +9,7 @@ import pytest
 
 from data_pipelines.configuration import ConfigError
 from data_pipelines.synthetic.config import PRESET_DIR, SyntheticConfigError, SyntheticWorldConfig, build_config
-from data_pipelines.synthetic.generate import build_instances, generate_dataset, main
+from data_pipelines.synthetic.generate import build_instances, generate_dataset, main, settings_differing_from
 from data_pipelines.synthetic.map_writer import LOCATIONS, MAP_VERSION_NAME
 
 
@@ -29,6 +29,18 @@ def test_same_config_gives_identical_files(tiny_dataset, tiny_config, tmp_path):
     info_b = json.loads(second_files["dataset_info.json"])
     info_a["config"].pop("num_workers"), info_b["config"].pop("num_workers")
     assert info_a == info_b
+
+
+def test_settings_differing_from_a_generated_world(tiny_dataset, tmp_path):
+    root = tiny_dataset.root
+    assert settings_differing_from(root, build_config("tiny")) == {}
+    assert settings_differing_from(root, build_config("tiny", ["num_workers=2"])) == {}  # same output
+    assert settings_differing_from(root, build_config("tiny", ["seed=3", "test_logs_per_instance=2"])) == {
+        "seed": (0, 3), "test_logs_per_instance": (1, 2)}
+    assert settings_differing_from(tmp_path, build_config("tiny")) is None  # not a generated world
+    (tmp_path / "dataset_info.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="dataset_info.json"):
+        settings_differing_from(tmp_path, build_config("tiny"))
 
 
 def test_layout_on_disk(tiny_dataset):

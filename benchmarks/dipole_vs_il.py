@@ -356,6 +356,13 @@ def main() -> None:
                       for label in ("human", IL_LABEL, ablated) if label in table}
             lines.append(f"- final heading toward the command on those scenes, degrees: "
                          + ", ".join(f"{label} {value:+.1f}" for label, value in toward.items()))
+        if turning and best_dipole in table:
+            lines.append(f"- {best_dipole} - {IL_LABEL} by the scene's command: "
+                         + gain_by_command(table, best_dipole, IL_LABEL, turn_sign))
+            lines.append("- final heading toward the command on the scenes turning left / right, degrees: " + ", ".join(
+                f"{label} " + " / ".join(f"{heading_toward_command(table[label].get(END_HEADING, {}), only):+.1f}"
+                                         for only in split_by_direction(turn_sign).values())
+                for label in ("human", IL_LABEL, ablated, best_dipole) if label in table))
         return lines
 
     val_order = ["standing still", "constant_velocity", "human", IL_LABEL] + dipole_labels + control_labels + ewr_labels
@@ -392,6 +399,22 @@ def command_turn_signs(data_root: Path, split: str) -> dict[str, int]:
     source = build_sources(EvaluationConfig(split=split, data_root=str(data_root), two_stage="off"))[0]
     commands = {t: source.agent_input(t).ego_statuses[-1].command for t in source.tokens}
     return {t: TURN_COMMAND_SIGNS[c] for t, c in commands.items() if c in TURN_COMMAND_SIGNS}
+
+
+def split_by_direction(turn_sign: dict[str, int]) -> dict[str, dict[str, int]]:
+    """The turning scenes by command: {"left": {token: sign}, "right": {token: sign}}."""
+    return {name: {t: s for t, s in turn_sign.items() if s == sign} for name, sign in TURN_COMMAND_SIGNS.items()}
+
+
+def gain_by_command(table: dict, label: str, ref: str, turn_sign: dict[str, int]) -> str:
+    """``label`` - ``ref`` PDMS with its 95 % CI over the scenes of each command (turning left, no turn, turning
+    right): where a gain comes from, e.g. from no longer following one of the commands."""
+    scenes = set(table[label]["PDMS"]) & set(table[ref]["PDMS"])
+    by_direction = split_by_direction(turn_sign)
+    groups = {"left": scenes & set(by_direction["left"]), "no turn": scenes - set(turn_sign),
+              "right": scenes & set(by_direction["right"])}
+    return ", ".join(f"{name} ({len(tokens)} scenes) {fmt_ci(paired(table[label]['PDMS'], table[ref]['PDMS'], tokens))}"
+                     for name, tokens in groups.items() if tokens)
 
 
 def heading_toward_command(end_heading: dict[str, float], turn_sign: dict[str, int]) -> float:

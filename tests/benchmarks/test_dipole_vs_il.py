@@ -66,3 +66,16 @@ def test_heading_toward_the_command_is_signed_by_the_command():
     signs = {"left_scene": 1, "right_scene": -1}
     assert bench.heading_toward_command(headings, signs) == pytest.approx((45.0 - 90.0) / 2)
     assert np.isnan(bench.heading_toward_command({"other": 10.0}, signs))  # no turning scene: undefined, not 0
+
+
+def test_the_gain_is_split_by_the_scene_command():
+    """DIPOLE - IL per command group: scenes turning left, scenes without a turn command, scenes turning right."""
+    bench = _benchmark()
+    gains = {"l1": 10.0, "l2": 30.0, "f1": 0.0, "f2": 2.0, "f3": 4.0, "r1": -5.0, "r2": -15.0}
+    table = {"IL": {"PDMS": {t: 50.0 for t in gains}}, "dipole": {"PDMS": {t: 50.0 + g for t, g in gains.items()}}}
+    signs = {"l1": 1, "l2": 1, "r1": -1, "r2": -1}
+    text = bench.gain_by_command(table, "dipole", "IL", signs)
+    assert text.startswith("left (2 scenes) +20.0 [") and "no turn (3 scenes) +2.0 [" in text
+    assert "right (2 scenes) -10.0 [" in text
+    assert bench.split_by_direction(signs) == {"left": {"l1": 1, "l2": 1}, "right": {"r1": -1, "r2": -1}}
+

@@ -359,9 +359,10 @@ def main() -> None:
         if turning and best_dipole in table:
             lines.append(f"- {best_dipole} - {IL_LABEL} by the scene's command: "
                          + gain_by_command(table, best_dipole, IL_LABEL, turn_sign))
+            directions = split_by_direction(turn_sign).values()
             lines.append("- final heading toward the command on the scenes turning left / right, degrees: " + ", ".join(
                 f"{label} " + " / ".join(f"{heading_toward_command(table[label].get(END_HEADING, {}), only):+.1f}"
-                                         for only in split_by_direction(turn_sign).values())
+                                         for only in directions)
                 for label in ("human", IL_LABEL, ablated, best_dipole) if label in table))
         return lines
 

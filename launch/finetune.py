@@ -60,22 +60,23 @@ def resolve_data(cfg: TrainConfig, accelerator) -> DataPaths:
     data = cfg.data
     paths = DataPaths.from_env(openscene_data_root=data.data_root, maps_root=data.maps_root)
     root = paths.require_data_root()
-    if not (root / "navsim_logs").is_dir():
-        if not data.generate_synthetic:
+    has_world = (root / "navsim_logs").is_dir()
+    if not data.generate_synthetic:
+        if not has_world:
             raise TrainingError(f"data root {root} has no navsim_logs/ (set data.data_root or $OPENSCENE_DATA_ROOT)")
+        return paths
+    from data_pipelines.synthetic.config import build_config
+    from data_pipelines.synthetic.generate import generate_dataset, settings_differing_from
+
+    requested = build_config(data.synthetic_preset, list(data.synthetic_overrides))
+    if not has_world:
         if accelerator.is_local_main_process:
-            from data_pipelines.synthetic.config import build_config
-            from data_pipelines.synthetic.generate import generate_dataset
-
             print(f"generating the synthetic world ({data.synthetic_preset}) into {root}", flush=True)
-            generate_dataset(build_config(data.synthetic_preset, list(data.synthetic_overrides)), root)
+            generate_dataset(requested, root)
         accelerator.wait_for_everyone()
-    elif data.generate_synthetic and accelerator.is_local_main_process:
-        from data_pipelines.synthetic.config import build_config
-        from data_pipelines.synthetic.generate import settings_differing_from
-
+    elif accelerator.is_local_main_process:
         # a world generated earlier (another version's defaults, or other settings) is used as it is: say so
-        differing = settings_differing_from(root, build_config(data.synthetic_preset, list(data.synthetic_overrides)))
+        differing = settings_differing_from(root, requested)
         if differing:
             changes = ", ".join(f"{key}: {was} here, {wanted} in {data.synthetic_preset!r}"
                                 for key, (was, wanted) in sorted(differing.items()))

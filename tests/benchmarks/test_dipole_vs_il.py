@@ -78,4 +78,3 @@ def test_the_gain_is_split_by_the_scene_command():
     assert text.startswith("left (2 scenes) +20.0 [") and "no turn (3 scenes) +2.0 [" in text
     assert "right (2 scenes) -10.0 [" in text
     assert bench.split_by_direction(signs) == {"left": {"l1": 1, "l2": 1}, "right": {"r1": -1, "r2": -1}}
-

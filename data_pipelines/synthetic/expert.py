@@ -79,6 +79,9 @@ class ExpertDriver:
             return float(wobble * (1.0 - blend) + self.lane_change_offset * blend)
         return float(wobble)
 
+    def changing_lanes(self, t: float) -> bool:
+        return self.lane_change_start is not None and t - self.lane_change_start < LANE_CHANGE_DURATION_S
+
     def switch_path(self, new_path: Path, t: float, stops: list[tuple[float, int]] | None = None) -> None:
         """Start a lane change: track `new_path`, starting from our current lateral offset to it."""
         _, lat = new_path.project(np.array([[self.state.x, self.state.y]]))
@@ -94,6 +97,10 @@ class ExpertDriver:
         # Longitudinal: IDM on the nearest object in the corridor, stop lines, curve speed.
         front = s + EGO_FRONT_LENGTH
         gap, v_lead = find_leader(self.path, front, self.lateral_target(t), EGO_WIDTH / 2.0, snap, ego_index)
+        if self.changing_lanes(t):  # the target lane is ahead of us too until the change ends
+            gap_target, v_target = find_leader(self.path, front, 0.0, EGO_WIDTH / 2.0, snap, ego_index)
+            if gap_target < gap:
+                gap, v_lead = gap_target, v_target
         gap_signal = signal_gap(self.stops, front, st.v, cycle, t)
         if gap_signal < gap:
             gap, v_lead = gap_signal, 0.0

@@ -1,6 +1,7 @@
 """Does the reward make DIPOLE better than its imitation start? IL vs DIPOLE vs a reward-free control vs EWR.
 
-    python benchmarks/dipole_vs_il.py [--seeds 0 1 2] [--out outputs/dipole_vs_il] [--ewr-betas 1 2 4] [key=value ...]
+    python benchmarks/dipole_vs_il.py [--seeds 0 1 2] [--out outputs/dipole_vs_il] [--ewr-betas 1 2 4]
+                                      [--data-root data/synthetic] [key=value ...]
 
 For every training seed: one imitation run (``stages=[il]``); from its ``il_model`` a DIPOLE run, the same
 DIPOLE run with the reward removed (``dipole.beta`` = ``NO_REWARD_BETA``: every weight is 0.5, so both
@@ -70,9 +71,10 @@ def train(args: list[str]) -> None:
     subprocess.run(cmd, cwd=REPO_ROOT, env=env, check=True)
 
 
-def train_seed(root: Path, seed: int, ewr_betas: list[float], overrides: list[str]) -> dict[str, Path]:
-    """Train (or reuse) every policy of one seed; returns {run name: output dir}."""
-    common = [f"seed={seed}", f"data.metric_cache_dir={root.parent / 'metric_cache'}"] + overrides
+def train_seed(root: Path, seed: int, data_root: Path, ewr_betas: list[float], overrides: list[str]) -> dict[str, Path]:
+    """Train (or reuse) every policy of one seed on the world at ``data_root``; returns {run name: output dir}."""
+    common = [f"seed={seed}", f"data.data_root={data_root}", f"data.metric_cache_dir={root.parent / 'metric_cache'}"]
+    common += overrides
     runs = {"il": root / "il"}
     if not (runs["il"] / "il_model").is_dir():
         train(common + ["stages=[il]", f"output_dir={runs['il']}"])
@@ -303,7 +305,8 @@ def main() -> None:
     parser.add_argument("--ewr-betas", type=float, nargs="*", default=[1.0, 2.0, 4.0],
                         help="EWR temperatures; the one with the best validation PDMS is reported")
     parser.add_argument("--omegas", type=float, nargs="*", default=[0.0, 0.5, 1.0, 2.0, 4.0])
-    parser.add_argument("--data-root", type=Path, default=Path("data/synthetic"))
+    parser.add_argument("--data-root", type=Path, default=Path("data/synthetic"),
+                        help="the world every run trains on (generated there if missing) and is evaluated on")
     parser.add_argument("--select-split", default="synthetic_val",
                         help="held-out split (logs disjoint from training) on which omega and the EWR temperature "
                              "are chosen")
@@ -312,8 +315,13 @@ def main() -> None:
     parser.add_argument("--train-only", action="store_true", help="train every run, evaluate nothing")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
+    if any(o.startswith("data.data_root=") for o in args.overrides):
+        parser.error("give the world with --data-root: it is the one the runs train on and are evaluated on")
+    # training runs in the repository root, so every path it gets is absolute
+    args.out, args.data_root = args.out.resolve(), args.data_root.resolve()
 
-    runs_of = {s: train_seed(args.out / f"seed{s}", s, args.ewr_betas, list(args.overrides)) for s in args.seeds}
+    runs_of = {s: train_seed(args.out / f"seed{s}", s, args.data_root, args.ewr_betas, list(args.overrides))
+               for s in args.seeds}
     if args.train_only:
         return
     val, test, report = {}, {}, {"per_seed": {}}

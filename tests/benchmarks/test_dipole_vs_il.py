@@ -1,5 +1,5 @@
-"""benchmarks/dipole_vs_il.py: the cameras_shuffled ablation takes each scene's cameras from another log; the
-command-response figure (final heading towards the command)."""
+"""benchmarks/dipole_vs_il.py: every run trains on the --data-root world; the cameras_shuffled ablation takes each
+scene's cameras from another log; the command-response figure (final heading towards the command)."""
 
 from __future__ import annotations
 
@@ -78,3 +78,22 @@ def test_the_gain_is_split_by_the_scene_command():
     assert text.startswith("left (2 scenes) +20.0 [") and "no turn (3 scenes) +2.0 [" in text
     assert "right (2 scenes) -10.0 [" in text
     assert bench.split_by_direction(signs) == {"left": {"l1": 1, "l2": 1}, "right": {"r1": -1, "r2": -1}}
+
+
+def test_every_run_trains_on_the_world_it_is_evaluated_on(tmp_path, monkeypatch):
+    """--data-root reaches every training run as an absolute data.data_root (training runs in the repository
+    root), and a data.data_root override that could disagree with it is refused."""
+    benchmark = _benchmark()
+    commands = []
+    monkeypatch.setattr(benchmark, "train", commands.append)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["dipole_vs_il.py", "--seeds", "3", "--ewr-betas", "2", "--train-only",
+                                     "--data-root", "my_world", "--out", "bench"])
+    benchmark.main()
+    assert len(commands) == 4  # il, dipole, control, ewr_beta2
+    for command in commands:
+        assert f"data.data_root={tmp_path / 'my_world'}" in command
+        assert any(arg.startswith(f"output_dir={tmp_path / 'bench' / 'seed3'}") for arg in command)
+    monkeypatch.setattr("sys.argv", ["dipole_vs_il.py", "--train-only", "data.data_root=elsewhere"])
+    with pytest.raises(SystemExit, match="2"):
+        benchmark.main()

@@ -12,11 +12,11 @@ run.
 Every policy is then evaluated by ``navsim_eval.evaluation`` on the validation split (choice of omega and of the
 EWR temperature, mean over seeds) and on the test split (unseen maps): ``SAMPLES_PER_SCENE`` samples per scene
 with the training seed's own evaluation seed, the same initial noise for every row (noise per scene token).
-Rows: standing still, constant velocity, the logged human, IL, DIPOLE and the control at every omega, EWR;
-and for IL the input ablations (cameras zeroed, cameras taken from a scene of another log, driving command forced to
-"forward" on the scenes whose command turns, where the plans' final heading towards the command is reported
-too). Each row's PDMS gain over IL has a paired 95 % confidence
-interval over scenes (per-scene means over samples; the mean table averages each scene over seeds first).
+Rows: standing still, constant velocity, constant turn rate (current speed and yaw rate held), the logged
+human, IL, DIPOLE and the control at every omega, EWR; and for IL the input ablations (cameras zeroed, cameras
+taken from a scene of another log, driving command forced to "forward" on the scenes whose command turns, where
+the plans' final heading towards the command is reported too). Each row's PDMS gain over IL has a paired 95 %
+confidence interval over scenes (per-scene means over samples; the mean table averages each scene over seeds first).
 The per-round training-rollout PDMS and weight statistics come from each run's tensorboard log. Writes
 ``summary.json`` and ``summary.md`` under ``--out``.
 """
@@ -109,21 +109,6 @@ def rollout_rounds(run_dir: Path) -> list[dict[str, float]]:
 
 
 # ------------------------------------------------------------------------------------------------- evaluation
-class StandingStillPlanner:
-    """Stays at the current pose for the whole horizon (the floor every driving policy must beat)."""
-
-    name = "standing still"
-    needs_scene = False
-
-    def variants(self):
-        from navsim_eval.evaluation.results import Variant
-
-        return [Variant(self.name)]
-
-    def plan(self, batch):
-        return {self.variants()[0]: np.zeros((len(batch.tokens), 8, 3), dtype=np.float32)}
-
-
 class AblatedProcessor:
     """The model's processor with one input removed: ``cameras_zeroed`` or ``command_forward``."""
 
@@ -187,6 +172,8 @@ def shuffled_cameras_planner(il, loader, **kwargs):
 
 
 ABLATIONS = ("cameras_zeroed", "cameras_shuffled", "command_forward")
+BASELINES = ("standing_still", "constant_velocity", "constant_turn_rate", "human")
+"""The model-free rows (``navsim_eval.evaluation.pipeline.default_planners``)."""
 
 
 def evaluate(runs: dict[str, Path], split: str, data_root: Path, out_dir: Path, eval_seed: int,
@@ -194,8 +181,8 @@ def evaluate(runs: dict[str, Path], split: str, data_root: Path, out_dir: Path, 
     """Per-(token, variant) result rows of every policy of one seed on one split (resumable CSV)."""
     import torch
 
-    from navsim_eval.evaluation import ConstantVelocityPlanner, HumanPlanner, ModelPlanner
-    from navsim_eval.evaluation.pipeline import EvaluationConfig, build_sources
+    from navsim_eval.evaluation import ModelPlanner
+    from navsim_eval.evaluation.pipeline import EvaluationConfig, build_sources, default_planners
     from navsim_eval.evaluation.runner import RunSettings, run_evaluation
     from navsim_eval.evaluation.scorers import NativeScorer
     from vla import DipoleVLA
@@ -203,9 +190,9 @@ def evaluate(runs: dict[str, Path], split: str, data_root: Path, out_dir: Path, 
 
     torch.set_num_threads(1)
     config = EvaluationConfig(split=split, data_root=str(data_root), two_stage="off", metrics=(METRIC_VERSION,),
-                              max_scenes=max_scenes)
+                              max_scenes=max_scenes, baselines=BASELINES)
     common = dict(seeds=(eval_seed,), num_samples=SAMPLES_PER_SCENE)
-    planners = [StandingStillPlanner(), ConstantVelocityPlanner(), HumanPlanner()]
+    planners = default_planners(config)
     il = DipoleVLA.from_pretrained(str(runs["il"] / "il_model")).eval()
     planners.append(ModelPlanner(PolicySampler(il), name=IL_LABEL, mode="base", **common))
     sources = build_sources(config)
@@ -340,7 +327,7 @@ def main() -> None:
     best_control = max(control_labels, key=lambda k: mean_pdms(val_mean, k))
     best_ewr = max(ewr_labels, key=lambda k: mean_pdms(val_mean, k)) if ewr_labels else None
     same_omega_control = best_dipole.replace("dipole", "control")
-    order = (["standing still", "constant_velocity", "human", IL_LABEL] + [f"{IL_LABEL} {a}" for a in ABLATIONS]
+    order = (list(BASELINES) + [IL_LABEL] + [f"{IL_LABEL} {a}" for a in ABLATIONS]
              + dipole_labels + control_labels + ewr_labels)
     out_lines = [f"Selection on {args.select_split} (mean PDMS over seeds {args.seeds}): "
                  + ", ".join(f"{k}: {mean_pdms(val_mean, k):.1f}" for k in dipole_labels + control_labels + ewr_labels)
@@ -374,7 +361,7 @@ def main() -> None:
                 for label in ("human", IL_LABEL, ablated, best_dipole) if label in table))
         return lines
 
-    val_order = ["standing still", "constant_velocity", "human", IL_LABEL] + dipole_labels + control_labels + ewr_labels
+    val_order = list(BASELINES) + [IL_LABEL] + dipole_labels + control_labels + ewr_labels
     out_lines += [f"\n### validation: {args.select_split} (held-out logs), mean over seeds {args.seeds}, percent\n",
                   markdown(val_mean, val_order), ""]
     out_lines += [f"- {d} - {c}: PDMS {fmt_ci(paired(val_mean[d]['PDMS'], val_mean[c]['PDMS']))}"

@@ -22,7 +22,9 @@ from data_pipelines.scene_loader import SceneLoader
 from navsim_eval.evaluation.distributed import Distributed
 from navsim_eval.evaluation.errors import EvaluationError
 from navsim_eval.evaluation.metrics import METRIC_VERSIONS, SCORE, SCORE_NAME, TABLE_LAYOUT
-from navsim_eval.evaluation.planners import CandidatePlanner, ConstantVelocityPlanner, HumanPlanner
+from navsim_eval.evaluation.planners import (
+    CandidatePlanner, ConstantTurnRatePlanner, ConstantVelocityPlanner, HumanPlanner, StandingStillPlanner,
+)
 from navsim_eval.evaluation.report import plot_omega_sweep, select_tokens, token_scores, write_visual_report
 from navsim_eval.evaluation.runner import RunSettings, run_evaluation
 from navsim_eval.evaluation.scorers import NativeScorer, TrajectoryScorer
@@ -40,7 +42,7 @@ CONFIG_FILE = "evaluation_config.json"
 REPORT_DIR = "report"
 TWO_STAGE_SUFFIX = "_two_stage"
 """Two-stage data of split S lives in ``<data root>/S_two_stage`` (the synthetic layout)."""
-BASELINES = ("constant_velocity", "human", "il")
+BASELINES = ("standing_still", "constant_velocity", "constant_turn_rate", "human", "il")
 
 
 @dataclass
@@ -58,7 +60,8 @@ class EvaluationConfig:
     num_samples: PositiveInt = 1  # trajectories per scene, omega and seed
     seeds: tuple[NonNegativeInt, ...] = (0,)  # sampling seeds (each scene's noise comes from (seed, token))
     metrics: tuple[str, ...] = ("v1", "v2")  # v1 (PDMS) and/or v2 (EPDMS)
-    baselines: tuple[str, ...] = ("constant_velocity", "human")  # some of constant_velocity, human, il
+    baselines: tuple[str, ...] = ("constant_velocity", "human")
+    """some of standing_still, constant_velocity, constant_turn_rate, human, il"""
     batch_size: PositiveInt = 4  # scenes per model forward
     num_workers: NonNegativeInt = 0  # per rank: DataLoader worker processes reading + decoding camera images; 0: none
     output_dir: str = "outputs/evaluation"  # results.csv, summary.md, two_stage.csv, report/
@@ -191,12 +194,9 @@ def _first_scenes(tokens: Sequence[str], two_stage_data: Any, count: int) -> set
 
 def default_planners(config: EvaluationConfig) -> list[CandidatePlanner]:
     """The model-free baselines named in the config (the model planners come from the caller)."""
-    planners: list[CandidatePlanner] = []
-    if "constant_velocity" in config.baselines:
-        planners.append(ConstantVelocityPlanner())
-    if "human" in config.baselines:
-        planners.append(HumanPlanner())
-    return planners
+    model_free = {"standing_still": StandingStillPlanner, "constant_velocity": ConstantVelocityPlanner,
+                  "constant_turn_rate": ConstantTurnRatePlanner, "human": HumanPlanner}
+    return [model_free[name]() for name in BASELINES if name in config.baselines and name in model_free]
 
 
 def _two_stage_groups(source: TwoStageSource) -> list[TwoStageGroup]:

@@ -21,6 +21,8 @@ NUM_POSES = 8
 """Poses per planned trajectory (navsim_data.md §5)."""
 INTERVAL_S = 0.5
 """Time between poses [s] (navsim_data.md §5)."""
+MIN_YAW_RATE = 1e-4
+"""Yaw rate [rad/s] below which the constant-turn-rate baseline drives straight (an arc of radius > 100 km)."""
 
 
 @dataclass
@@ -54,6 +56,20 @@ class _SingleTrajectoryPlanner:
         return [Variant(self.name)]
 
 
+def current_speed(agent_input: AgentInput) -> float:
+    """The ego's speed in the current frame [m/s]."""
+    return float(np.linalg.norm(np.asarray(agent_input.ego_statuses[-1].ego_velocity, dtype=np.float64)))
+
+
+class StandingStillPlanner(_SingleTrajectoryPlanner):
+    """Stays at the current pose for the whole horizon: the floor every driving policy must beat."""
+
+    default_name = "standing_still"
+
+    def plan(self, batch: PlanningBatch) -> dict[Variant, np.ndarray]:
+        return {self.variants()[0]: np.zeros((len(batch.tokens), NUM_POSES, 3), dtype=np.float32)}
+
+
 class ConstantVelocityPlanner(_SingleTrajectoryPlanner):
     """NAVSIM's constant-velocity baseline: current speed straight ahead, heading 0 (navsim_data.md §10.1)."""
 
@@ -63,8 +79,35 @@ class ConstantVelocityPlanner(_SingleTrajectoryPlanner):
         times = INTERVAL_S * np.arange(1, NUM_POSES + 1)
         poses = np.zeros((len(batch.tokens), NUM_POSES, 3), dtype=np.float32)
         for index, agent_input in enumerate(batch.agent_inputs):
-            speed = float(np.linalg.norm(np.asarray(agent_input.ego_statuses[-1].ego_velocity, dtype=np.float64)))
-            poses[index, :, 0] = speed * times
+            poses[index, :, 0] = current_speed(agent_input) * times
+        return {self.variants()[0]: poses}
+
+
+class ConstantTurnRatePlanner(_SingleTrajectoryPlanner):
+    """Current speed and the yaw rate of the last history interval, held for the horizon (an arc).
+
+    The yaw rate is the heading change from the previous history frame to the current one (history frames are
+    ``INTERVAL_S`` apart, navsim_data.md §5): a kinematic extrapolation from the ego state alone, so a policy
+    that uses its ego state should at least match it on curves.
+    """
+
+    default_name = "constant_turn_rate"
+
+    def plan(self, batch: PlanningBatch) -> dict[Variant, np.ndarray]:
+        times = INTERVAL_S * np.arange(1, NUM_POSES + 1)
+        poses = np.zeros((len(batch.tokens), NUM_POSES, 3), dtype=np.float32)
+        for index, agent_input in enumerate(batch.agent_inputs):
+            speed = current_speed(agent_input)
+            statuses = agent_input.ego_statuses
+            # headings are relative to the current frame, whose own heading is 0
+            yaw_rate = 0.0 if len(statuses) < 2 else -float(statuses[-2].ego_pose[2]) / INTERVAL_S
+            headings = yaw_rate * times
+            if abs(yaw_rate) < MIN_YAW_RATE:
+                poses[index, :, 0] = speed * times
+            else:
+                poses[index, :, 0] = speed / yaw_rate * np.sin(headings)
+                poses[index, :, 1] = speed / yaw_rate * (1.0 - np.cos(headings))
+            poses[index, :, 2] = headings
         return {self.variants()[0]: poses}
 
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from navsim_eval.evaluation.pipeline import EvaluationConfig, default_planners
 from navsim_eval.evaluation.planners import (
+    ConstantTurnRatePlanner,
     ConstantVelocityPlanner,
     HumanPlanner,
     ModelPlanner,
     PlanningBatch,
+    StandingStillPlanner,
 )
 from navsim_eval.evaluation.results import Variant
 from vla.sampling import PolicySampler, scene_noise_seed
@@ -22,6 +27,34 @@ def test_constant_velocity_drives_straight_at_current_speed():
     (poses,) = ConstantVelocityPlanner().plan(batch).values()
     np.testing.assert_allclose(poses[0, :, 0], 4.0 * 0.5 * np.arange(1, 9))
     assert np.all(poses[0, :, 1:] == 0) and np.all(poses[1] == 0) and poses.dtype == np.float32
+
+
+def test_standing_still_stays_at_the_current_pose():
+    (poses,) = StandingStillPlanner().plan(PlanningBatch(["a", "b"], [agent_input(4.0)] * 2)).values()
+    assert poses.shape == (2, 8, 3) and np.all(poses == 0)
+
+
+def test_constant_turn_rate_holds_the_last_history_interval_yaw_rate():
+    """Turning left at 0.2 rad/s (the previous history frame's heading, seen from the current frame, is -0.1):
+    the plan is the arc of radius speed / yaw rate; without a heading change it is constant velocity."""
+    turning = agent_input(5.0)
+    previous = replace(turning.ego_statuses[-1], ego_pose=np.array([-2.5, 0.0, -0.1], np.float32))
+    turning = replace(turning, ego_statuses=[previous, previous, previous, turning.ego_statuses[-1]])
+    batch = PlanningBatch(["a", "b"], [turning, agent_input(5.0)])
+    (poses,) = ConstantTurnRatePlanner().plan(batch).values()
+    times = 0.5 * np.arange(1, 9)
+    np.testing.assert_allclose(poses[0, :, 2], 0.2 * times, rtol=1e-6)
+    radius = 5.0 / 0.2
+    np.testing.assert_allclose(np.hypot(poses[0, :, 0], poses[0, :, 1] - radius), radius, rtol=1e-5)
+    assert np.all(poses[0, :, 1] > 0)  # a left turn
+    (straight,) = ConstantVelocityPlanner().plan(batch).values()
+    np.testing.assert_allclose(poses[1], straight[1])
+
+
+def test_every_model_free_baseline_can_be_named_in_the_config():
+    config = EvaluationConfig(baselines=("human", "constant_turn_rate", "standing_still", "constant_velocity"))
+    names = [planner.name for planner in default_planners(config)]
+    assert names == ["standing_still", "constant_velocity", "constant_turn_rate", "human"]
 
 
 def test_human_returns_the_logged_future():

@@ -14,6 +14,26 @@ def wrap_angle(angle: np.ndarray | float) -> np.ndarray | float:
     return np.arctan2(np.sin(angle), np.cos(angle))
 
 
+def history_yaw_rate(heading_now, heading_before, interval_s: float):
+    """Yaw rate [rad/s] over the last history interval: the wrapped heading change divided by its duration."""
+    return wrap_angle(np.asarray(heading_now) - np.asarray(heading_before)) / interval_s
+
+
+def constant_turn_rate_poses(speed, yaw_rate, times) -> np.ndarray:
+    """Poses (..., T, 3) reached at ``times`` (T,) [s] from the origin pose, driving at constant ``speed`` [m/s]
+    and ``yaw_rate`` [rad/s] (arrays of one shape, or scalars): an arc, a straight line when the yaw rate is 0.
+
+    x = v sin(w t) / w and y = v (1 - cos(w t)) / w, written with sinc so that w -> 0 needs no special case.
+    """
+    speed = np.asarray(speed, dtype=np.float64)[..., None]
+    yaw_rate = np.asarray(yaw_rate, dtype=np.float64)[..., None]
+    times = np.asarray(times, dtype=np.float64)
+    heading = yaw_rate * times
+    x = speed * times * np.sinc(heading / np.pi)  # np.sinc(u) = sin(pi u) / (pi u)
+    y = speed * times * np.sin(heading / 2.0) * np.sinc(heading / (2.0 * np.pi))
+    return np.stack(np.broadcast_arrays(x, y, heading), axis=-1)
+
+
 def quaternion_to_yaw(quaternion: np.ndarray) -> float:
     """Yaw of a (w, x, y, z) quaternion: the first element of yaw-pitch-roll angles.
 

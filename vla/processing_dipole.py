@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import AutoProcessor, AutoTokenizer, PreTrainedTokenizerFast
 
-from data_pipelines.geometry import wrap_angle
+from data_pipelines.geometry import history_yaw_rate
 from data_pipelines.types import DRIVING_COMMANDS, AgentInput
 from vla.configuration_dipole import NUM_TRAJECTORY_POSES, DipoleVLAConfig, ProcessorSettings
 from vla.errors import CheckpointError, NormalizationError, VLAInputError
@@ -240,7 +240,7 @@ class DipoleProcessor:
         command = self._vector(current.driving_command, "ego_statuses[-1].driving_command", len(DRIVING_COMMANDS))
         heading_now = self._vector(current.ego_pose, "ego_statuses[-1].ego_pose", 3)[2]
         heading_before = self._vector(previous.ego_pose, "ego_statuses[-2].ego_pose", 3)[2]
-        yaw_rate = float(wrap_angle(heading_now - heading_before)) / settings.history_interval_s
+        yaw_rate = float(history_yaw_rate(heading_now, heading_before, settings.history_interval_s))
         vx = float(velocity[0])
         steering = 0.0
         if abs(vx) >= settings.min_speed_for_steering:

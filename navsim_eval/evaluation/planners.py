@@ -14,6 +14,7 @@ from typing import Any, Optional, Protocol, Sequence
 
 import numpy as np
 
+from data_pipelines.geometry import constant_turn_rate_poses, history_yaw_rate
 from data_pipelines.types import AgentInput
 from navsim_eval.evaluation.results import Variant
 
@@ -21,8 +22,6 @@ NUM_POSES = 8
 """Poses per planned trajectory (navsim_data.md §5)."""
 INTERVAL_S = 0.5
 """Time between poses [s] (navsim_data.md §5)."""
-MIN_YAW_RATE = 1e-4
-"""Yaw rate [rad/s] below which the constant-turn-rate baseline drives straight (an arc of radius > 100 km)."""
 
 
 @dataclass
@@ -87,28 +86,21 @@ class ConstantTurnRatePlanner(_SingleTrajectoryPlanner):
     """Current speed and the yaw rate of the last history interval, held for the horizon (an arc).
 
     The yaw rate is the heading change from the previous history frame to the current one (history frames are
-    ``INTERVAL_S`` apart, navsim_data.md §5): a kinematic extrapolation from the ego state alone, so a policy
+    ``INTERVAL_S`` apart, navsim_data.md §5): a kinematic extrapolation of the ego state alone, so a policy
     that uses its ego state should at least match it on curves.
     """
 
     default_name = "constant_turn_rate"
 
     def plan(self, batch: PlanningBatch) -> dict[Variant, np.ndarray]:
-        times = INTERVAL_S * np.arange(1, NUM_POSES + 1)
-        poses = np.zeros((len(batch.tokens), NUM_POSES, 3), dtype=np.float32)
-        for index, agent_input in enumerate(batch.agent_inputs):
-            speed = current_speed(agent_input)
+        speeds, yaw_rates = [], []
+        for agent_input in batch.agent_inputs:
             statuses = agent_input.ego_statuses
-            # headings are relative to the current frame, whose own heading is 0
-            yaw_rate = 0.0 if len(statuses) < 2 else -float(statuses[-2].ego_pose[2]) / INTERVAL_S
-            headings = yaw_rate * times
-            if abs(yaw_rate) < MIN_YAW_RATE:
-                poses[index, :, 0] = speed * times
-            else:
-                poses[index, :, 0] = speed / yaw_rate * np.sin(headings)
-                poses[index, :, 1] = speed / yaw_rate * (1.0 - np.cos(headings))
-            poses[index, :, 2] = headings
-        return {self.variants()[0]: poses}
+            speeds.append(current_speed(agent_input))
+            yaw_rates.append(0.0 if len(statuses) < 2 else
+                             float(history_yaw_rate(statuses[-1].ego_pose[2], statuses[-2].ego_pose[2], INTERVAL_S)))
+        poses = constant_turn_rate_poses(np.array(speeds), np.array(yaw_rates), INTERVAL_S * np.arange(1, NUM_POSES + 1))
+        return {self.variants()[0]: poses.reshape(len(batch.tokens), NUM_POSES, 3).astype(np.float32)}
 
 
 class HumanPlanner(_SingleTrajectoryPlanner):

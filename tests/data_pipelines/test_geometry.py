@@ -1,4 +1,5 @@
-"""SE(2) helpers and the quaternion yaw convention of the devkit (pyquaternion's yaw_pitch_roll)."""
+"""SE(2) helpers, the quaternion yaw convention of the devkit (pyquaternion's yaw_pitch_roll) and the
+constant-turn-rate extrapolation."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import pytest
 
 from data_pipelines.geometry import (
     absolute_to_relative_poses,
+    constant_turn_rate_poses,
+    history_yaw_rate,
     quaternion_to_yaw,
     relative_to_absolute_poses,
     wrap_angle,
@@ -56,3 +59,22 @@ def test_relative_pose_formula_and_inverse():
     assert local[1, 2] == pytest.approx(wrap_angle(-np.pi + 0.1 - np.pi / 2))
     np.testing.assert_allclose(relative_to_absolute_poses(origin, local)[:, :2], poses[:, :2], atol=1e-12)
     assert wrap_angle(np.pi) == pytest.approx(np.pi) and wrap_angle(3 * np.pi / 2) == pytest.approx(-np.pi / 2)
+
+
+def test_constant_turn_rate_poses_are_an_arc_and_a_line_without_turning():
+    times = 0.5 * np.arange(1, 9)
+    poses = constant_turn_rate_poses(np.array([5.0, 5.0, 3.0]), np.array([0.2, 0.0, -0.3]), times)
+    assert poses.shape == (3, 8, 3)
+    speed, rate = 5.0, 0.2
+    np.testing.assert_allclose(poses[0, :, 0], speed / rate * np.sin(rate * times))
+    np.testing.assert_allclose(poses[0, :, 1], speed / rate * (1 - np.cos(rate * times)))
+    np.testing.assert_allclose(poses[1], np.stack([5.0 * times, 0 * times, 0 * times], 1))
+    assert np.all(poses[2, :, 1] < 0) and np.all(poses[2, :, 2] < 0)  # a right turn
+    # the distance along the arc is speed x time
+    steps = np.diff(np.concatenate([[[0.0, 0.0]], poses[2, :, :2]]), axis=0)
+    np.testing.assert_allclose(np.hypot(*steps.T), 3.0 * 0.5, rtol=1e-3)
+
+
+def test_history_yaw_rate_wraps_the_heading_change():
+    assert history_yaw_rate(0.0, -0.1, 0.5) == pytest.approx(0.2)
+    assert history_yaw_rate(-np.pi + 0.05, np.pi - 0.05, 0.5) == pytest.approx(0.2)

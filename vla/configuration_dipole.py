@@ -31,7 +31,6 @@ HISTORY_INTERVAL_S = 0.5  # NAVSIM frames are 2 Hz (specs/navsim_data.md §5)
 PACIFICA_WHEELBASE_M = 3.089
 MIN_SPEED_FOR_STEERING = 0.2  # below this speed the prompt's steering is 0 (specs/dipole.md §7)
 NUM_TRAJECTORY_POSES = 8  # 4 s at 0.5 s (specs/navsim_data.md §5)
-TRAJECTORY_INTERVAL_S = 0.5  # time between planned poses (specs/navsim_data.md §5)
 ACTION_DIM = 4  # (x, y, cos h, sin h)
 
 DEFAULT_PROMPT_TEMPLATE = (
@@ -117,9 +116,6 @@ class DiffusionSettings:
     time_spacing: str = "logsnr"  # "logsnr" | "uniform"
     init_noise_scale: float = 0.5  # DP-VLA starts from N(0, I) * 0.5
     denoise_to_zero: bool = True  # one extra x0-prediction at the end time
-    # what the head denoises: "none", the plan itself; "constant_turn_rate", the plan's offset from the arc of the
-    # current speed and the last history interval's yaw rate (a kinematic extrapolation of the ego state)
-    action_prior: str = "none"
 
 
 @dataclass
@@ -152,22 +148,12 @@ class ProcessorSettings:
             return ()
         return tuple(range(self._ego_motion_dim, self._ego_motion_dim + len(DRIVING_COMMANDS)))
 
-    def heading_column(self, frame: int) -> int:
-        """The proprio column of history frame ``frame``'s heading (oldest first; -1: the current frame)."""
-        return (frame % self.num_history_frames) * 3 + 2
-
-    @property
-    def velocity_columns(self) -> tuple:
-        """The proprio columns of the current velocity (vx, vy), after the history poses."""
-        return (self.num_history_frames * 3, self.num_history_frames * 3 + 1)
-
     @property
     def _ego_motion_dim(self) -> int:
         """The proprio columns before the command: history poses (x, y, heading), velocity (2), acceleration (2)."""
         return self.num_history_frames * 3 + 4
 
 
-ACTION_PRIORS = ("none", "constant_turn_rate")  # what diffusion.action_prior may name
 BEV_CHANNELS = ("drivable_area", "objects")  # what vla.training.bev_targets can rasterise
 
 
@@ -297,11 +283,6 @@ class DipoleVLAConfig(PretrainedConfig):
             raise ModelConfigError("lora.rank", "must be positive (or 0: a single-branch model without adapters)")
         if diff.sampler not in ("dpm_solver_pp", "ddim"):
             raise ModelConfigError("diffusion.sampler", f"unknown sampler {diff.sampler!r}")
-        if diff.action_prior not in ACTION_PRIORS:
-            raise ModelConfigError("diffusion.action_prior", f"unknown prior {diff.action_prior!r}; expected one of "
-                                                             f"{list(ACTION_PRIORS)}")
-        if diff.action_prior != "none" and proc.num_history_frames < 2:
-            raise ModelConfigError("diffusion.action_prior", "the yaw rate needs processor.num_history_frames >= 2")
         if diff.time_spacing not in ("logsnr", "uniform"):
             raise ModelConfigError("diffusion.time_spacing", f"unknown spacing {diff.time_spacing!r}")
         if not 0.0 < diff.t_min < 1.0:

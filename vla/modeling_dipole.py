@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-import numpy as np
 import torch
 import transformers
 from packaging.version import Version
@@ -21,13 +20,10 @@ from peft.tuners.lora import LoraLayer
 from safetensors import safe_open
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 
-from data_pipelines.geometry import constant_turn_rate_poses, history_yaw_rate
 from vla.backbones import Context, build_backbone
 from vla.backbones.base import PRETRAINED_FIELD
 from vla.bev_decoder import BevDecoder
-from vla.configuration_dipole import (
-    ACTION_DIM, ADAPTER_NAMES, NUM_TRAJECTORY_POSES, TRAJECTORY_INTERVAL_S, DipoleVLAConfig,
-)
+from vla.configuration_dipole import ACTION_DIM, ADAPTER_NAMES, NUM_TRAJECTORY_POSES, DipoleVLAConfig
 from vla.diffusion import VPLinearSchedule, run_sampler, sample_train_times
 from vla.dit import ContextKV, DiTDenoiser
 from vla.errors import CheckpointError, ModelConfigError, NormalizationError, VLAError, VLAInputError
@@ -236,37 +232,15 @@ class DipoleVLA(PreTrainedModel):
         stats = self.normalization_stats()
         return (torch.as_tensor(stats.action_mean, device=device), torch.as_tensor(stats.action_std, device=device))
 
-    def action_prior(self, proprio) -> Optional[torch.Tensor]:
-        """The kinematic plan (B, 8, 3) that the head's actions are offsets from, from raw proprio (B, P):
-        ``diffusion.action_prior`` "constant_turn_rate" holds the current speed and the last history interval's
-        yaw rate (``data_pipelines.geometry.constant_turn_rate_poses``); None for "none" (the plan itself)."""
-        if self.config.diffusion_settings.action_prior == "none":
-            return None
-        proprio = torch.as_tensor(proprio)
-        proc = self.config.processor_settings
-        raw = proprio.detach().to("cpu", torch.float64).numpy()
-        speed = np.hypot(raw[:, proc.velocity_columns[0]], raw[:, proc.velocity_columns[1]])
-        yaw_rate = history_yaw_rate(raw[:, proc.heading_column(-1)], raw[:, proc.heading_column(-2)],
-                                    proc.history_interval_s)
-        times = TRAJECTORY_INTERVAL_S * np.arange(1, NUM_TRAJECTORY_POSES + 1)
-        return torch.from_numpy(constant_turn_rate_poses(speed, yaw_rate, times)).to(proprio.device, torch.float32)
-
-    def normalize_poses(self, poses: torch.Tensor, prior: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(..., 8, 3) metres/radians -> normalised (..., 8, 4); with a ``prior`` (same shape) the features are
-        offsets from the prior's."""
+    def normalize_poses(self, poses: torch.Tensor) -> torch.Tensor:
+        """(..., 8, 3) metres/radians -> normalised (..., 8, 4)."""
         mean, std = self._action_stats(poses.device)
-        features = poses_to_features(poses.float())
-        if prior is not None:
-            features = features - poses_to_features(prior.float())
-        return (features - mean) / std
+        return (poses_to_features(poses.float()) - mean) / std
 
-    def denormalize_poses(self, features: torch.Tensor, prior: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Normalised (..., 8, 4) [offsets from ``prior`` (..., 8, 3)] -> poses (..., 8, 3), heading = atan2(sin, cos)."""
+    def denormalize_poses(self, features: torch.Tensor) -> torch.Tensor:
+        """Normalised (..., 8, 4) -> poses (..., 8, 3) with heading = atan2(sin, cos)."""
         mean, std = self._action_stats(features.device)
-        features = features * std + mean
-        if prior is not None:
-            features = features + poses_to_features(prior.float())
-        return features_to_poses(features)
+        return features_to_poses(features * std + mean)
 
     def _proprio(self, batch: dict) -> torch.Tensor:
         proprio = self._tensor(batch, "proprio").float()
@@ -310,26 +284,20 @@ class DipoleVLA(PreTrainedModel):
         dtype = next((p.dtype for p in self.backbone.parameters() if p.is_floating_point()), torch.float32)
         return pixels.to(dtype), input_ids, attention_mask
 
-    def _normalized_target(self, poses, name: str, prior: Optional[torch.Tensor]) -> torch.Tensor:
-        """Raw poses (B, 8, 3) | (B, K, 8, 3) named ``name`` -> normalised features (B, K, 8, 4) [offsets from the
-        scenes' ``prior`` (B, 8, 3)]."""
+    def _normalized_target(self, poses, name: str) -> torch.Tensor:
+        """Raw poses (B, 8, 3) | (B, K, 8, 3) named ``name`` -> normalised features (B, K, 8, 4)."""
         poses = torch.as_tensor(poses).float()
         if poses.dim() not in (3, 4) or poses.shape[-2:] != (NUM_TRAJECTORY_POSES, 3):
             raise VLAInputError(name, f"expected raw poses (B, {NUM_TRAJECTORY_POSES}, 3) or "
                                       f"(B, K, {NUM_TRAJECTORY_POSES}, 3), got {tuple(poses.shape)}")
         if not torch.isfinite(poses).all():
             raise VLAInputError(name, "contains NaN or inf")
-        poses = poses[:, None] if poses.dim() == 3 else poses
-        if prior is not None:
-            if prior.shape[0] != poses.shape[0]:
-                raise VLAInputError(name, f"{poses.shape[0]} scenes of poses but {prior.shape[0]} of proprio")
-            prior = prior.to(poses.device)[:, None]
-        return self.normalize_poses(poses, prior)
+        features = self.normalize_poses(poses)
+        return features[:, None] if features.dim() == 3 else features
 
     def _target(self, batch: dict) -> torch.Tensor:
         """Normalised training target (B, K, 8, 4) from ``batch["target_poses"]``."""
-        return self._normalized_target(self._tensor(batch, TARGET_KEY), TARGET_KEY,
-                                       self.action_prior(self._tensor(batch, "proprio")))
+        return self._normalized_target(self._tensor(batch, TARGET_KEY), TARGET_KEY)
 
     @staticmethod
     def _per_candidate(value: Optional[torch.Tensor], b: int, k: int, name: str, device) -> Optional[torch.Tensor]:
@@ -602,8 +570,7 @@ class DipoleVLA(PreTrainedModel):
         err = ((eps_hat - eps.repeat(nb, 1, 1)) ** 2).mean(dim=(-2, -1)).reshape(nb, n)
         loss_bc = torch.zeros((), device=device)
         if bc_weight > 0:
-            bc = self._normalized_target(torch.as_tensor(anchor_poses, device=device), "anchor_poses",
-                                         self.action_prior(self._tensor(batch, "proprio")))
+            bc = self._normalized_target(torch.as_tensor(anchor_poses, device=device), "anchor_poses")
             if bc.shape[:2] != (b, 1):
                 raise VLAInputError("anchor_poses", f"expected one anchor trajectory per scene ({b}, 8, 3), "
                                                     f"got {tuple(anchor_poses.shape)}")
@@ -669,9 +636,7 @@ class DipoleVLA(PreTrainedModel):
                     plans = [self._integrate(self._guided_eps_fn(w, proprio, kv_all, kv_of, n), x_init, sampler,
                                              num_steps)
                              for w in omegas]
-                prior = self.action_prior(self._tensor(batch, "proprio"))
-                prior = None if prior is None else prior.to(device).repeat_interleave(s, dim=0)
-                poses = torch.stack([self.denormalize_poses(x, prior).reshape(b, s, NUM_TRAJECTORY_POSES, 3)
+                poses = torch.stack([self.denormalize_poses(x).reshape(b, s, NUM_TRAJECTORY_POSES, 3)
                                      for x in plans], 1)
         finally:
             if switch_mode:

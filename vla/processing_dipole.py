@@ -81,12 +81,8 @@ class NormalizationStats:
 
 def compute_normalization_stats(target_poses: ArrayLike, proprio: Optional[ArrayLike] = None,
                                 per_timestep: bool = False, min_std: float = MIN_STD,
-                                one_hot_proprio_columns: Sequence[int] = (),
-                                prior_poses: Optional[ArrayLike] = None) -> NormalizationStats:
+                                one_hot_proprio_columns: Sequence[int] = ()) -> NormalizationStats:
     """Mean/std of (x, y, cos h, sin h) over the training targets (N, num_poses, 3), and of proprio (N, P).
-
-    With ``prior_poses`` (N, num_poses, 3) (the model's action prior, ``DipoleVLA.action_prior``) the statistics
-    are of the targets' features minus the prior's: what the head denoises.
 
     per_timestep=False pools all poses per dimension (robust for small data); True keeps one value per pose.
     Standard deviations are floored at `min_std`. Proprio columns in `one_hot_proprio_columns` get mean 0 and
@@ -98,12 +94,6 @@ def compute_normalization_stats(target_poses: ArrayLike, proprio: Optional[Array
     if not torch.isfinite(poses).all():
         raise VLAInputError("target_poses", "contains NaN or inf")
     feats = poses_to_features(poses)
-    if prior_poses is not None:
-        prior = torch.as_tensor(np.asarray(prior_poses), dtype=torch.float64)
-        if prior.shape != poses.shape:
-            raise VLAInputError("prior_poses", f"expected the targets' shape {tuple(poses.shape)}, "
-                                               f"got {tuple(prior.shape)}")
-        feats = feats - poses_to_features(prior)
     if per_timestep:
         mean, std = feats.mean(0), feats.std(0, unbiased=False)
     else:

@@ -372,41 +372,6 @@ def test_normalisation_round_trip_and_missing_stats(agent_inputs, rng):
         fresh.loss_il(fresh.processor(agent_inputs, make_target_poses(rng, B)))
 
 
-def test_the_constant_turn_rate_prior_is_the_baseline_plan_and_the_head_denoises_offsets(agent_inputs, rng):
-    """diffusion.action_prior=constant_turn_rate: the prior of a scene is the constant-turn-rate baseline's plan;
-    sampling adds it to what the head denoised (the same weights and noise without the prior give the plan minus
-    the prior, in x and y); the losses regress the targets' offsets from it."""
-    from navsim_eval.evaluation.planners import ConstantTurnRatePlanner, PlanningBatch
-
-    with_prior = tiny_model("tiny-florence2", overrides={"diffusion": {"action_prior": "constant_turn_rate"}})
-    perturb(with_prior.head, seed=3)
-    batch = with_prior.processor(agent_inputs, make_target_poses(rng, B))
-    prior = with_prior.action_prior(batch["proprio"])
-    (baseline,) = ConstantTurnRatePlanner().plan(PlanningBatch(["a", "b"], agent_inputs)).values()
-    assert torch.allclose(prior, torch.from_numpy(baseline), atol=1e-5)
-    assert bool((prior[..., 2].abs() > 0.01).all())  # the inputs turn: the prior is not constant velocity
-    back = with_prior.denormalize_poses(with_prior.normalize_poses(batch["target_poses"], prior), prior)
-    assert torch.allclose(back, batch["target_poses"], atol=1e-4)
-
-    without_prior = tiny_model("tiny-florence2")
-    without_prior.load_state_dict(with_prior.state_dict())
-    without_prior.set_normalization_stats(with_prior.normalization_stats())
-    planned = with_prior.sample(batch, num_steps=2, generator=torch.Generator().manual_seed(0))
-    offsets = without_prior.sample(batch, num_steps=2, generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(planned[..., :2] - offsets[..., :2], prior[:, None, :, :2], atol=1e-4)
-
-    on_the_prior = dict(batch, target_poses=prior)  # a target equal to the prior is the zero offset
-    mean, std = with_prior._action_stats("cpu")
-    assert torch.allclose(with_prior._target(on_the_prior)[:, 0], (-mean / std).expand(B, 8, 4), atol=1e-5)
-
-
-def test_an_unknown_action_prior_is_refused():
-    from vla import ModelConfigError
-
-    with pytest.raises(ModelConfigError, match="diffusion.action_prior"):
-        build_config("tiny-florence2", overrides={"diffusion": {"action_prior": "constant_acceleration"}})
-
-
 def test_bad_batches_raise_clear_errors(trained_like_model, agent_inputs, rng):
     model = trained_like_model
     batch = make_batch(model, agent_inputs, rng)

@@ -153,15 +153,3 @@ def test_a_prompt_longer_than_the_budget_is_an_error_not_cut(processor):
     short.processor["max_prompt_tokens"] = prompt_tokens - 1
     with pytest.raises(VLAInputError, match="max_prompt_tokens"):
         DipoleProcessor(short, processor.tokenizer)([make_agent_input(rng)])
-
-
-def test_normalisation_stats_of_offsets_from_an_action_prior():
-    rng = np.random.default_rng(0)
-    targets = make_target_poses(rng, 32)
-    prior = targets.copy()
-    prior[..., 0] -= 1.5  # the targets run 1.5 m ahead of their prior, and are otherwise equal to it
-    stats = compute_normalization_stats(targets, prior_poses=prior)
-    np.testing.assert_allclose(stats.action_mean[:, 0], 1.5, atol=1e-5)
-    np.testing.assert_allclose(stats.action_mean[:, 1:], [[0.0, 0.0, 0.0]] * 8, atol=1e-6)
-    with pytest.raises(VLAInputError, match="prior_poses"):
-        compute_normalization_stats(targets, prior_poses=prior[:5])

@@ -220,10 +220,8 @@ class Trainer:
                 proprio = np.concatenate(self.gather_from_processes(proprio))
             one_hot = policy.config.processor_settings.one_hot_proprio_columns
             per_pose = self.cfg.model.action_normalization == "per_pose"
-            prior = policy.action_prior(proprio)  # the actions are offsets from it (None: the plans themselves)
-            policy.set_normalization_stats(compute_normalization_stats(
-                targets, proprio, per_timestep=per_pose, one_hot_proprio_columns=one_hot,
-                prior_poses=None if prior is None else prior.numpy()))
+            policy.set_normalization_stats(compute_normalization_stats(targets, proprio, per_timestep=per_pose,
+                                                                       one_hot_proprio_columns=one_hot))
         return policy
 
     def load_policy(self, path: Path) -> torch.nn.Module:

@@ -172,7 +172,7 @@ def shuffled_cameras_planner(il, loader, **kwargs):
 
 
 ABLATIONS = ("cameras_zeroed", "cameras_shuffled", "command_forward")
-BASELINES = ("standing_still", "constant_velocity", "constant_turn_rate", "human")
+MODEL_FREE_ROWS = ("standing_still", "constant_velocity", "constant_turn_rate", "human")
 """The model-free rows (``navsim_eval.evaluation.pipeline.default_planners``)."""
 
 
@@ -190,7 +190,7 @@ def evaluate(runs: dict[str, Path], split: str, data_root: Path, out_dir: Path, 
 
     torch.set_num_threads(1)
     config = EvaluationConfig(split=split, data_root=str(data_root), two_stage="off", metrics=(METRIC_VERSION,),
-                              max_scenes=max_scenes, baselines=BASELINES)
+                              max_scenes=max_scenes, baselines=MODEL_FREE_ROWS)
     common = dict(seeds=(eval_seed,), num_samples=SAMPLES_PER_SCENE)
     planners = default_planners(config)
     il = DipoleVLA.from_pretrained(str(runs["il"] / "il_model")).eval()
@@ -327,7 +327,7 @@ def main() -> None:
     best_control = max(control_labels, key=lambda k: mean_pdms(val_mean, k))
     best_ewr = max(ewr_labels, key=lambda k: mean_pdms(val_mean, k)) if ewr_labels else None
     same_omega_control = best_dipole.replace("dipole", "control")
-    order = (list(BASELINES) + [IL_LABEL] + [f"{IL_LABEL} {a}" for a in ABLATIONS]
+    order = (list(MODEL_FREE_ROWS) + [IL_LABEL] + [f"{IL_LABEL} {a}" for a in ABLATIONS]
              + dipole_labels + control_labels + ewr_labels)
     out_lines = [f"Selection on {args.select_split} (mean PDMS over seeds {args.seeds}): "
                  + ", ".join(f"{k}: {mean_pdms(val_mean, k):.1f}" for k in dipole_labels + control_labels + ewr_labels)
@@ -361,7 +361,7 @@ def main() -> None:
                 for label in ("human", IL_LABEL, ablated, best_dipole) if label in table))
         return lines
 
-    val_order = list(BASELINES) + [IL_LABEL] + dipole_labels + control_labels + ewr_labels
+    val_order = list(MODEL_FREE_ROWS) + [IL_LABEL] + dipole_labels + control_labels + ewr_labels
     out_lines += [f"\n### validation: {args.select_split} (held-out logs), mean over seeds {args.seeds}, percent\n",
                   markdown(val_mean, val_order), ""]
     out_lines += [f"- {d} - {c}: PDMS {fmt_ci(paired(val_mean[d]['PDMS'], val_mean[c]['PDMS']))}"

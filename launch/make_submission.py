@@ -23,7 +23,8 @@ from data_pipelines.configuration import first_doc_line, parse_command_line, run
 from data_pipelines.errors import DataError
 from data_pipelines.paths import DataPaths
 from data_pipelines.scene import SensorConfig
-from navsim_eval.evaluation import ConstantVelocityPlanner, EvaluationConfig, HumanPlanner, ModelPlanner, read_rows
+from navsim_eval.evaluation import EvaluationConfig, ModelPlanner, read_rows
+from navsim_eval.evaluation.planners import MODEL_FREE_PLANNERS
 from navsim_eval.evaluation.pipeline import build_sources, resolve_split
 from navsim_eval.evaluation.predict import predict, predictions_from_results
 from navsim_eval.submission import (
@@ -58,10 +59,8 @@ def _sources(args: SplitConfig, fmt: str):
 
 
 def _planner(args: WriteConfig):
-    if args.planner == "constant_velocity":
-        return ConstantVelocityPlanner()
-    if args.planner == "human":
-        return HumanPlanner()
+    if args.planner in MODEL_FREE_PLANNERS:
+        return MODEL_FREE_PLANNERS[args.planner]()
     if not args.checkpoint:
         raise SystemExit("checkpoint is required for the dipole planner")
     import torch

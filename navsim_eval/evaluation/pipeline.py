@@ -22,9 +22,7 @@ from data_pipelines.scene_loader import SceneLoader
 from navsim_eval.evaluation.distributed import Distributed
 from navsim_eval.evaluation.errors import EvaluationError
 from navsim_eval.evaluation.metrics import METRIC_VERSIONS, SCORE, SCORE_NAME, TABLE_LAYOUT
-from navsim_eval.evaluation.planners import (
-    CandidatePlanner, ConstantTurnRatePlanner, ConstantVelocityPlanner, HumanPlanner, StandingStillPlanner,
-)
+from navsim_eval.evaluation.planners import MODEL_FREE_PLANNERS, CandidatePlanner
 from navsim_eval.evaluation.report import plot_omega_sweep, select_tokens, token_scores, write_visual_report
 from navsim_eval.evaluation.runner import RunSettings, run_evaluation
 from navsim_eval.evaluation.scorers import NativeScorer, TrajectoryScorer
@@ -194,9 +192,8 @@ def _first_scenes(tokens: Sequence[str], two_stage_data: Any, count: int) -> set
 
 def default_planners(config: EvaluationConfig) -> list[CandidatePlanner]:
     """The model-free baselines named in the config (the model planners come from the caller)."""
-    model_free = {"standing_still": StandingStillPlanner, "constant_velocity": ConstantVelocityPlanner,
-                  "constant_turn_rate": ConstantTurnRatePlanner, "human": HumanPlanner}
-    return [model_free[name]() for name in BASELINES if name in config.baselines and name in model_free]
+    return [MODEL_FREE_PLANNERS[name]() for name in BASELINES
+            if name in config.baselines and name in MODEL_FREE_PLANNERS]
 
 
 def _two_stage_groups(source: TwoStageSource) -> list[TwoStageGroup]:

@@ -116,6 +116,11 @@ class HumanPlanner(_SingleTrajectoryPlanner):
         return {self.variants()[0]: poses}
 
 
+MODEL_FREE_PLANNERS = {"standing_still": StandingStillPlanner, "constant_velocity": ConstantVelocityPlanner,
+                       "constant_turn_rate": ConstantTurnRatePlanner, "human": HumanPlanner}
+"""The baselines that need no model, by name (``EvaluationConfig.baselines``, ``make_submission --planner``)."""
+
+
 class SceneSampler(Protocol):
     """Samples a model for a batch of scenes (``vla.sampling.PolicySampler``): processor, one encode, sample."""
 

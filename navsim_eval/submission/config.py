@@ -23,7 +23,8 @@ class SplitConfig:
 class WriteConfig(SplitConfig):
     """Run a planner on the split (or read an evaluation's results.csv) and write submission.pkl."""
 
-    planner: Literal["dipole", "constant_velocity", "human"] = "dipole"  # what predicts the trajectories
+    planner: Literal["dipole", "standing_still", "constant_velocity", "constant_turn_rate", "human"] = "dipole"
+    """what predicts the trajectories: the model, or a baseline that needs none (MODEL_FREE_PLANNERS)"""
     checkpoint: Optional[str] = None  # DipoleVLA.from_pretrained folder or hub id (planner dipole)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # model weights; auto: as stored
     omega: FiniteFloat = 1.0  # guidance strength of the dipole planner

@@ -144,3 +144,14 @@ def test_commands_read_the_config_grammar_and_name_missing_keys(script, capsys):
     assert done.value.code == 0
     text = capsys.readouterr().out
     assert "  method (str, required) = ''" in text and "  omega (float, finite) = 1.0  guidance strength" in text
+
+
+def test_every_model_free_baseline_can_write_a_submission():
+    """The planner names the submission config accepts are the model-free baselines (one table) plus the model."""
+    from typing import get_args, get_type_hints
+
+    from navsim_eval.evaluation.planners import MODEL_FREE_PLANNERS
+    from navsim_eval.submission.config import WriteConfig
+
+    accepted = set(get_args(get_type_hints(WriteConfig)["planner"]))
+    assert accepted == set(MODEL_FREE_PLANNERS) | {"dipole"}

@@ -24,8 +24,8 @@ from data_pipelines.errors import DataError
 from data_pipelines.paths import DataPaths
 from data_pipelines.scene import SensorConfig
 from navsim_eval.evaluation import EvaluationConfig, ModelPlanner, read_rows
-from navsim_eval.evaluation.planners import MODEL_FREE_PLANNERS
 from navsim_eval.evaluation.pipeline import build_sources, resolve_split
+from navsim_eval.evaluation.planners import MODEL_FREE_PLANNERS
 from navsim_eval.evaluation.predict import predict, predictions_from_results
 from navsim_eval.submission import (
     SubmissionMetadata, build_v1_submission, build_v2_submission, merge_submission_files, validate_submission,

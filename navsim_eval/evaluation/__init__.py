@@ -13,9 +13,9 @@ from navsim_eval.evaluation.summary import markdown_table, summarize
 from navsim_eval.evaluation.two_stage import TwoStageGroup, aggregate_two_stage, pseudo_closed_loop_weights
 
 __all__ = [
-    "ConstantTurnRatePlanner", "ConstantVelocityPlanner", "Distributed", "EvaluationConfig", "EvaluationError", "EvaluationOutputs",
-    "HumanPlanner", "ModelPlanner", "NativeScorer", "PlannerError", "PlanningBatch", "ResultsFileError",
-    "RunSettings", "StandingStillPlanner", "TwoStageError", "TwoStageGroup", "Variant", "aggregate_two_stage", "build_sources",
-    "from_accelerate", "markdown_table", "pseudo_closed_loop_weights", "read_rows", "run_evaluation",
-    "run_pipeline", "summarize", "write_rows",
+    "ConstantTurnRatePlanner", "ConstantVelocityPlanner", "Distributed", "EvaluationConfig", "EvaluationError",
+    "EvaluationOutputs", "HumanPlanner", "ModelPlanner", "NativeScorer", "PlannerError", "PlanningBatch",
+    "ResultsFileError", "RunSettings", "StandingStillPlanner", "TwoStageError", "TwoStageGroup", "Variant",
+    "aggregate_two_stage", "build_sources", "from_accelerate", "markdown_table", "pseudo_closed_loop_weights",
+    "read_rows", "run_evaluation", "run_pipeline", "summarize", "write_rows",
 ]

@@ -40,7 +40,8 @@ CONFIG_FILE = "evaluation_config.json"
 REPORT_DIR = "report"
 TWO_STAGE_SUFFIX = "_two_stage"
 """Two-stage data of split S lives in ``<data root>/S_two_stage`` (the synthetic layout)."""
-BASELINES = ("standing_still", "constant_velocity", "constant_turn_rate", "human", "il")
+BASELINES = tuple(MODEL_FREE_PLANNERS) + ("il",)
+"""What ``EvaluationConfig.baselines`` may name: the model-free planners and the IL checkpoint."""
 
 
 @dataclass

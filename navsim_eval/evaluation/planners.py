@@ -99,7 +99,8 @@ class ConstantTurnRatePlanner(_SingleTrajectoryPlanner):
             speeds.append(current_speed(agent_input))
             yaw_rates.append(0.0 if len(statuses) < 2 else
                              float(history_yaw_rate(statuses[-1].ego_pose[2], statuses[-2].ego_pose[2], INTERVAL_S)))
-        poses = constant_turn_rate_poses(np.array(speeds), np.array(yaw_rates), INTERVAL_S * np.arange(1, NUM_POSES + 1))
+        times = INTERVAL_S * np.arange(1, NUM_POSES + 1)
+        poses = constant_turn_rate_poses(np.array(speeds), np.array(yaw_rates), times)
         return {self.variants()[0]: poses.reshape(len(batch.tokens), NUM_POSES, 3).astype(np.float32)}
 
 

@@ -12,6 +12,8 @@ from vla.lora import (RowSegments, add_dipole_adapters, apply_linear, frozen_ada
 from vla.testing import perturb
 
 CONTEXT_DIM, PROPRIO_DIM = 24, 16
+FLOAT32_GRAD_TOLERANCE = 1e-5
+"""Allowed gradient difference between two float32 summation orders, relative to the gradient's largest entry."""
 
 
 def make_head(seed: int = 0, gradient_checkpointing: bool = False) -> DiTDenoiser:
@@ -190,7 +192,10 @@ def test_effective_weight_path_equals_base_plus_lora_update_with_gradients():
         (fast, fast_grads), (ref, ref_grads) = results
         assert torch.allclose(fast, ref, rtol=1e-5, atol=1e-6), blocks
         for g_fast, g_ref in zip(fast_grads, ref_grads):
-            assert torch.allclose(g_fast, g_ref, rtol=1e-5, atol=1e-5), blocks
+            # float32 sums in another order: the error scales with the gradient's size (entries up to ~100 here;
+            # the matmul kernels, and so the rounding, differ between CPUs), a wrong update would be off by O(1)
+            scale = float(g_ref.abs().max())
+            assert torch.allclose(g_fast, g_ref, rtol=1e-5, atol=FLOAT32_GRAD_TOLERANCE * scale), blocks
         assert sum(float(g.abs().sum()) for g in fast_grads) > 0
 
 

@@ -39,22 +39,30 @@ class ImitationStage(Stage):
         out = super().fingerprint()
         if self.section.turn_command_repeats != 1:  # it changes the data order (absent at 1: older checkpoints match)
             out["il.turn_command_repeats"] = int(self.section.turn_command_repeats)
+        if self.section.mirror_augmentation:  # it doubles the scenes the order draws from
+            out["il.mirror_augmentation"] = True
         return out
 
     def training_items(self, policy):
-        """The train split's items, with the BEV decoder's targets when its loss is on (``il.bev_loss_weight``)."""
+        """The train split's items, with the BEV decoder's targets when its loss is on (``il.bev_loss_weight``),
+        followed by their mirrored copies with ``il.mirror_augmentation``."""
         t, weight = self.trainer, self.section.bev_loss_weight
         decoder = getattr(policy, "bev_decoder", None)
         if (weight > 0) != (decoder is not None):
             raise TrainingError(f"il.bev_loss_weight = {weight} with a model {'with' if decoder is not None else 'without'}"
                                 " a BEV decoder: set both (bev.cells > 0 in the model and a weight > 0) or neither")
-        if weight == 0:
-            return t.train_items
-        from data_pipelines.paths import DataPaths
-        from vla.training.bev_targets import BevTargetItems
+        items = t.train_items
+        if weight > 0:
+            from data_pipelines.paths import DataPaths
+            from vla.training.bev_targets import BevTargetItems
 
-        paths = DataPaths.from_env(openscene_data_root=t.cfg.data.data_root, maps_root=t.cfg.data.maps_root)
-        return BevTargetItems(t.train_items, policy.config.bev_settings, paths)
+            paths = DataPaths.from_env(openscene_data_root=t.cfg.data.data_root, maps_root=t.cfg.data.maps_root)
+            items = BevTargetItems(items, policy.config.bev_settings, paths)
+        if self.section.mirror_augmentation:
+            from vla.training.mirror import MirroredItems
+
+            items = MirroredItems(items)
+        return items
 
     def run(self, ckpt: Optional[Path]) -> None:
         t, sec = self.trainer, self.section

@@ -77,7 +77,7 @@ class ILSection:
     bev_loss_weight: NonNegativeFloat = 0.0  # > 0: add the BEV decoder's loss (model bev.cells > 0; maps + boxes)
     proprio_dropout: UnitInterval = 0.0  # probability that a scene's ego motion state is hidden (set to its mean; a command in it stays)
     turn_command_repeats: PositiveInt = 1  # scenes whose driving command is left or right appear this many times per epoch
-    mirror_augmentation: bool = False  # also train on every scene reflected left to right (vla.training.mirror; the traffic side flips too)
+    mirror_augmentation: Literal["off", "all", "no_turn"] = "off"  # also train on scenes reflected left to right (vla.training.mirror): every scene, or those whose command does not turn
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,15 @@ velocity and acceleration change sign, the left and right driving commands swap,
 every camera image is flipped horizontally and shown in its mirror-image camera's place (CAM_L0 <-> CAM_R0 ...,
 with that camera's own calibration: the nuPlan rig and the synthetic one are left-right symmetric). The auxiliary
 BEV decoder's target (rows along x, columns along y, centred on y = 0) reverses its columns. The side of the road
-the traffic keeps to changes too, so the augmentation is opt-in (``il.mirror_augmentation``).
+the traffic keeps to changes too, so the augmentation is opt-in (``il.mirror_augmentation``). Turns at junctions
+are not symmetric under that rule (a left turn crosses the oncoming lanes on a wide arc, a right turn takes the
+near corner), so ``no_turn`` mirrors only the scenes whose driving command does not turn.
 """
 
 from __future__ import annotations
 
 from dataclasses import fields, replace
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -89,27 +91,32 @@ def mirror_item(item: dict) -> dict:
 
 
 class MirroredItems(torch.utils.data.Dataset):
-    """The items of a scene dataset followed by their mirrored copies (index n + i mirrors item i).
+    """The items of a scene dataset followed by mirrored copies of ``mirrored`` (item indices; None: all), so
+    index n + j mirrors item ``mirrored[j]``.
 
-    ``tokens``, ``target_poses(token)`` and ``ego_agent_input(token)`` cover both halves (mirrored tokens end
+    ``tokens``, ``target_poses(token)`` and ``ego_agent_input(token)`` cover both parts (mirrored tokens end
     with ``MIRROR_TOKEN_SUFFIX``); other attributes (``loader`` ...) are the dataset's, so batchers treat it as
     the dataset."""
 
-    def __init__(self, items: Sequence[dict]):
+    def __init__(self, items: Sequence[dict], mirrored: Optional[Sequence[int]] = None):
         self.items = items
+        self.mirrored = np.arange(len(items)) if mirrored is None else np.asarray(mirrored, dtype=np.int64)
+        if self.mirrored.size and (self.mirrored.min() < 0 or self.mirrored.max() >= len(items)):
+            raise IndexError(f"mirrored scene indices must lie in [0, {len(items)}), got {self.mirrored.min()}.."
+                             f"{self.mirrored.max()}")
 
     def __len__(self) -> int:
-        return 2 * len(self.items)
+        return len(self.items) + len(self.mirrored)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name == "items":
+        if name.startswith("__") or name in ("items", "mirrored"):
             raise AttributeError(name)  # pickling / half-built objects must not recurse into ``items``
         return getattr(self.items, name)
 
     @property
     def tokens(self) -> list[str]:
         tokens = item_tokens(self.items)
-        return tokens + [t + MIRROR_TOKEN_SUFFIX for t in tokens]
+        return tokens + [tokens[i] + MIRROR_TOKEN_SUFFIX for i in self.mirrored]
 
     @staticmethod
     def _source(token: str) -> tuple[str, bool]:
@@ -137,7 +144,7 @@ class MirroredItems(torch.utils.data.Dataset):
         return self.items[item_tokens(self.items).index(token)]
 
     def __getitem__(self, index: int) -> dict:
-        n = len(self.items)
-        if not 0 <= int(index) < 2 * n:
-            raise IndexError(f"index {index} out of range for {2 * n} items (mirrored included)")
-        return self.items[int(index)] if index < n else mirror_item(self.items[int(index) - n])
+        index, n = int(index), len(self.items)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items (mirrored included)")
+        return self.items[index] if index < n else mirror_item(self.items[int(self.mirrored[index - n])])

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from data_pipelines.configuration import load_config
+from data_pipelines.configuration import ConfigError, load_config
 from data_pipelines.types import DRIVING_COMMANDS, AgentInput, Camera, Cameras, EgoStatus, Lidar
 from vla.configuration_dipole import BevSettings
 from vla.modeling_dipole import BEV_TARGET_KEY
@@ -84,24 +84,29 @@ def test_reversing_the_bev_columns_reflects_the_cells_about_the_ego_axis():
     np.testing.assert_array_equal(mirror_item(item)[BEV_TARGET_KEY], target[..., ::-1])
 
 
-def _check_halves(mirrored: MirroredItems, base) -> None:
+def _check_halves(mirrored: MirroredItems, base, sources=None) -> None:
     n = len(base)
-    assert len(mirrored) == 2 * n
+    sources = list(range(n)) if sources is None else sources
+    assert len(mirrored) == n + len(sources)
     tokens = item_tokens(mirrored)
-    assert tokens[:n] == item_tokens(base) and tokens[n:] == [t + MIRROR_TOKEN_SUFFIX for t in item_tokens(base)]
+    assert tokens[:n] == item_tokens(base)
+    assert tokens[n:] == [item_tokens(base)[i] + MIRROR_TOKEN_SUFFIX for i in sources]
     targets, ego = item_targets(mirrored), item_ego_inputs(mirrored)
-    for index in (0, n - 1, n, 2 * n - 1):
+    for index in (0, n - 1, n, len(mirrored) - 1):
         item = mirrored[index]
         assert item["token"] == tokens[index]
         np.testing.assert_allclose(item["target_poses"], targets[index])
         np.testing.assert_array_equal(item["agent_input"].ego_statuses[-1].ego_pose, ego[index].ego_statuses[-1].ego_pose)
-    np.testing.assert_allclose(targets[n:], mirror_poses(targets[:n]))
+    np.testing.assert_allclose(targets[n:], mirror_poses(targets[sources]))
     with pytest.raises(IndexError):
-        mirrored[2 * n]
+        mirrored[len(mirrored)]
 
 
 def test_mirrored_items_of_a_plain_list_and_a_scene_dataset_agree_by_index_and_token(tmp_path):
     _check_halves(MirroredItems(make_items(3)), make_items(3))
+    _check_halves(MirroredItems(make_items(4), [1, 3]), make_items(4), [1, 3])
+    with pytest.raises(IndexError, match="mirrored scene indices"):
+        MirroredItems(make_items(2), [2])
     _, _, dataset = split_items(generate_tiny_world(tmp_path / "world"), "synthetic_train", max_scenes=4)
     mirrored = MirroredItems(dataset)
     _check_halves(mirrored, dataset)
@@ -115,11 +120,18 @@ def test_mirrored_items_of_a_plain_list_and_a_scene_dataset_agree_by_index_and_t
 
 
 def test_the_imitation_stage_adds_the_mirrored_scenes_only_when_asked():
-    items = make_items(2)
-    trainer = SimpleNamespace(cfg=load_config(TrainConfig, None, ["il.mirror_augmentation=true"]), train_items=items)
-    stage = ImitationStage(trainer)
-    assert len(stage.training_items(SimpleNamespace())) == 4
-    assert stage.fingerprint()["il.mirror_augmentation"] is True  # a resume must keep the data order
-    plain = ImitationStage(SimpleNamespace(cfg=TrainConfig(), train_items=items))
-    assert plain.training_items(SimpleNamespace()) is items
-    assert "il.mirror_augmentation" not in plain.fingerprint()
+    items = make_items(4)
+    items[2]["agent_input"].ego_statuses[-1].driving_command = one_hot("right")
+
+    def stage(mode: str) -> ImitationStage:
+        cfg = load_config(TrainConfig, None, [f"il.mirror_augmentation={mode}"])
+        return ImitationStage(SimpleNamespace(cfg=cfg, train_items=items))
+
+    every = stage("all").training_items(SimpleNamespace())
+    assert len(every) == 8 and stage("all").fingerprint()["il.mirror_augmentation"] == "all"  # resumes keep it
+    no_turn = stage("no_turn").training_items(SimpleNamespace())
+    assert no_turn.tokens[4:] == [items[i]["token"] + MIRROR_TOKEN_SUFFIX for i in (0, 1, 3)]
+    assert stage("off").training_items(SimpleNamespace()) is items
+    assert "il.mirror_augmentation" not in stage("off").fingerprint()
+    with pytest.raises(ConfigError):
+        load_config(TrainConfig, None, ["il.mirror_augmentation=sometimes"])

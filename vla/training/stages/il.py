@@ -39,13 +39,14 @@ class ImitationStage(Stage):
         out = super().fingerprint()
         if self.section.turn_command_repeats != 1:  # it changes the data order (absent at 1: older checkpoints match)
             out["il.turn_command_repeats"] = int(self.section.turn_command_repeats)
-        if self.section.mirror_augmentation:  # it doubles the scenes the order draws from
-            out["il.mirror_augmentation"] = True
+        if self.section.mirror_augmentation != "off":  # it adds scenes the order draws from
+            out["il.mirror_augmentation"] = self.section.mirror_augmentation
         return out
 
     def training_items(self, policy):
         """The train split's items, with the BEV decoder's targets when its loss is on (``il.bev_loss_weight``),
-        followed by their mirrored copies with ``il.mirror_augmentation``."""
+        followed by mirrored copies with ``il.mirror_augmentation`` (of every scene, or of those whose driving
+        command does not turn)."""
         t, weight = self.trainer, self.section.bev_loss_weight
         decoder = getattr(policy, "bev_decoder", None)
         if (weight > 0) != (decoder is not None):
@@ -58,10 +59,14 @@ class ImitationStage(Stage):
 
             paths = DataPaths.from_env(openscene_data_root=t.cfg.data.data_root, maps_root=t.cfg.data.maps_root)
             items = BevTargetItems(items, policy.config.bev_settings, paths)
-        if self.section.mirror_augmentation:
+        if self.section.mirror_augmentation != "off":
             from vla.training.mirror import MirroredItems
 
-            items = MirroredItems(items)
+            mirrored = None
+            if self.section.mirror_augmentation == "no_turn":
+                commands = [inputs.ego_statuses[-1].command for inputs in item_ego_inputs(items)]
+                mirrored = [i for i, command in enumerate(commands) if command not in TURN_COMMAND_SIGNS]
+            items = MirroredItems(items, mirrored)
         return items
 
     def run(self, ckpt: Optional[Path]) -> None:

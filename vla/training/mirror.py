@@ -36,7 +36,8 @@ def _mirror_camera_field(name: str) -> str:
 MIRROR_CAMERA = {f.name: _mirror_camera_field(f.name) for f in fields(Cameras)}
 """Camera field -> the camera whose flipped image it shows in a mirrored scene (cam_l0 -> cam_r0, cam_f0 -> cam_f0)."""
 
-MIRROR_COMMAND = np.array([DRIVING_COMMANDS.index({"left": "right", "right": "left"}.get(c, c)) for c in DRIVING_COMMANDS])
+_OTHER_SIDE = {"left": "right", "right": "left"}
+MIRROR_COMMAND = np.array([DRIVING_COMMANDS.index(_OTHER_SIDE.get(c, c)) for c in DRIVING_COMMANDS])
 """Index permutation of a one-hot driving command that swaps left and right."""
 
 

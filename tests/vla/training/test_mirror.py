@@ -96,7 +96,8 @@ def _check_halves(mirrored: MirroredItems, base, sources=None) -> None:
         item = mirrored[index]
         assert item["token"] == tokens[index]
         np.testing.assert_allclose(item["target_poses"], targets[index])
-        np.testing.assert_array_equal(item["agent_input"].ego_statuses[-1].ego_pose, ego[index].ego_statuses[-1].ego_pose)
+        pose = item["agent_input"].ego_statuses[-1].ego_pose
+        np.testing.assert_array_equal(pose, ego[index].ego_statuses[-1].ego_pose)
     np.testing.assert_allclose(targets[n:], mirror_poses(targets[sources]))
     with pytest.raises(IndexError):
         mirrored[len(mirrored)]

@@ -3,11 +3,12 @@
 A mirrored scene is the same drive in a world reflected left to right. Lateral positions, headings and lateral
 velocity and acceleration change sign, the left and right driving commands swap, lidar points move to -y, and
 every camera image is flipped horizontally and shown in its mirror-image camera's place (CAM_L0 <-> CAM_R0 ...,
-with that camera's own calibration: the nuPlan rig and the synthetic one are left-right symmetric). The auxiliary
-BEV decoder's target (rows along x, columns along y, centred on y = 0) reverses its columns. The side of the road
-the traffic keeps to changes too, so the augmentation is opt-in (``il.mirror_augmentation``). Turns at junctions
-are not symmetric under that rule (a left turn crosses the oncoming lanes on a wide arc, a right turn takes the
-near corner), so ``no_turn`` mirrors only the scenes whose driving command does not turn.
+with that camera's own calibration: the synthetic rig's left and right cameras mirror each other's mounts; for a
+real rig it is an approximation as far as they differ). The auxiliary BEV decoder's target (rows along x,
+columns along y, centred on y = 0) reverses its columns. The side of the road the traffic keeps to changes too,
+so the augmentation is opt-in (``il.mirror_augmentation``). Turns at junctions are not symmetric under that rule
+(a left turn crosses the oncoming lanes on a wide arc, a right turn takes the near corner), so ``no_turn`` mirrors
+only the scenes whose driving command does not turn.
 """
 
 from __future__ import annotations

@@ -17,13 +17,19 @@ from vla.training.stages.base import Stage, register_stage
 IL_DATA_SALT = 0  # sample-stream salt of the IL scene order
 
 
+def turning_scenes(items: Sequence[dict]) -> np.ndarray:
+    """Per scene: whether its current driving command turns (left or right). Read from the ego statuses, without
+    decoding any sensor."""
+    commands = [inputs.ego_statuses[-1].command for inputs in item_ego_inputs(items)]
+    return np.isin(commands, list(TURN_COMMAND_SIGNS))
+
+
 def turn_command_repeats(items: Sequence[dict], repeats: int) -> Optional[np.ndarray]:
     """Per-scene counts for the IL stream: ``repeats`` where the current driving command turns, else 1 (None
-    when ``repeats`` is 1). Read from the ego statuses, without decoding any sensor."""
+    when ``repeats`` is 1)."""
     if repeats == 1:
         return None
-    commands = [inputs.ego_statuses[-1].command for inputs in item_ego_inputs(items)]
-    return np.where(np.isin(commands, list(TURN_COMMAND_SIGNS)), int(repeats), 1)
+    return np.where(turning_scenes(items), int(repeats), 1)
 
 
 @register_stage
@@ -62,11 +68,8 @@ class ImitationStage(Stage):
         if self.section.mirror_augmentation != "off":
             from vla.training.mirror import MirroredItems
 
-            mirrored = None
-            if self.section.mirror_augmentation == "no_turn":
-                commands = [inputs.ego_statuses[-1].command for inputs in item_ego_inputs(items)]
-                mirrored = [i for i, command in enumerate(commands) if command not in TURN_COMMAND_SIGNS]
-            items = MirroredItems(items, mirrored)
+            no_turn = self.section.mirror_augmentation == "no_turn"
+            items = MirroredItems(items, np.flatnonzero(~turning_scenes(items)) if no_turn else None)
         return items
 
     def run(self, ckpt: Optional[Path]) -> None:

@@ -14,6 +14,7 @@ only the scenes whose driving command does not turn.
 from __future__ import annotations
 
 from dataclasses import fields, replace
+from functools import cached_property
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -127,23 +128,27 @@ class MirroredItems(torch.utils.data.Dataset):
 
     def target_poses(self, token: str) -> np.ndarray:
         source, mirrored = self._source(token)
-        if callable(getattr(self.items, "target_poses", None)):
-            poses = np.asarray(self.items.target_poses(source), dtype=np.float32)
-        else:
-            poses = item_targets([self._plain_item(source)])[0]
+        poses = self._source_targets[self._source_index[source]].copy()
         return mirror_poses(poses) if mirrored else poses
 
     def ego_agent_input(self, token: str) -> AgentInput:
         source, mirrored = self._source(token)
-        if callable(getattr(self.items, "ego_agent_input", None)):
-            agent_input = self.items.ego_agent_input(source)
-        else:
-            agent_input = item_ego_inputs([self._plain_item(source)])[0]
+        agent_input = self._source_ego_inputs[self._source_index[source]]
         return mirror_agent_input(agent_input) if mirrored else agent_input
 
-    def _plain_item(self, token: str) -> dict:
-        """The item of ``token`` in a plain list of items (datasets answer by token themselves)."""
-        return self.items[item_tokens(self.items).index(token)]
+    @cached_property
+    def _source_index(self) -> dict[str, int]:
+        return {token: index for index, token in enumerate(item_tokens(self.items))}
+
+    @cached_property
+    def _source_targets(self) -> np.ndarray:
+        """(n, 8, 3) logged trajectories of the unmirrored items, read once without sensors."""
+        return item_targets(self.items)
+
+    @cached_property
+    def _source_ego_inputs(self) -> list[AgentInput]:
+        """Ego-status agent inputs of the unmirrored items, read once without sensors."""
+        return item_ego_inputs(self.items)
 
     def __getitem__(self, index: int) -> dict:
         index, n = int(index), len(self.items)

@@ -36,6 +36,8 @@ class SyntheticWorldConfig:
     instances_per_location: PositiveInt = 3  # layout instances per map location
     held_out_test_instances: bool = True  # the last instance of every location is used by test logs only
     held_out_val_instances: bool = False  # the instance before the last one holds only synthetic_val_maps logs (unseen maps)
+    # More training maps without touching any other drive: instances after the others, train logs only.
+    training_only_instances: NonNegativeInt = 0  # extra layout instances per location used by training logs only
     # Kind of instance i at location j: layout_kinds[(i + j) % len]; junctions twice for more turns.
     layout_kinds: tuple[str, ...] = ("junction", "straight", "junction", "curve", "obstacles")  # cycled over instances
     instance_spacing_m: Annotated[float, Range(low=MIN_INSTANCE_SPACING_M)] = 3000.0  # distance between instances

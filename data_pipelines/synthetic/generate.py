@@ -85,7 +85,7 @@ def build_instances(cfg: SyntheticWorldConfig) -> dict[str, list[LayoutInstance]
     for j, (location, spec) in enumerate(LOCATIONS.items()):
         ids = IdAllocator((j + 1) * LOCATION_ID_STRIDE)
         instances = []
-        for i in range(cfg.instances_per_location):
+        for i in range(cfg.instances_per_location + cfg.training_only_instances):
             kind = cfg.layout_kinds[(i + j) % len(cfg.layout_kinds)]
             origin = np.array(spec["origin"]) + np.array([i * cfg.instance_spacing_m, 0.0])
             rng = np.random.default_rng([cfg.seed, j, i, 1])
@@ -113,6 +113,13 @@ def plan_logs(cfg: SyntheticWorldConfig) -> list[LogJob]:
             for role, n in counts:
                 for k in range(n):
                     jobs.append(LogJob(len(jobs), location, i, role, (cfg.seed, j, i, ROLE_INDEX[role], k)))
+    # after every other log, so the job indices (log names) and seeds of those logs do not depend on them
+    for j, location in enumerate(LOCATIONS):
+        if cfg.log_locations and location not in cfg.log_locations:
+            continue
+        for i in range(cfg.instances_per_location, cfg.instances_per_location + cfg.training_only_instances):
+            for k in range(cfg.train_logs_per_instance):
+                jobs.append(LogJob(len(jobs), location, i, "train", (cfg.seed, j, i, ROLE_INDEX["train"], k)))
     return jobs
 
 

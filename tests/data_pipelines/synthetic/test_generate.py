@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from data_pipelines.configuration import ConfigError
@@ -111,6 +112,30 @@ def test_held_out_validation_instances_keep_the_training_drives():
     seeds = lambda cfg, role: sorted(j.seed for j in plan_logs(cfg) if j.role == role)  # noqa: E731
     assert seeds(held, "train") == seeds(base, "train") and seeds(held, "val") == seeds(base, "val")
     assert len(seeds(held, "val_maps")) == len(seeds(base, "test"))
+
+
+def test_training_only_instances_add_training_drives_and_keep_every_other_drive():
+    from data_pipelines.synthetic.generate import build_instances, plan_logs
+
+    base = build_config("tiny", [])
+    more = build_config("tiny", ["training_only_instances=2"])
+    base_jobs, more_jobs = plan_logs(base), plan_logs(more)
+    # every log of the base world keeps its job index (log name) and seed, so its drive and tokens are unchanged
+    assert more_jobs[:len(base_jobs)] == base_jobs
+    extra = more_jobs[len(base_jobs):]
+    locations = {job.location for job in base_jobs}
+    assert len(extra) == 2 * len(locations) * base.train_logs_per_instance
+    assert {job.role for job in extra} == {"train"}
+    assert {job.instance for job in extra} == {base.instances_per_location, base.instances_per_location + 1}
+    # the base world's map instances keep their geometry and map ids; the new ones get fresh ids
+    base_maps, more_maps = build_instances(base), build_instances(more)
+    for location, instances in base_maps.items():
+        assert len(more_maps[location]) == len(instances) + 2
+        for old, new in zip(instances, more_maps[location]):
+            assert (old.kind, sorted(old.lanes)) == (new.kind, sorted(new.lanes))
+            assert all(np.array_equal(old.lanes[i].centerline, new.lanes[i].centerline) for i in old.lanes)
+        old_ids = {i for inst in instances for i in inst.lanes}
+        assert not old_ids & {i for inst in more_maps[location][len(instances):] for i in inst.lanes}
 
 
 def test_unknown_preset():

@@ -94,11 +94,15 @@ def build_instances(cfg: SyntheticWorldConfig) -> dict[str, list[LayoutInstance]
     return out
 
 
+def logged_locations(cfg: SyntheticWorldConfig) -> list[tuple[int, str]]:
+    """(index, name) of the map locations that get logs (every location's map is written regardless)."""
+    return [(j, location) for j, location in enumerate(LOCATIONS)
+            if not cfg.log_locations or location in cfg.log_locations]
+
+
 def plan_logs(cfg: SyntheticWorldConfig) -> list[LogJob]:
     jobs = []
-    for j, location in enumerate(LOCATIONS):
-        if cfg.log_locations and location not in cfg.log_locations:
-            continue
+    for j, location in logged_locations(cfg):
         for i in range(cfg.instances_per_location):
             test_only = cfg.held_out_test_instances and i == cfg.instances_per_location - 1
             val_maps_only = cfg.held_out_val_instances and i == cfg.instances_per_location - 2
@@ -114,9 +118,7 @@ def plan_logs(cfg: SyntheticWorldConfig) -> list[LogJob]:
                 for k in range(n):
                     jobs.append(LogJob(len(jobs), location, i, role, (cfg.seed, j, i, ROLE_INDEX[role], k)))
     # after every other log, so the job indices (log names) and seeds of those logs do not depend on them
-    for j, location in enumerate(LOCATIONS):
-        if cfg.log_locations and location not in cfg.log_locations:
-            continue
+    for j, location in logged_locations(cfg):
         for i in range(cfg.instances_per_location, cfg.instances_per_location + cfg.training_only_instances):
             for k in range(cfg.train_logs_per_instance):
                 jobs.append(LogJob(len(jobs), location, i, "train", (cfg.seed, j, i, ROLE_INDEX["train"], k)))

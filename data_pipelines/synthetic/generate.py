@@ -101,7 +101,7 @@ def logged_locations(cfg: SyntheticWorldConfig) -> list[tuple[int, str]]:
 
 
 def plan_logs(cfg: SyntheticWorldConfig) -> list[LogJob]:
-    jobs = []
+    groups = []  # (location index, location, instance, [(role, number of logs)]) in job order
     for j, location in logged_locations(cfg):
         for i in range(cfg.instances_per_location):
             test_only = cfg.held_out_test_instances and i == cfg.instances_per_location - 1
@@ -114,14 +114,16 @@ def plan_logs(cfg: SyntheticWorldConfig) -> list[LogJob]:
                 counts += [("test", cfg.test_logs_per_instance)]
             if val_maps_only:
                 counts += [("val_maps", cfg.test_logs_per_instance)]
-            for role, n in counts:
-                for k in range(n):
-                    jobs.append(LogJob(len(jobs), location, i, role, (cfg.seed, j, i, ROLE_INDEX[role], k)))
-    # after every other log, so the job indices (log names) and seeds of those logs do not depend on them
+            groups.append((j, location, i, counts))
+    # training-only instances after every other log, so the job indices (log names) of those logs do not depend on them
     for j, location in logged_locations(cfg):
         for i in range(cfg.instances_per_location, cfg.instances_per_location + cfg.training_only_instances):
-            for k in range(cfg.train_logs_per_instance):
-                jobs.append(LogJob(len(jobs), location, i, "train", (cfg.seed, j, i, ROLE_INDEX["train"], k)))
+            groups.append((j, location, i, [("train", cfg.train_logs_per_instance)]))
+    jobs = []
+    for j, location, i, counts in groups:
+        for role, n in counts:
+            for k in range(n):
+                jobs.append(LogJob(len(jobs), location, i, role, (cfg.seed, j, i, ROLE_INDEX[role], k)))
     return jobs
 
 

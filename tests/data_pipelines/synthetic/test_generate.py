@@ -105,12 +105,17 @@ def test_held_out_validation_instances_keep_the_training_drives():
                                             if (j.location, j.instance) == (job.location, job.instance)}
              for job in plan_logs(held)}
     assert {frozenset(r) for r in roles.values()} == {frozenset({"train", "val"}), frozenset({"val_maps"}),
-                                                      frozenset({"test"})}
+                                                      frozenset({"test"}), frozenset({"train"})}
     assert all(roles[(location, 2)] == {"val_maps"} and roles[(location, 3)] == {"test"}
+               and all(roles[(location, i)] == {"train"} for i in range(4, 4 + base.training_only_instances))
                for location, _ in roles)
-    # the training and validation drives are those of the world without the held-out validation instance
-    seeds = lambda cfg, role: sorted(j.seed for j in plan_logs(cfg) if j.role == role)  # noqa: E731
+    # the training and validation drives of the shared instances are those of the world without the held-out
+    # validation instance; the training-only instances follow every other instance, so only their index moves
+    def seeds(cfg, role, shared_only=True):
+        return sorted(j.seed for j in plan_logs(cfg)
+                      if j.role == role and (not shared_only or j.instance < base.instances_per_location - 1))
     assert seeds(held, "train") == seeds(base, "train") and seeds(held, "val") == seeds(base, "val")
+    assert len(seeds(held, "train", shared_only=False)) == len(seeds(base, "train", shared_only=False))
     assert len(seeds(held, "val_maps")) == len(seeds(base, "test"))
 
 
@@ -160,7 +165,7 @@ def test_cli_reports_bad_key(tmp_path, capsys):
 
 def test_presets_are_yaml_files_and_direct_construction_checks_ranges():
     assert sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) == ["default", "realistic", "tiny"]
-    assert build_config("default") == SyntheticWorldConfig()
+    assert build_config("default") == SyntheticWorldConfig(training_only_instances=4)
     assert build_config(str(PRESET_DIR / "tiny.yaml")) == build_config("tiny")
     with pytest.raises(ConfigError, match="'jpeg_quality' must be in \\[1, 95\\]"):
         SyntheticWorldConfig(jpeg_quality=0)

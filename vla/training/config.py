@@ -150,6 +150,7 @@ class TrainConfig:
     keep_checkpoints: PositiveInt = 2  # newest checkpoints kept on disk
     tensorboard: bool = True  # log scalars to <output_dir>/logs
     progress_bars: bool = True  # tqdm bars on the main process
+    cpu_threads: Optional[PositiveInt] = None  # torch threads per process on CPU; None: its CPUs / processes per machine
     stop_after_steps: Optional[PositiveInt] = None  # checkpoint and stop at this global optimizer step (preemption drills)
     model: ModelSection = ModelSection()
     data: DataSection = DataSection()

@@ -396,7 +396,9 @@ class Trainer:
             set_seed(self.cfg.seed + self.acc.process_index)
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.print(f"[setup] {distributed.describe(self.acc)}, stages {list(self.cfg.stages)}")
+        threads = distributed.use_cpu_threads(self.acc, self.cfg.cpu_threads)
+        self.print(f"[setup] {distributed.describe(self.acc)}, stages {list(self.cfg.stages)}"
+                   + (f", {threads} CPU thread(s) per process" if threads else ""))
         for index, name in enumerate(self.cfg.stages):
             if name in self.state.completed_stages:
                 continue

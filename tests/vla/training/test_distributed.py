@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from vla.testing import make_agent_input, tiny_model
-from vla.training.distributed import describe, match_engine_dtype, training_precision
+from vla.training.distributed import describe, match_engine_dtype, training_precision, use_cpu_threads
 
 ACCELERATE_CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "accelerate"
 
@@ -73,3 +73,31 @@ def test_no_cast_without_a_16_bit_engine():
     match_engine_dtype(fake_accelerator("DistributedType.DEEPSPEED", ds_config={"bf16": {"enabled": "auto"}}), model)
     match_engine_dtype(fake_accelerator("DistributedType.MULTI_GPU", "bf16"), model)
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+@pytest.fixture
+def restore_torch_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_cpu_training_uses_its_share_of_the_cpus_whatever_omp_num_threads_says(monkeypatch, restore_torch_threads):
+    # accelerate launch exports OMP_NUM_THREADS=1 (torch then starts with one thread) unless given --cpu
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    torch.set_num_threads(1)
+    one = SimpleNamespace(device=torch.device("cpu"), num_processes=1)
+    assert use_cpu_threads(one) == 4 and torch.get_num_threads() == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two processes on this machine share its CPUs
+    assert use_cpu_threads(SimpleNamespace(device=torch.device("cpu"), num_processes=4)) == 2
+    assert use_cpu_threads(one, requested=3) == 3 and torch.get_num_threads() == 3
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert use_cpu_threads(one) == 1  # never 0
+
+
+def test_accelerator_devices_keep_their_thread_setting(restore_torch_threads):
+    torch.set_num_threads(1)
+    assert use_cpu_threads(SimpleNamespace(device=torch.device("cuda", 0), num_processes=1)) is None
+    assert torch.get_num_threads() == 1

@@ -63,10 +63,13 @@ END_HEADING = "end heading (deg)"
 
 # ------------------------------------------------------------------------------------------------- training
 def train(args: list[str]) -> None:
-    cmd = [sys.executable, str(SCRIPT)] + args + ["progress_bars=false", "eval.enabled=false"]
+    """One ``launch/finetune.py`` run; its CPU threads are $OMP_NUM_THREADS when set (e.g. 1 for seeds run side by
+    side), else the trainer's default (every CPU of this process)."""
+    threads = [f"cpu_threads={os.environ['OMP_NUM_THREADS']}"] if os.environ.get("OMP_NUM_THREADS") else []
+    cmd = [sys.executable, str(SCRIPT)] + args + threads + ["progress_bars=false", "eval.enabled=false"]
     print("$", " ".join(cmd), flush=True)
     # this checkout's packages, not whatever copy is installed (a script's own folder heads sys.path, not the cwd)
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
+    env = dict(os.environ,
                PYTHONPATH=os.pathsep.join([str(REPO_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     subprocess.run(cmd, cwd=REPO_ROOT, env=env, check=True)
 

@@ -53,6 +53,7 @@ def _arguments(world: Path, out: Path, metric_cache: Path) -> list[str]:
         "dipole.rollout.num_steps=2", "dipole.rollout.batch_size=2", "dipole.optim.warmup_steps=0",
         "data.max_train_scenes=2", "data.max_eval_scenes=2", "eval.omegas=[0.0,1.0]", "eval.num_steps=2",
         "eval.batch_size=2", "log_every=1", "tensorboard=false", "progress_bars=false", "reward.num_workers=0",
+        "cpu_threads=1",
     ]
 
 

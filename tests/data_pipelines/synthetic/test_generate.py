@@ -106,8 +106,9 @@ def test_held_out_validation_instances_keep_the_training_drives():
              for job in plan_logs(held)}
     assert {frozenset(r) for r in roles.values()} == {frozenset({"train", "val"}), frozenset({"val_maps"}),
                                                       frozenset({"test"}), frozenset({"train"})}
+    training_only = range(held.instances_per_location, held.instances_per_location + base.training_only_instances)
     assert all(roles[(location, 2)] == {"val_maps"} and roles[(location, 3)] == {"test"}
-               and all(roles[(location, i)] == {"train"} for i in range(4, 4 + base.training_only_instances))
+               and all(roles[(location, i)] == {"train"} for i in training_only)
                for location, _ in roles)
     # the training and validation drives of the shared instances are those of the world without the held-out
     # validation instance; the training-only instances follow every other instance, so only their index moves

@@ -342,7 +342,7 @@ def main() -> None:
         lines = [f"\n### {name}: {args.test_split}, {SAMPLES_PER_SCENE} samples per scene, percent\n",
                  markdown(table, order), ""]
         pairs = ((best_dipole, IL_LABEL), (best_dipole, same_omega_control), (best_dipole, best_control),
-                 (same_omega_control, IL_LABEL)) + (((best_ewr, IL_LABEL),) if best_ewr else ())
+                 (same_omega_control, IL_LABEL)) + (((best_ewr, IL_LABEL), (best_dipole, best_ewr)) if best_ewr else ())
         for label, ref in dict.fromkeys(pairs):  # distinct pairs, in order
             if label in table and ref in table:
                 lines.append(f"- {label} - {ref}: PDMS {fmt_ci(paired(table[label]['PDMS'], table[ref]['PDMS']))}")

@@ -19,6 +19,7 @@ from data_pipelines.configuration import parse_command_line, run_entry_point
 from navsim_eval.evaluation import EvaluationConfig, ModelPlanner, from_accelerate, run_pipeline
 from navsim_eval.evaluation.pipeline import build_sources, default_planners
 from vla.sampling import PolicySampler
+from vla.training.distributed import use_cpu_threads
 
 
 def parse_args(argv=None) -> EvaluationConfig:
@@ -36,6 +37,9 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = parse_args(argv)
     dist = from_accelerate()
+    threads = use_cpu_threads(dist.device, dist.world_size, config.cpu_threads)
+    if threads:
+        logging.getLogger("launch.evaluate").info("%d CPU thread(s) per process", threads)
     planners, model = [], None
     if config.checkpoint:
         model = load_model(config.checkpoint, dist.device, config.dtype)

@@ -63,6 +63,7 @@ class EvaluationConfig:
     """some of standing_still, constant_velocity, constant_turn_rate, human, il"""
     batch_size: PositiveInt = 4  # scenes per model forward
     num_workers: NonNegativeInt = 0  # per rank: DataLoader worker processes reading + decoding camera images; 0: none
+    cpu_threads: Optional[PositiveInt] = None  # torch threads of a CPU model process; None: its CPUs / processes per machine
     output_dir: str = "outputs/evaluation"  # results.csv, summary.md, two_stage.csv, report/
     metric_cache_dir: Optional[str] = None  # metric caches per version (<dir>/v1, <dir>/v2); None: build them
     two_stage: Literal["auto", "on", "off"] = "auto"  # two-stage aggregation; auto: when the split has stage-2 data

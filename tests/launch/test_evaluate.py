@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 import pytest
+import torch
 
 from navsim_eval.evaluation import read_rows
 from tests.launch.conftest import load_launch_script
@@ -53,10 +54,12 @@ def test_one_command_writes_csv_tables_two_stage_and_pngs(env, checkpoint, tmp_p
 def test_bfloat16_checkpoint_evaluates_without_failed_rows(env, bf16_checkpoint, tmp_path, dtype):
     evaluate = load_launch_script("evaluate")
     out = tmp_path / "eval"
+    torch.set_num_threads(2)
     assert evaluate.main(["--checkpoint", str(bf16_checkpoint), "--dtype", dtype, "--omegas", "0,1", "--num-steps",
                           "1", "--metrics", "v1", "--baselines", "il", "--max-scenes", "2", "--two-stage", "off",
                           "--report-worst", "0", "--report-sample", "0", "--output-dir", str(out),
-                          "--no-progress"]) == 0
+                          "--cpu-threads", "1", "--no-progress"]) == 0
+    assert torch.get_num_threads() == 1  # the model process's threads come from cpu_threads
     rows = read_rows(out / "results.csv")
     assert {r["planner"] for r in rows} == {"dipole", "il"} and len(rows) == 2 * 3
     assert not any(r["error"] for r in rows), [r["error"] for r in rows if r["error"]]

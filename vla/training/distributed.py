@@ -128,15 +128,16 @@ def training_precision(accelerator) -> str:
     return next((name for name, value in DEEPSPEED_PRECISIONS if value == dtype), "no")
 
 
-def use_cpu_threads(accelerator, requested: Optional[int] = None) -> Optional[int]:
-    """Set and return the torch intra-op threads of a process that trains on CPU: ``requested``, else the CPUs this
-    process may run on divided by the processes on its machine. ``accelerate launch`` sets OMP_NUM_THREADS=1
-    unless given ``--cpu``, which leaves a one-process CPU run on one core. On an accelerator: None, unchanged."""
-    if getattr(accelerator.device, "type", str(accelerator.device)) != "cpu":
+def use_cpu_threads(device, num_processes: int = 1, requested: Optional[int] = None) -> Optional[int]:
+    """Set and return the torch intra-op threads of a process that computes on CPU: ``requested``, else the CPUs
+    this process may run on divided by the processes on its machine (``LOCAL_WORLD_SIZE``, else
+    ``num_processes``). ``accelerate launch`` sets OMP_NUM_THREADS=1 unless given ``--cpu``, which leaves a
+    one-process CPU run on one core. On an accelerator: None, unchanged."""
+    if getattr(device, "type", str(device)) != "cpu":
         return None
     if requested is None:
         available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
+        local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", num_processes))
         requested = max(1, available // max(1, local_processes))
     torch.set_num_threads(requested)
     return requested

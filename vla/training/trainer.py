@@ -396,7 +396,7 @@ class Trainer:
             set_seed(self.cfg.seed + self.acc.process_index)
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-        threads = distributed.use_cpu_threads(self.acc, self.cfg.cpu_threads)
+        threads = distributed.use_cpu_threads(self.acc.device, self.acc.num_processes, self.cfg.cpu_threads)
         self.print(f"[setup] {distributed.describe(self.acc)}, stages {list(self.cfg.stages)}"
                    + (f", {threads} CPU thread(s) per process" if threads else ""))
         for index, name in enumerate(self.cfg.stages):

@@ -87,10 +87,10 @@ def test_cpu_training_uses_its_share_of_the_cpus_whatever_omp_num_threads_says(m
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     torch.set_num_threads(1)
-    one = SimpleNamespace(device=torch.device("cpu"), num_processes=1)
+    one = torch.device("cpu")
     assert use_cpu_threads(one) == 4 and torch.get_num_threads() == 4
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two processes on this machine share its CPUs
-    assert use_cpu_threads(SimpleNamespace(device=torch.device("cpu"), num_processes=4)) == 2
+    assert use_cpu_threads(torch.device("cpu"), num_processes=4) == 2
     assert use_cpu_threads(one, requested=3) == 3 and torch.get_num_threads() == 3
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0}, raising=False)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
@@ -99,5 +99,5 @@ def test_cpu_training_uses_its_share_of_the_cpus_whatever_omp_num_threads_says(m
 
 def test_accelerator_devices_keep_their_thread_setting(restore_torch_threads):
     torch.set_num_threads(1)
-    assert use_cpu_threads(SimpleNamespace(device=torch.device("cuda", 0), num_processes=1)) is None
+    assert use_cpu_threads(torch.device("cuda", 0)) is None
     assert torch.get_num_threads() == 1

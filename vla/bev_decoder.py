@@ -1,6 +1,7 @@
 """Auxiliary bird's-eye-view decoder: learned cell queries cross-attend to the backbone context and predict one
-logit per cell and channel (a TransFuser-style semantic BEV target). It only shapes the backbone's features during
-imitation learning; planning never calls it."""
+logit per cell and channel (a TransFuser-style semantic BEV target). It shapes the backbone's features during
+imitation learning; with ``bev.feed_head`` its cell features also join the trajectory head's context (one token per
+cell, as a TransFuser-style planner reads its BEV features), otherwise planning never calls it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vla.backbones.base import Context
 from vla.configuration_dipole import BevSettings
 
 BEV_ATTENTION_HEADS = 4  # heads of the cell queries' cross-attention (project choice)
@@ -24,20 +26,39 @@ class BevDecoder(nn.Module):
         self.attention = nn.MultiheadAttention(width, BEV_ATTENTION_HEADS, batch_first=True)
         self.norm = nn.LayerNorm(width)
         self.out = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, self.num_channels))
+        self.to_context = nn.Linear(width, context_size) if settings.feed_head else None
 
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Context (B, T, D) + valid mask (B, T) -> logits (B, channels, cells, cells)."""
+    def cell_features(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Context (B, T, D) + valid mask (B, T) -> cell features (B, cells * cells, width), row-major."""
         context = self.context_proj(tokens.float())
         queries = self.queries[None].expand(context.shape[0], -1, -1)
         attended, _ = self.attention(queries, context, context, key_padding_mask=~mask.bool())
-        logits = self.out(self.norm(queries + attended))
-        return logits.transpose(1, 2).reshape(-1, self.num_channels, self.cells, self.cells)
+        return self.norm(queries + attended)
 
-    def loss(self, tokens: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Cell features (B, cells * cells, width) -> logits (B, channels, cells, cells)."""
+        return self.out(features).transpose(1, 2).reshape(-1, self.num_channels, self.cells, self.cells)
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Context (B, T, D) + valid mask (B, T) -> logits (B, channels, cells, cells)."""
+        return self.logits(self.cell_features(tokens, mask))
+
+    def extend_context(self, context: Context) -> Context:
+        """The backbone's context followed by one projected token per cell (``bev.feed_head``)."""
+        if self.to_context is None:
+            raise ValueError("extend_context needs a decoder built with bev.feed_head")
+        features = self.cell_features(context.tokens, context.mask)
+        cells = self.to_context(features).to(context.tokens.dtype)
+        valid = torch.ones(cells.shape[:2], dtype=context.mask.dtype, device=context.mask.device)
+        return Context(torch.cat([context.tokens, cells], dim=1), torch.cat([context.mask, valid], dim=1), features)
+
+    def loss(self, tokens: torch.Tensor, mask: torch.Tensor, target: torch.Tensor,
+             features: torch.Tensor | None = None) -> torch.Tensor:
         """Class-balanced binary cross-entropy against a 0/1 target (B, channels, cells, cells): per channel,
         the mean over occupied cells and the mean over free cells weigh half each (a sparse channel such as
-        objects is not learnt as "always free"), then the mean over channels."""
-        logits = self(tokens, mask)
+        objects is not learnt as "always free"), then the mean over channels. ``features``: cell features
+        computed already (then ``tokens`` and ``mask`` are not read)."""
+        logits = self.logits(features if features is not None else self.cell_features(tokens, mask))
         if target.shape != logits.shape:
             raise ValueError(f"bev_target: expected shape {tuple(logits.shape)}, got {tuple(target.shape)}")
         occupied = target.float()

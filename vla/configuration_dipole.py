@@ -170,6 +170,7 @@ class BevSettings:
     behind_m: float = 8.0  # the grid's first row starts this far behind the rear axle [m]
     channels: list = field(default_factory=lambda: list(BEV_CHANNELS))  # a subset of BEV_CHANNELS, in order
     hidden_size: int = 64  # width of the decoder's cell queries
+    feed_head: bool = False  # the trajectory head also attends to the decoder's cell features (one token per cell)
 
     @property
     def enabled(self) -> bool:

@@ -429,17 +429,29 @@ class DipoleVLA(PreTrainedModel):
 
     # Forward pieces --------------------------------------------------------------------------------------------
     def encode(self, batch: dict) -> Context:
-        """Backbone context of each scene (B, T, D) + mask; compute once and pass as ``context=``."""
+        """Context of each scene (B, T, D) + mask: the backbone's tokens, then the BEV cells' with ``bev.feed_head``;
+        compute once and pass as ``context=``."""
+        return self._with_bev_cells(self._backbone_context(batch))
+
+    def _backbone_context(self, batch: dict) -> Context:
         pixels, input_ids, attention_mask = self._check_visual_inputs(batch)
         return self.backbone(pixels, input_ids, attention_mask)
 
+    def _with_bev_cells(self, context: Context) -> Context:
+        if self.bev_decoder is not None and self.config.bev_settings.feed_head:
+            return self.bev_decoder.extend_context(context)
+        return context
+
     def _context(self, batch: dict, context: Optional[Context], grad: bool) -> Context:
+        """The context, with gradients into the backbone only when ``grad``; the BEV cells of ``bev.feed_head``
+        follow their decoder's requires_grad (a frozen backbone still trains the decoder during imitation)."""
         if context is not None:
             return context if grad else context.detach()
         if grad:
             return self.encode(batch)
         with torch.no_grad():
-            return self.encode(batch).detach()
+            backbone = self._backbone_context(batch).detach()
+        return self._with_bev_cells(backbone)
 
     def _noised(self, actions: torch.Tensor, generator: Optional[torch.Generator]):
         n = actions.shape[0]
@@ -497,7 +509,10 @@ class DipoleVLA(PreTrainedModel):
         if tuple(target.shape) != expected:
             raise VLAInputError(BEV_TARGET_KEY, f"expected {expected} (batch, channels {bev.channels}, cells, "
                                                 f"cells), got {tuple(target.shape)}")
-        return self.bev_decoder.loss(context.tokens, context.mask, target)
+        if bev.feed_head and context.bev_features is None:
+            raise VLAInputError("context", "bev.feed_head: the context must come from encode() (it carries the "
+                                "decoder's cell features)")
+        return self.bev_decoder.loss(context.tokens, context.mask, target, features=context.bev_features)
 
     def loss_dipole(self, batch: dict, g, beta: float, *, anchor_poses=None, bc_weight: float = 0.0,
                     context: Optional[Context] = None, sample_mask=None, offset: float = 0.0,

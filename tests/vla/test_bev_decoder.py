@@ -48,3 +48,18 @@ def test_bad_bev_settings_name_the_field(bev, field):
     base["bev"] = bev
     with pytest.raises(ModelConfigError, match=field):
         DipoleVLAConfig.from_dict(base)
+
+
+def test_extend_context_appends_one_valid_token_per_cell():
+    from vla.backbones.base import Context
+
+    decoder = BevDecoder(BevSettings(cells=3, hidden_size=8, feed_head=True), context_size=6)
+    tokens, mask = torch.randn(2, 5, 6), torch.ones(2, 5, dtype=torch.bool)
+    mask[1, 3:] = False
+    extended = decoder.extend_context(Context(tokens, mask))
+    assert extended.tokens.shape == (2, 14, 6) and torch.equal(extended.tokens[:, :5], tokens)
+    assert torch.equal(extended.mask[:, :5], mask) and extended.mask[:, 5:].all()
+    assert torch.allclose(decoder.loss(tokens, mask, torch.ones(2, 2, 3, 3)),
+                          decoder.loss(None, None, torch.ones(2, 2, 3, 3), features=extended.bev_features))
+    with pytest.raises(ValueError, match="feed_head"):
+        BevDecoder(BevSettings(cells=3, hidden_size=8), context_size=6).extend_context(Context(tokens, mask))

@@ -429,3 +429,38 @@ def test_bev_loss_trains_the_decoder_and_the_backbone_and_survives_save_load(age
     assert no_decoder.bev_decoder is None
     with pytest.raises(Exception, match="bev.cells"):
         no_decoder.loss_il(batch, bev_weight=1.0)
+
+
+def test_bev_feed_head_puts_one_cell_token_per_cell_in_the_heads_context(agent_inputs, rng, tmp_path):
+    torch.set_num_threads(1)
+    model = tiny_model("tiny-florence2", overrides=["bev.cells=4", "bev.feed_head=true"]).eval()
+    perturb(model.head)
+    batch = make_batch(model, agent_inputs, rng)
+    backbone_tokens = model.backbone(*model._check_visual_inputs(batch)).tokens
+    context = model.encode(batch)
+    assert context.tokens.shape[1] == backbone_tokens.shape[1] + 16 and context.mask[:, -16:].all()
+    assert context.bev_features.shape == (B, 16, model.config.bev_settings.hidden_size)
+    torch.manual_seed(0)
+    before = model.sample(batch, mode="base", num_steps=2)
+    with torch.no_grad():
+        model.bev_decoder.to_context.weight.mul_(3.0)
+    torch.manual_seed(0)
+    assert not torch.allclose(before, model.sample(batch, mode="base", num_steps=2))  # the head reads the cells
+
+    # the BEV loss reads the cell features the context carries; a frozen backbone still trains the decoder
+    batch["bev_target"] = torch.from_numpy(rng.integers(0, 2, size=(B, 2, 4, 4)).astype(np.uint8))
+    from_tokens = model.bev_decoder.loss(backbone_tokens, model.backbone(*model._check_visual_inputs(batch)).mask,
+                                         batch["bev_target"])
+    assert torch.allclose(model.loss_bev(batch, model.encode(batch)), from_tokens)
+    frozen = tiny_model("tiny-florence2", overrides=["bev.cells=4", "bev.feed_head=true", "backbone.freeze=true"])
+    perturb(frozen.head)
+    frozen.loss_il(batch, bev_weight=1.0).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in frozen.bev_decoder.parameters())
+    assert all(p.grad is None for p in frozen.backbone.parameters())
+    model.save_pretrained(tmp_path / "m")
+    loaded = DipoleVLA.from_pretrained(str(tmp_path / "m")).eval()
+    assert torch.equal(loaded.bev_decoder.to_context.weight, model.bev_decoder.to_context.weight)
+    torch.manual_seed(1)
+    again = model.sample(batch, mode="base", num_steps=2)
+    torch.manual_seed(1)
+    assert torch.allclose(loaded.sample(batch, mode="base", num_steps=2), again)

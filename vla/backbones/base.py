@@ -19,17 +19,22 @@ through :func:`vla.hub.resolve_pretrained` before ``from_pretrained``)."""
 
 @dataclass
 class Context:
-    """Backbone output for B scenes: tokens (B, T, D) and mask (B, T) bool, True = valid token."""
+    """Backbone output for B scenes: tokens (B, T, D) and mask (B, T) bool, True = valid token.
+
+    ``bev_features`` (B, cells * cells, width): the BEV decoder's cell features when the head reads them (their
+    projections are then the last tokens, :meth:`vla.bev_decoder.BevDecoder.extend_context`)."""
 
     tokens: torch.Tensor
     mask: torch.Tensor
+    bev_features: Optional[torch.Tensor] = None
 
     @property
     def batch_size(self) -> int:
         return self.tokens.shape[0]
 
     def detach(self) -> "Context":
-        return Context(self.tokens.detach(), self.mask)
+        features = None if self.bev_features is None else self.bev_features.detach()
+        return Context(self.tokens.detach(), self.mask, features)
 
 
 class VisionLanguageBackbone(nn.Module, ABC):

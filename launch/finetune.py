@@ -158,7 +158,7 @@ def make_reward(cfg: TrainConfig, paths: DataPaths, items, name: str):
 
     cache_dir = (cfg.data.metric_cache_dir or cfg.output_dir / "metric_cache") / name
     return PDMReward.from_loader(items.loader, paths, cache_dir, version=cfg.reward.version,
-                                 num_workers=cfg.reward.num_workers)
+                                 num_workers=cfg.reward.num_workers, weights=cfg.reward.weights)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -17,11 +17,12 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from navsim_eval import names as metric_names
 from navsim_eval.names import SCORE_SHORT_NAME, short_name
 from navsim_eval.pdm.constants import SUBMISSION_NUM_POSES, check_version
 from navsim_eval.pdm.errors import ScoringError
 from navsim_eval.pdm.metric_cache import MetricCacheProvider
-from navsim_eval.pdm.scorer import METRICS, score_trajectories_batch
+from navsim_eval.pdm.scorer import METRICS, aggregate, score_trajectories_batch
 from navsim_eval.pdm.trajectory import MAX_ABS_POSITION_M
 from navsim_eval.worker_pool import worker_pool
 
@@ -45,6 +46,24 @@ class RewardResult:
     sub_metrics: dict[str, np.ndarray]
     valid: np.ndarray
     errors: dict[str, str]
+
+
+def shaped_weights(version: str, changes: Mapping[str, float]) -> dict[str, float]:
+    """The weighted average's weights (column -> weight) with ``changes`` (short name -> weight, e.g. {"EP": 2})
+    applied; a name that is not a weighted metric of the version, or a negative weight, is an error."""
+    official = metric_names.weights(version)
+    by_short = {short_name(column, version): column for column in official}
+    weights = dict(official)
+    for name, value in changes.items():
+        if name not in by_short:
+            raise ScoringError(f"reward weights: {name!r} is not a weighted {version} metric; "
+                               f"one of {sorted(by_short)}")
+        if not (np.isfinite(value) and value >= 0):
+            raise ScoringError(f"reward weights: {name} must be a finite weight >= 0, got {value}")
+        weights[by_short[name]] = float(value)
+    if sum(weights.values()) <= 0:
+        raise ScoringError(f"reward weights: the weights of the weighted average sum to 0 ({weights})")
+    return weights
 
 
 def _finite_candidates(poses: np.ndarray) -> tuple[np.ndarray, str]:
@@ -134,11 +153,17 @@ class PDMReward:
     chunks of `scenes_per_call` through `score_trajectories_batch` (one tracker simulation per chunk; results
     equal per-scene scoring). `num_workers` > 0 scores the chunks in a process pool (caches are loaded inside
     the workers when they come from a folder or callable; mappings are sent with each task).
+
+    `weights` (short name -> weight, e.g. {"EP": 2.0}) shapes the reward: `scores` become the multiplicative
+    metrics times the weighted average under those weights (the others official), a reported project choice
+    (specs/dipole.md §5.2); `sub_metrics` keep the official score under its own name.
     """
 
     def __init__(self, caches: Union[Mapping[str, Any], PathLike, CacheProvider], version: str = "v1",
-                 num_workers: int = 0, scenes_per_call: int = SCENES_PER_CALL):
+                 num_workers: int = 0, scenes_per_call: int = SCENES_PER_CALL,
+                 weights: Optional[Mapping[str, float]] = None):
         check_version(version)
+        self.weights = shaped_weights(version, weights) if weights else None
         if int(scenes_per_call) < 1:
             raise ScoringError(f"scenes_per_call must be >= 1, got {scenes_per_call}")
         self.version = version
@@ -158,13 +183,13 @@ class PDMReward:
 
     @classmethod
     def from_loader(cls, loader, data_paths, cache_dir: PathLike, version: str = "v1",
-                    num_workers: int = 0) -> "PDMReward":
+                    num_workers: int = 0, weights: Optional[Mapping[str, float]] = None) -> "PDMReward":
         """Reward over the scenes of the caller's `SceneLoader`: metric caches are built on first use from its
         scenes (and the maps of `data_paths`) into `cache_dir/<version>`, and rebuilt when stale."""
         provider = MetricCacheProvider(version, loader, maps_root=data_paths.require_maps_root(),
                                        map_version=data_paths.map_version, store=Path(cache_dir) / version,
                                        memo_size=MEMO_SIZE)
-        return cls(provider, version=version, num_workers=num_workers)
+        return cls(provider, version=version, num_workers=num_workers, weights=weights)
 
     @classmethod
     def from_split(cls, data_paths, split, cache_dir: PathLike, version: str = "v1",
@@ -245,6 +270,9 @@ class PDMReward:
                     store(first + offset, result)
         sub_metrics = {short_name(name, self.version): values for name, values in metrics.items()}
         sub_metrics[SCORE_SHORT_NAME[self.version]] = scores.copy()
+        if self.weights is not None:
+            with np.errstate(invalid="ignore"):
+                scores = np.where(valid, aggregate(self.version, metrics, self.weights)[1], np.nan)
         return RewardResult(scores=scores, sub_metrics=sub_metrics, valid=valid, errors=errors)
 
 

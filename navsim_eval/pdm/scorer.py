@@ -101,10 +101,12 @@ def _normalised_progress(version: str, raw: np.ndarray, multiplicative: np.ndarr
         return np.where(above, np.clip(raw / np.where(above, normaliser, 1.0), 0.0, 1.0), 1.0)
 
 
-def aggregate(version: str, metrics: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(multiplicative product M, scorer aggregate) from sub-metrics (v2 without EC)."""
+def aggregate(version: str, metrics: dict[str, np.ndarray],
+              weights: Optional[dict[str, float]] = None) -> tuple[np.ndarray, np.ndarray]:
+    """(multiplicative product M, scorer aggregate) from sub-metrics (v2 without EC); ``weights`` (column ->
+    weight, every weighted column of the version) replaces the official weights of the weighted average."""
     multiplicative = np.prod([metrics[name] for name in MULTIPLICATIVE[version]], axis=0)
-    weights = V1_WEIGHTS if version == "v1" else V2_WEIGHTS
+    weights = weights if weights is not None else (V1_WEIGHTS if version == "v1" else V2_WEIGHTS)
     weighted = sum(weight * metrics[name] for name, weight in weights.items()) / sum(weights.values())
     return multiplicative, multiplicative * weighted
 

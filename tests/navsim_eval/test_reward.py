@@ -162,3 +162,30 @@ def test_reward_workers_exit_when_their_parent_is_killed():
     for pid in survivors:  # do not leave them behind if the assertion fails
         os.kill(pid, signal.SIGKILL)
     assert not survivors
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_shaped_reward_reweights_the_average_and_logs_the_official_score(golden_dir, scenes, version):
+    caches = {t: golden_cache(golden_dir, t, version) for t in scenes}
+    poses = np.stack([candidate_poses(golden_dir, t, NAMES) for t in scenes])
+    official = PDMReward(caches, version=version)(list(scenes), poses)
+    same = PDMReward(caches, version=version, weights={"EP": 5.0})(list(scenes), poses)  # the official EP weight
+    np.testing.assert_allclose(same.scores, official.scores)
+    shaped = PDMReward(caches, version=version, weights={"EP": 0.0})(list(scenes), poses)
+    score = SCORE_SHORT_NAME[version]
+    np.testing.assert_array_equal(shaped.sub_metrics[score], official.scores)  # logged: the official score
+    subs = official.sub_metrics
+    if version == "v1":
+        expected = subs["NC"] * subs["DAC"] * (5 * subs["TTC"] + 2 * subs["C"]) / 7
+    else:
+        expected = (subs["NC"] * subs["DAC"] * subs["DDC"] * subs["TLC"]
+                    * (5 * subs["TTC"] + 2 * subs["LK"] + 2 * subs["HC"]) / 9)
+    np.testing.assert_allclose(shaped.scores, expected)
+    assert not np.allclose(shaped.scores, official.scores)  # the candidates' progress differs
+
+
+def test_shaped_reward_rejects_unknown_metrics_and_negative_weights():
+    with pytest.raises(ScoringError, match="'NC' is not a weighted v1 metric"):
+        PDMReward({}, version="v1", weights={"NC": 1.0})
+    with pytest.raises(ScoringError, match="EP must be a finite weight >= 0"):
+        PDMReward({}, version="v1", weights={"EP": -1.0})

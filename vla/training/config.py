@@ -134,6 +134,9 @@ class RewardSection:
 
     version: Literal["v1", "v2"] = "v1"  # train and report with one version (§5.2, §8)
     num_workers: NonNegativeInt = 2  # parallel scoring workers per process
+    # training reward only: weights of the score's weighted average by short name, e.g. {EP: 2.0}; the others and
+    # every evaluation keep the official ones (reward shaping, a reported choice: specs/dipole.md §5.2)
+    weights: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -38,3 +38,14 @@ def test_unknown_key_and_stage_rejected():
     with pytest.raises(ConfigError, match="ewr.rollout.omega must be 0"):  # at load, not after the IL stage
         load_config(TrainConfig, None, ["stages=[il,ewr]", "ewr.rollout.omega=1"])
     load_config(TrainConfig, None, ["dipole.rollout.omega=1"])  # guided rollouts are DIPOLE's to choose
+
+
+def test_the_demo_shapes_its_training_reward_and_the_navsim_recipe_keeps_the_official_score():
+    from navsim_eval import names
+    from navsim_eval.reward import shaped_weights
+
+    demo = load_config(TrainConfig, TRAIN_CONFIGS / "demo.yaml")
+    official = names.weights("v1")
+    assert shaped_weights("v1", demo.reward.weights) == {**official, "ego_progress": 2.0}
+    navsim = load_config(TrainConfig, TRAIN_CONFIGS / "navsim_florence2_large_dipole.yaml")
+    assert shaped_weights(navsim.reward.version, navsim.reward.weights) == official

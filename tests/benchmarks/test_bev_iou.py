@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 
+from tests.scripts import load_script
 from tests.vla.training.helpers import generate_tiny_world
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bev_iou.py"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("bev_iou", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/bev_iou.py")
 
 
 def test_iou_counts_overlap_over_union():

@@ -3,22 +3,15 @@ scene's cameras from another log; the command-response figure (final heading tow
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from tests.scripts import load_script
 from tests.vla.training.helpers import generate_tiny_world, split_items
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "dipole_vs_il.py"
 
 
 def _benchmark():
-    spec = importlib.util.spec_from_file_location("dipole_vs_il", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/dipole_vs_il.py")
 
 
 @pytest.fixture(scope="module")

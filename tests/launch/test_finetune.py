@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from data_pipelines.configuration import ConfigError
 from vla import DipoleVLA
 from vla.training.errors import IncompatibleCheckpointError, TrainingError
 
+from tests.scripts import load_script
 from tests.vla.training.helpers import generate_tiny_world
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -30,9 +30,7 @@ QUIET = ["tensorboard=false", "progress_bars=false", "reward.num_workers=0"]
 
 
 def _finetune_module():
-    spec = importlib.util.spec_from_file_location("finetune_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("launch/finetune.py")
     return module
 
 
@@ -190,9 +188,7 @@ def test_training_results_table_equals_evaluate_py_table(world, tmp_path):
     assert "| dipole (w=1) |" in training_table and "| il |" in training_table
     rows = [line for line in training_table.splitlines() if line.startswith(("| dipole", "| il"))]
     assert len(rows) == 3 and all(line.endswith("| 3 | 0 |") for line in rows)  # 3 scenes scored, none failed
-    spec = importlib.util.spec_from_file_location("evaluate_script", REPO_ROOT / "launch" / "evaluate.py")
-    evaluate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(evaluate)
+    evaluate = load_script("launch/evaluate.py")
     evaluate.main([
         "--checkpoint", str(out / "model"), "--split", "synthetic_test", "--data-root", str(world),
         "--omegas", "0,1", "--num-steps", "2", "--seeds", "7", "--metrics", "v1", "--baselines", "il",

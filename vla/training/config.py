@@ -140,10 +140,8 @@ class RewardSection:
 
     version: Literal["v1", "v2"] = "v1"  # train and report with one version (§5.2, §8)
     num_workers: NonNegativeInt = 2  # parallel scoring workers per process
-    # training reward only: weights of the score's weighted average by short name, merged into the default
-    # (reward.weights.EP=5: the official PDMS); metrics not named and every evaluation keep the official weights
-    # (reward shaping, a reported choice: specs/dipole.md §5.2)
-    weights: dict[str, float] = field(default_factory=lambda: dict(SHAPED_REWARD_WEIGHTS))
+    # reward shaping, a reported choice (specs/dipole.md §5.2); names merge into the default, others keep theirs
+    weights: dict[str, float] = field(default_factory=lambda: dict(SHAPED_REWARD_WEIGHTS))  # training reward's weights by short name (EP=5: official); evals official
 
 
 @dataclass(frozen=True)

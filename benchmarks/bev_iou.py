@@ -51,8 +51,8 @@ def predictions(model: DipoleVLA, batcher: SceneBatcher, donors: list[int]) -> t
         swapped = dict(batch, pixel_values=batcher.batch([donors[i] for i in indices], with_targets=False)["pixel_values"])
         with torch.no_grad():
             for inputs, out in ((batch, own), (swapped, other)):
-                context = model.encode(inputs)
-                out.append(torch.sigmoid(model.bev_decoder(context.tokens, context.mask)).numpy() > THRESHOLD)
+                logits = model.bev_decoder.predict(model.encode(inputs))
+                out.append(torch.sigmoid(logits).numpy() > THRESHOLD)
         targets.append(batch[BEV_TARGET_KEY].numpy() > 0.5)
     return np.concatenate(targets), np.concatenate(own), np.concatenate(other)
 

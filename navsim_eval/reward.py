@@ -17,8 +17,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from navsim_eval import names as metric_names
 from navsim_eval.names import SCORE_SHORT_NAME, short_name
+from navsim_eval.names import weights as official_weights
 from navsim_eval.pdm.constants import SUBMISSION_NUM_POSES, check_version
 from navsim_eval.pdm.errors import ScoringError
 from navsim_eval.pdm.metric_cache import MetricCacheProvider
@@ -51,7 +51,7 @@ class RewardResult:
 def shaped_weights(version: str, changes: Mapping[str, float]) -> dict[str, float]:
     """The weighted average's weights (column -> weight) with ``changes`` (short name -> weight, e.g. {"EP": 2})
     applied; a name that is not a weighted metric of the version, or a negative weight, is an error."""
-    official = metric_names.weights(version)
+    official = official_weights(version)
     by_short = {short_name(column, version): column for column in official}
     weights = dict(official)
     for name, value in changes.items():

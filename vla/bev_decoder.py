@@ -52,13 +52,18 @@ class BevDecoder(nn.Module):
         valid = torch.ones(cells.shape[:2], dtype=context.mask.dtype, device=context.mask.device)
         return Context(torch.cat([context.tokens, cells], dim=1), torch.cat([context.mask, valid], dim=1), features)
 
-    def loss(self, tokens: torch.Tensor, mask: torch.Tensor, target: torch.Tensor,
-             features: torch.Tensor | None = None) -> torch.Tensor:
-        """Class-balanced binary cross-entropy against a 0/1 target (B, channels, cells, cells): per channel,
-        the mean over occupied cells and the mean over free cells weigh half each (a sparse channel such as
-        objects is not learnt as "always free"), then the mean over channels. ``features``: cell features
-        computed already (then ``tokens`` and ``mask`` are not read)."""
-        logits = self.logits(features if features is not None else self.cell_features(tokens, mask))
+    def predict(self, context: Context) -> torch.Tensor:
+        """Logits (B, channels, cells, cells) of a context: from the cell features it carries (a context that
+        :meth:`extend_context` made, whose last tokens are the cells' own), else from its tokens."""
+        if context.bev_features is not None:
+            return self.logits(context.bev_features)
+        return self(context.tokens, context.mask)
+
+    def loss(self, context: Context, target: torch.Tensor) -> torch.Tensor:
+        """Class-balanced binary cross-entropy of :meth:`predict` against a 0/1 target (B, channels, cells,
+        cells): per channel, the mean over occupied cells and the mean over free cells weigh half each (a sparse
+        channel such as objects is not learnt as "always free"), then the mean over channels."""
+        logits = self.predict(context)
         if target.shape != logits.shape:
             raise ValueError(f"bev_target: expected shape {tuple(logits.shape)}, got {tuple(target.shape)}")
         occupied = target.float()

@@ -512,7 +512,7 @@ class DipoleVLA(PreTrainedModel):
         if bev.feed_head and context.bev_features is None:
             raise VLAInputError("context", "bev.feed_head: the context must come from encode() (it carries the "
                                 "decoder's cell features)")
-        return self.bev_decoder.loss(context.tokens, context.mask, target, features=context.bev_features)
+        return self.bev_decoder.loss(context, target)
 
     def loss_dipole(self, batch: dict, g, beta: float, *, anchor_poses=None, bc_weight: float = 0.0,
                     context: Optional[Context] = None, sample_mask=None, offset: float = 0.0,

@@ -30,8 +30,7 @@ QUIET = ["tensorboard=false", "progress_bars=false", "reward.num_workers=0"]
 
 
 def _finetune_module():
-    module = load_script("launch/finetune.py")
-    return module
+    return load_script("launch/finetune.py")
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from vla import DipoleVLAConfig
+from vla.backbones.base import Context
 from vla.bev_decoder import BevDecoder
 from vla.configuration_dipole import BevSettings
 from vla.errors import ModelConfigError
@@ -18,7 +19,7 @@ def test_decoder_maps_context_to_one_logit_per_cell_and_channel():
     mask[0, 4:] = False
     assert decoder(tokens, mask).shape == (3, 2, 5, 5)
     with pytest.raises(ValueError, match="bev_target"):
-        decoder.loss(tokens, mask, torch.zeros(3, 1, 5, 5))
+        decoder.loss(Context(tokens, mask), torch.zeros(3, 1, 5, 5))
 
 
 def test_loss_weighs_occupied_and_free_cells_half_each():
@@ -29,7 +30,7 @@ def test_loss_weighs_occupied_and_free_cells_half_each():
     logits = decoder(tokens, mask)
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
     expected = 0.5 * bce[target == 1].mean() + 0.5 * bce[target == 0].mean()
-    assert torch.allclose(decoder.loss(tokens, mask, target), expected)
+    assert torch.allclose(decoder.loss(Context(tokens, mask), target), expected)
     assert not torch.allclose(expected, bce.mean())  # a plain mean would let the one occupied cell vanish
 
 
@@ -51,15 +52,13 @@ def test_bad_bev_settings_name_the_field(bev, field):
 
 
 def test_extend_context_appends_one_valid_token_per_cell():
-    from vla.backbones.base import Context
-
     decoder = BevDecoder(BevSettings(cells=3, hidden_size=8, feed_head=True), context_size=6)
     tokens, mask = torch.randn(2, 5, 6), torch.ones(2, 5, dtype=torch.bool)
     mask[1, 3:] = False
     extended = decoder.extend_context(Context(tokens, mask))
     assert extended.tokens.shape == (2, 14, 6) and torch.equal(extended.tokens[:, :5], tokens)
     assert torch.equal(extended.mask[:, :5], mask) and extended.mask[:, 5:].all()
-    assert torch.allclose(decoder.loss(tokens, mask, torch.ones(2, 2, 3, 3)),
-                          decoder.loss(None, None, torch.ones(2, 2, 3, 3), features=extended.bev_features))
+    assert torch.allclose(decoder.loss(Context(tokens, mask), torch.ones(2, 2, 3, 3)),
+                          decoder.loss(extended, torch.ones(2, 2, 3, 3)))
     with pytest.raises(ValueError, match="feed_head"):
         BevDecoder(BevSettings(cells=3, hidden_size=8), context_size=6).extend_context(Context(tokens, mask))

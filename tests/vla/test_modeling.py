@@ -449,8 +449,7 @@ def test_bev_feed_head_puts_one_cell_token_per_cell_in_the_heads_context(agent_i
 
     # the BEV loss reads the cell features the context carries; a frozen backbone still trains the decoder
     batch["bev_target"] = torch.from_numpy(rng.integers(0, 2, size=(B, 2, 4, 4)).astype(np.uint8))
-    from_tokens = model.bev_decoder.loss(backbone_tokens, model.backbone(*model._check_visual_inputs(batch)).mask,
-                                         batch["bev_target"])
+    from_tokens = model.bev_decoder.loss(model.backbone(*model._check_visual_inputs(batch)), batch["bev_target"])
     assert torch.allclose(model.loss_bev(batch, model.encode(batch)), from_tokens)
     frozen = tiny_model("tiny-florence2", overrides=["bev.cells=4", "bev.feed_head=true", "backbone.freeze=true"])
     perturb(frozen.head)

@@ -5,6 +5,8 @@ cell, as a TransFuser-style planner reads its BEV features), otherwise planning 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,6 +15,9 @@ from vla.backbones.base import Context
 from vla.configuration_dipole import BevSettings
 
 BEV_ATTENTION_HEADS = 4  # heads of the cell queries' cross-attention (project choice)
+LOOKUP_OFFSETS_CELLS = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (0.0, -1.0))
+"""Where a pose token reads the grid, in cells of the pose's own frame (forward, left): at the pose, one cell ahead,
+one to the left, one to the right (project choice: enough to tell the road's edge and direction)."""
 
 
 class BevDecoder(nn.Module):
@@ -72,3 +77,65 @@ class BevDecoder(nn.Module):
         occupied_mean = (per_cell * occupied).sum(dims) / occupied.sum(dims).clamp_min(1.0)
         free_mean = (per_cell * (1 - occupied)).sum(dims) / (1 - occupied).sum(dims).clamp_min(1.0)
         return (0.5 * (occupied_mean + free_mean)).mean()
+
+
+@dataclass
+class BevGrid:
+    """What :class:`PoseGridReader` needs besides the pose tokens: each scene's decoded probabilities (Bc, channels,
+    cells, cells) and the action normalisation (mean, std broadcastable to (8, 4)) that maps normalised poses to
+    metres. Rows follow the context rows of :class:`vla.dit.ContextKV`."""
+
+    probabilities: torch.Tensor
+    action_mean: torch.Tensor
+    action_std: torch.Tensor
+
+    def select(self, start: int, stop: int) -> "BevGrid":
+        return BevGrid(self.probabilities[start:stop], self.action_mean, self.action_std)
+
+    def repeat(self, times: int) -> "BevGrid":
+        return BevGrid(self.probabilities.repeat(times, 1, 1, 1), self.action_mean, self.action_std)
+
+
+class PoseGridReader(nn.Module):
+    """Embeds, for each of N = Bc * G pose tokens, the grid's probabilities at the points of
+    ``LOOKUP_OFFSETS_CELLS`` around the (noisy) pose, turned by its heading; points off the grid read 0. The
+    embedding starts at zero, so a head gains the lookup without changing its output."""
+
+    def __init__(self, settings: BevSettings, hidden_size: int):
+        super().__init__()
+        self.settings = settings
+        self.register_buffer("offsets", torch.tensor(LOOKUP_OFFSETS_CELLS) * settings.cell_size_m, persistent=False)
+        self.embed = nn.Linear(len(LOOKUP_OFFSETS_CELLS) * len(settings.channels), hidden_size)
+        nn.init.zeros_(self.embed.weight)
+        nn.init.zeros_(self.embed.bias)
+
+    def grid_coordinates(self, poses: torch.Tensor) -> torch.Tensor:
+        """Features (..., 4) in metres (x, y, cos, sin) -> grid_sample coordinates (..., points, 2) (column from y,
+        row from x; -1 and 1 are the grid's outer edges, align_corners=False)."""
+        extent = self.settings.cells * self.settings.cell_size_m
+        heading = F.normalize(poses[..., 2:4], dim=-1, eps=1e-6)
+        left = torch.stack([-heading[..., 1], heading[..., 0]], dim=-1)
+        forward, sideways = self.offsets[:, 0], self.offsets[:, 1]
+        points = (poses[..., None, :2] + forward[:, None] * heading[..., None, :]
+                  + sideways[:, None] * left[..., None, :])
+        column = 2.0 * points[..., 1] / extent
+        row = 2.0 * (points[..., 0] + self.settings.behind_m) / extent - 1.0
+        return torch.stack([column, row], dim=-1)
+
+    def forward(self, x: torch.Tensor, grid: BevGrid) -> torch.Tensor:
+        """Normalised noisy poses x (N, L, 4) -> (N, L, hidden)."""
+        return self.embed(self.read(x, grid).to(self.embed.weight.dtype))
+
+    def read(self, x: torch.Tensor, grid: BevGrid) -> torch.Tensor:
+        """Normalised poses x (N, L, 4) -> probabilities (N, L, points * channels), point-major; row n reads the
+        grid of scene n // G."""
+        n, length = x.shape[:2]
+        scenes = grid.probabilities.shape[0]
+        if n % scenes:
+            raise ValueError(f"{n} pose rows are not a multiple of {scenes} grid rows")
+        coords = self.grid_coordinates(x.float() * grid.action_std + grid.action_mean)
+        points = coords.shape[-2]
+        coords = coords.reshape(scenes, (n // scenes) * length, points, 2)
+        read = F.grid_sample(grid.probabilities.float(), coords, mode="bilinear", padding_mode="zeros",
+                             align_corners=False)  # (Bc, channels, G * L, points)
+        return read.permute(0, 2, 3, 1).reshape(n, length, -1)

@@ -171,6 +171,7 @@ class BevSettings:
     channels: list = field(default_factory=lambda: list(BEV_CHANNELS))  # a subset of BEV_CHANNELS, in order
     hidden_size: int = 64  # width of the decoder's cell queries
     feed_head: bool = False  # the trajectory head also attends to the decoder's cell features (one token per cell)
+    head_lookup: bool = False  # each pose token of the head reads the decoded probabilities at and beside its position
 
     @property
     def enabled(self) -> bool:
@@ -300,6 +301,8 @@ class DipoleVLAConfig(PretrainedConfig):
         unknown = [c for c in bev.channels if c not in BEV_CHANNELS]
         if unknown or (bev.enabled and not bev.channels) or len(set(bev.channels)) != len(bev.channels):
             raise ModelConfigError("bev.channels", f"distinct names out of {list(BEV_CHANNELS)}, got {bev.channels}")
+        if bev.head_lookup and not bev.enabled:
+            raise ModelConfigError("bev.head_lookup", "reads the BEV decoder's grid: set bev.cells > 0")
         if self.normalization is not None:
             for key in ("action_mean", "action_std", "proprio_mean", "proprio_std"):
                 if key not in self.normalization:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from vla.bev_decoder import BevGrid
 from vla.configuration_dipole import HeadSettings
 from vla.errors import VLAInputError
 from vla.lora import Rows, apply_linear, apply_linear_branches
@@ -144,11 +145,13 @@ class DiTBlock(nn.Module):
 
 @dataclass
 class ContextKV:
-    """Per-block cross-attention keys/values of Bc context rows, and their key padding mask (True = valid)."""
+    """Per-block cross-attention keys/values of Bc context rows, their key padding mask (True = valid), and the
+    BEV grid the pose tokens read (``bev.head_lookup``; None otherwise)."""
 
     keys: list
     values: list
     mask: torch.Tensor  # (Bc, T) bool
+    grid: Optional[BevGrid] = None
 
     @property
     def num_rows(self) -> int:
@@ -157,13 +160,16 @@ class ContextKV:
     def select(self, start: int, stop: int) -> "ContextKV":
         """Context rows [start, stop) (e.g. one branch of a two-branch cache)."""
         return ContextKV([k[start:stop] for k in self.keys], [v[start:stop] for v in self.values],
-                         self.mask[start:stop])
+                         self.mask[start:stop], None if self.grid is None else self.grid.select(start, stop))
 
 
 class DiTDenoiser(nn.Module):
     """eps-predictor eps(a_t, t, proprio, context) for (N, num_tokens, action_dim) noisy actions."""
 
-    def __init__(self, settings: HeadSettings, context_dim: int, proprio_dim: int, num_tokens: int, action_dim: int):
+    def __init__(self, settings: HeadSettings, context_dim: int, proprio_dim: int, num_tokens: int, action_dim: int,
+                 grid_reader: Optional[nn.Module] = None):
+        """``grid_reader`` (:class:`vla.bev_decoder.PoseGridReader`, ``bev.head_lookup``) adds to each action token
+        what the BEV grid shows at its pose; the grid then has to come with the context (``ContextKV.grid``)."""
         super().__init__()
         hidden = settings.hidden_size
         self.settings = settings
@@ -176,6 +182,7 @@ class DiTDenoiser(nn.Module):
             nn.Linear(settings.action_embed_hidden, hidden),
         )
         self.pos_embed = nn.Parameter(sinusoidal_embedding(torch.arange(num_tokens), hidden)[None])
+        self.grid_reader = grid_reader
         self.time_embed = nn.Sequential(
             nn.Linear(settings.frequency_embedding_size, hidden), nn.SiLU(), nn.Linear(hidden, hidden)
         )
@@ -191,18 +198,20 @@ class DiTDenoiser(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def context_kv(self, tokens: torch.Tensor, mask: torch.Tensor, rows: Rows = None) -> ContextKV:
-        """Cross-attention keys/values of every block for context rows (tokens (Bc, T, D), mask (Bc, T))."""
+    def context_kv(self, tokens: torch.Tensor, mask: torch.Tensor, rows: Rows = None,
+                   grid: Optional[BevGrid] = None) -> ContextKV:
+        """Cross-attention keys/values of every block for context rows (tokens (Bc, T, D), mask (Bc, T)), with
+        those rows' BEV grid when the head reads one."""
         hidden = self.context_proj(tokens.to(self.output.weight.dtype))
         keys, values = [], []
         for block in self.blocks:
             k, v = block.cross_attn.project_kv(hidden, rows)
             keys.append(k)
             values.append(v)
-        return ContextKV(keys, values, mask.bool())
+        return ContextKV(keys, values, mask.bool(), grid)
 
-    def context_kv_branches(self, tokens: torch.Tensor, mask: torch.Tensor,
-                            adapters: Sequence[Optional[str]]) -> ContextKV:
+    def context_kv_branches(self, tokens: torch.Tensor, mask: torch.Tensor, adapters: Sequence[Optional[str]],
+                            grid: Optional[BevGrid] = None) -> ContextKV:
         """Keys/values for each adapter in `adapters` (rows adapter-major: adapter 0's Bc rows first); the
         context projection and the base k/v projections are computed once and shared."""
         hidden = self.context_proj(tokens.to(self.output.weight.dtype))
@@ -211,7 +220,8 @@ class DiTDenoiser(nn.Module):
             k, v = block.cross_attn.project_kv_branches(hidden, adapters)
             keys.append(k)
             values.append(v)
-        return ContextKV(keys, values, mask.bool().repeat(len(adapters), 1))
+        return ContextKV(keys, values, mask.bool().repeat(len(adapters), 1),
+                         None if grid is None else grid.repeat(len(adapters)))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, proprio: torch.Tensor, kv: ContextKV,
                 rows: Rows = None) -> torch.Tensor:
@@ -223,6 +233,11 @@ class DiTDenoiser(nn.Module):
             raise VLAInputError("rows", f"{len(rows)} adapter names for {n} rows")
         in_dtype, dtype = x.dtype, self.output.weight.dtype  # the sampler state keeps its own (float32) precision
         h = self.action_embed(x.to(dtype)) + self.pos_embed
+        if self.grid_reader is not None:
+            if kv.grid is None:
+                raise VLAInputError("context", "this head reads the BEV grid (bev.head_lookup): build its context "
+                                               "keys/values with the grid (a context from encode() carries it)")
+            h = h + self.grid_reader(x, kv.grid)
         t_feat = sinusoidal_embedding(t * TIME_EMBED_SCALE, self.settings.frequency_embedding_size).to(dtype)
         cond = self.time_embed(t_feat) + self.proprio_embed(proprio.to(dtype))
         for block, k, v in zip(self.blocks, kv.keys, kv.values):

@@ -22,7 +22,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 
 from vla.backbones import Context, build_backbone
 from vla.backbones.base import PRETRAINED_FIELD
-from vla.bev_decoder import BevDecoder
+from vla.bev_decoder import BevDecoder, BevGrid, PoseGridReader
 from vla.configuration_dipole import ACTION_DIM, ADAPTER_NAMES, NUM_TRAJECTORY_POSES, DipoleVLAConfig
 from vla.diffusion import VPLinearSchedule, run_sampler, sample_train_times
 from vla.dit import ContextKV, DiTDenoiser
@@ -138,11 +138,12 @@ class DipoleVLA(PreTrainedModel):
         super().__init__(config)
         self.backbone = build_backbone(config.backbone_settings, config.processor_settings)
         self._configure_backbone()
+        bev = config.bev_settings
+        reader = PoseGridReader(bev, config.head_settings.hidden_size) if bev.head_lookup else None
         self.head = DiTDenoiser(config.head_settings, self.backbone.hidden_size, config.proprio_dim,
-                                NUM_TRAJECTORY_POSES, ACTION_DIM)
+                                NUM_TRAJECTORY_POSES, ACTION_DIM, grid_reader=reader)
         if self.has_branches:
             add_dipole_adapters(self.head, config.lora_settings)
-        bev = config.bev_settings
         self.bev_decoder = BevDecoder(bev, self.backbone.hidden_size) if bev.enabled else None
         diffusion = config.diffusion_settings
         self.schedule = VPLinearSchedule(diffusion.beta_min, diffusion.beta_max)
@@ -429,18 +430,34 @@ class DipoleVLA(PreTrainedModel):
 
     # Forward pieces --------------------------------------------------------------------------------------------
     def encode(self, batch: dict) -> Context:
-        """Context of each scene (B, T, D) + mask: the backbone's tokens, then the BEV cells' with ``bev.feed_head``;
-        compute once and pass as ``context=``."""
-        return self._with_bev_cells(self._backbone_context(batch))
+        """Context of each scene (B, T, D) + mask: the backbone's tokens, then the BEV cells' with ``bev.feed_head``,
+        and the decoded probabilities with ``bev.head_lookup``; compute once and pass as ``context=``."""
+        return self._with_bev(self._backbone_context(batch))
 
     def _backbone_context(self, batch: dict) -> Context:
         pixels, input_ids, attention_mask = self._check_visual_inputs(batch)
         return self.backbone(pixels, input_ids, attention_mask)
 
-    def _with_bev_cells(self, context: Context) -> Context:
-        if self.bev_decoder is not None and self.config.bev_settings.feed_head:
-            return self.bev_decoder.extend_context(context)
+    def _with_bev(self, context: Context) -> Context:
+        bev = self.config.bev_settings
+        if self.bev_decoder is None:
+            return context
+        if bev.feed_head:
+            context = self.bev_decoder.extend_context(context)
+        if bev.head_lookup:  # the head reads the decoder's output; only the BEV loss trains the decoder
+            probabilities = torch.sigmoid(self.bev_decoder.predict(context).float()).detach()
+            context = Context(context.tokens, context.mask, context.bev_features, probabilities)
         return context
+
+    def _head_grid(self, context: Context) -> Optional[BevGrid]:
+        """The BEV grid of the head's pose tokens (``bev.head_lookup``), None for a head without the lookup."""
+        if not self.config.bev_settings.head_lookup:
+            return None
+        if context.bev_probabilities is None:
+            raise VLAInputError("context", "bev.head_lookup: the context must come from encode() (it carries the "
+                                           "BEV decoder's probabilities)")
+        mean, std = self._action_stats(context.bev_probabilities.device)
+        return BevGrid(context.bev_probabilities, mean, std)
 
     def _context(self, batch: dict, context: Optional[Context], grad: bool) -> Context:
         """The context, with gradients into the backbone only when ``grad``; the BEV cells of ``bev.feed_head``
@@ -451,7 +468,7 @@ class DipoleVLA(PreTrainedModel):
             return self.encode(batch)
         with torch.no_grad():
             backbone = self._backbone_context(batch).detach()
-        return self._with_bev_cells(backbone)
+        return self._with_bev(backbone)
 
     def _noised(self, actions: torch.Tensor, generator: Optional[torch.Generator]):
         n = actions.shape[0]
@@ -485,7 +502,7 @@ class DipoleVLA(PreTrainedModel):
             weights = weights.detach().float()
         flat = actions.reshape(b * k, NUM_TRAJECTORY_POSES, ACTION_DIM)
         a_t, eps, t = self._noised(flat, generator)
-        kv = self.head.context_kv(ctx.tokens, ctx.mask, None)
+        kv = self.head.context_kv(ctx.tokens, ctx.mask, None, self._head_grid(ctx))
         proprio = self._proprio(batch)
         if proprio_dropout > 0:
             hidden = torch.rand(b, device=proprio.device, generator=generator) < proprio_dropout
@@ -578,7 +595,7 @@ class DipoleVLA(PreTrainedModel):
 
         flat = actions.reshape(n, NUM_TRAJECTORY_POSES, ACTION_DIM)
         a_t, eps, t = self._noised(flat, generator)
-        kv = self.head.context_kv_branches(ctx.tokens, ctx.mask, list(branches))
+        kv = self.head.context_kv_branches(ctx.tokens, ctx.mask, list(branches), self._head_grid(ctx))
         proprio_rows = proprio.repeat_interleave(k, dim=0)
         rows = branch_rows(branches, n)
         eps_hat = self.head(a_t.repeat(nb, 1, 1), t.repeat(nb), proprio_rows.repeat(nb, 1), kv, rows)
@@ -640,13 +657,13 @@ class DipoleVLA(PreTrainedModel):
                 x_init = initial_noise((b, s), generator, device) * scale
 
                 if mode == "base" or not self.has_branches:  # single-branch: its head is pi+ itself
-                    kv_base = self.head.context_kv(ctx.tokens, ctx.mask, None)
+                    kv_base = self.head.context_kv(ctx.tokens, ctx.mask, None, self._head_grid(ctx))
                     plans = [self._integrate(lambda x, t: self.head(x, t.expand(n), proprio, kv_base, None),
                                              x_init, sampler, num_steps)]
                     plans = plans * (len(omegas) if mode == "guided" else 1)
                 else:
                     needed = sorted({br for w in omegas for br in branches_for_omega(w)}, key=ADAPTER_NAMES.index)
-                    kv_all = self.head.context_kv_branches(ctx.tokens, ctx.mask, needed)
+                    kv_all = self.head.context_kv_branches(ctx.tokens, ctx.mask, needed, self._head_grid(ctx))
                     kv_of = {name: kv_all.select(i * b, (i + 1) * b) for i, name in enumerate(needed)}
                     plans = [self._integrate(self._guided_eps_fn(w, proprio, kv_all, kv_of, n), x_init, sampler,
                                              num_steps)

@@ -206,6 +206,9 @@ def test_imitation_with_the_bev_decoder_needs_both_the_decoder_and_a_weight(worl
     with pytest.raises(TrainingError, match="bev_loss_weight"):
         finetune.main(base + [f"output_dir={tmp_path / 'decoder_only'}", "model.overrides.bev.cells=4"])
     out = tmp_path / "both"
-    assert finetune.main(base + [f"output_dir={out}", "il.bev_loss_weight=1.0", "model.overrides.bev.cells=4"]) == 0
+    assert finetune.main(base + [f"output_dir={out}", "il.bev_loss_weight=1.0", "model.overrides.bev.cells=4",
+                                 "model.overrides.bev.head_lookup=true"]) == 0
     weights = load_file(str(out / "il_model" / "model.safetensors"))
     assert any(name.startswith("bev_decoder.") for name in weights)
+    reader = [value for name, value in weights.items() if "grid_reader.embed.weight" in name]
+    assert len(reader) == 1 and reader[0].abs().sum() > 0  # imitation trained the head's grid lookup

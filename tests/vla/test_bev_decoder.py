@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from vla import DipoleVLAConfig
 from vla.backbones.base import Context
-from vla.bev_decoder import BevDecoder
+from vla.bev_decoder import BevDecoder, BevGrid, PoseGridReader
 from vla.configuration_dipole import BevSettings
 from vla.errors import ModelConfigError
 
@@ -62,3 +64,28 @@ def test_extend_context_appends_one_valid_token_per_cell():
                           decoder.loss(extended, torch.ones(2, 2, 3, 3)))
     with pytest.raises(ValueError, match="feed_head"):
         BevDecoder(BevSettings(cells=3, hidden_size=8), context_size=6).extend_context(Context(tokens, mask))
+
+
+def test_pose_grid_reader_reads_at_and_beside_each_pose_in_its_own_frame():
+    settings = BevSettings(cells=4, cell_size_m=3.0, behind_m=8.0, channels=["drivable_area"])
+    reader = PoseGridReader(settings, hidden_size=8)
+    # cell centres: x -6.5 / -3.5 / -0.5 / 2.5 (rows), y -4.5 / -1.5 / 1.5 / 4.5 (columns); one hot cell at (-0.5, 1.5)
+    hot = torch.zeros(2, 1, 4, 4)
+    hot[0, 0, 2, 2] = 1.0
+    identity = BevGrid(hot, torch.zeros(4), torch.ones(4))
+    left = math.pi / 2
+    poses = torch.tensor([[-0.5, 1.5, 0.0],  # on it: the pose's own point
+                          [-3.5, 1.5, 0.0],  # one cell behind it, facing it: the point ahead
+                          [-0.5, -1.5, left],  # to its right, facing left (+y): the point ahead
+                          [-3.5, 1.5, -left],  # behind it, facing right (-y): the point to the left
+                          [-0.5, 4.5, 0.0]]  # to its left, facing forward: the point to the right
+                         + [[-0.5, 1.5, 0.0]] * 4 + [[60.0, 0.0, 0.0]])  # rows 5-9 read the empty second grid
+    features = torch.stack([poses[:, 0], poses[:, 1], torch.cos(poses[:, 2]), torch.sin(poses[:, 2])], -1)
+    read = reader.read(features[:, None], identity)[:, 0]  # (10 rows, 4 points): at, ahead, left, right
+    expected = torch.zeros(10, 4)
+    expected[0, 0] = expected[1, 1] = expected[2, 1] = expected[3, 2] = expected[4, 3] = 1.0
+    assert torch.allclose(read, expected, atol=1e-5)
+    # a head gains the reader without changing its output: the embedding starts at zero
+    assert torch.equal(reader(features[:, None], identity), torch.zeros(10, 1, 8))
+    with pytest.raises(ValueError, match="multiple"):
+        reader.read(features[:3, None], identity)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from vla import DipoleVLA, NormalizationError, VLAInputError
+from vla.backbones import Context
 from vla.guidance import dipole_branch_losses
 from vla.lora import uniform_rows
 from vla.presets import TINY_PRESETS, build_config
@@ -463,3 +464,38 @@ def test_bev_feed_head_puts_one_cell_token_per_cell_in_the_heads_context(agent_i
     again = model.sample(batch, mode="base", num_steps=2)
     torch.manual_seed(1)
     assert torch.allclose(loaded.sample(batch, mode="base", num_steps=2), again)
+
+
+def test_bev_head_lookup_feeds_each_pose_token_the_grid_under_it(agent_inputs, rng, tmp_path):
+    torch.set_num_threads(1)
+    model = tiny_model("tiny-florence2", overrides=["bev.cells=4", "bev.head_lookup=true"]).eval()
+    perturb(model.head)
+    batch = make_batch(model, agent_inputs, rng)
+    context = model.encode(batch)
+    assert context.bev_probabilities.shape == (B, 2, 4, 4) and not context.bev_probabilities.requires_grad
+    assert torch.allclose(context.bev_probabilities, torch.sigmoid(model.bev_decoder.predict(context)))
+    torch.manual_seed(0)
+    before = model.sample(batch, omega=[0.0, 2.0], num_steps=2, num_samples=3)
+    shifted = Context(context.tokens, context.mask, None, 1.0 - context.bev_probabilities)
+    torch.manual_seed(0)
+    assert not torch.allclose(before, model.sample(batch, omega=[0.0, 2.0], num_steps=2, num_samples=3,
+                                                   context=shifted))  # the pose tokens read the grid
+    with pytest.raises(VLAInputError, match="head_lookup"):
+        model.sample(batch, context=Context(context.tokens, context.mask), num_steps=2)
+
+    # imitation trains the reader; DIPOLE's branches see the same grid (the reader is base, not adapted)
+    model.train()
+    model.loss_il(batch).backward()
+    assert model.head.grid_reader.embed.weight.grad.abs().sum() > 0
+    g = torch.tensor([0.9, 0.1, 0.5])[:B]
+    out = model.loss_dipole(batch, g, beta=2.0, context=model.encode(batch).detach())
+    assert torch.isfinite(out.loss)
+    model.save_pretrained(tmp_path / "m")
+    loaded = DipoleVLA.from_pretrained(str(tmp_path / "m")).eval()
+    model.eval()
+    torch.manual_seed(1)
+    again = model.sample(batch, num_steps=2)
+    torch.manual_seed(1)
+    assert torch.allclose(loaded.sample(batch, num_steps=2), again)
+    with pytest.raises(Exception, match="bev.head_lookup"):
+        tiny_model("tiny-florence2", overrides=["bev.head_lookup=true"])

@@ -22,11 +22,14 @@ class Context:
     """Backbone output for B scenes: tokens (B, T, D) and mask (B, T) bool, True = valid token.
 
     ``bev_features`` (B, cells * cells, width): the BEV decoder's cell features when the head reads them (their
-    projections are then the last tokens, :meth:`vla.bev_decoder.BevDecoder.extend_context`)."""
+    projections are then the last tokens, :meth:`vla.bev_decoder.BevDecoder.extend_context`).
+    ``bev_probabilities`` (B, channels, cells, cells): the decoder's probabilities, detached, when the head's pose
+    tokens look them up (``bev.head_lookup``, :class:`vla.bev_decoder.PoseGridReader`)."""
 
     tokens: torch.Tensor
     mask: torch.Tensor
     bev_features: Optional[torch.Tensor] = None
+    bev_probabilities: Optional[torch.Tensor] = None
 
     @property
     def batch_size(self) -> int:
@@ -34,7 +37,8 @@ class Context:
 
     def detach(self) -> "Context":
         features = None if self.bev_features is None else self.bev_features.detach()
-        return Context(self.tokens.detach(), self.mask, features)
+        probabilities = None if self.bev_probabilities is None else self.bev_probabilities.detach()
+        return Context(self.tokens.detach(), self.mask, features, probabilities)
 
 
 class VisionLanguageBackbone(nn.Module, ABC):

@@ -13,8 +13,10 @@ from accelerate import Accelerator
 from safetensors.torch import load_file
 
 from data_pipelines.configuration import ConfigError, load_config
+from vla.backbones import Context
 from vla.training import TrainConfig, Trainer
 from vla.training.stages import stage_names
+from vla.training.stages.dipole import ContextCache
 from vla.training.stages.il import ImitationStage, turn_command_repeats
 
 from tests.vla.training.helpers import DistanceReward, make_items
@@ -74,3 +76,17 @@ def test_reused_context_gives_the_recomputed_losses_and_resumes_bitwise(tmp_path
     a = load_file(tmp_path / "reuse" / "model" / "model.safetensors")
     b = load_file(tmp_path / "split" / "model" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+
+def test_context_cache_keeps_the_bev_grid_a_lookup_head_reads():
+    cache = ContextCache(num_rows=4, max_mb=1.0)
+    grids = torch.rand(2, 2, 3, 3)
+    context = Context(torch.randn(2, 5, 6), torch.ones(2, 5, dtype=torch.bool), None, grids)
+    cache.add([3, 1], {"proprio": torch.randn(2, 7)}, context)
+    _, selected = cache.select(np.array([1, 3]), "cpu")
+    assert torch.equal(selected.bev_probabilities, grids.flip(0))
+    assert torch.equal(selected.tokens, context.tokens.flip(0))
+    plain = ContextCache(num_rows=2, max_mb=1.0)
+    plain.add([0, 1], {"proprio": torch.randn(2, 7)}, Context(context.tokens, context.mask))
+    assert plain.select(np.array([0]), "cpu")[1].bev_probabilities is None

@@ -30,13 +30,15 @@ BYTES_PER_MB = 2**20
 
 
 class ContextCache:
-    """Per buffer row: backbone context (tokens, mask) and the model's proprio input, on CPU."""
+    """Per buffer row: the context (tokens, mask, and the BEV probabilities a ``bev.head_lookup`` head reads) and the
+    model's proprio input, on CPU."""
 
     def __init__(self, num_rows: int, max_mb: float):
         self.num_rows, self.max_bytes = int(num_rows), float(max_mb) * BYTES_PER_MB
         self.tokens: Optional[torch.Tensor] = None
         self.mask: Optional[torch.Tensor] = None
         self.proprio: Optional[torch.Tensor] = None
+        self.bev_probabilities: Optional[torch.Tensor] = None
         self.filled = np.zeros(self.num_rows, dtype=bool)
         self.too_big = False
 
@@ -49,8 +51,11 @@ class ContextCache:
             return
         rows = np.asarray(rows, dtype=np.int64)
         tokens = context.tokens.detach()
+        grids = context.bev_probabilities
         if self.tokens is None:
             per_row = tokens[0].numel() * tokens.element_size() + context.mask[0].numel()
+            if grids is not None:
+                per_row += grids[0].numel() * grids.element_size()
             if per_row * self.num_rows > self.max_bytes:
                 self.too_big = True
                 return
@@ -58,15 +63,20 @@ class ContextCache:
             self.mask = torch.empty((self.num_rows,) + tuple(context.mask.shape[1:]), dtype=context.mask.dtype)
             proprio = batch["proprio"]
             self.proprio = torch.empty((self.num_rows,) + tuple(proprio.shape[1:]), dtype=proprio.dtype)
+            if grids is not None:
+                self.bev_probabilities = torch.empty((self.num_rows,) + tuple(grids.shape[1:]), dtype=grids.dtype)
         index = torch.from_numpy(rows)
         self.tokens[index] = tokens.cpu()
         self.mask[index] = context.mask.detach().cpu()
         self.proprio[index] = batch["proprio"].detach().cpu()
+        if self.bev_probabilities is not None:
+            self.bev_probabilities[index] = grids.detach().cpu()
         self.filled[rows] = True
 
     def select(self, sel: np.ndarray, device) -> tuple[dict, Context]:
         index = torch.from_numpy(np.asarray(sel, dtype=np.int64))
-        context = Context(self.tokens[index].to(device), self.mask[index].to(device))
+        grids = None if self.bev_probabilities is None else self.bev_probabilities[index].to(device)
+        context = Context(self.tokens[index].to(device), self.mask[index].to(device), None, grids)
         return {"proprio": self.proprio[index].to(device)}, context
 
 

@@ -9,7 +9,7 @@ eps = (1 + omega) eps+ - omega eps- (specs/dipole.md §4), both branches in one 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -444,9 +444,12 @@ class DipoleVLA(PreTrainedModel):
             return context
         if bev.feed_head:
             context = self.bev_decoder.extend_context(context)
-        if bev.head_lookup:  # the head reads the decoder's output; only the BEV loss trains the decoder
+        if bev.head_lookup:
+            if context.bev_features is None:  # carried, so that the BEV loss reuses them instead of decoding again
+                context = replace(context, bev_features=self.bev_decoder.cell_features(context.tokens, context.mask))
+            # the head reads the decoder's output; only the BEV loss trains the decoder
             probabilities = torch.sigmoid(self.bev_decoder.predict(context).float()).detach()
-            context = Context(context.tokens, context.mask, context.bev_features, probabilities)
+            context = replace(context, bev_probabilities=probabilities)
         return context
 
     def _head_grid(self, context: Context) -> Optional[BevGrid]:

@@ -474,6 +474,14 @@ def test_bev_head_lookup_feeds_each_pose_token_the_grid_under_it(agent_inputs, r
     context = model.encode(batch)
     assert context.bev_probabilities.shape == (B, 2, 4, 4) and not context.bev_probabilities.requires_grad
     assert torch.allclose(context.bev_probabilities, torch.sigmoid(model.bev_decoder.predict(context)))
+    # the BEV loss reuses the cell features the lookup decoded, with the loss of decoding the tokens again
+    batch["bev_target"] = torch.from_numpy(rng.integers(0, 2, size=(B, 2, 4, 4)).astype(np.uint8))
+    backbone = model.backbone(*model._check_visual_inputs(batch))
+    calls, handle = count_calls(model.bev_decoder.attention)
+    reused = model.loss_bev(batch, context)
+    assert not calls  # the carried features: no second decoder pass
+    assert torch.allclose(reused, model.bev_decoder.loss(backbone, batch["bev_target"]))
+    handle.remove()
     torch.manual_seed(0)
     before = model.sample(batch, omega=[0.0, 2.0], num_steps=2, num_samples=3)
     shifted = Context(context.tokens, context.mask, None, 1.0 - context.bev_probabilities)

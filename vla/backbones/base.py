@@ -21,8 +21,9 @@ through :func:`vla.hub.resolve_pretrained` before ``from_pretrained``)."""
 class Context:
     """Backbone output for B scenes: tokens (B, T, D) and mask (B, T) bool, True = valid token.
 
-    ``bev_features`` (B, cells * cells, width): the BEV decoder's cell features when the head reads them (their
-    projections are then the last tokens, :meth:`vla.bev_decoder.BevDecoder.extend_context`).
+    ``bev_features`` (B, cells * cells, width): the BEV decoder's cell features when the head reads them (with
+    ``bev.feed_head`` their projections are the last tokens, :meth:`vla.bev_decoder.BevDecoder.extend_context`);
+    the BEV loss then reuses them.
     ``bev_probabilities`` (B, channels, cells, cells): the decoder's probabilities, detached, when the head's pose
     tokens look them up (``bev.head_lookup``, :class:`vla.bev_decoder.PoseGridReader`)."""
 

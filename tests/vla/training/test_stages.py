@@ -78,7 +78,6 @@ def test_reused_context_gives_the_recomputed_losses_and_resumes_bitwise(tmp_path
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-
 def test_context_cache_keeps_the_bev_grid_a_lookup_head_reads():
     cache = ContextCache(num_rows=4, max_mb=1.0)
     grids = torch.rand(2, 2, 3, 3)

@@ -462,6 +462,14 @@ class DipoleVLA(PreTrainedModel):
         mean, std = self._action_stats(context.bev_probabilities.device)
         return BevGrid(context.bev_probabilities, mean, std)
 
+    def _head_kv(self, context: Context, adapters: Optional[Sequence[str]] = None) -> ContextKV:
+        """The head's cross-attention keys/values (and BEV grid) of a context: the base head's, or with ``adapters``
+        one set per adapter, adapter-major (:meth:`vla.dit.DiTDenoiser.context_kv_branches`)."""
+        grid = self._head_grid(context)
+        if adapters is None:
+            return self.head.context_kv(context.tokens, context.mask, None, grid)
+        return self.head.context_kv_branches(context.tokens, context.mask, adapters, grid)
+
     def _context(self, batch: dict, context: Optional[Context], grad: bool) -> Context:
         """The context, with gradients into the backbone only when ``grad``; the BEV cells of ``bev.feed_head``
         follow their decoder's requires_grad (a frozen backbone still trains the decoder during imitation)."""
@@ -480,7 +488,7 @@ class DipoleVLA(PreTrainedModel):
         return self.schedule.add_noise(actions, eps, t), eps, t
 
     def loss_il(self, batch: dict, *, context: Optional[Context] = None, sample_weights=None, sample_mask=None,
-                bev_weight: float = 0.0, proprio_dropout: float = 0.0,
+                bev_weight: float = 0.0, proprio_dropout: float = 0.0, lookup_target_rate: float = 0.0,
                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Behaviour-cloning eps-MSE of the base head (adapters off).
 
@@ -491,21 +499,26 @@ class DipoleVLA(PreTrainedModel):
         on the same context. ``proprio_dropout`` is the probability that a scene's normalised ego motion (history
         poses, velocity, acceleration) is replaced by zeros (the training mean), so the head has to plan from the
         cameras and the prompt alone; a driving command in the proprio vector stays (it is the route, which the
-        cameras cannot show).
+        cameras cannot show). ``lookup_target_rate`` (``bev.head_lookup``) is the probability that a scene's head
+        reads the BEV target instead of the decoder's probabilities, so that the head learns what the grid is
+        worth before the decoder can draw it (the BEV loss still trains the decoder on every scene).
         Gradients reach what :meth:`set_trainable` enabled (``"base"`` for imitation).
         """
-        if not 0.0 <= proprio_dropout <= 1.0:
-            raise ValueError(f"proprio_dropout must be in [0, 1], got {proprio_dropout}")
+        for name, rate in (("proprio_dropout", proprio_dropout), ("lookup_target_rate", lookup_target_rate)):
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {rate}")
         actions = self._target(batch)
         b, k = actions.shape[:2]
         ctx = self._context(batch, context, grad=not self.config.backbone_settings.freeze)
+        if lookup_target_rate > 0:
+            ctx = self._with_target_lookup(batch, ctx, lookup_target_rate, generator)
         weights = self._per_candidate(sample_weights, b, k, "sample_weights", actions.device)
         mask = self._per_candidate(sample_mask, b, k, "sample_mask", actions.device)
         if weights is not None:
             weights = weights.detach().float()
         flat = actions.reshape(b * k, NUM_TRAJECTORY_POSES, ACTION_DIM)
         a_t, eps, t = self._noised(flat, generator)
-        kv = self.head.context_kv(ctx.tokens, ctx.mask, None, self._head_grid(ctx))
+        kv = self._head_kv(ctx)
         proprio = self._proprio(batch)
         if proprio_dropout > 0:
             hidden = torch.rand(b, device=proprio.device, generator=generator) < proprio_dropout
@@ -519,16 +532,32 @@ class DipoleVLA(PreTrainedModel):
             loss = loss + bev_weight * self.loss_bev(batch, ctx)
         return loss
 
-    def loss_bev(self, batch: dict, context: Context) -> torch.Tensor:
-        """The auxiliary BEV decoder's loss on ``batch["bev_target"]`` (:class:`vla.bev_decoder.BevDecoder`)."""
-        if self.bev_decoder is None:
-            raise ModelConfigError("bev.cells", "a BEV loss needs the BEV decoder (bev.cells > 0 in the model config)")
+    def _with_target_lookup(self, batch: dict, context: Context, rate: float,
+                            generator: Optional[torch.Generator]) -> Context:
+        """The context with the BEV target as the head's lookup grid for a random ``rate`` of its scenes."""
+        if not self.config.bev_settings.head_lookup:
+            raise ModelConfigError("bev.head_lookup", "lookup_target_rate needs the head's BEV lookup")
+        target = self._bev_target(batch, context).to(context.bev_probabilities.dtype)
+        use = torch.rand(target.shape[0], device=target.device, generator=generator) < rate
+        return replace(context, bev_probabilities=torch.where(use[:, None, None, None], target,
+                                                              context.bev_probabilities))
+
+    def _bev_target(self, batch: dict, context: Context) -> torch.Tensor:
+        """``batch["bev_target"]`` on the context's device, its shape checked against the BEV settings."""
         target = self._tensor(batch, BEV_TARGET_KEY).to(context.tokens.device)
         bev = self.config.bev_settings
         expected = (context.tokens.shape[0], len(bev.channels), bev.cells, bev.cells)
         if tuple(target.shape) != expected:
             raise VLAInputError(BEV_TARGET_KEY, f"expected {expected} (batch, channels {bev.channels}, cells, "
                                                 f"cells), got {tuple(target.shape)}")
+        return target
+
+    def loss_bev(self, batch: dict, context: Context) -> torch.Tensor:
+        """The auxiliary BEV decoder's loss on ``batch["bev_target"]`` (:class:`vla.bev_decoder.BevDecoder`)."""
+        if self.bev_decoder is None:
+            raise ModelConfigError("bev.cells", "a BEV loss needs the BEV decoder (bev.cells > 0 in the model config)")
+        target = self._bev_target(batch, context)
+        bev = self.config.bev_settings
         if bev.feed_head and context.bev_features is None:
             raise VLAInputError("context", "bev.feed_head: the context must come from encode() (it carries the "
                                 "decoder's cell features)")
@@ -598,7 +627,7 @@ class DipoleVLA(PreTrainedModel):
 
         flat = actions.reshape(n, NUM_TRAJECTORY_POSES, ACTION_DIM)
         a_t, eps, t = self._noised(flat, generator)
-        kv = self.head.context_kv_branches(ctx.tokens, ctx.mask, list(branches), self._head_grid(ctx))
+        kv = self._head_kv(ctx, list(branches))
         proprio_rows = proprio.repeat_interleave(k, dim=0)
         rows = branch_rows(branches, n)
         eps_hat = self.head(a_t.repeat(nb, 1, 1), t.repeat(nb), proprio_rows.repeat(nb, 1), kv, rows)
@@ -660,13 +689,13 @@ class DipoleVLA(PreTrainedModel):
                 x_init = initial_noise((b, s), generator, device) * scale
 
                 if mode == "base" or not self.has_branches:  # single-branch: its head is pi+ itself
-                    kv_base = self.head.context_kv(ctx.tokens, ctx.mask, None, self._head_grid(ctx))
+                    kv_base = self._head_kv(ctx)
                     plans = [self._integrate(lambda x, t: self.head(x, t.expand(n), proprio, kv_base, None),
                                              x_init, sampler, num_steps)]
                     plans = plans * (len(omegas) if mode == "guided" else 1)
                 else:
                     needed = sorted({br for w in omegas for br in branches_for_omega(w)}, key=ADAPTER_NAMES.index)
-                    kv_all = self.head.context_kv_branches(ctx.tokens, ctx.mask, needed, self._head_grid(ctx))
+                    kv_all = self._head_kv(ctx, needed)
                     kv_of = {name: kv_all.select(i * b, (i + 1) * b) for i, name in enumerate(needed)}
                     plans = [self._integrate(self._guided_eps_fn(w, proprio, kv_all, kv_of, n), x_init, sampler,
                                              num_steps)

@@ -104,7 +104,6 @@ class PoseGridReader(nn.Module):
     def __init__(self, settings: BevSettings, hidden_size: int):
         super().__init__()
         self.settings = settings
-        self.register_buffer("offsets", torch.tensor(LOOKUP_OFFSETS_CELLS) * settings.cell_size_m, persistent=False)
         self.embed = nn.Linear(len(LOOKUP_OFFSETS_CELLS) * len(settings.channels), hidden_size)
         nn.init.zeros_(self.embed.weight)
         nn.init.zeros_(self.embed.bias)
@@ -115,7 +114,9 @@ class PoseGridReader(nn.Module):
         extent = self.settings.cells * self.settings.cell_size_m
         heading = F.normalize(poses[..., 2:4], dim=-1, eps=1e-6)
         left = torch.stack([-heading[..., 1], heading[..., 0]], dim=-1)
-        forward, sideways = self.offsets[:, 0], self.offsets[:, 1]
+        # built here, not held as a buffer: from_pretrained materialises unsaved buffers uninitialised
+        offsets = poses.new_tensor(LOOKUP_OFFSETS_CELLS) * self.settings.cell_size_m
+        forward, sideways = offsets[:, 0], offsets[:, 1]
         points = (poses[..., None, :2] + forward[:, None] * heading[..., None, :]
                   + sideways[:, None] * left[..., None, :])
         column = 2.0 * points[..., 1] / extent

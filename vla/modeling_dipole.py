@@ -488,7 +488,7 @@ class DipoleVLA(PreTrainedModel):
         return self.schedule.add_noise(actions, eps, t), eps, t
 
     def loss_il(self, batch: dict, *, context: Optional[Context] = None, sample_weights=None, sample_mask=None,
-                bev_weight: float = 0.0, proprio_dropout: float = 0.0, lookup_target_rate: float = 0.0,
+                bev_weight: float = 0.0, proprio_dropout: float = 0.0,
                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Behaviour-cloning eps-MSE of the base head (adapters off).
 
@@ -499,19 +499,14 @@ class DipoleVLA(PreTrainedModel):
         on the same context. ``proprio_dropout`` is the probability that a scene's normalised ego motion (history
         poses, velocity, acceleration) is replaced by zeros (the training mean), so the head has to plan from the
         cameras and the prompt alone; a driving command in the proprio vector stays (it is the route, which the
-        cameras cannot show). ``lookup_target_rate`` (``bev.head_lookup``) is the probability that a scene's head
-        reads the BEV target instead of the decoder's probabilities, so that the head learns what the grid is
-        worth before the decoder can draw it (the BEV loss still trains the decoder on every scene).
+        cameras cannot show).
         Gradients reach what :meth:`set_trainable` enabled (``"base"`` for imitation).
         """
-        for name, rate in (("proprio_dropout", proprio_dropout), ("lookup_target_rate", lookup_target_rate)):
-            if not 0.0 <= rate <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {rate}")
+        if not 0.0 <= proprio_dropout <= 1.0:
+            raise ValueError(f"proprio_dropout must be in [0, 1], got {proprio_dropout}")
         actions = self._target(batch)
         b, k = actions.shape[:2]
         ctx = self._context(batch, context, grad=not self.config.backbone_settings.freeze)
-        if lookup_target_rate > 0:
-            ctx = self._with_target_lookup(batch, ctx, lookup_target_rate, generator)
         weights = self._per_candidate(sample_weights, b, k, "sample_weights", actions.device)
         mask = self._per_candidate(sample_mask, b, k, "sample_mask", actions.device)
         if weights is not None:
@@ -532,32 +527,16 @@ class DipoleVLA(PreTrainedModel):
             loss = loss + bev_weight * self.loss_bev(batch, ctx)
         return loss
 
-    def _with_target_lookup(self, batch: dict, context: Context, rate: float,
-                            generator: Optional[torch.Generator]) -> Context:
-        """The context with the BEV target as the head's lookup grid for a random ``rate`` of its scenes."""
-        if not self.config.bev_settings.head_lookup:
-            raise ModelConfigError("bev.head_lookup", "lookup_target_rate needs the head's BEV lookup")
-        target = self._bev_target(batch, context).to(context.bev_probabilities.dtype)
-        use = torch.rand(target.shape[0], device=target.device, generator=generator) < rate
-        return replace(context, bev_probabilities=torch.where(use[:, None, None, None], target,
-                                                              context.bev_probabilities))
-
-    def _bev_target(self, batch: dict, context: Context) -> torch.Tensor:
-        """``batch["bev_target"]`` on the context's device, its shape checked against the BEV settings."""
+    def loss_bev(self, batch: dict, context: Context) -> torch.Tensor:
+        """The auxiliary BEV decoder's loss on ``batch["bev_target"]`` (:class:`vla.bev_decoder.BevDecoder`)."""
+        if self.bev_decoder is None:
+            raise ModelConfigError("bev.cells", "a BEV loss needs the BEV decoder (bev.cells > 0 in the model config)")
         target = self._tensor(batch, BEV_TARGET_KEY).to(context.tokens.device)
         bev = self.config.bev_settings
         expected = (context.tokens.shape[0], len(bev.channels), bev.cells, bev.cells)
         if tuple(target.shape) != expected:
             raise VLAInputError(BEV_TARGET_KEY, f"expected {expected} (batch, channels {bev.channels}, cells, "
                                                 f"cells), got {tuple(target.shape)}")
-        return target
-
-    def loss_bev(self, batch: dict, context: Context) -> torch.Tensor:
-        """The auxiliary BEV decoder's loss on ``batch["bev_target"]`` (:class:`vla.bev_decoder.BevDecoder`)."""
-        if self.bev_decoder is None:
-            raise ModelConfigError("bev.cells", "a BEV loss needs the BEV decoder (bev.cells > 0 in the model config)")
-        target = self._bev_target(batch, context)
-        bev = self.config.bev_settings
         if bev.feed_head and context.bev_features is None:
             raise VLAInputError("context", "bev.feed_head: the context must come from encode() (it carries the "
                                 "decoder's cell features)")

@@ -205,12 +205,9 @@ def test_imitation_with_the_bev_decoder_needs_both_the_decoder_and_a_weight(worl
         finetune.main(base + [f"output_dir={tmp_path / 'weight_only'}", "il.bev_loss_weight=1.0"])
     with pytest.raises(TrainingError, match="bev_loss_weight"):
         finetune.main(base + [f"output_dir={tmp_path / 'decoder_only'}", "model.overrides.bev.cells=4"])
-    with pytest.raises(TrainingError, match="lookup_target_rate"):  # the target lookup needs the head's lookup
-        finetune.main(base + [f"output_dir={tmp_path / 'no_lookup'}", "il.bev_loss_weight=1.0",
-                              "model.overrides.bev.cells=4", "il.lookup_target_rate=0.5"])
     out = tmp_path / "both"
     assert finetune.main(base + [f"output_dir={out}", "il.bev_loss_weight=1.0", "model.overrides.bev.cells=4",
-                                 "model.overrides.bev.head_lookup=true", "il.lookup_target_rate=0.5"]) == 0
+                                 "model.overrides.bev.head_lookup=true"]) == 0
     weights = load_file(str(out / "il_model" / "model.safetensors"))
     assert any(name.startswith("bev_decoder.") for name in weights)
     reader = [value for name, value in weights.items() if "grid_reader.embed.weight" in name]

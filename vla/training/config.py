@@ -76,7 +76,6 @@ class ILSection:
     optim: OptimSection = OptimSection(lr=1e-3, warmup_steps=20)  # optimizer of the IL stage
     bev_loss_weight: NonNegativeFloat = 0.0  # > 0: add the BEV decoder's loss (model bev.cells > 0; maps + boxes)
     proprio_dropout: UnitInterval = 0.0  # probability that a scene's ego motion state is hidden (set to its mean; a command in it stays)
-    lookup_target_rate: UnitInterval = 0.0  # with bev.head_lookup: probability that a scene's head reads the BEV target instead of the decoder's grid
     turn_command_repeats: PositiveInt = 1  # scenes whose driving command is left or right appear this many times per epoch
     mirror_augmentation: Literal["off", "all", "no_turn"] = "off"  # also train on scenes reflected left to right (vla.training.mirror): every scene, or those whose command does not turn
 

@@ -58,9 +58,6 @@ class ImitationStage(Stage):
         if (weight > 0) != (decoder is not None):
             raise TrainingError(f"il.bev_loss_weight = {weight} with a model {'with' if decoder is not None else 'without'}"
                                 " a BEV decoder: set both (bev.cells > 0 in the model and a weight > 0) or neither")
-        if self.section.lookup_target_rate > 0 and not (weight > 0 and policy.config.bev_settings.head_lookup):
-            raise TrainingError(f"il.lookup_target_rate = {self.section.lookup_target_rate} needs the head's BEV lookup"
-                                " and its targets: bev.head_lookup in the model and il.bev_loss_weight > 0")
         items = t.train_items
         if weight > 0:
             from data_pipelines.paths import DataPaths
@@ -85,8 +82,6 @@ class ImitationStage(Stage):
         extra = {"bev_weight": float(sec.bev_loss_weight)} if sec.bev_loss_weight > 0 else {}
         if sec.proprio_dropout > 0:
             extra["proprio_dropout"] = float(sec.proprio_dropout)
-        if sec.lookup_target_rate > 0:
-            extra["lookup_target_rate"] = float(sec.lookup_target_rate)
         accum = self.cfg.gradient_accumulation_steps
         t0, first_step = time.perf_counter(), t.state.step_in_stage
 

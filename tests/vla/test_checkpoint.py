@@ -43,6 +43,10 @@ def test_round_trip_is_bit_exact(preset, agent_inputs, tmp_path):
     original_state = model.state_dict()
     for name, tensor in loaded.state_dict().items():
         assert torch.equal(tensor, original_state[name]), name
+    saved, restored = dict(model.named_buffers()), dict(loaded.named_buffers())  # unsaved ones too
+    assert saved.keys() == restored.keys()
+    for name, buffer in saved.items():
+        assert torch.equal(restored[name], buffer), name
     batch = model.processor(agent_inputs)
     batch_loaded = DipoleProcessor.from_pretrained(tmp_path)(agent_inputs)
     for key in batch:
@@ -51,6 +55,22 @@ def test_round_trip_is_bit_exact(preset, agent_inputs, tmp_path):
         expected = sample_twice(model, batch, **kwargs)
         assert torch.equal(sample_twice(loaded, batch_loaded, **kwargs), expected), kwargs
         assert torch.equal(sample_twice(auto, batch_loaded, **kwargs), expected), kwargs
+
+
+def test_a_loaded_lookup_head_reads_the_grid_where_the_saved_one_did(agent_inputs, tmp_path):
+    """from_pretrained builds the model without running its initialisers: nothing the reader uses may be
+    left to them (a buffer left out of the checkpoint came back as uninitialised memory)."""
+    torch.set_num_threads(1)
+    model = tiny_model("tiny-florence2", overrides=["bev.cells=4", "bev.head_lookup=true"]).eval()
+    with torch.no_grad():
+        model.head.grid_reader.embed.weight.normal_()
+    model.save_pretrained(tmp_path / "m")
+    loaded = DipoleVLA.from_pretrained(str(tmp_path / "m")).eval()
+    batch = model.processor(agent_inputs)
+    grid = model._head_grid(model.encode(batch))
+    poses = torch.randn(len(agent_inputs) * 3, 8, 4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(loaded.head.grid_reader.read(poses, grid), model.head.grid_reader.read(poses, grid))
+    assert loaded.head.grid_reader.read(poses, grid).abs().sum() > 0
 
 
 def test_save_accepts_an_external_state_dict(tmp_path):

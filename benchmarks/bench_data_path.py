@@ -7,7 +7,8 @@ Two synthetic worlds: the ``tiny`` preset (cameras 128x72) and a small subset of
 three front cameras the model reads, at 1920x1080 JPEG; generated into ``--real-root`` when missing, 146 s on a
 loaded 2-core machine). For each, the scenes/s of the trainer's own loader (``SceneBatcher.stream``: SceneDataset
 decode + the model processor's resize + collation, no agent-input cache) with 0 and ``--workers`` DataLoader
-workers, timed after the first batch (worker start-up excluded). Against them, timed just before each row's
+workers, timed after the first batch (worker start-up excluded), and in process with the processed-input cache
+(``data.model_input_cache_max_mb``) filled by a first pass over the same scenes. Against them, timed just before each row's
 loaders: samples/s of one IL optimizer step (``loss_il`` + backward + AdamW) of the ``tiny-florence2`` preset,
 and optionally of ``florence2-large`` at its real input size (random weights, the local tokenizer; ``forward``:
 the IL loss without backward, a lower bound of the step time; ``train``: forward + backward without the
@@ -44,6 +45,7 @@ REAL_SUBSET = ["rendered_cameras=[CAM_F0,CAM_L0,CAM_R0]", "lidar=false", "test_l
                "two_stage_scenes_per_log=0"]
 """The realistic preset cut to what the trainer reads: one train log, the three front cameras at 1920x1080."""
 LOCAL_TOKENIZER = ["backbone.tokenizer=null"]  # random weights and no download
+CACHE_MB = 4096.0  # processed-input cache of the cached loader: holds every timed scene of either world
 
 
 def world(root: Path, preset: str, overrides: list[str]) -> Path:
@@ -61,10 +63,16 @@ def dataset(root: Path) -> SceneDataset:
     return SceneDataset(loader, cache_agent_inputs=False)
 
 
-def loader_rate(items: SceneDataset, processor, workers: int, batch: int, batches: int) -> float:
-    """Scenes/s of the trainer's batch stream over ``batches`` batches after the first."""
-    batcher = SceneBatcher(items, processor, "cpu", seed=0, num_workers=workers)
+def loader_rate(items: SceneDataset, processor, workers: int, batch: int, batches: int, cached: bool = False) -> float:
+    """Scenes/s of the trainer's batch stream over ``batches`` batches after the first; ``cached``: in process, with
+    the processed-input cache filled by a first pass over the same scenes (what every later epoch sees)."""
+    batcher = SceneBatcher(items, processor, "cpu", seed=0, num_workers=workers,
+                           input_cache_max_mb=CACHE_MB if cached else 0.0)
     lists = [batcher.stream_indices(step, batch) for step in range(batches + 1)]
+    if cached:
+        with batcher.stream(lists, with_targets=True) as stream:
+            for indices in lists:
+                stream.take(indices)
     with batcher.stream(lists, with_targets=True) as stream:
         stream.take(lists[0])
         t0 = time.perf_counter()
@@ -125,19 +133,21 @@ def main() -> None:
                       "florence2-large": DipoleProcessor.from_config(build_config("florence2-large",
                                                                                   LOCAL_TOKENIZER))}
         print("| world (camera size) | processor (model input) | loader 0 workers scenes/s | "
-              f"loader {args.workers} workers scenes/s | tiny-florence2 IL step samples/s | {args.workers}w / 0w | "
-              f"{args.workers}w / tiny step | {args.workers}w / florence2-large step |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|")
+              f"loader {args.workers} workers scenes/s | loader 0 workers cached scenes/s | tiny-florence2 IL step "
+              f"samples/s | {args.workers}w / 0w | cached / 0w | {args.workers}w / tiny step | cached / tiny step | "
+              f"{args.workers}w / florence2-large step |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for name, items in (("tiny (128x72)", tiny), ("realistic (1920x1080)", real)):
             for preset, processor in processors.items():
                 size = "x".join(str(v) for v in processor.settings.image_size)
                 # the step is timed right before the loaders of each row: on a shared machine the load drifts
                 tiny_step = step_rate("tiny-florence2", tiny, args.batch, args.batches, "step")
                 rates = {w: loader_rate(items, processor, w, args.batch, args.batches) for w in (0, args.workers)}
+                cached = loader_rate(items, processor, 0, args.batch, args.batches, cached=True)
                 large = f"{rates[args.workers] / large_step:.0f}" if large_step else "-"
-                print(f"| {name} | {preset} ({size}) | {rates[0]:.1f} | {rates[args.workers]:.1f} | {tiny_step:.1f} | "
-                      f"{rates[args.workers] / rates[0]:.2f} | {rates[args.workers] / tiny_step:.2f} | {large} |",
-                      flush=True)
+                print(f"| {name} | {preset} ({size}) | {rates[0]:.1f} | {rates[args.workers]:.1f} | {cached:.1f} | "
+                      f"{tiny_step:.1f} | {rates[args.workers] / rates[0]:.2f} | {cached / rates[0]:.1f} | "
+                      f"{rates[args.workers] / tiny_step:.2f} | {cached / tiny_step:.1f} | {large} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
 
+from data_pipelines.lru_cache import ByteBoundedLRU
 from data_pipelines.scene import SensorConfig, build_agent_input, future_trajectory_from_frame_dicts
 from data_pipelines.scene_loader import SceneLoader
 from data_pipelines.types import DEFAULT_SAMPLING, AgentInput
 
-BYTES_PER_MB = 2**20
 DEFAULT_CACHE_MAX_MB = 1024.0
 """Default bound of the decoded-input cache per process: a few thousand scenes at the demo's image size, about
 50 scenes of three 1920x1080 cameras (project choice)."""
@@ -55,12 +54,8 @@ class SceneDataset(Dataset):
         self.tokens = list(tokens) if tokens is not None else loader.tokens
         for token in self.tokens:
             loader.get_scene_frame_dicts(token)  # UnknownTokenError for tokens the loader lacks
-        if cache_max_mb < 0:
-            raise ValueError(f"cache_max_mb must be >= 0, got {cache_max_mb}")
         self.cache_agent_inputs = cache_agent_inputs
-        self.cache_max_bytes = float(cache_max_mb) * BYTES_PER_MB
-        self._cache: OrderedDict[str, tuple[AgentInput, int]] = OrderedDict()
-        self._cache_bytes = 0
+        self._cache = ByteBoundedLRU(cache_max_mb)
         self.transform = transform
 
     def __len__(self) -> int:
@@ -69,27 +64,16 @@ class SceneDataset(Dataset):
     @property
     def cache_bytes(self) -> int:
         """Bytes of decoded sensors held by this process's cache."""
-        return self._cache_bytes
+        return self._cache.nbytes
 
     def agent_input(self, token: str) -> AgentInput:
         cached = self._cache.get(token)
         if cached is not None:
-            self._cache.move_to_end(token)
-            return cached[0]
+            return cached
         agent_input = self.loader.get_agent_input_from_token(token)
         if self.cache_agent_inputs:
-            self._remember(token, agent_input)
+            self._cache.put(token, agent_input, agent_input_nbytes(agent_input))
         return agent_input
-
-    def _remember(self, token: str, agent_input: AgentInput) -> None:
-        size = agent_input_nbytes(agent_input)
-        if size > self.cache_max_bytes:
-            return
-        while self._cache and self._cache_bytes + size > self.cache_max_bytes:
-            _, (_, evicted) = self._cache.popitem(last=False)
-            self._cache_bytes -= evicted
-        self._cache[token] = (agent_input, size)
-        self._cache_bytes += size
 
     def ego_agent_input(self, token: str) -> AgentInput:
         """The agent input without sensors (ego statuses only; nothing decoded, never cached)."""

@@ -9,7 +9,9 @@ Either every process holds every scene (a plain list, or a SceneDataset over all
 disjoint parts of one shared order, or each process holds only its own shard of logs (a SceneDataset over a
 ``SceneLoader(shard=(process_index, num_processes))``, what ``launch/finetune.py`` builds) and draws its own order
 over its own scenes. Batches are decoded, resized and collated by the model's processor in ``num_workers``
-torch DataLoader worker processes (0: in this process); the batches and their order do not depend on it.
+torch DataLoader worker processes (0: in this process); the batches and their order do not depend on it. With
+``input_cache_max_mb > 0`` each scene's processed row is kept (least recently used evicted), so later epochs skip
+decoding, resizing and tokenizing; the batches do not depend on that either.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from data_pipelines.lru_cache import ByteBoundedLRU
 from vla.modeling_dipole import BEV_TARGET_KEY
 from vla.training.errors import EmptyDataError, TrainingError
 
@@ -58,39 +61,58 @@ def items_shard(items: Sequence[dict]) -> Optional[tuple[int, int]]:
 
 
 class ProcessorCollate:
-    """collate_fn: scene items -> the processor's batch (+ the scene indices). Runs in the DataLoader workers,
-    so image decoding (the dataset) and resizing (the processor) stay off the training process."""
+    """collate_fn: scene indices -> the processor's batch (+ the scene indices). Runs in the DataLoader workers,
+    so image decoding (the dataset) and resizing (the processor) stay off the training process.
 
-    def __init__(self, processor, with_targets: bool):
+    With a ``cache`` (:class:`ByteBoundedLRU`) each scene's processed row (every batch tensor's slice, the logged
+    trajectory included) is kept, so a scene seen again is stacked from memory instead of being decoded, resized
+    and tokenized again; the batch is the same either way (the processor treats rows independently). In
+    DataLoader workers each worker fills its own copy of the cache.
+    """
+
+    def __init__(self, items: Sequence[dict], processor, with_targets: bool, cache: Optional[ByteBoundedLRU] = None):
+        self.items = items
         self.processor = processor
         self.with_targets = with_targets
+        self.cache = cache
 
-    def __call__(self, indexed_items: Sequence[tuple[int, dict]]) -> dict:
-        indices = np.asarray([index for index, _ in indexed_items], dtype=np.int64)
-        items = [item for _, item in indexed_items]
+    def process(self, indices: Sequence[int], with_targets: bool) -> dict:
+        """The processor's batch of the scenes ``indices`` (loaded from the items)."""
+        items = [self.items[i] for i in indices]
         agent_inputs = [it["agent_input"] for it in items]
-        if self.with_targets:
+        if with_targets:
             targets = np.stack([np.asarray(it["target_poses"], np.float32) for it in items])
             batch = dict(self.processor(agent_inputs, target_poses=targets))
         else:
             batch = dict(self.processor(agent_inputs))
         if BEV_TARGET_KEY in items[0]:  # items of a BevTargetItems (the auxiliary BEV decoder's target)
             batch[BEV_TARGET_KEY] = torch.as_tensor(np.stack([it[BEV_TARGET_KEY] for it in items]))
-        batch[INDICES_KEY] = indices
         return batch
 
+    def cached_batch(self, indices: Sequence[int]) -> dict:
+        rows = {i: self.cache.get(i) for i in indices}
+        missing = list(dict.fromkeys(i for i, row in rows.items() if row is None))
+        if missing:
+            built = self.process(missing, with_targets=True)  # rows keep the targets for every later caller
+            for key, value in built.items():
+                if not (torch.is_tensor(value) and value.shape[:1] == (len(missing),)):
+                    raise TrainingError(f"processed-input cache: batch entry {key!r} is not a tensor with one row "
+                                        "per scene; turn the cache off (data.model_input_cache_max_mb=0)")
+            for position, index in enumerate(missing):
+                row = {key: value[position].clone() for key, value in built.items()}
+                rows[index] = row
+                self.cache.put(index, row, sum(v.numel() * v.element_size() for v in row.values()))
+        keys = [k for k in rows[indices[0]] if self.with_targets or k != "target_poses"]
+        return {k: torch.stack([rows[i][k] for i in indices]) for k in keys}
 
-class IndexedItems(torch.utils.data.Dataset):
-    """``items[i]`` as ``(i, items[i])`` (the collate function records which scenes a batch holds)."""
-
-    def __init__(self, items: Sequence[dict]):
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> tuple[int, dict]:
-        return int(index), self.items[int(index)]
+    def __call__(self, indices: Sequence[int]) -> dict:
+        indices = [int(i) for i in indices]
+        if self.cache is None:
+            batch = self.process(indices, self.with_targets)
+        else:
+            batch = self.cached_batch(indices)
+        batch[INDICES_KEY] = np.asarray(indices, dtype=np.int64)
+        return batch
 
 
 class BatchStream:
@@ -104,17 +126,17 @@ class BatchStream:
     def __init__(self, batcher: "SceneBatcher", index_lists: Iterable[Sequence[int]], with_targets: bool):
         self.batcher = batcher
         self.index_lists = index_lists
-        self.collate = ProcessorCollate(batcher.processor, with_targets)
+        self.collate = ProcessorCollate(batcher.items, batcher.processor, with_targets, batcher.input_cache)
         self._iterator = None
 
     def _start(self):
         workers = self.batcher.num_workers
         lists = ([int(i) for i in indices] for indices in self.index_lists)
         if workers == 0:
-            dataset = IndexedItems(self.batcher.items)
-            return (self.collate([dataset[i] for i in indices]) for indices in lists)
+            return (self.collate(indices) for indices in lists)
+        # the "dataset" is the scene indices: the collate function loads (or finds cached) what it needs;
         # its own generator: starting workers must not draw from the global torch RNG (the training noise)
-        loader = DataLoader(IndexedItems(self.batcher.items), batch_sampler=lists, collate_fn=self.collate,
+        loader = DataLoader(range(len(self.batcher.items)), batch_sampler=lists, collate_fn=self.collate,
                             num_workers=workers, generator=torch.Generator().manual_seed(self.batcher.seed))
         return iter(loader)
 
@@ -143,14 +165,17 @@ class BatchStream:
 
 
 class SceneBatcher:
-    """Turns scene items into model batches (via the model's processor) for one process of a run."""
+    """Turns scene items into model batches (via the model's processor) for one process of a run; processed rows
+    are cached up to ``input_cache_max_mb`` (0: off) for every stream and one-off batch of this batcher."""
 
     def __init__(self, items: Sequence[dict], processor, device, seed: int, num_processes: int = 1,
-                 process_index: int = 0, name: str = "scenes", num_workers: int = 0):
+                 process_index: int = 0, name: str = "scenes", num_workers: int = 0, input_cache_max_mb: float = 0.0):
         if len(items) == 0:
             raise EmptyDataError(f"{name}: no scenes")
         if num_workers < 0:
             raise TrainingError(f"{name}: num_workers must be >= 0, got {num_workers}")
+        if input_cache_max_mb < 0:
+            raise TrainingError(f"{name}: input_cache_max_mb must be >= 0, got {input_cache_max_mb}")
         shard = items_shard(items)
         if shard is not None and tuple(shard) != (int(process_index), int(num_processes)):
             raise TrainingError(f"{name}: the scenes were loaded as log shard {tuple(shard)}, but this is process "
@@ -163,6 +188,7 @@ class SceneBatcher:
         self.process_index = int(process_index)
         self.name = name
         self.num_workers = int(num_workers)
+        self.input_cache = ByteBoundedLRU(input_cache_max_mb) if input_cache_max_mb > 0 else None
         self.local = shard is not None and self.num_processes > 1  # each process holds only its own scenes
         self._targets = None
         self._tokens = None
@@ -186,8 +212,7 @@ class SceneBatcher:
 
     def batch(self, indices: Sequence[int], with_targets: bool = True) -> dict:
         """One batch built in this process (for one-off batches; loops use :meth:`stream`)."""
-        indices = [int(i) for i in indices]
-        batch = ProcessorCollate(self.processor, with_targets)([(i, self.items[i]) for i in indices])
+        batch = ProcessorCollate(self.items, self.processor, with_targets, self.input_cache)(indices)
         batch.pop(INDICES_KEY)
         return self.to_device(batch)
 

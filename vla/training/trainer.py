@@ -243,7 +243,8 @@ class Trainer:
         if processor is None:
             raise TrainingError("the policy has no processor (model.processor)")
         return SceneBatcher(items, processor, self.acc.device, self.cfg.seed, self.acc.num_processes,
-                            self.acc.process_index, name=name, num_workers=self.cfg.data.num_workers)
+                            self.acc.process_index, name=name, num_workers=self.cfg.data.num_workers,
+                            input_cache_max_mb=self.cfg.data.model_input_cache_max_mb)
 
     def save_policy(self, ctx: StageContext, directory: Path) -> None:
         """save_pretrained of the (gathered) policy, written atomically by the main process."""

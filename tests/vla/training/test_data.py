@@ -62,6 +62,55 @@ def test_stream_batches_from_workers_equal_in_process_batches_in_order():
         batches.take([1, 3])
 
 
+class CountingItems(list):
+    """A list of scene items that counts how often each is loaded."""
+
+    def __init__(self, items):
+        super().__init__(items)
+        self.loads = [0] * len(items)
+
+    def __getitem__(self, index):
+        self.loads[index] += 1
+        return super().__getitem__(index)
+
+
+def test_cached_batches_equal_processed_ones_and_skip_loading_seen_scenes():
+    items = make_items(6, seed=4)
+    processor = tiny_model("tiny-florence2").processor
+    plain = SceneBatcher(items, processor, "cpu", seed=0)
+    counted = CountingItems(items)
+    cached = SceneBatcher(counted, processor, "cpu", seed=0, input_cache_max_mb=64.0)
+    index_lists = [[3, 1], [1, 5, 3], [4, 4], [0, 2]]
+    for with_targets in (False, True):  # rows built for targets-free rollouts serve the targets of training
+        with cached.stream(index_lists, with_targets=with_targets) as batches:
+            got = [batches.take(indices) for indices in index_lists]
+        for indices, batch in zip(index_lists, got):
+            want = plain.batch(indices, with_targets=with_targets)
+            assert batch.keys() == want.keys() and ("target_poses" in batch) == with_targets
+            assert all(torch.equal(batch[k], want[k]) for k in want)
+    assert counted.loads == [1] * 6 and len(cached.input_cache) == 6  # each scene processed once
+    assert torch.equal(cached.batch([5, 0])["pixel_values"], plain.batch([5, 0])["pixel_values"])
+    assert counted.loads == [1] * 6
+    with pytest.raises(TrainingError, match="input_cache_max_mb"):
+        SceneBatcher(items, processor, "cpu", seed=0, input_cache_max_mb=-1.0)
+
+
+def test_cached_batches_from_workers_equal_in_process_ones_and_odd_processor_outputs_are_refused():
+    items = make_items(5, seed=5)
+    processor = tiny_model("tiny-florence2").processor
+    index_lists = [[2, 0], [0, 2], [4, 1, 3]]
+    results = []
+    for workers in (0, 2):
+        batcher = SceneBatcher(items, processor, "cpu", seed=0, num_workers=workers, input_cache_max_mb=64.0)
+        with batcher.stream(index_lists) as batches:
+            results.append([batches.take(indices) for indices in index_lists])
+    for in_process, from_workers in zip(*results):
+        assert all(torch.equal(in_process[k], from_workers[k]) for k in in_process)
+    odd = SceneBatcher(items, WorkerRecordingProcessor(processor), "cpu", seed=0, input_cache_max_mb=64.0)
+    with pytest.raises(TrainingError, match="'built_in_worker'"):
+        odd.batch([0, 1])
+
+
 def _train(out, items, workers):
     torch.set_num_threads(1)
     cfg = load_config(TrainConfig, None, [f"output_dir={out}", f"data.num_workers={workers}"] + RUN)

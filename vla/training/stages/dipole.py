@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from data_pipelines.lru_cache import BYTES_PER_MB
 from vla.backbones.base import Context
 from vla.sampling import sample_scenes
 from vla.training.data import chunks
@@ -26,7 +27,6 @@ from vla.training.stages.rounds import RolloutStage, sample_candidates
 
 DRIFT_PROBE_SEED = 4242  # fixed noise of the drift probe (same draws every round)
 DRIFT_PROBE_NUM_STEPS = 5  # sampler steps of the drift probe (a cheap monitor, not an evaluation)
-BYTES_PER_MB = 2**20
 
 
 class ContextCache:

@@ -1,6 +1,6 @@
 """Fine-tune a DipoleVLA policy: imitation warm start, DIPOLE rounds (or the EWR baseline), evaluation.
 
-    accelerate launch launch/finetune.py                       # embedded CPU demo on a synthetic world
+    accelerate launch launch/finetune.py                       # the CPU demo (configs/train/demo.yaml)
     accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml --mixed_precision bf16 launch/finetune.py \\
         --config configs/train/navsim_florence2_large.yaml dipole.rounds=5
     accelerate launch launch/finetune.py --resume              # continue from the last checkpoint
@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from data_pipelines.configuration import parse_command_line, run_entry_point, save_config
+from data_pipelines.configuration import ConfigError, parse_command_line, run_entry_point, save_config
 from data_pipelines.paths import DataPaths
 from data_pipelines.scene import SensorConfig
 from data_pipelines.scene_filter import load_split
@@ -32,11 +32,25 @@ from vla.training.errors import EmptyDataError, TrainingError
 from vla.training.stages import get_stage
 
 
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "train"
+DEFAULT_CONFIG = "demo"  # what a run without --config trains: the embedded CPU demo
+
+
+def config_path(name: str) -> Path:
+    """The training preset ``configs/train/<name>.yaml``."""
+    path = CONFIG_DIR / f"{name}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise ConfigError(f"--config {name!r}: no such file or preset; presets: {names}", "config")
+    return path
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[TrainConfig, bool]:
-    """(config, resume): ``--config FILE``, ``--resume`` and key=value overrides in any order; ``--help`` lists
-    every key. Unknown keys fail here, before anything runs."""
+    """(config, resume): ``--config FILE`` (or a preset name; default ``demo``), ``--resume`` and key=value
+    overrides in any order; ``--help`` lists every key. Unknown keys fail here, before anything runs."""
     cfg, cli = parse_command_line(TrainConfig, argv, prog="launch/finetune.py", description=__doc__,
-                                  switches={"--resume": "continue from the last checkpoint in output_dir"})
+                                  switches={"--resume": "continue from the last checkpoint in output_dir"},
+                                  preset_path=config_path, default_preset=DEFAULT_CONFIG)
     return cfg, cli.switches["resume"]
 
 

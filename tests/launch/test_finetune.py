@@ -152,6 +152,18 @@ def test_resume_with_incompatible_config_fails_before_work(world, tmp_path):
     assert (out / "model" / "model.safetensors").is_file()
 
 
+def test_without_config_the_demo_preset_runs_and_presets_resolve_by_name():
+    from data_pipelines.configuration import load_config
+    from vla.training import TrainConfig
+
+    finetune = _finetune_module()
+    presets = REPO_ROOT / "configs" / "train"
+    assert finetune.parse_args([])[0] == load_config(TrainConfig, presets / "demo.yaml")
+    assert finetune.parse_args(["--config", "demo_ewr"])[0] == load_config(TrainConfig, presets / "demo_ewr.yaml")
+    with pytest.raises(ConfigError, match="'no_such_preset'.*demo_bev"):
+        finetune.parse_args(["--config", "no_such_preset"])
+
+
 def test_flags_and_overrides_mix_in_any_order():
     finetune = _finetune_module()
     cfg, resume = finetune.parse_args(["il.steps=1", "--resume", "dipole.rounds=2"])
@@ -201,10 +213,11 @@ def test_imitation_with_the_bev_decoder_needs_both_the_decoder_and_a_weight(worl
     finetune = _finetune_module()
     base = [f"data.data_root={world}", "stages=[il]", "il.steps=2", "il.batch_size=4", "eval.enabled=false",
             "data.num_workers=1"] + QUIET
+    with pytest.raises(TrainingError, match="bev_loss_weight"):  # the demo has both: drop its model overrides
+        finetune.main(base + [f"output_dir={tmp_path / 'weight_only'}", "il.bev_loss_weight=1.0", "model.overrides={}"])
     with pytest.raises(TrainingError, match="bev_loss_weight"):
-        finetune.main(base + [f"output_dir={tmp_path / 'weight_only'}", "il.bev_loss_weight=1.0"])
-    with pytest.raises(TrainingError, match="bev_loss_weight"):
-        finetune.main(base + [f"output_dir={tmp_path / 'decoder_only'}", "model.overrides.bev.cells=4"])
+        finetune.main(base + [f"output_dir={tmp_path / 'decoder_only'}", "model.overrides.bev.cells=4",
+                              "il.bev_loss_weight=0"])
     out = tmp_path / "both"
     assert finetune.main(base + [f"output_dir={out}", "il.bev_loss_weight=1.0", "model.overrides.bev.cells=4",
                                  "model.overrides.bev.head_lookup=true"]) == 0

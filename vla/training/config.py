@@ -1,8 +1,9 @@
 """Typed configuration of a fine-tuning run (imitation warm start, DIPOLE rounds, EWR baseline, evaluation).
 
 Presets live in ``configs/train/*.yaml`` and are loaded with :func:`data_pipelines.configuration.load_config`
-plus ``key=value`` overrides. Every default below is the embedded CPU demo (``configs/train/demo.yaml`` is
-its twin), so ``accelerate launch launch/finetune.py`` with no argument runs it.
+plus ``key=value`` overrides. The defaults below are the embedded CPU demo's settings except its model and
+imitation sizes and its number of rounds, which ``configs/train/demo.yaml`` sets (the preset
+``accelerate launch launch/finetune.py`` runs with no ``--config``); every other preset starts from these defaults.
 
 Values marked "project choice" are not given by the DIPOLE paper (specs/dipole.md §6, §10).
 """

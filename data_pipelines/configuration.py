@@ -746,7 +746,8 @@ def parse_command_line(
         i += 1
 
     if show_help:
-        print(command_line_help(cls, prog, description, switches, options, positional, preset_path is not None))
+        print(command_line_help(cls, prog, description, switches, options, positional, preset_path is not None,
+                                default_preset))
         raise SystemExit(0)
     config_file = None
     if config_name is not None:
@@ -772,8 +773,10 @@ def parse_command_line(
 
 
 def command_line_help(cls: type, prog: str, description: str, switches: Mapping[str, str],
-                      options: Mapping[str, str], positional: Optional[str], has_presets: bool) -> str:
-    """The ``--help`` text: usage, the script's own flags, then every config key (from the dataclass)."""
+                      options: Mapping[str, str], positional: Optional[str], has_presets: bool,
+                      default_preset: Optional[str] = None) -> str:
+    """The ``--help`` text: usage, the script's own flags, then every config key (from the dataclass; a run
+    without ``--config`` loads ``default_preset`` over these defaults)."""
     flags = [f"[{name}]" for name in switches] + [f"[{name} VALUE]" for name in options]
     usage = f"usage: {prog} [--config {'NAME|' if has_presets else ''}FILE.yaml] {' '.join(flags)} [key=value ...]"
     if positional:
@@ -782,7 +785,9 @@ def command_line_help(cls: type, prog: str, description: str, switches: Mapping[
     if description:
         parts.append(description.strip())
     own = {"--config FILE": "YAML preset (keys below; 'base: other.yaml' chains presets)"
-           + ("; or a preset name" if has_presets else ""),
+           + ("; or a preset name" if has_presets else "")
+           + (f"; default {default_preset!r}, which sets some keys below (--print-config shows them)"
+              if default_preset else ""),
            "--print-config": "print the resolved config as a YAML preset with types and help, then exit",
            **{name: text for name, text in switches.items()},
            **{f"{name} VALUE": text for name, text in options.items()}}

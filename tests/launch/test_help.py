@@ -32,6 +32,8 @@ def test_help_documents_every_key(name, capsys):
     assert len(keys) > 1
     undocumented = [line.split()[0] for line in keys if ") = " in line and len(line.split(") = ", 1)[1].split("  ", 1)) < 2]
     assert not undocumented, f"{name}: keys without help: {undocumented}"
+    default_preset = {"finetune": "'demo'", "synthetic generate": "'default'"}.get(name)
+    assert (f"default {default_preset}, which sets some keys" in text) if default_preset else ("default '" not in text)
 
 
 def test_describe_keys_matches_the_help_listing(capsys):

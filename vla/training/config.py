@@ -51,8 +51,7 @@ class DataSection:
     cache_agent_inputs: bool = True  # keep decoded camera images in memory, least recently used evicted
     agent_input_cache_max_mb: NonNegativeFloat = 1024.0  # bound of that cache per process and per loader worker
     num_workers: NonNegativeInt = 0  # DataLoader worker processes decoding + resizing images; 0: the training process
-    model_input_cache_max_mb: NonNegativeFloat = 1024.0  # processed scenes (resized images, tokens) kept per process
-    # and per loader worker, least recently used evicted; 0: process every batch anew
+    model_input_cache_max_mb: NonNegativeFloat = 1024.0  # processed scenes kept per process and loader worker (LRU); 0: off
 
 
 @dataclass(frozen=True)

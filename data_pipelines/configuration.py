@@ -483,6 +483,28 @@ def parse_overrides(overrides: Iterable[str], keep_text: bool = False) -> dict[s
     return nested
 
 
+class UnknownPresetError(ConfigError, LookupError):
+    """A preset name matches no ``<name>.yaml`` in its folder; ``choices`` are the names that do."""
+
+    def __init__(self, name: str, directory: Path, choices: Sequence[str]):
+        super().__init__(f"unknown preset {name!r} (no {directory / f'{name}.yaml'}); choose one of {list(choices)}",
+                         "preset")
+        self.name, self.choices = name, list(choices)
+
+
+def preset_names(directory: PathLike) -> list[str]:
+    """The presets of a folder: the stems of its ``*.yaml`` files, sorted."""
+    return sorted(p.stem for p in Path(directory).glob("*.yaml"))
+
+
+def find_preset(directory: PathLike, name: str) -> Path:
+    """The YAML file of preset ``name`` in ``directory``; :class:`UnknownPresetError` lists the others."""
+    path = Path(directory) / f"{name}.yaml"
+    if not path.is_file():
+        raise UnknownPresetError(name, Path(directory), preset_names(directory))
+    return path
+
+
 def read_yaml_preset(path: PathLike) -> dict[str, Any]:
     """A preset mapping with its ``base:`` chain resolved (the base first, this file's keys on top)."""
     return _read_chain(Path(path), seen=())
@@ -672,14 +694,14 @@ def parse_command_line(
     switches: Optional[Mapping[str, str]] = None,
     options: Optional[Mapping[str, str]] = None,
     positional: Optional[str] = None,
-    preset_path: Optional[Callable[[str], Path]] = None,
+    preset_dir: Optional[PathLike] = None,
     default_preset: Optional[str] = None,
 ) -> tuple[T, CommandLine]:
     """The config of an entry point from its command line, in one grammar.
 
     Tokens, in any order: ``key=value`` (nested keys dotted), ``--key value`` / ``--key=value`` (dashes in
-    ``key`` read as underscores), ``--flag`` / ``--no-flag`` for a boolean key, ``--config FILE`` (or a preset
-    name resolved by ``preset_path``), the script's own ``switches`` (``--resume``: help) and value
+    ``key`` read as underscores), ``--flag`` / ``--no-flag`` for a boolean key, ``--config FILE`` (or the name of
+    a preset in ``preset_dir``; ``default_preset`` without the flag), the script's own ``switches`` (``--resume``: help) and value
     ``options`` (``--out DIR``: help), and bare tokens collected into the list field ``positional``.
     ``--help`` prints every key with type, default and help; ``--print-config`` prints the resolved config as
     a commented YAML preset; both then exit 0. Errors raise :class:`ConfigError` naming the token or key.
@@ -746,14 +768,17 @@ def parse_command_line(
         i += 1
 
     if show_help:
-        print(command_line_help(cls, prog, description, switches, options, positional, preset_path is not None,
+        print(command_line_help(cls, prog, description, switches, options, positional, preset_dir is not None,
                                 default_preset))
         raise SystemExit(0)
     config_file = None
     if config_name is not None:
         candidate = Path(config_name).expanduser()
-        if preset_path is not None and candidate.suffix not in (".yaml", ".yml") and not candidate.exists():
-            candidate = preset_path(config_name)
+        if preset_dir is not None and candidate.suffix not in (".yaml", ".yml") and not candidate.exists():
+            try:
+                candidate = find_preset(preset_dir, config_name)
+            except UnknownPresetError as exc:
+                raise ConfigError(f"--config {config_name!r}: no such file, and {exc}", "config") from exc
         config_file = candidate
     config = load_config(cls, config_file, overrides)
     if bare:

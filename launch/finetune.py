@@ -36,21 +36,12 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "train"
 DEFAULT_CONFIG = "demo"  # what a run without --config trains: the embedded CPU demo
 
 
-def config_path(name: str) -> Path:
-    """The training preset ``configs/train/<name>.yaml``."""
-    path = CONFIG_DIR / f"{name}.yaml"
-    if not path.is_file():
-        names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        raise ConfigError(f"--config {name!r}: no such file or preset; presets: {names}", "config")
-    return path
-
-
 def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[TrainConfig, bool]:
     """(config, resume): ``--config FILE`` (or a preset name; default ``demo``), ``--resume`` and key=value
     overrides in any order; ``--help`` lists every key. Unknown keys fail here, before anything runs."""
     cfg, cli = parse_command_line(TrainConfig, argv, prog="launch/finetune.py", description=__doc__,
                                   switches={"--resume": "continue from the last checkpoint in output_dir"},
-                                  preset_path=config_path, default_preset=DEFAULT_CONFIG)
+                                  preset_dir=CONFIG_DIR, default_preset=DEFAULT_CONFIG)
     return cfg, cli.switches["resume"]
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from data_pipelines.configuration import (
     ConfigError, FiniteFloat, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range, UnitInterval,
-    check_ranges, load_config,
+    UnknownPresetError, check_ranges, find_preset, load_config, preset_names,
 )
 
 LAYOUT_KINDS = ("straight", "junction", "curve", "obstacles", "grid")
@@ -111,15 +111,16 @@ def _validate(cfg: SyntheticWorldConfig) -> None:
 
 
 def list_presets() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    """Names of the shipped world presets (``tiny``, ``default``, ``realistic``, ...)."""
+    return preset_names(PRESET_DIR)
 
 
 def preset_path(name: str) -> Path:
-    """The YAML file of preset ``name`` (``tiny``, ``default``, ``realistic``)."""
-    path = PRESET_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise SyntheticConfigError("preset", f"unknown preset {name!r}; choose one of {list_presets()}")
-    return path
+    """The YAML file of preset ``name``."""
+    try:
+        return find_preset(PRESET_DIR, name)
+    except UnknownPresetError as exc:
+        raise SyntheticConfigError("preset", str(exc)) from exc
 
 
 def build_config(

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from data_pipelines.configuration import ConfigError, config_to_dict, parse_command_line
-from data_pipelines.synthetic.config import SyntheticWorldConfig, preset_path
+from data_pipelines.synthetic.config import PRESET_DIR, SyntheticWorldConfig
 from data_pipelines.synthetic.layouts import IdAllocator, LayoutInstance, build_instance
 from data_pipelines.synthetic.lidar import sweep, write_pcd
 from data_pipelines.synthetic.log_writer import (
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg, cli = parse_command_line(
             SyntheticWorldConfig, argv, prog="python -m data_pipelines.synthetic.generate",
             description=__doc__.splitlines()[0], options={"--out": "output dataset root (OPENSCENE_DATA_ROOT)"},
-            preset_path=preset_path, default_preset="default")
+            preset_dir=PRESET_DIR, default_preset="default")
         if cli.options["out"] is None:
             raise ConfigError("--out DIR is required (the dataset root to write)", "out")
     except ConfigError as err:

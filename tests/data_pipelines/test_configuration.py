@@ -110,7 +110,8 @@ def test_round_trip_through_yaml(tmp_path):
 from typing import Annotated  # noqa: E402
 
 from data_pipelines.configuration import (  # noqa: E402
-    REQUIRED, NonNegativeInt, PositiveFloat, Range, check_ranges, field_help, parse_command_line,
+    REQUIRED, NonNegativeInt, PositiveFloat, Range, UnknownPresetError, check_ranges, field_help, find_preset,
+    parse_command_line, preset_names,
 )
 
 
@@ -178,6 +179,25 @@ def test_command_line_mixes_flags_overrides_and_bare_arguments(tmp_path):
         parse_command_line(Command, ["name=x", "stray"])
     with pytest.raises(ConfigError, match="'ranged.steps' must be >= 0"):
         parse_command_line(Command, ["name=x", "--ranged.steps", "-1"])
+
+
+def test_presets_are_found_by_name_in_their_folder_and_unknown_names_list_the_others(tmp_path):
+    (tmp_path / "fast.yaml").write_text("name: quick\nranged:\n  steps: 7\n")
+    (tmp_path / "slow.yaml").write_text("base: fast.yaml\nranged:\n  steps: 70\n")
+    assert preset_names(tmp_path) == ["fast", "slow"]
+    assert find_preset(tmp_path, "slow") == tmp_path / "slow.yaml"
+    with pytest.raises(UnknownPresetError, match="unknown preset 'medium'.*\\['fast', 'slow'\\]") as err:
+        find_preset(tmp_path, "medium")
+    assert err.value.choices == ["fast", "slow"] and isinstance(err.value, ConfigError)
+    # --config takes a file or a preset name; without the flag the default preset loads
+    assert parse_command_line(Command, ["--config", "slow"], preset_dir=tmp_path)[0] == Command(
+        name="quick", ranged=Ranged(steps=70))
+    cfg, cli = parse_command_line(Command, [], preset_dir=tmp_path, default_preset="fast")
+    assert cfg.ranged.steps == 7 and cli.config_file == tmp_path / "fast.yaml"
+    assert parse_command_line(Command, ["--config", str(tmp_path / "fast.yaml"), "name=x"])[0].name == "x"
+    with pytest.raises(ConfigError, match="--config 'medium': no such file, and unknown preset") as err:
+        parse_command_line(Command, ["--config", "medium"], preset_dir=tmp_path)
+    assert err.value.key == "config"
 
 
 def test_help_and_print_config(tmp_path, capsys):

@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
-import yaml
-
-from data_pipelines.configuration import ConfigError, deep_update, parse_overrides
+from data_pipelines.configuration import (
+    ConfigError, UnknownPresetError, deep_update, find_preset, parse_overrides, preset_names, read_yaml_preset,
+)
 from vla.configuration_dipole import DipoleVLAConfig
 from vla.errors import ModelConfigError
 
@@ -23,7 +23,7 @@ TINY_PREFIX = "tiny-"  # presets named tiny-* are the random CPU-sized ones
 
 def list_presets() -> list[str]:
     """Names of the shipped presets (tiny ones first)."""
-    names = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    names = preset_names(PRESET_DIR)
     return [n for n in names if n.startswith(TINY_PREFIX)] + [n for n in names if not n.startswith(TINY_PREFIX)]
 
 
@@ -33,20 +33,18 @@ REAL_PRESETS = tuple(n for n in list_presets() if not n.startswith(TINY_PREFIX))
 
 def preset_path(name: str) -> Path:
     """The YAML file of preset ``name``."""
-    path = PRESET_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise ModelConfigError("preset", f"unknown preset {name!r}; expected one of {list_presets()}")
-    return path
+    try:
+        return find_preset(PRESET_DIR, name)
+    except UnknownPresetError as exc:
+        raise ModelConfigError("preset", str(exc)) from exc
 
 
 def _read_yaml(path: Path) -> dict:
+    """A preset file's mapping, read like every config file (``base:`` chains included)."""
     try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ModelConfigError("preset", f"config file {path} is not valid YAML: {exc}") from exc
-    if not isinstance(values, dict):
-        raise ModelConfigError("preset", f"config file {path} must hold a mapping at the top level")
-    return values
+        return read_yaml_preset(path)
+    except ConfigError as exc:
+        raise ModelConfigError("preset", str(exc)) from exc
 
 
 def preset_dict(name: str) -> dict:

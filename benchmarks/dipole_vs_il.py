@@ -1,6 +1,6 @@
 """Does the reward make DIPOLE better than its imitation start? IL vs DIPOLE vs a reward-free control vs EWR.
 
-    python benchmarks/dipole_vs_il.py [--seeds 0 1 2] [--out outputs/dipole_vs_il] [--ewr-betas 1 2 4]
+    python benchmarks/dipole_vs_il.py [--seeds 0 1 2] [--out outputs/dipole_vs_il] [--ewr-betas 5 10 20]
                                       [--data-root data/synthetic] [key=value ...]
 
 For every training seed: one imitation run (``stages=[il]``); from its ``il_model`` a DIPOLE run, the same
@@ -42,8 +42,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "launch" / "finetune.py"
 
 NO_REWARD_BETA = 1e-6
-"""Reward-free control: sigma(1e-6 G) = 0.5 to within 1e-6 for the group-normalised G (|G| < 3 for K + 1 = 9)."""
+"""Reward-free control: sigma(1e-6 G) = 0.5 to within 1e-6 (|G| < 3 for the group-normalised G with K + 1 = 9,
+|G| <= 1 for the centred one)."""
 SAMPLES_PER_SCENE = 4
+EWR_TEMPERATURES = (5.0, 10.0, 20.0)
+"""EWR temperatures tried by default, on the scale of the demo's G (score minus group mean, scores in [0, 1]):
+half, once and twice the demo's DIPOLE beta."""
 EVAL_SEED_OFFSET = 1000
 """Evaluation seed of training seed s: s + EVAL_SEED_OFFSET (own noise per training seed)."""
 Z_95 = 1.959964
@@ -292,7 +296,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("outputs/dipole_vs_il"))
-    parser.add_argument("--ewr-betas", type=float, nargs="*", default=[1.0, 2.0, 4.0],
+    parser.add_argument("--ewr-betas", type=float, nargs="*", default=list(EWR_TEMPERATURES),
                         help="EWR temperatures; the one with the best validation PDMS is reported")
     parser.add_argument("--omegas", type=float, nargs="*", default=[0.0, 0.5, 1.0, 2.0, 4.0])
     parser.add_argument("--data-root", type=Path, default=Path("data/synthetic"),

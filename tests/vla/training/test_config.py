@@ -19,14 +19,16 @@ def test_every_shipped_preset_loads(preset):
     assert cfg.stages and cfg.output_dir
 
 
-def test_the_demo_is_the_defaults_with_its_model_imitation_sizes_and_rounds():
+def test_the_demo_is_the_defaults_with_its_model_imitation_sizes_rounds_and_centred_g():
     demo, defaults = load_config(TrainConfig, TRAIN_CONFIGS / "demo.yaml"), TrainConfig()
     assert demo.model.overrides == {"bev": {"cells": 16}, "head": {"hidden_size": 128, "depth": 4}}
     assert (demo.il.steps, demo.il.batch_size, demo.il.bev_loss_weight) == (3600, 16, 2.0)
     assert demo.dipole.rounds == demo.ewr.rounds == 3
+    assert demo.dipole.advantage == demo.ewr.advantage == "group_centered"
     assert demo == replace(defaults, model=replace(defaults.model, overrides=demo.model.overrides),
                            il=replace(defaults.il, steps=3600, batch_size=16, bev_loss_weight=2.0),
-                           dipole=replace(defaults.dipole, rounds=3), ewr=replace(defaults.ewr, rounds=3))
+                           dipole=replace(defaults.dipole, rounds=3, advantage="group_centered", beta=10.0),
+                           ewr=replace(defaults.ewr, rounds=3, advantage="group_centered", beta=5.0))
 
 
 def test_chained_preset_inherits_and_overrides():

@@ -28,7 +28,7 @@ def test_the_demo_is_the_defaults_with_its_model_imitation_sizes_rounds_and_cent
     assert demo == replace(defaults, model=replace(defaults.model, overrides=demo.model.overrides),
                            il=replace(defaults.il, steps=3600, batch_size=16, bev_loss_weight=2.0),
                            dipole=replace(defaults.dipole, rounds=3, advantage="group_centered", beta=10.0),
-                           ewr=replace(defaults.ewr, rounds=3, advantage="group_centered", beta=5.0))
+                           ewr=replace(defaults.ewr, rounds=3, advantage="group_centered", beta=10.0))
 
 
 def test_chained_preset_inherits_and_overrides():

@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from data_pipelines.configuration import ConfigError, parse_command_line, run_entry_point, save_config
+from data_pipelines.configuration import parse_command_line, run_entry_point, save_config
 from data_pipelines.paths import DataPaths
 from data_pipelines.scene import SensorConfig
 from data_pipelines.scene_filter import load_split

@@ -77,9 +77,7 @@ def build_config(
     """DipoleVLAConfig from a preset name or a YAML file, with ``key=value`` strings or a nested mapping on top."""
     path = Path(str(name_or_path))
     if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise ModelConfigError("preset", f"config file {path} not found")
-        values = _read_yaml(path)
+        values = _read_yaml(path)  # a missing file is refused there, as a ModelConfigError naming it
     else:
         values = preset_dict(str(name_or_path))
     return DipoleVLAConfig(**deep_update(values, _nested(overrides)))

@@ -2,8 +2,9 @@
 
 Presets live in ``configs/train/*.yaml`` and are loaded with :func:`data_pipelines.configuration.load_config`
 plus ``key=value`` overrides. The defaults below are the embedded CPU demo's settings except its model and
-imitation sizes and its number of rounds, which ``configs/train/demo.yaml`` sets (the preset
-``accelerate launch launch/finetune.py`` runs with no ``--config``); every other preset starts from these defaults.
+imitation sizes, its number of rounds and its G (centred, beta 10), which ``configs/train/demo.yaml`` sets (the
+preset ``accelerate launch launch/finetune.py`` runs with no ``--config``); every other preset starts from these
+defaults.
 
 Values marked "project choice" are not given by the DIPOLE paper (specs/dipole.md §6, §10).
 """

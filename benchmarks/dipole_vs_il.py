@@ -353,7 +353,8 @@ def main() -> None:
         ablated = f"{IL_LABEL} command_forward"
         if ablated in table and turning:
             lines.append(f"- {ablated} - {IL_LABEL} on the {len(turning)} scenes whose command turns: PDMS "
-                         + fmt_ci(paired(table[ablated]["PDMS"], table[IL_LABEL]["PDMS"], turning)))
+                         + fmt_ci(paired(table[ablated]["PDMS"], table[IL_LABEL]["PDMS"], turning))
+                         + "; by the scene's command: " + gain_by_command(table, ablated, IL_LABEL, turn_sign))
             toward = {label: heading_toward_command(table[label].get(END_HEADING, {}), turn_sign)
                       for label in ("human", IL_LABEL, ablated) if label in table}
             lines.append(f"- final heading toward the command on those scenes, degrees: "

@@ -409,9 +409,8 @@ def _merge_into(instance: T, mapping: Mapping[str, Any], prefix: str, source: st
             base = current if isinstance(current, inner) else inner()
             changes[name] = _merge_into(base, value, key, source)
         elif typing.get_origin(inner) in (dict, Mapping) and isinstance(value, Mapping) and isinstance(current, Mapping):
-            merged = dict(current)
-            merged.update(convert_value(value, inner, key, source))
-            changes[name] = merged
+            # key by key at every depth: ``model.overrides.head.dropout=0.1`` keeps the other head settings
+            changes[name] = deep_update(current, convert_value(value, inner, key, source))
         else:
             changes[name] = convert_value(value, tp, key, source)
             _check_range(changes[name], field_range(cls, name), key, source)

@@ -229,6 +229,8 @@ def test_text_keys_keep_the_value_as_typed():
                                         "ratio=1e-3"])
     assert cfg.split == "1.10" and cfg.note == "#1 team" and cfg.kind == "off"
     assert cfg.anything == {"head": {"depth": 1}} and cfg.ratio == 0.001
+    nested = load_config(Texts, overrides=["anything.head.depth=2"], base=Texts(anything={"head": {"width": 8}}))
+    assert nested.anything == {"head": {"width": 8, "depth": 2}}  # a dotted key sets one leaf, siblings stay
     assert load_config(Texts, overrides=["note=null"]).note is None
 
 

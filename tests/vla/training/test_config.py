@@ -49,6 +49,16 @@ def test_unknown_key_and_stage_rejected():
     load_config(TrainConfig, None, ["dipole.rollout.omega=1"])  # guided rollouts are DIPOLE's to choose
 
 
+def test_a_dotted_override_changes_one_model_setting_of_a_preset():
+    """``model.overrides.head.dropout`` on the demo keeps its 128 x 4 head and its BEV decoder."""
+    demo = load_config(TrainConfig, TRAIN_CONFIGS / "demo.yaml")
+    cfg = load_config(TrainConfig, TRAIN_CONFIGS / "demo.yaml", ["model.overrides.head.dropout=0.1",
+                                                                 "model.overrides.bev.head_lookup=true"])
+    assert cfg.model.overrides["head"] == {**demo.model.overrides["head"], "dropout": 0.1}
+    assert cfg.model.overrides["bev"] == {**demo.model.overrides["bev"], "head_lookup": True}
+    assert demo.model.overrides["head"]["hidden_size"] == 128 and demo.model.overrides["bev"]["cells"] == 16
+
+
 def test_the_demo_shapes_its_training_reward_and_the_navsim_recipe_keeps_the_official_score():
     from navsim_eval import names
     from navsim_eval.reward import shaped_weights

@@ -149,6 +149,16 @@ class ProcessorSettings:
         return tuple(range(self._ego_motion_dim, self._ego_motion_dim + len(DRIVING_COMMANDS)))
 
     @property
+    def history_heading_columns(self) -> tuple:
+        """Proprio columns of the history headings, oldest first (the last one is the current frame's)."""
+        return tuple(3 * frame + 2 for frame in range(self.num_history_frames))
+
+    @property
+    def velocity_columns(self) -> slice:
+        """Proprio columns of the current velocity (x, y) in the current frame."""
+        return slice(3 * self.num_history_frames, 3 * self.num_history_frames + 2)
+
+    @property
     def _ego_motion_dim(self) -> int:
         """The proprio columns before the command: history poses (x, y, heading), velocity (2), acceleration (2)."""
         return self.num_history_frames * 3 + 4
@@ -187,6 +197,27 @@ class BevSettings:
         return np.stack([x.ravel(), y.ravel()], axis=1)
 
 
+SCENE_PLAN_BASELINES = ("constant_velocity", "constant_turn_rate")  # kinematic extrapolations of the ego state
+SCENE_PLAN_FEATURES = ("all", "lateral")  # all: x, y, cos h, sin h; lateral: y, cos h, sin h (the speed left out)
+
+
+@dataclass
+class ScenePlanSettings:
+    """Auxiliary scene-plan probe (vla.scene_plan): a learned query reads the backbone context, without the ego
+    state, and predicts how the logged plan departs from a kinematic extrapolation of the ego state (normalised
+    features). Trained beside imitation (``il.scene_plan_loss_weight``), it asks the context tokens the head reads
+    to carry what only the scene explains. 0 hidden size: no probe."""
+
+    hidden_size: int = 0  # width of the probe's query; 0: no probe
+    num_heads: int = 4  # heads of its cross-attention over the context
+    baseline: str = "constant_velocity"  # one of SCENE_PLAN_BASELINES: what the target is measured from
+    features: str = "all"  # one of SCENE_PLAN_FEATURES: which normalised features the loss covers
+
+    @property
+    def enabled(self) -> bool:
+        return self.hidden_size > 0
+
+
 _SECTIONS = {
     "backbone": BackboneSettings,
     "head": HeadSettings,
@@ -194,6 +225,7 @@ _SECTIONS = {
     "diffusion": DiffusionSettings,
     "processor": ProcessorSettings,
     "bev": BevSettings,
+    "scene_plan": ScenePlanSettings,
 }
 
 
@@ -215,7 +247,8 @@ class DipoleVLAConfig(PretrainedConfig):
     """Config of :class:`~vla.modeling_dipole.DipoleVLA` (model_type ``dipole_vla``).
 
     Args:
-        backbone, head, lora, diffusion, processor, bev: dicts (or the dataclasses above) for each section.
+        backbone, head, lora, diffusion, processor, bev, scene_plan: dicts (or the dataclasses above) for each
+            section.
         normalization: trajectory/proprio statistics (see :func:`vla.processing_dipole.compute_normalization_stats`);
             None until computed from training data.
         preset: the preset name this config came from (informational).
@@ -231,12 +264,13 @@ class DipoleVLAConfig(PretrainedConfig):
         diffusion: Optional[dict] = None,
         processor: Optional[dict] = None,
         bev: Optional[dict] = None,
+        scene_plan: Optional[dict] = None,
         normalization: Optional[dict] = None,
         preset: Optional[str] = None,
         **kwargs: Any,
     ):
         sections = {"backbone": backbone, "head": head, "lora": lora, "diffusion": diffusion, "processor": processor,
-                    "bev": bev}
+                    "bev": bev, "scene_plan": scene_plan}
         for name, value in sections.items():
             setattr(self, name, asdict(_section(name, _SECTIONS[name], value)))
         self.normalization = normalization
@@ -268,6 +302,10 @@ class DipoleVLAConfig(PretrainedConfig):
     @property
     def bev_settings(self) -> BevSettings:
         return _section("bev", BevSettings, self.bev)
+
+    @property
+    def scene_plan_settings(self) -> ScenePlanSettings:
+        return _section("scene_plan", ScenePlanSettings, self.scene_plan)
 
     def validate_settings(self) -> None:
         """Raise :class:`ModelConfigError` naming the first inconsistent field."""
@@ -303,6 +341,16 @@ class DipoleVLAConfig(PretrainedConfig):
             raise ModelConfigError("bev.channels", f"distinct names out of {list(BEV_CHANNELS)}, got {bev.channels}")
         if bev.head_lookup and not bev.enabled:
             raise ModelConfigError("bev.head_lookup", "reads the BEV decoder's grid: set bev.cells > 0")
+        plan = self.scene_plan_settings
+        if plan.hidden_size < 0 or (plan.enabled and plan.hidden_size % max(plan.num_heads, 1)) or plan.num_heads < 1:
+            raise ModelConfigError("scene_plan.num_heads", f"hidden_size >= 0 and num_heads >= 1 dividing it, got "
+                                                           f"{plan.hidden_size} and {plan.num_heads}")
+        if plan.baseline not in SCENE_PLAN_BASELINES:
+            raise ModelConfigError("scene_plan.baseline", f"one of {list(SCENE_PLAN_BASELINES)}, got {plan.baseline!r}")
+        if plan.baseline == "constant_turn_rate" and proc.num_history_frames < 2:
+            raise ModelConfigError("scene_plan.baseline", "constant_turn_rate needs processor.num_history_frames >= 2")
+        if plan.features not in SCENE_PLAN_FEATURES:
+            raise ModelConfigError("scene_plan.features", f"one of {list(SCENE_PLAN_FEATURES)}, got {plan.features!r}")
         if self.normalization is not None:
             for key in ("action_mean", "action_std", "proprio_mean", "proprio_std"):
                 if key not in self.normalization:

@@ -55,6 +55,7 @@ from vla.processing_dipole import (
     features_to_poses,
     poses_to_features,
 )
+from vla.scene_plan import ScenePlanProbe, kinematic_baseline_poses, scene_plan_loss
 
 TRAINABLE_SCOPES = ("base", "adapters", "positive", "none")
 """What :meth:`DipoleVLA.set_trainable` can train: the base model, the two head adapters, or nothing."""
@@ -145,6 +146,8 @@ class DipoleVLA(PreTrainedModel):
         if self.has_branches:
             add_dipole_adapters(self.head, config.lora_settings)
         self.bev_decoder = BevDecoder(bev, self.backbone.hidden_size) if bev.enabled else None
+        plan = config.scene_plan_settings
+        self.scene_plan_probe = ScenePlanProbe(plan, self.backbone.hidden_size) if plan.enabled else None
         diffusion = config.diffusion_settings
         self.schedule = VPLinearSchedule(diffusion.beta_min, diffusion.beta_max)
         self._processor: Optional[DipoleProcessor] = None
@@ -349,6 +352,8 @@ class DipoleVLA(PreTrainedModel):
                 param.requires_grad_(False)
         if self.bev_decoder is not None:
             self.bev_decoder.requires_grad_(scope == "base")
+        if self.scene_plan_probe is not None:
+            self.scene_plan_probe.requires_grad_(scope == "base")
         for name, param in self.backbone.named_parameters():
             if scope != "base" or settings.freeze:
                 param.requires_grad_(False)
@@ -488,7 +493,7 @@ class DipoleVLA(PreTrainedModel):
         return self.schedule.add_noise(actions, eps, t), eps, t
 
     def loss_il(self, batch: dict, *, context: Optional[Context] = None, sample_weights=None, sample_mask=None,
-                bev_weight: float = 0.0, proprio_dropout: float = 0.0,
+                bev_weight: float = 0.0, scene_plan_weight: float = 0.0, proprio_dropout: float = 0.0,
                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Behaviour-cloning eps-MSE of the base head (adapters off).
 
@@ -496,10 +501,10 @@ class DipoleVLA(PreTrainedModel):
         sample_weights (B,)|(B, K) multiply the per-sample loss (e.g. exp-weighted regression baselines);
         sample_mask (B,)|(B, K) bool drops samples. Plain mean over the kept samples. ``bev_weight`` > 0 adds
         that multiple of the BEV decoder's loss on batch["bev_target"] (B, channels, cells, cells), computed
-        on the same context. ``proprio_dropout`` is the probability that a scene's normalised ego motion (history
-        poses, velocity, acceleration) is replaced by zeros (the training mean), so the head has to plan from the
-        cameras and the prompt alone; a driving command in the proprio vector stays (it is the route, which the
-        cameras cannot show).
+        on the same context; ``scene_plan_weight`` > 0 that multiple of :meth:`loss_scene_plan`.
+        ``proprio_dropout`` is the probability that a scene's normalised ego motion (history poses, velocity,
+        acceleration) is replaced by zeros (the training mean), so the head has to plan from the cameras and the
+        prompt alone; a driving command in the proprio vector stays (it is the route, which the cameras cannot show).
         Gradients reach what :meth:`set_trainable` enabled (``"base"`` for imitation).
         """
         if not 0.0 <= proprio_dropout <= 1.0:
@@ -525,7 +530,25 @@ class DipoleVLA(PreTrainedModel):
         loss = weighted_mean(per_sample, weights, mask)
         if bev_weight > 0:
             loss = loss + bev_weight * self.loss_bev(batch, ctx)
+        if scene_plan_weight > 0:
+            loss = loss + scene_plan_weight * self.loss_scene_plan(batch, ctx)
         return loss
+
+    def loss_scene_plan(self, batch: dict, context: Context) -> torch.Tensor:
+        """The scene-plan probe's loss (:mod:`vla.scene_plan`): its prediction from ``context`` against the first
+        candidate of batch["target_poses"] minus the ego state's kinematic extrapolation (raw batch["proprio"]),
+        both normalised with the trajectory statistics; plain mean over the batch."""
+        if self.scene_plan_probe is None:
+            raise ModelConfigError("scene_plan.hidden_size", "a scene-plan loss needs the probe (scene_plan.hidden_size "
+                                                             "> 0 in the model config)")
+        settings = self.config.scene_plan_settings
+        target = self._target(batch)[:, 0]
+        self._proprio(batch)  # shape and finiteness checks of the raw proprio
+        poses = kinematic_baseline_poses(self._tensor(batch, "proprio").float(), self.config.processor_settings,
+                                         settings.baseline)
+        baseline = self._normalized_target(poses.to(target.device), settings.baseline)[:, 0]
+        predicted = self.scene_plan_probe(context.tokens, context.mask)
+        return scene_plan_loss(predicted, target, baseline, settings.features)
 
     def loss_bev(self, batch: dict, context: Context) -> torch.Tensor:
         """The auxiliary BEV decoder's loss on ``batch["bev_target"]`` (:class:`vla.bev_decoder.BevDecoder`)."""

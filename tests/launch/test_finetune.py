@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from data_pipelines.configuration import ConfigError
-from vla import DipoleVLA
+from vla import DipoleVLA, DipoleVLAConfig
 from vla.training.errors import IncompatibleCheckpointError, TrainingError
 
 from tests.scripts import load_script
@@ -207,6 +207,22 @@ def test_training_results_table_equals_evaluate_py_table(world, tmp_path):
         "--report-sample", "0", "--output-dir", str(tmp_path / "evaluation"), "--no-progress",
     ])
     assert (tmp_path / "evaluation" / "summary.md").read_text() == training_table
+
+
+def test_imitation_with_the_scene_plan_probe_needs_both_the_probe_and_a_weight(world, tmp_path):
+    finetune = _finetune_module()
+    base = [f"data.data_root={world}", "stages=[il]", "il.steps=2", "il.batch_size=4", "eval.enabled=false",
+            "data.num_workers=1"] + QUIET
+    with pytest.raises(TrainingError, match="scene_plan_loss_weight"):
+        finetune.main(base + [f"output_dir={tmp_path / 'weight_only'}", "il.scene_plan_loss_weight=0.1"])
+    with pytest.raises(TrainingError, match="scene_plan_loss_weight"):
+        finetune.main(base + [f"output_dir={tmp_path / 'probe_only'}", "model.overrides.scene_plan.hidden_size=16"])
+    out = tmp_path / "both"
+    assert finetune.main(base + [f"output_dir={out}", "il.scene_plan_loss_weight=0.1",
+                                 "model.overrides.scene_plan={hidden_size: 16, baseline: constant_turn_rate}"]) == 0
+    weights = load_file(str(out / "il_model" / "model.safetensors"))
+    probe = [value for name, value in weights.items() if name.startswith("scene_plan_probe.")]
+    assert probe and DipoleVLAConfig.from_pretrained(str(out / "il_model")).scene_plan_settings.hidden_size == 16
 
 
 def test_imitation_with_the_bev_decoder_needs_both_the_decoder_and_a_weight(world, tmp_path):

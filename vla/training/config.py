@@ -78,6 +78,7 @@ class ILSection:
     batch_size: PositiveInt = 32  # per process, per micro-step
     optim: OptimSection = OptimSection(lr=1e-3, warmup_steps=20)  # optimizer of the IL stage
     bev_loss_weight: NonNegativeFloat = 0.0  # > 0: add the BEV decoder's loss (model bev.cells > 0; maps + boxes)
+    scene_plan_loss_weight: NonNegativeFloat = 0.0  # > 0: add the scene-plan probe's loss (model scene_plan.hidden_size > 0; vla.scene_plan)
     proprio_dropout: UnitInterval = 0.0  # probability that a scene's ego motion state is hidden (set to its mean; a command in it stays)
     turn_command_repeats: PositiveInt = 1  # scenes whose driving command is left or right appear this many times per epoch
     mirror_augmentation: Literal["off", "all", "no_turn"] = "off"  # also train on scenes reflected left to right (vla.training.mirror): every scene, or those whose command does not turn

@@ -58,6 +58,11 @@ class ImitationStage(Stage):
         if (weight > 0) != (decoder is not None):
             raise TrainingError(f"il.bev_loss_weight = {weight} with a model {'with' if decoder is not None else 'without'}"
                                 " a BEV decoder: set both (bev.cells > 0 in the model and a weight > 0) or neither")
+        plan_weight, probe = self.section.scene_plan_loss_weight, getattr(policy, "scene_plan_probe", None)
+        if (plan_weight > 0) != (probe is not None):
+            raise TrainingError(f"il.scene_plan_loss_weight = {plan_weight} with a model "
+                                f"{'with' if probe is not None else 'without'} a scene-plan probe: set both "
+                                "(scene_plan.hidden_size > 0 in the model and a weight > 0) or neither")
         items = t.train_items
         if weight > 0:
             from data_pipelines.paths import DataPaths
@@ -80,6 +85,8 @@ class ImitationStage(Stage):
             t.restore(ctx, ckpt)
         batcher = t.batcher(self.training_items(policy), policy, "train split")
         extra = {"bev_weight": float(sec.bev_loss_weight)} if sec.bev_loss_weight > 0 else {}
+        if sec.scene_plan_loss_weight > 0:
+            extra["scene_plan_weight"] = float(sec.scene_plan_loss_weight)
         if sec.proprio_dropout > 0:
             extra["proprio_dropout"] = float(sec.proprio_dropout)
         accum = self.cfg.gradient_accumulation_steps

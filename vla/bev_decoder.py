@@ -13,6 +13,7 @@ from torch import nn
 
 from vla.backbones.base import Context
 from vla.configuration_dipole import BevSettings
+from vla.context_queries import ContextQueries
 
 BEV_ATTENTION_HEADS = 4  # heads of the cell queries' cross-attention (project choice)
 LOOKUP_OFFSETS_CELLS = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (0.0, -1.0))
@@ -20,25 +21,18 @@ LOOKUP_OFFSETS_CELLS = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (0.0, -1.0))
 one to the left, one to the right (project choice: enough to tell the road's edge and direction)."""
 
 
-class BevDecoder(nn.Module):
+class BevDecoder(ContextQueries):
     def __init__(self, settings: BevSettings, context_size: int):
-        super().__init__()
         width = settings.hidden_size
+        super().__init__(settings.cells * settings.cells, context_size, width, BEV_ATTENTION_HEADS)
         self.cells = settings.cells
         self.num_channels = len(settings.channels)
-        self.queries = nn.Parameter(torch.randn(settings.cells * settings.cells, width) * 0.02)
-        self.context_proj = nn.Linear(context_size, width)
-        self.attention = nn.MultiheadAttention(width, BEV_ATTENTION_HEADS, batch_first=True)
-        self.norm = nn.LayerNorm(width)
         self.out = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, self.num_channels))
         self.to_context = nn.Linear(width, context_size) if settings.feed_head else None
 
     def cell_features(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Context (B, T, D) + valid mask (B, T) -> cell features (B, cells * cells, width), row-major."""
-        context = self.context_proj(tokens.float())
-        queries = self.queries[None].expand(context.shape[0], -1, -1)
-        attended, _ = self.attention(queries, context, context, key_padding_mask=~mask.bool())
-        return self.norm(queries + attended)
+        return self.read_context(tokens, mask)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """Cell features (B, cells * cells, width) -> logits (B, channels, cells, cells)."""

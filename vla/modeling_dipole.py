@@ -246,12 +246,17 @@ class DipoleVLA(PreTrainedModel):
         mean, std = self._action_stats(features.device)
         return features_to_poses(features * std + mean)
 
-    def _proprio(self, batch: dict) -> torch.Tensor:
+    def _raw_proprio(self, batch: dict) -> torch.Tensor:
+        """batch["proprio"] (B, P) as given (metres, radians, m/s), checked."""
         proprio = self._tensor(batch, "proprio").float()
         if proprio.dim() != 2 or proprio.shape[1] != self.config.proprio_dim:
             raise VLAInputError("proprio", f"expected (B, {self.config.proprio_dim}), got {tuple(proprio.shape)}")
         if not torch.isfinite(proprio).all():
             raise VLAInputError("proprio", "contains NaN or inf")
+        return proprio
+
+    def _proprio(self, batch: dict) -> torch.Tensor:
+        proprio = self._raw_proprio(batch)
         norm = self.config.normalization
         if norm is not None and norm.get("proprio_mean") is not None:
             mean = torch.as_tensor(norm["proprio_mean"], dtype=proprio.dtype, device=proprio.device)
@@ -543,9 +548,7 @@ class DipoleVLA(PreTrainedModel):
                                                              "> 0 in the model config)")
         settings = self.config.scene_plan_settings
         target = self._target(batch)[:, 0]
-        self._proprio(batch)  # shape and finiteness checks of the raw proprio
-        poses = kinematic_baseline_poses(self._tensor(batch, "proprio").float(), self.config.processor_settings,
-                                         settings.baseline)
+        poses = kinematic_baseline_poses(self._raw_proprio(batch), self.config.processor_settings, settings.baseline)
         baseline = self._normalized_target(poses.to(target.device), settings.baseline)[:, 0]
         predicted = self.scene_plan_probe(context.tokens, context.mask)
         return scene_plan_loss(predicted, target, baseline, settings.features)

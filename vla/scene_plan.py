@@ -13,27 +13,23 @@ from torch import nn
 from data_pipelines.geometry import constant_turn_rate_poses, history_yaw_rate
 from data_pipelines.scene import FRAME_INTERVAL_S
 from vla.configuration_dipole import ACTION_DIM, NUM_TRAJECTORY_POSES, ProcessorSettings, ScenePlanSettings
+from vla.context_queries import ContextQueries
 
 LATERAL_FEATURES = slice(1, ACTION_DIM)  # y, cos h, sin h of the features (x, y, cos h, sin h)
 
 
-class ScenePlanProbe(nn.Module):
+class ScenePlanProbe(ContextQueries):
+    """One learned query over the context, then an MLP to the plan's departure (8 poses x 4 features)."""
+
     def __init__(self, settings: ScenePlanSettings, context_size: int):
-        super().__init__()
         width = settings.hidden_size
-        self.query = nn.Parameter(torch.randn(1, width) * 0.02)
-        self.proj = nn.Linear(context_size, width)
-        self.attention = nn.MultiheadAttention(width, settings.num_heads, batch_first=True)
-        self.norm = nn.LayerNorm(width)
+        super().__init__(1, context_size, width, settings.num_heads)
         self.out = nn.Sequential(nn.Linear(width, width), nn.GELU(),
                                  nn.Linear(width, NUM_TRAJECTORY_POSES * ACTION_DIM))
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Context (B, T, D) + valid mask (B, T) -> predicted departure (B, 8, 4) in normalised features."""
-        context = self.proj(tokens.float())
-        query = self.query[None].expand(context.shape[0], -1, -1)
-        attended, _ = self.attention(query, context, context, key_padding_mask=~mask.bool())
-        return self.out(self.norm(query + attended)[:, 0]).reshape(-1, NUM_TRAJECTORY_POSES, ACTION_DIM)
+        return self.out(self.read_context(tokens, mask)[:, 0]).reshape(-1, NUM_TRAJECTORY_POSES, ACTION_DIM)
 
 
 def kinematic_baseline_poses(proprio: torch.Tensor, processor: ProcessorSettings, baseline: str) -> torch.Tensor:

@@ -32,6 +32,14 @@ def turn_command_repeats(items: Sequence[dict], repeats: int) -> Optional[np.nda
     return np.where(turning_scenes(items), int(repeats), 1)
 
 
+def _require_both(setting: str, weight: float, module, what: str, model_setting: str) -> None:
+    """An auxiliary loss needs its module and the module its loss: refuse a weight without the module or the
+    module without a weight (``model_setting`` > 0 builds the module)."""
+    if (weight > 0) != (module is not None):
+        raise TrainingError(f"{setting} = {weight} with a model {'with' if module is not None else 'without'} {what}: "
+                            f"set both ({model_setting} > 0 in the model and a weight > 0) or neither")
+
+
 @register_stage
 class ImitationStage(Stage):
     name = "il"
@@ -54,15 +62,9 @@ class ImitationStage(Stage):
         followed by mirrored copies with ``il.mirror_augmentation`` (of every scene, or of those whose driving
         command does not turn)."""
         t, weight = self.trainer, self.section.bev_loss_weight
-        decoder = getattr(policy, "bev_decoder", None)
-        if (weight > 0) != (decoder is not None):
-            raise TrainingError(f"il.bev_loss_weight = {weight} with a model {'with' if decoder is not None else 'without'}"
-                                " a BEV decoder: set both (bev.cells > 0 in the model and a weight > 0) or neither")
-        plan_weight, probe = self.section.scene_plan_loss_weight, getattr(policy, "scene_plan_probe", None)
-        if (plan_weight > 0) != (probe is not None):
-            raise TrainingError(f"il.scene_plan_loss_weight = {plan_weight} with a model "
-                                f"{'with' if probe is not None else 'without'} a scene-plan probe: set both "
-                                "(scene_plan.hidden_size > 0 in the model and a weight > 0) or neither")
+        _require_both("il.bev_loss_weight", weight, getattr(policy, "bev_decoder", None), "a BEV decoder", "bev.cells")
+        _require_both("il.scene_plan_loss_weight", self.section.scene_plan_loss_weight,
+                      getattr(policy, "scene_plan_probe", None), "a scene-plan probe", "scene_plan.hidden_size")
         items = t.train_items
         if weight > 0:
             from data_pipelines.paths import DataPaths

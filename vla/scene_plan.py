@@ -2,7 +2,7 @@
 predicts how the logged plan departs from a kinematic extrapolation of the ego state (constant velocity or constant
 turn rate), in the trajectory head's normalised features. Its squared error, added to the imitation loss
 (``il.scene_plan_loss_weight``), asks the context tokens the head reads to carry what the ego state cannot
-explain; planning never calls it. docs/training.md ("The command where the route turns") has its figures."""
+explain; planning never calls it. docs/experiments.md ("The command where the route turns") has its figures."""
 
 from __future__ import annotations
 

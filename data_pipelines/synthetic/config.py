@@ -45,7 +45,7 @@ class SyntheticWorldConfig:
     train_logs_per_instance: NonNegativeInt = 3  # drives per instance in the train split
     val_logs_per_instance: NonNegativeInt = 1  # drives per instance in the val split
     # 6 test drives per held-out instance (24 logs, 408 scenes): 2 (136 scenes) were a sample small enough to
-    # mislead benchmark figures in both directions (docs/training.md, "Three times the test drives")
+    # mislead benchmark figures in both directions (docs/experiments.md, "Three times the test drives")
     test_logs_per_instance: NonNegativeInt = 6  # drives per held-out instance in the test split
     frames_per_log: PositiveInt = 30  # at 2 Hz (one frame every 0.5 s)
     agent_density: NonNegativeFloat = 1.0  # multiplies the number of vehicles, pedestrians, cyclists, static objects

@@ -91,7 +91,7 @@ class RolloutSection:
     num_candidates: PositiveInt = 8  # K per scene; K >= 8 keeps the group std meaningful (§5.2)
     omega: FiniteFloat = 0.0  # omega_roll; project default 0 = pi+ (§6)
     num_steps: PositiveInt = 10  # rollout denoising steps; = eval steps so mu is the evaluated sampler (HDP-RL uses 5)
-    init_noise_scale: Optional[PositiveFloat] = 1.0  # T_roll; 1 = the prior's own noise, wider than the sampler's 0.5: the reward then separates candidates (docs/training.md); None: the model's sampler default
+    init_noise_scale: Optional[PositiveFloat] = 1.0  # T_roll; 1 = the prior's own noise, wider than the sampler's 0.5: the reward then separates candidates (docs/experiments.md); None: the model's sampler default
     scenes_per_round: Optional[PositiveInt] = None  # per round over all processes; None: the whole train split
     batch_size: PositiveInt = 32  # scenes per rollout forward
     score_human: bool = False  # also score the logged trajectory (needed by G4 and the human-anchor option)
@@ -101,11 +101,11 @@ class RolloutSection:
 class DipoleSection:
     """DIPOLE rounds (specs/dipole.md §3, §5.2, §6) and the EWR baseline that shares the rollout machinery."""
 
-    rounds: NonNegativeInt = 6  # rollout + update rounds (3 gave the demo about two thirds of the gain, docs/training.md)
+    rounds: NonNegativeInt = 6  # rollout + update rounds (3 gave the demo about two thirds of the gain, docs/experiments.md)
     steps_per_round: PositiveInt = 100  # optimizer steps per round
     batch_size: PositiveInt = 16  # scenes per process per micro-step (each with K candidates)
     advantage: str = "group_normalized"  # a vla.training.advantages registry name (or alias G1..G4, §5.2)
-    beta: PositiveFloat = 4.0  # project choice ([rl-code] uses 1.0; the NAVSIM value is unknown, §6; docs/training.md study)
+    beta: PositiveFloat = 4.0  # project choice ([rl-code] uses 1.0; the NAVSIM value is unknown, §6; docs/experiments.md study)
     weight_offset: FiniteFloat = 0.0  # k in sigmoid(beta G + k); paper formula has none (§3.7)
     normalize_weights: bool = False  # divide by the weight sum instead of the plain mean (§3.2)
     bc_weight: NonNegativeFloat = 0.1  # BC anchor on human trajectories, both branches alike (§8 (b)); ReCogDrive's 0.1
@@ -134,7 +134,7 @@ class EvalSection:
 
 SHAPED_REWARD_WEIGHTS = {"EP": 2.0}
 """The demo's training reward: ego progress weighs 2 instead of PDMS v1's 5 (TTC 5, comfort 2 unchanged). Project
-choice: with 5 the guided plans keep speed where the logged driver slowed and collide more (docs/training.md,
+choice: with 5 the guided plans keep speed where the logged driver slowed and collide more (docs/experiments.md,
 "Less weight on progress in the training reward")."""
 
 

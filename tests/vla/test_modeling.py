@@ -14,6 +14,8 @@ from vla.presets import TINY_PRESETS, build_config
 
 from vla.testing import make_agent_input, make_target_poses, perturb, tiny_model
 
+from tests.vla.auxiliary_heads import check_auxiliary_loss
+
 B, K, S = 2, 3, 2
 
 
@@ -411,21 +413,7 @@ def test_bev_loss_trains_the_decoder_and_the_backbone_and_survives_save_load(age
     with pytest.raises(VLAInputError, match="bev_target"):
         model.loss_il(batch, bev_weight=1.0)
     batch["bev_target"] = torch.from_numpy(rng.integers(0, 2, size=(B, 2, 4, 4)).astype(np.uint8))
-    torch.manual_seed(0)
-    plain = model.loss_il(batch)
-    torch.manual_seed(0)
-    total = model.loss_il(batch, bev_weight=0.5)
-    assert torch.allclose(total, plain + 0.5 * model.loss_bev(batch, model.encode(batch)))
-    total.backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.bev_decoder.parameters())
-    vision = [p for n, p in model.backbone.named_parameters() if "vision" in n and p.requires_grad]
-    assert vision and any(p.grad is not None and p.grad.abs().sum() > 0 for p in vision)
-    model.set_trainable("adapters")
-    assert not any(p.requires_grad for p in model.bev_decoder.parameters())
-    model.save_pretrained(tmp_path / "m")
-    loaded = DipoleVLA.from_pretrained(str(tmp_path / "m"))
-    for (name, value), (_, other) in zip(model.bev_decoder.state_dict().items(), loaded.bev_decoder.state_dict().items()):
-        assert torch.equal(value, other), name
+    check_auxiliary_loss(model, batch, "bev_decoder", "loss_bev", "bev_weight", tmp_path)
     no_decoder = tiny_model("tiny-florence2")
     assert no_decoder.bev_decoder is None
     with pytest.raises(Exception, match="bev.cells"):

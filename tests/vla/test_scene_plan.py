@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from navsim_eval.evaluation.planners import ConstantTurnRatePlanner, ConstantVelocityPlanner, PlanningBatch
-from vla import DipoleVLA, DipoleVLAConfig
+from vla import DipoleVLAConfig
 from vla.configuration_dipole import ProcessorSettings, ScenePlanSettings
 from vla.errors import ModelConfigError
 from vla.presets import build_config
 from vla.scene_plan import ScenePlanProbe, kinematic_baseline_poses, scene_plan_loss
 from vla.testing import make_agent_input, make_target_poses, tiny_model
+
+from tests.vla.auxiliary_heads import check_auxiliary_loss
 
 PROBE = ["scene_plan.hidden_size=16"]
 
@@ -56,23 +58,8 @@ def test_scene_plan_loss_trains_the_probe_and_the_backbone_and_survives_save_loa
     model = tiny_model(overrides=PROBE + ["scene_plan.features=lateral"]).eval()
     inputs = [make_agent_input(rng) for _ in range(2)]
     batch = model.processor(inputs, make_target_poses(rng, 2))
-    torch.manual_seed(0)
-    plain = model.loss_il(batch)
-    torch.manual_seed(0)
-    total = model.loss_il(batch, scene_plan_weight=0.5)
-    assert torch.allclose(total, plain + 0.5 * model.loss_scene_plan(batch, model.encode(batch)))
-    total.backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.scene_plan_probe.parameters())
-    vision = [p for n, p in model.backbone.named_parameters() if "vision" in n and p.requires_grad]
-    assert vision and any(p.grad is not None and p.grad.abs().sum() > 0 for p in vision)
-    model.set_trainable("adapters")
-    assert not any(p.requires_grad for p in model.scene_plan_probe.parameters())
-    model.save_pretrained(tmp_path / "m")
-    loaded = DipoleVLA.from_pretrained(str(tmp_path / "m"))
+    loaded = check_auxiliary_loss(model, batch, "scene_plan_probe", "loss_scene_plan", "scene_plan_weight", tmp_path)
     assert loaded.config.scene_plan_settings.features == "lateral"
-    for (name, value), (_, other) in zip(model.scene_plan_probe.state_dict().items(),
-                                         loaded.scene_plan_probe.state_dict().items()):
-        assert torch.equal(value, other), name
     without = tiny_model()
     assert without.scene_plan_probe is None
     with pytest.raises(ModelConfigError, match="scene_plan.hidden_size"):
